@@ -1,0 +1,46 @@
+//! A/B slot state for Tandem's two /usr partitions, kept in GPT priority
+//! attributes (ChromeOS / CoreOS convention).
+//!
+//! - [`attr`]: the attribute bits (priority, tries, successful);
+//! - [`slot`]: the two slots;
+//! - [`state`]: the selection rule and the transitions, pure and exhaustively
+//!   tested;
+//! - [`gpt`] and [`device`]: the on-disk table with both CRC-checked copies,
+//!   over any [`BlockDevice`];
+//! - [`table`]: read-modify-write of the slot attributes on a disk.
+//!
+//! Everything builds without `std` (the UEFI bootloader uses the same code);
+//! the `std` feature adds [`FileDisk`].
+//!
+//! ```
+//! use tandem_slot::{GptPrio, Slot, SlotPair};
+//!
+//! // A fresh image: A confirmed, B empty. An update lands in B.
+//! let mut pair = SlotPair::new(GptPrio::new(1, 0, true), GptPrio::new(0, 0, false));
+//! pair.clear_inactive(Slot::A);
+//! pair.activate_inactive(Slot::A);
+//! let first = pair.boot().unwrap();
+//! assert_eq!((first.slot, first.after.tries()), (Slot::B, 0));
+//! // B never confirmed itself: the next boot falls back to A.
+//! assert_eq!(pair.next_boot(), Some(Slot::A));
+//! ```
+#![cfg_attr(not(feature = "std"), no_std)]
+#![warn(missing_docs)]
+
+pub mod attr;
+pub mod device;
+pub mod gpt;
+pub mod guid;
+pub mod slot;
+pub mod state;
+pub mod table;
+
+pub use attr::GptPrio;
+pub use device::{BlockDevice, MemDisk};
+#[cfg(feature = "std")]
+pub use device::FileDisk;
+pub use gpt::{GeometryError, Gpt, GptError};
+pub use guid::Guid;
+pub use slot::Slot;
+pub use state::{BootDecision, SlotPair, TransitionError};
+pub use table::{LayoutError, TableError};
