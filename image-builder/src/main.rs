@@ -1,1 +1,50 @@
-fn main() {}
+//! `tandem`: build and inspect Tandem images.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod commands;
+
+/// Exit codes, as documented in `tandem --help`.
+mod exit {
+    /// Something failed; the message says what.
+    pub const FAILURE: u8 = 1;
+    /// `inspect` found problems.
+    pub const PROBLEMS: u8 = 3;
+}
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "tandem",
+    version,
+    about = "Build and inspect Tandem A/B disk images",
+    after_help = "Exit status: 0 success, 1 failure (the message says why), 2 usage error, 3 `inspect` found problems."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Build a disk image from an image definition (image.toml).
+    Build(commands::build::Args),
+    /// Show partitions, slot states and problems of a disk image.
+    Inspect(commands::inspect::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Build(a) => commands::build::run(a),
+        Command::Inspect(a) => commands::inspect::run(a),
+    };
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("tandem: error: {e:#}");
+            ExitCode::from(exit::FAILURE)
+        }
+    }
+}

@@ -47,7 +47,11 @@ pub struct OutOfRange {
 
 impl fmt::Display for OutOfRange {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "access of {} bytes at block {} is beyond the end of the disk", self.len, self.lba)
+        write!(
+            f,
+            "access of {} bytes at block {} is beyond the end of the disk",
+            self.len, self.lba
+        )
     }
 }
 
@@ -66,7 +70,7 @@ impl MemDisk {
             .and_then(|s| usize::try_from(s).ok())
             .ok_or(OutOfRange { lba, len })?;
         let end = start.checked_add(len).ok_or(OutOfRange { lba, len })?;
-        if end > self.data.len() || len as u64 % self.block_size != 0 {
+        if end > self.data.len() || !(len as u64).is_multiple_of(self.block_size) {
             return Err(OutOfRange { lba, len });
         }
         Ok(start..end)

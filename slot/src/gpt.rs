@@ -46,7 +46,13 @@ pub struct Entry {
 
 impl Entry {
     /// An entry for a new partition.
-    pub fn new(type_guid: Guid, unique_guid: Guid, first_lba: u64, last_lba: u64, label: &str) -> Self {
+    pub fn new(
+        type_guid: Guid,
+        unique_guid: Guid,
+        first_lba: u64,
+        last_lba: u64,
+        label: &str,
+    ) -> Self {
         let mut e = Entry {
             type_guid,
             unique_guid,
@@ -183,7 +189,9 @@ impl fmt::Display for Damage {
             Damage::HeaderCrc => f.write_str("header CRC32 mismatch"),
             Damage::BadHeader(what) => write!(f, "invalid header: {what}"),
             Damage::EntriesCrc => f.write_str("partition entry array CRC32 mismatch"),
-            Damage::UnsupportedEntrySize(n) => write!(f, "unsupported entry size {n} (only 128 is supported)"),
+            Damage::UnsupportedEntrySize(n) => {
+                write!(f, "unsupported entry size {n} (only 128 is supported)")
+            }
             Damage::Unreadable(e) => write!(f, "unreadable: {e}"),
             Damage::Stale => f.write_str("intact but older than the primary copy"),
         }
@@ -230,7 +238,9 @@ pub enum GptError<E: fmt::Display + fmt::Debug> {
 pub enum GeometryError {
     /// The block size is not a power of two from 512 to 64 KiB, or differs
     /// from the one the table was laid out for.
-    #[error("unsupported block size {0} (need 512 or a larger power of two, as the table was laid out)")]
+    #[error(
+        "unsupported block size {0} (need 512 or a larger power of two, as the table was laid out)"
+    )]
     BlockSize(u64),
     /// The disk is too small for the table and its backup.
     #[error("disk of {0} blocks is too small for a GPT")]
@@ -300,7 +310,10 @@ impl Gpt {
     pub fn read<D: BlockDevice>(dev: &mut D) -> Result<Gpt, GptError<D::Error>> {
         let bs = dev.block_size();
         check_block_size(bs)?;
-        let last = dev.num_blocks().checked_sub(1).ok_or(GeometryError::TooSmall(0))?;
+        let last = dev
+            .num_blocks()
+            .checked_sub(1)
+            .ok_or(GeometryError::TooSmall(0))?;
 
         let primary = read_copy(dev, 1);
         let backup_lba = match &primary {
@@ -317,10 +330,31 @@ impl Gpt {
         let (chosen, read_from, health) = match (primary, backup) {
             (Ok(p), Ok(b)) => {
                 let stale = (p.1 != b.1 || !same_layout(&p.0, &b.0)).then_some(Damage::Stale);
-                (p, Copy::Primary, Health { primary: None, backup: stale })
+                (
+                    p,
+                    Copy::Primary,
+                    Health {
+                        primary: None,
+                        backup: stale,
+                    },
+                )
             }
-            (Ok(p), Err(b)) => (p, Copy::Primary, Health { primary: None, backup: Some(b) }),
-            (Err(p), Ok(b)) => (b, Copy::Backup, Health { primary: Some(p), backup: None }),
+            (Ok(p), Err(b)) => (
+                p,
+                Copy::Primary,
+                Health {
+                    primary: None,
+                    backup: Some(b),
+                },
+            ),
+            (Err(p), Ok(b)) => (
+                b,
+                Copy::Backup,
+                Health {
+                    primary: Some(p),
+                    backup: None,
+                },
+            ),
             (Err(primary), Err(backup)) => return Err(GptError::NoValidTable { primary, backup }),
         };
         let (header, entries) = chosen;
@@ -366,8 +400,10 @@ impl Gpt {
         dev.write_blocks(2, &array).map_err(GptError::Io)?;
         dev.write_blocks(1, &primary).map_err(GptError::Io)?;
         dev.flush().map_err(GptError::Io)?;
-        dev.write_blocks(backup_entries_lba, &array).map_err(GptError::Io)?;
-        dev.write_blocks(self.backup_lba, &backup).map_err(GptError::Io)?;
+        dev.write_blocks(backup_entries_lba, &array)
+            .map_err(GptError::Io)?;
+        dev.write_blocks(self.backup_lba, &backup)
+            .map_err(GptError::Io)?;
         dev.flush().map_err(GptError::Io)?;
         Ok(())
     }
@@ -401,7 +437,14 @@ impl Gpt {
         self.last_usable_lba = num_blocks - 2 - entry_blocks;
     }
 
-    fn header_block(&self, my_lba: u64, alternate_lba: u64, entries_lba: u64, entries_crc: u32, bs: u64) -> Vec<u8> {
+    fn header_block(
+        &self,
+        my_lba: u64,
+        alternate_lba: u64,
+        entries_lba: u64,
+        entries_crc: u32,
+        bs: u64,
+    ) -> Vec<u8> {
         let mut b = vec![0u8; bs as usize];
         b[0..8].copy_from_slice(SIGNATURE);
         b[8..12].copy_from_slice(&REVISION_1_0.to_le_bytes());
@@ -474,12 +517,20 @@ fn read_copy<D: BlockDevice>(dev: &mut D, lba: u64) -> Result<(Header, Vec<Entry
     let entry_blocks = entry_array_blocks(header.num_entries, bs);
     let mut array = vec![0u8; (entry_blocks * bs) as usize];
     dev.read_blocks(header.entries_lba, &mut array)
-        .map_err(|e| Damage::Unreadable(alloc::format!("entries at block {}: {e}", header.entries_lba)))?;
+        .map_err(|e| {
+            Damage::Unreadable(alloc::format!(
+                "entries at block {}: {e}",
+                header.entries_lba
+            ))
+        })?;
     let used = header.num_entries as usize * ENTRY_SIZE;
     if crc32(&array[..used]) != header.entries_crc {
         return Err(Damage::EntriesCrc);
     }
-    let entries = array[..used].chunks_exact(ENTRY_SIZE).map(Entry::parse).collect();
+    let entries = array[..used]
+        .chunks_exact(ENTRY_SIZE)
+        .map(Entry::parse)
+        .collect();
     Ok((header, entries))
 }
 
@@ -554,8 +605,13 @@ mod tests {
         *gpt.partition_mut(3).expect("slot") =
             Entry::new(types::USR, Guid::from_hash([3; 16]), 2048, 4095, "USR-A");
         gpt.partition_mut(3).expect("slot").attributes = 0x0101_0000_0000_0001;
-        *gpt.partition_mut(9).expect("slot") =
-            Entry::new(types::ROOT, Guid::from_hash([9; 16]), 4096, blocks - 40, "ROOT");
+        *gpt.partition_mut(9).expect("slot") = Entry::new(
+            types::ROOT,
+            Guid::from_hash([9; 16]),
+            4096,
+            blocks - 40,
+            "ROOT",
+        );
         gpt.write(&mut disk).expect("write");
         (disk, gpt)
     }
@@ -563,7 +619,10 @@ mod tests {
     fn same_content(a: &Gpt, b: &Gpt) {
         assert_eq!(a.entries, b.entries);
         assert_eq!(a.disk_guid, b.disk_guid);
-        assert_eq!((a.first_usable_lba, a.last_usable_lba, a.backup_lba), (b.first_usable_lba, b.last_usable_lba, b.backup_lba));
+        assert_eq!(
+            (a.first_usable_lba, a.last_usable_lba, a.backup_lba),
+            (b.first_usable_lba, b.last_usable_lba, b.backup_lba)
+        );
     }
 
     #[test]
@@ -575,14 +634,21 @@ mod tests {
             assert!(back.health.is_clean(), "{:?}", back.health);
             assert_eq!(back.partition(3).map(Entry::name).as_deref(), Some("USR-A"));
             assert_eq!(back.partition(4), None);
-            assert_eq!(back.partitions().map(|(n, _)| n).collect::<Vec<_>>(), [3, 9]);
+            assert_eq!(
+                back.partitions().map(|(n, _)| n).collect::<Vec<_>>(),
+                [3, 9]
+            );
         }
     }
 
     #[test]
     fn damaged_primary_falls_back_to_backup_and_write_repairs_it() {
         let (disk, gpt) = sample(10_000, 512);
-        for (what, offset) in [("header", 512 + 40), ("entries", 1024 + 300), ("signature", 512)] {
+        for (what, offset) in [
+            ("header", 512 + 40),
+            ("entries", 1024 + 300),
+            ("signature", 512),
+        ] {
             let mut d = disk.clone();
             d.data[offset] ^= 0x55;
             let back = Gpt::read(&mut d).expect("backup usable");
@@ -620,7 +686,10 @@ mod tests {
             other => panic!("expected NoValidTable, got {other:?}"),
         }
         let blank = &mut MemDisk::new(100, 512);
-        assert!(matches!(Gpt::read(blank), Err(GptError::NoValidTable { .. })));
+        assert!(matches!(
+            Gpt::read(blank),
+            Err(GptError::NoValidTable { .. })
+        ));
     }
 
     #[test]
@@ -652,7 +721,9 @@ mod tests {
                         return Err("power cut");
                     }
                     self.writes_left -= 1;
-                    self.inner.write_blocks(lba + i as u64, block).map_err(|_| "range")?;
+                    self.inner
+                        .write_blocks(lba + i as u64, block)
+                        .map_err(|_| "range")?;
                 }
                 Ok(())
             }
@@ -664,7 +735,10 @@ mod tests {
         let total = 2 * (32 + 1);
         for cut_after in 0..=total {
             let mut d = disk.clone();
-            let result = changed.write(&mut Cut { inner: &mut d, writes_left: cut_after });
+            let result = changed.write(&mut Cut {
+                inner: &mut d,
+                writes_left: cut_after,
+            });
             assert_eq!(result.is_ok(), cut_after >= total);
             let seen = Gpt::read(&mut d).expect("one copy always intact");
             assert!(

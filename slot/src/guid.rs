@@ -119,7 +119,9 @@ mod tests {
 
     #[test]
     fn text_round_trip_and_disk_layout() {
-        let g: Guid = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B".parse().expect("valid");
+        let g: Guid = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B"
+            .parse()
+            .expect("valid");
         assert_eq!(g, types::EFI_SYSTEM);
         assert_eq!(g.to_string(), "C12A7328-F81F-11D2-BA4B-00A0C93EC93B");
         // On disk the first group is little-endian.
@@ -132,7 +134,11 @@ mod tests {
 
     #[test]
     fn rejects_malformed_text() {
-        for bad in ["", "C12A7328F81F11D2BA4B00A0C93EC93B", "C12A7328-F81F-11D2-BA4B-00A0C93EC93G"] {
+        for bad in [
+            "",
+            "C12A7328F81F11D2BA4B00A0C93EC93B",
+            "C12A7328-F81F-11D2-BA4B-00A0C93EC93G",
+        ] {
             assert_eq!(bad.parse::<Guid>(), Err(GuidParseError), "{bad}");
         }
     }

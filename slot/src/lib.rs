@@ -7,7 +7,8 @@
 //!   tested;
 //! - [`gpt`] and [`device`]: the on-disk table with both CRC-checked copies,
 //!   over any [`BlockDevice`];
-//! - [`table`]: read-modify-write of the slot attributes on a disk.
+//! - [`table`]: read-modify-write of the slot attributes on a disk;
+//! - `verity` (feature `verity`): dm-verity hash trees for the slot images.
 //!
 //! Everything builds without `std` (the UEFI bootloader uses the same code);
 //! the `std` feature adds [`FileDisk`].
@@ -34,11 +35,13 @@ pub mod guid;
 pub mod slot;
 pub mod state;
 pub mod table;
+#[cfg(feature = "verity")]
+pub mod verity;
 
 pub use attr::GptPrio;
-pub use device::{BlockDevice, MemDisk};
 #[cfg(feature = "std")]
 pub use device::FileDisk;
+pub use device::{BlockDevice, MemDisk};
 pub use gpt::{GeometryError, Gpt, GptError};
 pub use guid::Guid;
 pub use slot::Slot;

@@ -277,7 +277,10 @@ mod tests {
                 assert_eq!(boots, attrs.tries(), "{pair:?}");
                 // Once given up, the other slot boots if it can.
                 let other = slot.other();
-                assert_eq!(state.next_boot(), pair.get(other).is_bootable().then_some(other));
+                assert_eq!(
+                    state.next_boot(),
+                    pair.get(other).is_bootable().then_some(other)
+                );
             }
         });
     }

@@ -22,7 +22,9 @@ pub enum LayoutError {
         label: &'static str,
     },
     /// Partition 3 or 4 has another type GUID.
-    #[error("partition {number} ({label}) is not of the /usr type 5DFBF5F4-2848-4BAC-AA5E-0D9A20B745A6")]
+    #[error(
+        "partition {number} ({label}) is not of the /usr type 5DFBF5F4-2848-4BAC-AA5E-0D9A20B745A6"
+    )]
     WrongType {
         /// Partition number.
         number: u32,
@@ -68,7 +70,9 @@ pub fn store_pair(gpt: &mut Gpt, pair: SlotPair) -> Result<(), LayoutError> {
 pub fn usr_entry(gpt: &Gpt, slot: Slot) -> Result<&crate::gpt::Entry, LayoutError> {
     let number = slot.partition_number();
     let label = slot.label();
-    let entry = gpt.partition(number).ok_or(LayoutError::Missing { number, label })?;
+    let entry = gpt
+        .partition(number)
+        .ok_or(LayoutError::Missing { number, label })?;
     if entry.type_guid != types::USR {
         return Err(LayoutError::WrongType { number, label });
     }
@@ -110,8 +114,13 @@ mod tests {
         for slot in Slot::ALL {
             let n = slot.partition_number();
             let first = 2048 + u64::from(n - 3) * 1024;
-            *gpt.partition_mut(n).expect("entry") =
-                Entry::new(types::USR, Guid::from_hash([n as u8; 16]), first, first + 1023, slot.label());
+            *gpt.partition_mut(n).expect("entry") = Entry::new(
+                types::USR,
+                Guid::from_hash([n as u8; 16]),
+                first,
+                first + 1023,
+                slot.label(),
+            );
         }
         gpt.partition_mut(3).expect("entry").attributes = GptPrio::new(1, 0, true).0;
         gpt.write(&mut disk).expect("write");
@@ -138,7 +147,10 @@ mod tests {
         let mut d = disk();
         let before = d.clone();
         let err = modify(&mut d, |p| p.rollback_to_inactive(Slot::A)).expect_err("B is empty");
-        assert!(matches!(err, TableError::Transition(TransitionError::InactiveNotBootable { .. })));
+        assert!(matches!(
+            err,
+            TableError::Transition(TransitionError::InactiveNotBootable { .. })
+        ));
         assert_eq!(d, before);
     }
 
@@ -149,6 +161,9 @@ mod tests {
         gpt.partition_mut(4).expect("entry").type_guid = types::ROOT;
         gpt.write(&mut d).expect("write");
         let err = modify(&mut d, |_| Ok(())).expect_err("wrong type");
-        assert_eq!(err.to_string(), "partition 4 (USR-B) is not of the /usr type 5DFBF5F4-2848-4BAC-AA5E-0D9A20B745A6");
+        assert_eq!(
+            err.to_string(),
+            "partition 4 (USR-B) is not of the /usr type 5DFBF5F4-2848-4BAC-AA5E-0D9A20B745A6"
+        );
     }
 }

@@ -20,8 +20,13 @@ fn make_disk(path: &Path) {
     for slot in Slot::ALL {
         let n = slot.partition_number();
         let first = 2048 * u64::from(n);
-        *gpt.partition_mut(n).expect("entry") =
-            Entry::new(types::USR, Guid::from_hash([n as u8; 16]), first, first + 2047, slot.label());
+        *gpt.partition_mut(n).expect("entry") = Entry::new(
+            types::USR,
+            Guid::from_hash([n as u8; 16]),
+            first,
+            first + 2047,
+            slot.label(),
+        );
     }
     gpt.write(&mut disk).expect("write table");
 }
@@ -30,13 +35,25 @@ fn cgpt(args: &[&str]) -> String {
     let out = Command::new("cgpt")
         .args(args)
         .output()
-        .unwrap_or_else(|e| panic!("cannot run cgpt ({e}): install it with `cargo xtask setup` (Debian package cgpt)"));
-    assert!(out.status.success(), "cgpt {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).expect("utf-8").trim().to_string()
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot run cgpt ({e}): install it with `cargo xtask setup` (Debian package cgpt)"
+            )
+        });
+    assert!(
+        out.status.success(),
+        "cgpt {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .expect("utf-8")
+        .trim()
+        .to_string()
 }
 
 fn all_states() -> impl Iterator<Item = GptPrio> {
-    (0..=15u8).flat_map(|p| (0..=15u8).flat_map(move |t| [false, true].map(|s| GptPrio::new(p, t, s))))
+    (0..=15u8)
+        .flat_map(|p| (0..=15u8).flat_map(move |t| [false, true].map(|s| GptPrio::new(p, t, s))))
 }
 
 #[test]
@@ -48,7 +65,11 @@ fn cgpt_reads_what_tandem_writes() {
     let mut disk = FileDisk::open(&img).expect("open");
     for attrs in all_states() {
         // B gets a different state so a mix-up between slots shows.
-        let other = GptPrio::new(15 - attrs.priority(), 15 - attrs.tries(), !attrs.successful());
+        let other = GptPrio::new(
+            15 - attrs.priority(),
+            15 - attrs.tries(),
+            !attrs.successful(),
+        );
         table::modify(&mut disk, |pair| {
             pair.set(Slot::A, attrs);
             pair.set(Slot::B, other);

@@ -1,0 +1,4 @@
+//! One module per subcommand; each parses its arguments and calls the library.
+
+pub mod build;
+pub mod inspect;

@@ -1,0 +1,535 @@
+//! The image definition (`image.toml`): what goes into an image. Unknown keys
+//! are errors, so a typo never silently builds the wrong image. Every field
+//! is described in `docs/image-definition.md`.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::error::{Error, IoContext, Result};
+
+/// A parsed and checked image definition.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Definition {
+    /// Identity of the image.
+    pub image: ImageSection,
+    /// Which kernel and which of its modules.
+    #[serde(default)]
+    pub kernel: KernelSection,
+    /// Bootloader settings.
+    #[serde(default)]
+    pub boot: BootSection,
+    /// Content of /usr.
+    #[serde(default)]
+    pub usr: UsrSection,
+    /// Update trust root.
+    #[serde(default)]
+    pub update: UpdateSection,
+    /// Partition sizes.
+    #[serde(default)]
+    pub partitions: PartitionSizes,
+    /// Content of the OEM partition.
+    #[serde(default)]
+    pub oem: OemSection,
+    /// Content of ROOT at first boot, beyond the directories every node needs.
+    #[serde(default)]
+    pub root: RootSection,
+    /// Directory of the definition file; relative paths are resolved here.
+    #[serde(skip)]
+    pub base_dir: PathBuf,
+    /// The definition file.
+    #[serde(skip)]
+    pub path: PathBuf,
+}
+
+/// `[image]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ImageSection {
+    /// Image name: lower-case letters, digits and dashes.
+    pub name: String,
+    /// Dotted numeric version, e.g. `1.0.0` or `3815.2.1`.
+    pub version: String,
+    /// Release channel the image belongs to.
+    #[serde(default = "default_channel")]
+    pub channel: String,
+    /// CPU architecture; only `x86_64` today.
+    #[serde(default = "default_arch")]
+    pub arch: String,
+}
+
+/// `[kernel]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct KernelSection {
+    /// Debian package of the kernel (a metapackage is resolved to the image
+    /// package it depends on).
+    pub package: Option<String>,
+    /// A local kernel instead of a package: the EFI-stub kernel image.
+    pub vmlinuz: Option<PathBuf>,
+    /// With `vmlinuz`: the `lib/modules/<release>` directory.
+    pub modules_dir: Option<PathBuf>,
+    /// Modules the initramfs loads to reach /usr (dependencies are added).
+    #[serde(default = "default_initramfs_modules")]
+    pub initramfs_modules: Vec<String>,
+    /// Modules the system init loads after switching root.
+    #[serde(default = "default_system_modules")]
+    pub system_modules: Vec<String>,
+}
+
+/// `[boot]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct BootSection {
+    /// Seconds the bootloader shows its A/B menu; 0 = no menu.
+    #[serde(default)]
+    pub timeout: u32,
+    /// Kernel arguments for every boot (console, panic, …).
+    #[serde(default = "default_cmdline")]
+    pub cmdline: Vec<String>,
+}
+
+/// `[usr]`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct UsrSection {
+    /// Debian packages unpacked into /usr (not installed, no scripts run).
+    #[serde(default)]
+    pub packages: Vec<String>,
+    /// Create /usr/bin links for every applet of /usr/bin/busybox.
+    #[serde(default)]
+    pub busybox_applets: bool,
+    /// Files and directories copied into /usr.
+    #[serde(default)]
+    pub files: Vec<FileEntry>,
+}
+
+/// `[update]`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct UpdateSection {
+    /// Public key files (`tandem keygen`) whose signatures the image trusts.
+    #[serde(default)]
+    pub trusted_keys: Vec<PathBuf>,
+}
+
+/// `[partitions]`: sizes in MiB.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct PartitionSizes {
+    /// EFI system partition (two kernels and two initramfs images).
+    #[serde(default = "default_esp")]
+    pub esp: u64,
+    /// Each of USR-A and USR-B.
+    #[serde(default = "default_usr")]
+    pub usr: u64,
+    /// OEM partition.
+    #[serde(default = "default_oem")]
+    pub oem: u64,
+    /// ROOT as built; grown to the disk's end on first boot.
+    #[serde(default = "default_root")]
+    pub root: u64,
+}
+
+/// `[oem]`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct OemSection {
+    /// Extra kernel arguments, written to the OEM partition's `cmdline`.
+    #[serde(default)]
+    pub cmdline: Vec<String>,
+    /// Files copied onto the OEM partition.
+    #[serde(default)]
+    pub files: Vec<FileEntry>,
+}
+
+/// `[root]`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RootSection {
+    /// Files placed on ROOT (e.g. under /etc).
+    #[serde(default)]
+    pub files: Vec<FileEntry>,
+}
+
+/// A file (or a directory, copied recursively) to place into the image.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct FileEntry {
+    /// Path on the build host, relative to the definition file.
+    pub source: PathBuf,
+    /// Absolute path in the image.
+    pub target: String,
+    /// Octal permissions, e.g. `"0755"`; default: the source's.
+    pub mode: Option<String>,
+}
+
+impl FileEntry {
+    /// The permission bits, if given.
+    pub fn mode_bits(&self) -> Option<u32> {
+        self.mode
+            .as_deref()
+            .and_then(|m| u32::from_str_radix(m, 8).ok())
+    }
+}
+
+fn default_channel() -> String {
+    "stable".into()
+}
+fn default_arch() -> String {
+    "x86_64".into()
+}
+fn default_initramfs_modules() -> Vec<String> {
+    [
+        "virtio_pci",
+        "virtio_blk",
+        "virtio_scsi",
+        "sd_mod",
+        "dm_verity",
+        "erofs",
+        "softdog",
+    ]
+    .map(String::from)
+    .to_vec()
+}
+fn default_system_modules() -> Vec<String> {
+    vec!["virtio_net".into()]
+}
+fn default_cmdline() -> Vec<String> {
+    vec!["console=ttyS0,115200".into(), "panic=10".into()]
+}
+fn default_esp() -> u64 {
+    256
+}
+fn default_usr() -> u64 {
+    1024
+}
+fn default_oem() -> u64 {
+    64
+}
+fn default_root() -> u64 {
+    512
+}
+
+impl Default for KernelSection {
+    fn default() -> Self {
+        KernelSection {
+            package: None,
+            vmlinuz: None,
+            modules_dir: None,
+            initramfs_modules: default_initramfs_modules(),
+            system_modules: default_system_modules(),
+        }
+    }
+}
+
+impl Default for BootSection {
+    fn default() -> Self {
+        BootSection {
+            timeout: 0,
+            cmdline: default_cmdline(),
+        }
+    }
+}
+
+impl Default for PartitionSizes {
+    fn default() -> Self {
+        PartitionSizes {
+            esp: default_esp(),
+            usr: default_usr(),
+            oem: default_oem(),
+            root: default_root(),
+        }
+    }
+}
+
+/// Where the kernel comes from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum KernelSource {
+    /// A Debian package.
+    Package(String),
+    /// Local files.
+    Local {
+        /// The kernel image.
+        vmlinuz: PathBuf,
+        /// `lib/modules/<release>`.
+        modules_dir: PathBuf,
+    },
+}
+
+/// The kernel package used when the definition names none.
+pub const DEFAULT_KERNEL_PACKAGE: &str = "linux-image-cloud-amd64";
+
+impl Definition {
+    /// Reads, parses and checks a definition file.
+    pub fn load(path: &Path) -> Result<Definition> {
+        let text = std::fs::read_to_string(path).map_err(|cause| Error::ReadDefinition {
+            path: path.to_path_buf(),
+            cause,
+        })?;
+        let base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        Self::parse(&text, path, &base_dir)
+    }
+
+    /// Parses and checks definition text; `path` is used in messages.
+    pub fn parse(text: &str, path: &Path, base_dir: &Path) -> Result<Definition> {
+        let mut def: Definition = toml::from_str(text).map_err(|e| Error::Definition {
+            path: path.to_path_buf(),
+            message: e.to_string().trim().replace('\n', " "),
+        })?;
+        def.base_dir = base_dir.to_path_buf();
+        def.path = path.to_path_buf();
+        def.check()?;
+        Ok(def)
+    }
+
+    /// Resolves a path from the definition against its directory.
+    pub fn resolve(&self, p: &Path) -> PathBuf {
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.base_dir.join(p)
+        }
+    }
+
+    /// The kernel source after defaults.
+    pub fn kernel_source(&self) -> KernelSource {
+        match (&self.kernel.vmlinuz, &self.kernel.modules_dir) {
+            (Some(v), Some(m)) => KernelSource::Local {
+                vmlinuz: self.resolve(v),
+                modules_dir: self.resolve(m),
+            },
+            _ => KernelSource::Package(
+                self.kernel
+                    .package
+                    .clone()
+                    .unwrap_or_else(|| DEFAULT_KERNEL_PACKAGE.into()),
+            ),
+        }
+    }
+
+    fn invalid(&self, field: &str, message: impl Into<String>) -> Error {
+        Error::DefinitionValue {
+            path: self.path.clone(),
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+
+    fn check(&self) -> Result<()> {
+        let img = &self.image;
+        if img.name.is_empty()
+            || !img
+                .name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        {
+            return Err(self.invalid(
+                "image.name",
+                format!("{:?}: use lower-case letters, digits and dashes", img.name),
+            ));
+        }
+        if parse_version(&img.version).is_none() {
+            return Err(self.invalid(
+                "image.version",
+                format!("{:?}: use dotted numbers such as 1.0.0 (versions are compared number by number)", img.version),
+            ));
+        }
+        if img.channel.is_empty()
+            || !img
+                .channel
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            return Err(self.invalid(
+                "image.channel",
+                format!("{:?}: use letters, digits, - and _", img.channel),
+            ));
+        }
+        if img.arch != "x86_64" {
+            return Err(self.invalid(
+                "image.arch",
+                format!("{:?}: only x86_64 is supported", img.arch),
+            ));
+        }
+        let k = &self.kernel;
+        match (&k.package, &k.vmlinuz, &k.modules_dir) {
+            (Some(_), Some(_), _) | (Some(_), _, Some(_)) => {
+                return Err(self.invalid(
+                    "kernel",
+                    "give either `package` or `vmlinuz` + `modules-dir`, not both",
+                ));
+            }
+            (None, Some(_), None) | (None, None, Some(_)) => {
+                return Err(self.invalid(
+                    "kernel",
+                    "a local kernel needs both `vmlinuz` and `modules-dir`",
+                ));
+            }
+            _ => {}
+        }
+        if self.boot.timeout > 60 {
+            return Err(self.invalid("boot.timeout", "at most 60 seconds"));
+        }
+        let p = &self.partitions;
+        for (key, value, min) in [
+            ("esp", p.esp, 64),
+            ("usr", p.usr, 16),
+            ("oem", p.oem, 8),
+            ("root", p.root, 16),
+        ] {
+            if value < min || value > 1 << 20 {
+                return Err(self.invalid(
+                    &format!("partitions.{key}"),
+                    format!("{value} MiB: must be from {min} MiB to 1 TiB"),
+                ));
+            }
+        }
+        for (i, f) in self.usr.files.iter().enumerate() {
+            if !f.target.starts_with("/usr/") {
+                return Err(self.invalid(
+                    &format!("usr.files[{i}].target"),
+                    format!("{:?} must be under /usr/", f.target),
+                ));
+            }
+        }
+        for (section, files) in [("oem", &self.oem.files), ("root", &self.root.files)] {
+            for (i, f) in files.iter().enumerate() {
+                if !f.target.starts_with('/')
+                    || f.target.contains("/../")
+                    || f.target.ends_with("/..")
+                {
+                    return Err(self.invalid(
+                        &format!("{section}.files[{i}].target"),
+                        format!("{:?} must be an absolute path", f.target),
+                    ));
+                }
+                if section == "root" && (f.target == "/usr" || f.target.starts_with("/usr/")) {
+                    return Err(self.invalid(
+                        &format!("root.files[{i}].target"),
+                        "/usr is the read-only slot: use usr.files",
+                    ));
+                }
+            }
+        }
+        let all_files = self
+            .usr
+            .files
+            .iter()
+            .chain(&self.oem.files)
+            .chain(&self.root.files);
+        for f in all_files {
+            if f.mode.is_some() && f.mode_bits().is_none_or(|m| m > 0o7777) {
+                return Err(self.invalid(
+                    "mode",
+                    format!("{:?} for {}: use octal such as \"0644\"", f.mode, f.target),
+                ));
+            }
+            let src = self.resolve(&f.source);
+            if !src.exists() {
+                return Err(self.invalid(
+                    "source",
+                    format!("{} (for {}) does not exist", src.display(), f.target),
+                ));
+            }
+        }
+        for key in &self.update.trusted_keys {
+            let path = self.resolve(key);
+            let text = std::fs::read_to_string(&path).io("read trusted key", &path)?;
+            crate::keys::check_public_key(&text).map_err(|m| {
+                self.invalid("update.trusted-keys", format!("{}: {m}", path.display()))
+            })?;
+        }
+        Ok(())
+    }
+}
+
+/// Parses a dotted numeric version into its numbers.
+pub fn parse_version(v: &str) -> Option<Vec<u64>> {
+    if v.is_empty() {
+        return None;
+    }
+    v.split('.')
+        .map(|p| {
+            if p.is_empty() || p.len() > 9 {
+                None
+            } else {
+                p.parse().ok()
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Definition> {
+        Definition::parse(text, Path::new("image.toml"), Path::new("."))
+    }
+
+    #[test]
+    fn minimal_definition_gets_defaults() {
+        let d = parse("[image]\nname = \"demo\"\nversion = \"1.2.3\"\n").expect("valid");
+        assert_eq!(d.image.channel, "stable");
+        assert_eq!(d.partitions, PartitionSizes::default());
+        assert_eq!(
+            d.kernel_source(),
+            KernelSource::Package(DEFAULT_KERNEL_PACKAGE.into())
+        );
+        assert!(
+            d.kernel
+                .initramfs_modules
+                .contains(&"dm_verity".to_string())
+        );
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let e = parse("[image]\nname = \"demo\"\nversion = \"1\"\nflavour = \"x\"\n")
+            .expect_err("unknown key");
+        assert!(e.to_string().contains("unknown field `flavour`"), "{e}");
+        let e = parse("[image]\nname = \"demo\"\nversion = \"1\"\n[partitons]\n")
+            .expect_err("typo section");
+        assert!(e.to_string().contains("partitons"), "{e}");
+    }
+
+    #[test]
+    fn bad_values_say_what_is_right() {
+        for (text, needle) in [
+            ("[image]\nname = \"Demo\"\nversion = \"1\"", "image.name"),
+            ("[image]\nname = \"d\"\nversion = \"1.x\"", "image.version"),
+            (
+                "[image]\nname = \"d\"\nversion = \"1\"\narch = \"arm\"",
+                "only x86_64",
+            ),
+            (
+                "[image]\nname = \"d\"\nversion = \"1\"\n[partitions]\nesp = 8",
+                "partitions.esp",
+            ),
+            (
+                "[image]\nname = \"d\"\nversion = \"1\"\n[kernel]\nvmlinuz = \"v\"",
+                "needs both",
+            ),
+            (
+                "[image]\nname = \"d\"\nversion = \"1\"\n[[usr.files]]\nsource = \"Cargo.toml\"\ntarget = \"/etc/x\"",
+                "under /usr/",
+            ),
+            (
+                "[image]\nname = \"d\"\nversion = \"1\"\n[[usr.files]]\nsource = \"nope\"\ntarget = \"/usr/x\"",
+                "does not exist",
+            ),
+        ] {
+            let e = parse(text).expect_err(needle);
+            assert!(e.to_string().contains(needle), "{needle}: {e}");
+        }
+    }
+
+    #[test]
+    fn versions_parse_as_numbers() {
+        assert_eq!(parse_version("3815.2.10"), Some(vec![3815, 2, 10]));
+        assert_eq!(parse_version("1..2"), None);
+        assert_eq!(parse_version("1.0-rc1"), None);
+    }
+}

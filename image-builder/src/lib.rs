@@ -1,0 +1,32 @@
+//! Tandem's image builder: turns an image definition into a dual-root GPT
+//! disk image (ESP, USR-A with dm-verity, empty USR-B, OEM, ROOT) plus the
+//! per-slot artefacts the update tooling publishes; and inspects disks.
+//!
+//! The binary is `tandem` (`tandem build`, `tandem inspect`); this library
+//! is what it calls. Steps that the field does with standard tools wrap
+//! those tools (mkfs.erofs, mke2fs/debugfs, apt, dpkg-deb); the GPT, FAT,
+//! cpio and dm-verity work is done in Rust.
+#![warn(missing_docs)]
+
+pub mod apt;
+pub mod cpio;
+pub mod definition;
+pub mod disk;
+pub mod erofs;
+pub mod error;
+pub mod ext4;
+pub mod fat;
+pub mod initrd;
+pub mod inspect;
+pub mod kernel;
+pub mod keys;
+pub mod layout;
+pub mod manifest;
+pub mod pipeline;
+pub mod progress;
+pub mod tools;
+pub mod usr_tree;
+
+pub use definition::Definition;
+pub use error::{Error, Result};
+pub use pipeline::{BuildOptions, build};

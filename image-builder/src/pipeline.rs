@@ -1,0 +1,709 @@
+//! `tandem build`: definition in, disk image and per-slot artefacts out.
+//!
+//! Everything is made in a work directory inside the output directory and
+//! moved into place at the end, `build.json` last: an interrupted build
+//! never leaves a complete-looking result.
+
+use std::path::{Path, PathBuf};
+
+use tandem_slot::{GptPrio, Slot, verity};
+
+use crate::apt;
+use crate::definition::{Definition, KernelSource};
+use crate::disk;
+use crate::error::{Error, IoContext, Result};
+use crate::ext4::{self, Node};
+use crate::fat::{self, Content};
+use crate::initrd;
+use crate::kernel::Kernel;
+use crate::layout::{self, DiskPlan, Identity};
+use crate::manifest::{self, Artifact, BuildManifest};
+use crate::progress::Progress;
+use crate::usr_tree;
+
+/// Node binary (initramfs /init, system init, CLI) in the artefacts directory.
+pub const NODE_BINARY: &str = "tandem-init";
+/// Bootloader in the artefacts directory.
+pub const BOOTLOADER: &str = "BOOTX64.EFI";
+
+/// File names in the output directory.
+pub mod outputs {
+    /// The disk image.
+    pub const DISK: &str = "disk.raw";
+    /// The /usr slot image: file system + verity tree.
+    pub const USR: &str = "usr.img";
+    /// The kernel.
+    pub const KERNEL: &str = "vmlinuz";
+    /// The initramfs.
+    pub const INITRD: &str = "initrd";
+    /// The manifest.
+    pub const MANIFEST: &str = "build.json";
+}
+
+/// How to build.
+#[derive(Clone, Debug)]
+pub struct BuildOptions {
+    /// Output directory (created if needed).
+    pub out_dir: PathBuf,
+    /// Directory with `tandem-init` (static musl) and `BOOTX64.EFI`.
+    pub artifacts_dir: PathBuf,
+    /// Cache for downloaded packages.
+    pub cache_dir: PathBuf,
+    /// Timestamp for everything in the image.
+    pub source_date_epoch: i64,
+    /// Keep the work directory for debugging.
+    pub keep_work: bool,
+}
+
+/// What the build left for the caller to report.
+#[derive(Debug)]
+pub struct BuildResult {
+    /// The manifest as written.
+    pub manifest: BuildManifest,
+    /// Things worth knowing that were not errors (skipped package files, …).
+    pub notes: Vec<String>,
+}
+
+/// Builds the image described by `def`.
+pub fn build(
+    def: &Definition,
+    opts: &BuildOptions,
+    progress: &mut Progress,
+) -> Result<BuildResult> {
+    let init_bin = opts.artifacts_dir.join(NODE_BINARY);
+    let bootloader = opts.artifacts_dir.join(BOOTLOADER);
+    for (what, path) in [
+        ("node binary tandem-init", &init_bin),
+        ("bootloader BOOTX64.EFI", &bootloader),
+    ] {
+        if !path.is_file() {
+            return Err(Error::ArtifactMissing {
+                what,
+                path: path.clone(),
+            });
+        }
+    }
+    std::fs::create_dir_all(&opts.out_dir).io("create output directory", &opts.out_dir)?;
+    let work = opts.out_dir.join(".work");
+    if work.exists() {
+        std::fs::remove_dir_all(&work).io("remove old work directory", &work)?;
+    }
+    usr_tree::mkdirs(&work)?;
+    let result = Builder {
+        def,
+        opts,
+        work: &work,
+        notes: Vec::new(),
+    }
+    .run(&init_bin, &bootloader, progress);
+    if !opts.keep_work {
+        let _ = std::fs::remove_dir_all(&work);
+    }
+    result
+}
+
+struct Builder<'a> {
+    def: &'a Definition,
+    opts: &'a BuildOptions,
+    work: &'a Path,
+    notes: Vec<String>,
+}
+
+impl Builder<'_> {
+    fn run(
+        mut self,
+        init_bin: &Path,
+        bootloader: &Path,
+        progress: &mut Progress,
+    ) -> Result<BuildResult> {
+        let def = self.def;
+        let ids = Identity::new(&def.image.name, &def.image.version);
+        let plan = layout::plan(&def.partitions, &ids);
+        let epoch = self.opts.source_date_epoch;
+        let usr = self.work.join("usr");
+        usr_tree::mkdirs(&usr)?;
+
+        // Kernel and packages.
+        let cache = apt::Cache::new(self.opts.cache_dir.clone());
+        let (kernel, kernel_pkg) = progress.step("kernel", |s| self.kernel(&cache, &usr, s))?;
+        let packages = progress.step("packages", |s| self.packages(&cache, &usr, s))?;
+        let index = kernel.module_index()?;
+        let initramfs_modules = kernel.load_order(&index, &def.kernel.initramfs_modules)?;
+        let system_modules = kernel.load_order(&index, &def.kernel.system_modules)?;
+
+        // The rest of /usr.
+        progress.step("usr tree", |_| {
+            self.populate_usr(&usr, init_bin, &system_modules)
+        })?;
+
+        // /usr file system and its hash tree.
+        let usr_img = self.work.join(outputs::USR);
+        let fs_size = progress.step("usr file system (mkfs.erofs)", |_| {
+            crate::erofs::build(&usr_img, &usr, &ids.uuid("usr"), epoch)
+        })?;
+        let salt = ids.verity_salt();
+        let tree = progress.step("dm-verity hash tree", |s| {
+            append_verity(&usr_img, fs_size, &salt, s)
+        })?;
+        let usr_size = fs_size + tree.tree.len() as u64;
+        let usr_part = plan
+            .partition(Slot::A.partition_number())
+            .map_or(0, |p| p.size());
+        if usr_size > usr_part {
+            return Err(too_large(
+                "/usr file system with its hash tree",
+                usr_size,
+                &plan,
+                Slot::A.partition_number(),
+            ));
+        }
+
+        // Boot files.
+        let initrd_path = self.work.join(outputs::INITRD);
+        progress.step("initramfs", |_| {
+            let bytes = initrd::build(
+                init_bin,
+                &usr.join("lib/modules").join(&kernel.release),
+                &kernel.release,
+                &initramfs_modules,
+                epoch_u32(epoch),
+            )?;
+            std::fs::write(&initrd_path, bytes).io("write", &initrd_path)
+        })?;
+        let kernel_out = self.work.join(outputs::KERNEL);
+        std::fs::copy(&kernel.vmlinuz, &kernel_out).io("copy kernel to", &kernel_out)?;
+        let slot_conf = slot_conf(&def.image.version, &tree, &salt);
+        let esp = self.work.join("esp.img");
+        progress.step("EFI system partition", |_| {
+            self.esp(
+                &esp,
+                &plan,
+                &ids,
+                bootloader,
+                &kernel_out,
+                &initrd_path,
+                &slot_conf,
+            )
+        })?;
+        let oem = self.work.join("oem.img");
+        progress.step("OEM partition", |_| self.oem(&oem, &plan, &ids))?;
+        let root = self.work.join("root.img");
+        progress.step("ROOT file system", |_| self.root(&root, &plan, &ids))?;
+
+        // The disk.
+        let disk_path = self.work.join(outputs::DISK);
+        let contents = [
+            disk::Content {
+                number: 1,
+                image: Some(&esp),
+                attributes: 0,
+            },
+            disk::Content {
+                number: Slot::A.partition_number(),
+                image: Some(&usr_img),
+                attributes: GptPrio::new(1, 0, true).0,
+            },
+            disk::Content {
+                number: Slot::B.partition_number(),
+                image: None,
+                attributes: GptPrio::new(0, 0, false).0,
+            },
+            disk::Content {
+                number: 6,
+                image: Some(&oem),
+                attributes: 0,
+            },
+            disk::Content {
+                number: 9,
+                image: Some(&root),
+                attributes: 0,
+            },
+        ];
+        let disk_sha256 = progress.step("disk image", |_| {
+            disk::assemble(&disk_path, &plan, &contents)
+        })?;
+
+        // Manifest, then publish.
+        let outputs_list = [
+            outputs::DISK,
+            outputs::USR,
+            outputs::KERNEL,
+            outputs::INITRD,
+        ];
+        let artifacts = progress.step("checksums", |_| {
+            outputs_list
+                .iter()
+                .map(|name| {
+                    let p = self.work.join(name);
+                    let size = std::fs::metadata(&p).io("stat", &p)?.len();
+                    let sha256 = if *name == outputs::DISK {
+                        disk_sha256.clone()
+                    } else {
+                        apt::sha256_file(&p)?
+                    };
+                    Ok((name.to_string(), Artifact { size, sha256 }))
+                })
+                .collect::<Result<_>>()
+        })?;
+        let manifest = BuildManifest {
+            format: manifest::FORMAT,
+            image: manifest::ImageInfo {
+                name: def.image.name.clone(),
+                version: def.image.version.clone(),
+                channel: def.image.channel.clone(),
+                arch: def.image.arch.clone(),
+            },
+            source_date_epoch: epoch,
+            kernel: manifest::KernelInfo {
+                release: kernel.release.clone(),
+                package: kernel_pkg,
+                initramfs_modules,
+                system_modules,
+            },
+            packages,
+            disk: disk_info(&plan, &contents),
+            usr: manifest::UsrInfo {
+                file: outputs::USR.into(),
+                filesystem: "erofs".into(),
+                fs_size,
+                size: usr_size,
+                verity: manifest::VerityInfo {
+                    root_hash: verity::hex(&tree.root),
+                    salt: verity::hex(&salt),
+                    algorithm: "sha256".into(),
+                    data_blocks: tree.data_blocks,
+                    hash_offset: fs_size,
+                },
+            },
+            artifacts,
+        };
+        publish(self.work, &self.opts.out_dir, &outputs_list, &manifest)?;
+        Ok(BuildResult {
+            manifest,
+            notes: self.notes,
+        })
+    }
+
+    fn kernel(
+        &mut self,
+        cache: &apt::Cache,
+        usr: &Path,
+        step: &crate::progress::Step,
+    ) -> Result<(Kernel, Option<manifest::PackageRef>)> {
+        let modules_root = usr.join("lib/modules");
+        usr_tree::mkdirs(&modules_root)?;
+        match self.def.kernel_source() {
+            KernelSource::Package(name) => {
+                step.detail(&format!("resolving {name}"));
+                let info = apt::resolve_kernel(&name)?;
+                step.detail(&format!(
+                    "{} {} ({} MiB)",
+                    info.name,
+                    info.version,
+                    info.size >> 20
+                ));
+                let root = cache.unpacked(&info)?;
+                let k = Kernel::from_package_root(&root)?;
+                let dest = modules_root.join(&k.release);
+                usr_tree::clone_tree(&k.modules_dir, &dest)?;
+                let k = Kernel {
+                    modules_dir: dest,
+                    ..k
+                };
+                let pkg = manifest::PackageRef {
+                    name: info.name,
+                    version: info.version,
+                    sha256: info.sha256,
+                };
+                Ok((k, Some(pkg)))
+            }
+            KernelSource::Local {
+                vmlinuz,
+                modules_dir,
+            } => {
+                let k = Kernel::from_local(&vmlinuz, &modules_dir)?;
+                let dest = modules_root.join(&k.release);
+                usr_tree::copy_tree(&modules_dir, &dest)?;
+                Ok((
+                    Kernel {
+                        modules_dir: dest,
+                        ..k
+                    },
+                    None,
+                ))
+            }
+        }
+    }
+
+    fn packages(
+        &mut self,
+        cache: &apt::Cache,
+        usr: &Path,
+        step: &crate::progress::Step,
+    ) -> Result<Vec<manifest::PackageRef>> {
+        let mut refs = Vec::new();
+        if self.def.usr.packages.is_empty() {
+            return Ok(refs);
+        }
+        step.detail(&self.def.usr.packages.join(", "));
+        for info in apt::show_all(&self.def.usr.packages)? {
+            step.detail(&info.name);
+            let root = cache.unpacked(&info)?;
+            usr_tree::merge_package(&info.name, &root, usr, &mut self.notes)?;
+            refs.push(manifest::PackageRef {
+                name: info.name,
+                version: info.version,
+                sha256: info.sha256,
+            });
+        }
+        Ok(refs)
+    }
+
+    fn populate_usr(
+        &mut self,
+        usr: &Path,
+        init_bin: &Path,
+        system_modules: &[String],
+    ) -> Result<()> {
+        let def = self.def;
+        let tandem_lib = usr.join("lib/tandem");
+        usr_tree::mkdirs(&tandem_lib)?;
+        let node = tandem_lib.join(NODE_BINARY);
+        std::fs::copy(init_bin, &node).io("copy node binary to", &node)?;
+        usr_tree::set_mode(&node, 0o755)?;
+        usr_tree::link_if_absent(&usr.join("bin/tandemctl"), "../lib/tandem/tandem-init")?;
+        if def.usr.busybox_applets {
+            let n = usr_tree::busybox_applets(usr)?;
+            self.notes.push(format!("linked {n} busybox applets"));
+        }
+        for f in &def.usr.files {
+            let rel = f.target.trim_start_matches("/usr/");
+            usr_tree::copy_entry(f, &def.resolve(&f.source), &usr.join(rel))?;
+        }
+        let img = &def.image;
+        write_file(
+            &usr.join("lib/os-release"),
+            usr_tree::os_release(&img.name, &img.version, &img.channel, &img.arch).as_bytes(),
+            0o644,
+        )?;
+        let mut list = String::from(
+            "# modules the system init loads, dependencies first (written by tandem build)\n",
+        );
+        for m in system_modules {
+            list.push_str(m);
+            list.push('\n');
+        }
+        write_file(&tandem_lib.join("modules.load"), list.as_bytes(), 0o644)?;
+        let trust = tandem_lib.join("trust");
+        usr_tree::mkdirs(&trust)?;
+        for key in &def.update.trusted_keys {
+            let src = def.resolve(key);
+            let name = src
+                .file_name()
+                .map(PathBuf::from)
+                .unwrap_or_else(|| "key.pub".into());
+            let dst = trust.join(name);
+            std::fs::copy(&src, &dst).io("copy trusted key to", &dst)?;
+            usr_tree::set_mode(&dst, 0o644)?;
+        }
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn esp(
+        &self,
+        path: &Path,
+        plan: &DiskPlan,
+        ids: &Identity,
+        bootloader: &Path,
+        kernel: &Path,
+        initrd: &Path,
+        slot_conf: &str,
+    ) -> Result<()> {
+        let part = plan.partition(1).map_or(0, |p| p.size());
+        // Room for both slots' kernel and initramfs, plus 10 %: an update
+        // must never find the ESP full (Flatcar's 128 MiB ESP did).
+        let per_slot = file_size(kernel)? + file_size(initrd)? + slot_conf.len() as u64;
+        let need = (file_size(bootloader)? + 2 * per_slot) * 11 / 10 + (2 << 20);
+        if need > part {
+            return Err(too_large("two slots' kernel and initramfs", need, plan, 1));
+        }
+        let letter = Slot::A.letter();
+        let loader_conf = loader_conf(self.def.boot.timeout, &self.def.boot.cmdline);
+        let files = [
+            (
+                "EFI/BOOT/BOOTX64.EFI".to_string(),
+                Content::File(bootloader),
+            ),
+            (
+                "EFI/tandem/loader.conf".to_string(),
+                Content::Bytes(loader_conf.as_bytes()),
+            ),
+            (
+                format!("EFI/tandem/vmlinuz-{letter}"),
+                Content::File(kernel),
+            ),
+            (format!("EFI/tandem/initrd-{letter}"), Content::File(initrd)),
+            (
+                format!("EFI/tandem/slot-{letter}.conf"),
+                Content::Bytes(slot_conf.as_bytes()),
+            ),
+        ];
+        let vol = fat::Volume {
+            size: part,
+            label: "EFI-SYSTEM",
+            volume_id: ids.volume_id("esp"),
+            fat32: true,
+            epoch: self.opts.source_date_epoch,
+        };
+        fat::build(path, vol, &files)
+    }
+
+    fn oem(&self, path: &Path, plan: &DiskPlan, ids: &Identity) -> Result<()> {
+        let oem = &self.def.oem;
+        let cmdline = if oem.cmdline.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "# extra kernel arguments (written by tandem build)\n{}\n",
+                oem.cmdline.join(" ")
+            )
+        };
+        let sources: Vec<PathBuf> = oem
+            .files
+            .iter()
+            .map(|f| self.def.resolve(&f.source))
+            .collect();
+        let mut files: Vec<fat::FatFile<'_>> = Vec::new();
+        if !cmdline.is_empty() {
+            files.push(("cmdline".into(), Content::Bytes(cmdline.as_bytes())));
+        }
+        for (f, src) in oem.files.iter().zip(&sources) {
+            if src.is_dir() {
+                return Err(Error::DefinitionValue {
+                    path: self.def.path.clone(),
+                    field: "oem.files".into(),
+                    message: format!(
+                        "{}: directories are not supported on OEM; list the files",
+                        src.display()
+                    ),
+                });
+            }
+            files.push((
+                f.target.trim_start_matches('/').to_string(),
+                Content::File(src),
+            ));
+        }
+        let size = plan.partition(6).map_or(0, |p| p.size());
+        let vol = fat::Volume {
+            size,
+            label: "OEM",
+            volume_id: ids.volume_id("oem"),
+            fat32: false,
+            epoch: self.opts.source_date_epoch,
+        };
+        fat::build(path, vol, &files)
+    }
+
+    fn root(&self, path: &Path, plan: &DiskPlan, ids: &Identity) -> Result<()> {
+        let mut nodes: Vec<Node> = ROOT_DIRS
+            .iter()
+            .map(|(p, m)| Node::Dir(format!("/{p}"), *m))
+            .collect();
+        for (link, target) in ROOT_LINKS {
+            nodes.push(Node::Symlink(format!("/{link}"), target.to_string()));
+        }
+        for f in &self.def.root.files {
+            let src = self.def.resolve(&f.source);
+            if src.is_dir() {
+                return Err(Error::DefinitionValue {
+                    path: self.def.path.clone(),
+                    field: "root.files".into(),
+                    message: format!(
+                        "{}: directories are not supported on ROOT; list the files",
+                        src.display()
+                    ),
+                });
+            }
+            // Parents first, then the file (default mode 0644).
+            let mut parent = String::new();
+            for part in f
+                .target
+                .trim_start_matches('/')
+                .split('/')
+                .collect::<Vec<_>>()
+                .split_last()
+                .map_or(&[][..], |(_, p)| p)
+            {
+                parent = format!("{parent}/{part}");
+                if !nodes
+                    .iter()
+                    .any(|n| matches!(n, Node::Dir(p, _) if *p == parent))
+                {
+                    nodes.push(Node::Dir(parent.clone(), 0o755));
+                }
+            }
+            nodes.push(Node::File(
+                f.target.clone(),
+                src,
+                f.mode_bits().unwrap_or(0o644),
+            ));
+        }
+        let size = plan.partition(9).map_or(0, |p| p.size());
+        ext4::build(
+            path,
+            size,
+            "ROOT",
+            &ids.uuid("root"),
+            self.opts.source_date_epoch,
+            &nodes,
+        )
+    }
+}
+
+/// Directories on ROOT at first boot, with their modes.
+const ROOT_DIRS: &[(&str, u32)] = &[
+    ("dev", 0o755),
+    ("etc", 0o755),
+    ("etc/tandem", 0o755),
+    ("etc/tandem/services", 0o755),
+    ("home", 0o755),
+    ("mnt", 0o755),
+    ("proc", 0o555),
+    ("root", 0o700),
+    ("run", 0o755),
+    ("sys", 0o555),
+    ("tmp", 0o1777),
+    ("usr", 0o755),
+    ("var", 0o755),
+    ("var/lib", 0o755),
+    ("var/lib/tandem", 0o755),
+    ("var/log", 0o755),
+    ("var/tmp", 0o1777),
+];
+
+/// Merged-/usr links on ROOT.
+const ROOT_LINKS: &[(&str, &str)] = &[
+    ("bin", "usr/bin"),
+    ("sbin", "usr/sbin"),
+    ("lib", "usr/lib"),
+    ("lib64", "usr/lib64"),
+    ("etc/os-release", "../usr/lib/os-release"),
+];
+
+/// `EFI/tandem/loader.conf`.
+pub fn loader_conf(timeout: u32, cmdline: &[String]) -> String {
+    format!(
+        "# written by tandem build\ntimeout {timeout}\noptions {}\n",
+        cmdline.join(" ")
+    )
+}
+
+/// `EFI/tandem/slot-<x>.conf` for a slot holding `version` with `tree`.
+pub fn slot_conf(version: &str, tree: &verity::HashTree, salt: &[u8]) -> String {
+    format!(
+        "# written by tandem build\nversion {version}\noptions tandem.usrhash={} tandem.usrsalt={} tandem.usrblocks={}\n",
+        verity::hex(&tree.root),
+        verity::hex(salt),
+        tree.data_blocks
+    )
+}
+
+fn append_verity(
+    usr_img: &Path,
+    fs_size: u64,
+    salt: &[u8],
+    step: &crate::progress::Step,
+) -> Result<verity::HashTree> {
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(usr_img)
+        .io("open", usr_img)?;
+    let blocks = fs_size / verity::BLOCK_SIZE as u64;
+    let mut reader = std::io::BufReader::with_capacity(1 << 20, &f);
+    let tree = verity::build(&mut reader, blocks, salt, |done| {
+        step.detail(&format!("{} of {} MiB", done >> 20, fs_size >> 20));
+    })
+    .io("hash", usr_img)?;
+    use std::io::{Seek, Write};
+    f.seek(std::io::SeekFrom::Start(fs_size))
+        .io("seek", usr_img)?;
+    f.write_all(&tree.tree).io("append hash tree to", usr_img)?;
+    Ok(tree)
+}
+
+fn disk_info(plan: &DiskPlan, contents: &[disk::Content<'_>]) -> manifest::DiskInfo {
+    manifest::DiskInfo {
+        file: outputs::DISK.into(),
+        size: plan.size(),
+        block_size: layout::BLOCK,
+        guid: plan.disk_guid.to_string(),
+        partitions: plan
+            .partitions
+            .iter()
+            .map(|p| manifest::PartitionInfo {
+                number: p.number,
+                label: p.label.into(),
+                type_guid: p.type_guid.to_string(),
+                guid: p.guid.to_string(),
+                offset: p.offset(),
+                size: p.size(),
+                attributes: format!(
+                    "{:#018x}",
+                    contents
+                        .iter()
+                        .find(|c| c.number == p.number)
+                        .map_or(0, |c| c.attributes)
+                ),
+            })
+            .collect(),
+    }
+}
+
+/// Moves outputs into `out`: the old manifest goes first, the new one last.
+fn publish(work: &Path, out: &Path, names: &[&str], manifest: &BuildManifest) -> Result<()> {
+    let manifest_path = out.join(outputs::MANIFEST);
+    if manifest_path.exists() {
+        std::fs::remove_file(&manifest_path).io("remove old", &manifest_path)?;
+    }
+    for name in names {
+        let dst = out.join(name);
+        std::fs::rename(work.join(name), &dst).io("move output to", &dst)?;
+    }
+    let json = serde_json::to_vec_pretty(manifest).map_err(|e| Error::Io {
+        action: "serialise",
+        path: manifest_path.clone(),
+        cause: std::io::Error::other(e),
+    })?;
+    let tmp = work.join(outputs::MANIFEST);
+    write_file(&tmp, &json, 0o644)?;
+    std::fs::rename(&tmp, &manifest_path).io("move output to", &manifest_path)
+}
+
+fn write_file(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
+    if let Some(parent) = path.parent() {
+        usr_tree::mkdirs(parent)?;
+    }
+    std::fs::write(path, bytes).io("write", path)?;
+    usr_tree::set_mode(path, mode)
+}
+
+fn file_size(p: &Path) -> Result<u64> {
+    Ok(std::fs::metadata(p).io("stat", p)?.len())
+}
+
+fn too_large(what: &str, need: u64, plan: &DiskPlan, number: u32) -> Error {
+    let part = plan.partition(number);
+    Error::TooLarge {
+        what: what.into(),
+        partition: part.map_or("?", |p| p.label).into(),
+        key: part.map_or("?", |p| p.size_key).into(),
+        need: need.div_ceil(1 << 20),
+        have: part.map_or(0, |p| p.size() >> 20),
+    }
+}
+
+fn epoch_u32(epoch: i64) -> u32 {
+    u32::try_from(epoch.max(0)).unwrap_or(u32::MAX)
+}
