@@ -30,8 +30,8 @@ pub struct PackageInfo {
 }
 
 /// Looks up the candidate version of `name` (`apt-cache show`).
-pub fn show(name: &str) -> Result<PackageInfo> {
-    let mut cmd = APT_CACHE.command();
+fn show(cache: &Cache, name: &str) -> Result<PackageInfo> {
+    let mut cmd = cache.apt(APT_CACHE);
     cmd.args(["show", "--no-all-versions", name]);
     let out = cmd.output().map_err(|e| APT_CACHE.spawn_error(e))?;
     let text = String::from_utf8_lossy(&out.stdout);
@@ -47,8 +47,8 @@ pub fn show(name: &str) -> Result<PackageInfo> {
 
 /// Looks up several packages in one `apt-cache show` (loading apt's cache
 /// takes most of a second, so one call for all).
-pub fn show_all(names: &[String]) -> Result<Vec<PackageInfo>> {
-    let mut cmd = APT_CACHE.command();
+fn show_all(cache: &Cache, names: &[String]) -> Result<Vec<PackageInfo>> {
+    let mut cmd = cache.apt(APT_CACHE);
     cmd.args(["show", "--no-all-versions"]).args(names);
     let out = cmd.output().map_err(|e| APT_CACHE.spawn_error(e))?;
     let text = String::from_utf8_lossy(&out.stdout);
@@ -106,22 +106,32 @@ pub fn parse_stanza(text: &str) -> Option<PackageInfo> {
     })
 }
 
-/// Resolves a kernel package name to the package that holds the kernel
-/// image: `linux-image-cloud-amd64` → `linux-image-6.1.0-NN-cloud-amd64`.
-pub fn resolve_kernel(name: &str) -> Result<PackageInfo> {
-    let info = show(name)?;
-    if is_kernel_image_package(&info.name) {
-        return Ok(info);
+/// Resolves the kernel package (if any) and the other packages with as few
+/// apt calls as possible. A kernel metapackage (`linux-image-cloud-amd64`)
+/// becomes the package that holds the image (`linux-image-6.1.0-NN-cloud-amd64`).
+pub fn resolve(
+    cache: &Cache,
+    kernel: Option<&str>,
+    packages: &[String],
+) -> Result<(Option<PackageInfo>, Vec<PackageInfo>)> {
+    let mut names: Vec<String> = kernel.map(String::from).into_iter().collect();
+    names.extend(packages.iter().cloned());
+    if names.is_empty() {
+        return Ok((None, Vec::new()));
     }
-    let target = info
-        .depends
-        .iter()
-        .find(|d| is_kernel_image_package(d))
-        .ok_or_else(|| Error::Kernel {
-            kernel: name.into(),
-            message: "package neither holds a kernel image nor depends on a linux-image-<release> package".into(),
-        })?;
-    show(target)
+    let mut infos = show_all(cache, &names)?;
+    let Some(name) = kernel else {
+        return Ok((None, infos));
+    };
+    let meta = infos.remove(0);
+    if is_kernel_image_package(&meta.name) {
+        return Ok((Some(meta), infos));
+    }
+    let target = meta.depends.iter().find(|d| is_kernel_image_package(d)).ok_or_else(|| Error::Kernel {
+        kernel: name.into(),
+        message: "package neither holds a kernel image nor depends on a linux-image-<release> package".into(),
+    })?;
+    Ok((Some(show(cache, target)?), infos))
 }
 
 fn is_kernel_image_package(name: &str) -> bool {
@@ -140,6 +150,27 @@ impl Cache {
     /// A cache in `dir` (created on first download).
     pub fn new(dir: PathBuf) -> Self {
         Cache { dir }
+    }
+
+    /// An apt command that keeps apt's binary package cache in this cache:
+    /// Debian's container images disable it (`Dir::Cache::pkgcache ""`),
+    /// which makes every apt call re-parse all package lists (~1 s).
+    fn apt(&self, tool: crate::tools::Tool) -> std::process::Command {
+        let mut cmd = tool.command();
+        let bin = self.dir.join("apt");
+        if std::fs::create_dir_all(&bin).is_ok() {
+            cmd.arg("-o")
+                .arg(format!(
+                    "Dir::Cache::pkgcache={}",
+                    bin.join("pkgcache.bin").display()
+                ))
+                .arg("-o")
+                .arg(format!(
+                    "Dir::Cache::srcpkgcache={}",
+                    bin.join("srcpkgcache.bin").display()
+                ));
+        }
+        cmd
     }
 
     /// The cached .deb for `pkg`, downloading it if absent or damaged.
@@ -167,7 +198,7 @@ impl Cache {
     }
 
     fn download_into(&self, pkg: &PackageInfo, tmp: &Path, dest: &Path) -> Result<()> {
-        let mut cmd = APT_GET.command();
+        let mut cmd = self.apt(APT_GET);
         cmd.current_dir(tmp)
             .args(["download", "-q", &format!("{}={}", pkg.name, pkg.version)]);
         APT_GET.run(&mut cmd)?;

@@ -125,8 +125,18 @@ impl Builder<'_> {
 
         // Kernel and packages.
         let cache = apt::Cache::new(self.opts.cache_dir.clone());
-        let (kernel, kernel_pkg) = progress.step("kernel", |s| self.kernel(&cache, &usr, s))?;
-        let packages = progress.step("packages", |s| self.packages(&cache, &usr, s))?;
+        let kernel_package = match def.kernel_source() {
+            KernelSource::Package(name) => Some(name),
+            KernelSource::Local { .. } => None,
+        };
+        let (kernel_info, package_infos) = progress.step("resolve packages (apt)", |_| {
+            apt::resolve(&cache, kernel_package.as_deref(), &def.usr.packages)
+        })?;
+        let (kernel, kernel_pkg) =
+            progress.step("kernel", |s| self.kernel(&cache, &usr, kernel_info, s))?;
+        let packages = progress.step("packages", |s| {
+            self.packages(&cache, &usr, package_infos, s)
+        })?;
         let index = kernel.module_index()?;
         let initramfs_modules = kernel.load_order(&index, &def.kernel.initramfs_modules)?;
         let system_modules = kernel.load_order(&index, &def.kernel.system_modules)?;
@@ -288,65 +298,63 @@ impl Builder<'_> {
         &mut self,
         cache: &apt::Cache,
         usr: &Path,
+        package: Option<apt::PackageInfo>,
         step: &crate::progress::Step,
     ) -> Result<(Kernel, Option<manifest::PackageRef>)> {
         let modules_root = usr.join("lib/modules");
         usr_tree::mkdirs(&modules_root)?;
-        match self.def.kernel_source() {
-            KernelSource::Package(name) => {
-                step.detail(&format!("resolving {name}"));
-                let info = apt::resolve_kernel(&name)?;
-                step.detail(&format!(
-                    "{} {} ({} MiB)",
-                    info.name,
-                    info.version,
-                    info.size >> 20
-                ));
-                let root = cache.unpacked(&info)?;
-                let k = Kernel::from_package_root(&root)?;
-                let dest = modules_root.join(&k.release);
-                usr_tree::clone_tree(&k.modules_dir, &dest)?;
-                let k = Kernel {
+        if let Some(info) = package {
+            step.detail(&format!(
+                "{} {} ({} MiB)",
+                info.name,
+                info.version,
+                info.size >> 20
+            ));
+            let root = cache.unpacked(&info)?;
+            let k = Kernel::from_package_root(&root)?;
+            let dest = modules_root.join(&k.release);
+            usr_tree::clone_tree(&k.modules_dir, &dest)?;
+            let pkg = manifest::PackageRef {
+                name: info.name,
+                version: info.version,
+                sha256: info.sha256,
+            };
+            return Ok((
+                Kernel {
                     modules_dir: dest,
                     ..k
-                };
-                let pkg = manifest::PackageRef {
-                    name: info.name,
-                    version: info.version,
-                    sha256: info.sha256,
-                };
-                Ok((k, Some(pkg)))
-            }
-            KernelSource::Local {
-                vmlinuz,
-                modules_dir,
-            } => {
-                let k = Kernel::from_local(&vmlinuz, &modules_dir)?;
-                let dest = modules_root.join(&k.release);
-                usr_tree::copy_tree(&modules_dir, &dest)?;
-                Ok((
-                    Kernel {
-                        modules_dir: dest,
-                        ..k
-                    },
-                    None,
-                ))
-            }
+                },
+                Some(pkg),
+            ));
         }
+        let KernelSource::Local {
+            vmlinuz,
+            modules_dir,
+        } = self.def.kernel_source()
+        else {
+            unreachable!("a kernel package is always resolved before this step");
+        };
+        let k = Kernel::from_local(&vmlinuz, &modules_dir)?;
+        let dest = modules_root.join(&k.release);
+        usr_tree::copy_tree(&modules_dir, &dest)?;
+        Ok((
+            Kernel {
+                modules_dir: dest,
+                ..k
+            },
+            None,
+        ))
     }
 
     fn packages(
         &mut self,
         cache: &apt::Cache,
         usr: &Path,
+        infos: Vec<apt::PackageInfo>,
         step: &crate::progress::Step,
     ) -> Result<Vec<manifest::PackageRef>> {
         let mut refs = Vec::new();
-        if self.def.usr.packages.is_empty() {
-            return Ok(refs);
-        }
-        step.detail(&self.def.usr.packages.join(", "));
-        for info in apt::show_all(&self.def.usr.packages)? {
+        for info in infos {
             step.detail(&info.name);
             let root = cache.unpacked(&info)?;
             usr_tree::merge_package(&info.name, &root, usr, &mut self.notes)?;

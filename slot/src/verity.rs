@@ -91,7 +91,7 @@ pub fn build(
                     s.spawn(move || {
                         chunk
                             .chunks(BLOCK_SIZE)
-                            .flat_map(|b| hash_block(b))
+                            .flat_map(&hash_block)
                             .collect::<Vec<u8>>()
                     })
                 })

@@ -1,0 +1,347 @@
+//! The early init: PID 1 in the initramfs.
+//!
+//! Mounts the API filesystems, arms the watchdog, loads the modules of
+//! `/etc/tandem/modules.load`, finds the slot's /usr partition by the
+//! PARTUUID on the command line, puts dm-verity over it, mounts ROOT
+//! read-write on /sysroot and the verified /usr read-only on /sysroot/usr,
+//! switches root and execs the system init. Any failure prints
+//! `tandem-init: FATAL: …; rebooting in 5 s` and reboots: a failed boot must
+//! reach the bootloader again so the slot's tries counter can do its job.
+
+use std::io::Read;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use tandem_slot::Slot;
+use tandem_slot::guid::types;
+
+use crate::cmdline::{self, BootArgs};
+use crate::devmapper::{self, Verity};
+use crate::disk::{self, Located};
+use crate::early_log;
+use crate::error::Error;
+use crate::modules::{self, ModuleLine};
+use crate::mount::{self, MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_RDONLY};
+use crate::status::{self, EarlyBoot, Timeline};
+use crate::sys;
+use crate::watchdog::{self, Watchdog};
+
+/// Where the real root is assembled.
+pub const SYSROOT: &str = "/sysroot";
+/// The system init, inside /usr.
+pub const SYSTEM_INIT: &str = "/usr/lib/tandem/tandem-init";
+/// The initramfs module list.
+pub const MODULES_LIST: &str = "/etc/tandem/modules.load";
+/// Base of the initramfs modules (`<release>/` is appended).
+pub const MODULES_BASE: &str = "/lib/modules";
+/// How long to wait for the /usr disk to appear.
+pub const DEVICE_TIMEOUT: Duration = Duration::from_secs(10);
+/// ROOT's partition number.
+pub const ROOT_PARTITION: u32 = 9;
+/// Device-mapper name of the verified /usr.
+pub const DM_NAME: &str = "usr";
+
+/// Entry point of `/init`. Never returns: it execs the system init or reboots.
+pub fn main() -> ! {
+    let started = sys::boottime_us();
+    if sys::getpid() != 1 {
+        eprintln!("tandem-init: /init is the initramfs init and must run as PID 1");
+        std::process::exit(2);
+    }
+    // Owned here, not in run(), so the watchdog stays open (armed, no
+    // "did not stop" warning) through a FATAL reboot as well.
+    let mut watchdog = None;
+    match run(started, &mut watchdog) {
+        Ok(()) => {
+            let err = exec_system_init(watchdog.as_ref());
+            fatal(&err)
+        }
+        Err(err) => fatal(&err),
+    }
+}
+
+/// Prints the FATAL marker, syncs and reboots. If even reboot(2) fails, PID 1
+/// exits, the kernel panics and `panic=N` reboots.
+pub fn fatal(err: &Error) -> ! {
+    early_log!("FATAL: {err}; rebooting in 5 s");
+    sys::sync();
+    sys::sleep(Duration::from_secs(5));
+    let e = sys::reboot(libc::RB_AUTOBOOT);
+    early_log!("reboot(2) failed: {e}; exiting so that the kernel panics (panic=N reboots)");
+    std::process::exit(1)
+}
+
+fn mount_api() -> Result<(), Error> {
+    mount::mount(
+        "proc",
+        Path::new("/proc"),
+        "proc",
+        MS_NOSUID | MS_NODEV | MS_NOEXEC,
+        None,
+    )?;
+    mount::mount(
+        "sysfs",
+        Path::new("/sys"),
+        "sysfs",
+        MS_NOSUID | MS_NODEV | MS_NOEXEC,
+        None,
+    )?;
+    // CONFIG_DEVTMPFS_MOUNT is off: the kernel leaves /dev to us.
+    mount::mount(
+        "devtmpfs",
+        Path::new("/dev"),
+        "devtmpfs",
+        MS_NOSUID,
+        Some("mode=0755"),
+    )?;
+    Ok(())
+}
+
+fn load_modules(base: &Path, list: &[ModuleLine], failed: &mut Vec<String>) {
+    for err in modules::load_all(base, list) {
+        early_log!("warning: {err}");
+        failed.push(err.to_string());
+    }
+}
+
+fn arm_watchdog() -> Option<Watchdog> {
+    let path = Path::new(watchdog::DEVICE);
+    // devtmpfs creates the node while softdog registers; allow a moment.
+    let deadline = std::time::Instant::now() + Duration::from_millis(500);
+    while !path.exists() && std::time::Instant::now() < deadline {
+        sys::sleep(Duration::from_millis(5));
+    }
+    if !path.exists() {
+        early_log!(
+            "warning: no {} (softdog not in modules.load?): a hang will not reboot",
+            path.display()
+        );
+        return None;
+    }
+    match Watchdog::open(path) {
+        Ok(w) => Some(w),
+        Err(err) => {
+            early_log!(
+                "warning: {}",
+                Error::Watchdog {
+                    path: path.into(),
+                    err
+                }
+            );
+            None
+        }
+    }
+}
+
+fn run(started: u64, watchdog: &mut Option<Watchdog>) -> Result<(), Error> {
+    let mut t = Timeline::default();
+    mount_api()?;
+    early_log!("initramfs started");
+    t.step("API filesystems mounted");
+
+    let mut modules_failed = Vec::new();
+    // No list is fine: a kernel with everything built in needs none.
+    let list = match modules::read_list(Path::new(MODULES_LIST)) {
+        Err(Error::Read { err, .. }) if err.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        other => modules::watchdog_first(other?),
+    };
+    let base = modules::modules_dir(Path::new(MODULES_BASE))
+        .map_err(|err| Error::Sys { what: "uname", err })?;
+    let split = list
+        .iter()
+        .position(|m| !m.is_watchdog())
+        .unwrap_or(list.len());
+    load_modules(&base, &list[..split], &mut modules_failed);
+    *watchdog = arm_watchdog();
+    t.step("watchdog armed");
+    load_modules(&base, &list[split..], &mut modules_failed);
+    t.step("modules loaded");
+
+    let text = std::fs::read_to_string(cmdline::PROC_CMDLINE).map_err(|err| Error::Read {
+        path: cmdline::PROC_CMDLINE.into(),
+        err,
+    })?;
+    let args = cmdline::parse(&text)?;
+
+    let usr = disk::wait_for(args.usr_partuuid, DEVICE_TIMEOUT)?;
+    check_slot(&args, &usr)?;
+    let usr_node = usr.partition_path(usr.number);
+    let root_node = root_partition(&usr)?;
+    t.step("disk found");
+
+    // /run is carried into the system: it holds the hand-over file.
+    mount::mount(
+        "tmpfs",
+        Path::new("/run"),
+        "tmpfs",
+        MS_NOSUID | MS_NODEV,
+        Some("mode=0755"),
+    )?;
+
+    let usr_dev = setup_verity(&args, &usr_node)?;
+    t.step("verity device ready");
+
+    mount::mount(
+        &root_node.to_string_lossy(),
+        Path::new(SYSROOT),
+        "ext4",
+        0,
+        None,
+    )?;
+    t.step("ROOT mounted");
+    let root_grow = crate::grow::grow_root_if_first_boot(&usr, &root_node, Path::new(SYSROOT));
+    if root_grow.is_some() {
+        t.step("ROOT grown");
+    }
+    let sysroot_usr = Path::new(SYSROOT).join("usr");
+    mount::mount(
+        &usr_dev.to_string_lossy(),
+        &sysroot_usr,
+        "erofs",
+        MS_RDONLY | MS_NODEV,
+        None,
+    )?;
+    t.step("/usr mounted");
+    preflight(&usr_node)?;
+    t.step("system init read through verity");
+
+    early_log!("/usr verified (slot {}), switching root", args.slot);
+    if let Some(w) = watchdog.as_mut() {
+        let _ = w.pet();
+    }
+    let early = EarlyBoot {
+        initramfs_started_us: started,
+        switch_root_us: sys::boottime_us(),
+        slot: args.slot.to_string(),
+        disk: usr.disk_path().to_string_lossy().into_owned(),
+        usr_partition: usr_node.to_string_lossy().into_owned(),
+        usr_device: usr_dev.to_string_lossy().into_owned(),
+        root_partition: root_node.to_string_lossy().into_owned(),
+        modules_failed,
+        root_grow,
+        steps: t.0,
+    };
+    status::write_json(Path::new(status::EARLY_FILE), &early)?;
+    crate::switch_root::switch_root(Path::new(SYSROOT))
+}
+
+/// The partition named on the command line must be the slot's partition
+/// number and of the /usr type: otherwise "slot A" would be a lie.
+fn check_slot(args: &BootArgs, usr: &Located) -> Result<(), Error> {
+    let mismatch = |what| Error::SlotMismatch {
+        slot: args.slot,
+        partuuid: args.usr_partuuid,
+        number: usr.number,
+        what,
+        disk: usr.disk_name.clone(),
+    };
+    if Slot::from_partition_number(usr.number) != Some(args.slot) {
+        return Err(mismatch("not that slot's partition number"));
+    }
+    match usr.gpt.partition(usr.number) {
+        Some(e) if e.type_guid == types::USR => Ok(()),
+        _ => Err(mismatch(
+            "not of the /usr type 5DFBF5F4-2848-4BAC-AA5E-0D9A20B745A6",
+        )),
+    }
+}
+
+fn root_partition(usr: &Located) -> Result<PathBuf, Error> {
+    let disk = usr.disk_name.clone();
+    match usr.gpt.partition(ROOT_PARTITION) {
+        None => {
+            return Err(Error::RootPartition {
+                disk,
+                what: "is missing",
+            });
+        }
+        Some(e) if e.type_guid != types::ROOT => {
+            return Err(Error::RootPartition {
+                disk,
+                what: "is not of type 3884DD41-8582-4404-B9A8-E9B84F2DF50E",
+            });
+        }
+        Some(_) => {}
+    }
+    let node = usr.partition_path(ROOT_PARTITION);
+    if !disk::wait_for_node(&node, Duration::from_secs(2)) {
+        return Err(Error::RootPartition {
+            disk,
+            what: "has no device node",
+        });
+    }
+    Ok(node)
+}
+
+/// Creates the verity device and reads its first block, so that a wrong
+/// root hash is reported as such (rather than as a failed mount) and /usr is
+/// never mounted from anything but the verified device.
+fn setup_verity(args: &BootArgs, usr_node: &Path) -> Result<PathBuf, Error> {
+    let verity = Verity {
+        device: disk::dev_numbers(usr_node)?,
+        data_blocks: args.data_blocks,
+        root_hash: args.root_hash.clone(),
+        salt: args.salt.clone(),
+    };
+    let uuid = format!("TANDEM-USR-{}", args.slot);
+    let dev =
+        devmapper::create_readonly(DM_NAME, &uuid, verity.sectors(), "verity", &verity.params())?;
+    let fail = |err| Error::Verity {
+        what: format!("block 0 of {}", dev.display()),
+        partition: usr_node.to_path_buf(),
+        err,
+    };
+    let mut block = vec![0u8; 4096];
+    std::fs::File::open(&dev)
+        .and_then(|mut f| f.read_exact(&mut block))
+        .map_err(fail)?;
+    Ok(dev)
+}
+
+/// Reads the whole system init through verity before executing it: a
+/// corrupted block would otherwise surface as SIGBUS in PID 1 (a kernel
+/// panic) instead of a FATAL line naming the cause.
+fn preflight(usr_node: &Path) -> Result<(), Error> {
+    let path = Path::new(SYSROOT).join(SYSTEM_INIT.trim_start_matches('/'));
+    let mut file = std::fs::File::open(&path).map_err(|err| Error::Exec {
+        path: path.clone(),
+        err,
+    })?;
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        match file.read(&mut buf) {
+            Ok(0) => return Ok(()),
+            Ok(_) => {}
+            Err(err) if err.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(err) => {
+                return Err(Error::Verity {
+                    what: SYSTEM_INIT.to_string(),
+                    partition: usr_node.to_path_buf(),
+                    err,
+                });
+            }
+        }
+    }
+}
+
+fn exec_system_init(watchdog: Option<&Watchdog>) -> Error {
+    let mut cmd = Command::new(SYSTEM_INIT);
+    cmd.env_clear().env("PATH", "/usr/bin:/usr/sbin").env(
+        "TERM",
+        std::env::var("TERM").unwrap_or_else(|_| "linux".into()),
+    );
+    if let Some(w) = watchdog {
+        match w.keep_across_exec() {
+            Ok(fd) => {
+                cmd.env(watchdog::FD_ENV, fd.to_string());
+            }
+            Err(err) => early_log!("warning: keeping the watchdog open across exec failed: {err}"),
+        }
+    }
+    Error::Exec {
+        path: SYSTEM_INIT.into(),
+        err: cmd.exec(),
+    }
+}

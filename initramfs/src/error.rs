@@ -1,0 +1,280 @@
+//! Errors: one variant per failure site, each naming what failed, on what,
+//! and where it helps, what to do. The early init prints them after
+//! `tandem-init: FATAL: `.
+
+use std::io;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use tandem_slot::{Guid, Slot};
+
+/// A `tandem.*` kernel argument is missing or malformed.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum CmdlineError {
+    /// The argument is absent or empty.
+    #[error("{0} is missing from the kernel command line (the bootloader's slot .conf sets it)")]
+    Missing(&'static str),
+    /// The value does not parse.
+    #[error("{key}={value} on the kernel command line is invalid: expected {expected}")]
+    Invalid {
+        /// Argument name.
+        key: &'static str,
+        /// The value given.
+        value: String,
+        /// What was expected.
+        expected: &'static str,
+    },
+    /// The argument appears twice with different values.
+    #[error(
+        "{key} is given twice on the kernel command line ({first} and {second}); refusing to guess (extra arguments, e.g. the OEM cmdline, must not set tandem.*)"
+    )]
+    Conflict {
+        /// Argument name.
+        key: String,
+        /// First value.
+        first: String,
+        /// Second value.
+        second: String,
+    },
+}
+
+/// A line of `modules.load` is malformed.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("line {line} ({text:?}): {reason}")]
+pub struct ModuleListError {
+    /// 1-based line number.
+    pub line: usize,
+    /// The line.
+    pub text: String,
+    /// What is wrong.
+    pub reason: &'static str,
+}
+
+/// A service file is invalid.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ServiceFileError {
+    /// TOML syntax or a field of the wrong type, unknown field included.
+    #[error("{0}")]
+    Syntax(String),
+    /// `exec` is empty or not absolute.
+    #[error("exec must be a non-empty list whose first element is an absolute path")]
+    Exec,
+    /// The file name is not a usable service name.
+    #[error(
+        "service name {0:?} (the file name without .toml) may only contain letters, digits, '-', '_', '.' and '@'"
+    )]
+    Name(String),
+}
+
+/// Everything that can fail in the init and tandemctl.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Reading a file or directory failed.
+    #[error("reading {path} failed: {err}")]
+    Read {
+        /// The path.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        err: io::Error,
+    },
+    /// Writing a file failed.
+    #[error("writing {path} failed: {err}")]
+    Write {
+        /// The path.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        err: io::Error,
+    },
+    /// A mount failed.
+    #[error("mounting {source_dev} ({fstype}) on {target} failed: {err}")]
+    Mount {
+        /// What was mounted.
+        source_dev: String,
+        /// Where.
+        target: PathBuf,
+        /// Filesystem type.
+        fstype: String,
+        /// The cause.
+        #[source]
+        err: io::Error,
+    },
+    /// A kernel module did not load.
+    #[error("loading module {path} failed: {err}")]
+    Module {
+        /// The module file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        err: io::Error,
+    },
+    /// `modules.load` is malformed.
+    #[error("{path}: {err}")]
+    ModuleList {
+        /// The list.
+        path: PathBuf,
+        /// What is wrong.
+        #[source]
+        err: ModuleListError,
+    },
+    /// The kernel command line is unusable.
+    #[error(transparent)]
+    Cmdline(#[from] CmdlineError),
+    /// No disk has the /usr partition.
+    #[error("no disk has a partition with PARTUUID {partuuid} after {waited:?} ({seen})")]
+    PartitionNotFound {
+        /// The partition looked for.
+        partuuid: Guid,
+        /// How long we waited.
+        waited: Duration,
+        /// What each disk held instead.
+        seen: String,
+    },
+    /// Two disks carry the same /usr PARTUUID.
+    #[error(
+        "PARTUUID {partuuid} is on both {first} and {second}: detach the copy (booting either could mix slots)"
+    )]
+    DuplicatePartuuid {
+        /// The partition looked for.
+        partuuid: Guid,
+        /// First disk.
+        first: String,
+        /// Second disk.
+        second: String,
+    },
+    /// The command line's slot and partition do not agree with the GPT.
+    #[error(
+        "tandem.slot={slot} but PARTUUID {partuuid} is partition {number} ({what}) on {disk}: the bootloader and the disk disagree"
+    )]
+    SlotMismatch {
+        /// Slot from the command line.
+        slot: Slot,
+        /// The partition.
+        partuuid: Guid,
+        /// Its number.
+        number: u32,
+        /// What is wrong with it.
+        what: &'static str,
+        /// The disk.
+        disk: String,
+    },
+    /// The ROOT partition is missing or of the wrong type.
+    #[error("partition 9 (ROOT) on {disk} {what}: not a Tandem disk")]
+    RootPartition {
+        /// The disk.
+        disk: String,
+        /// What is wrong.
+        what: &'static str,
+    },
+    /// A device-mapper ioctl failed.
+    #[error("device-mapper {op} for {name} failed: {err}")]
+    DeviceMapper {
+        /// Which step.
+        op: &'static str,
+        /// dm device name.
+        name: String,
+        /// The cause.
+        #[source]
+        err: io::Error,
+    },
+    /// Reading through dm-verity failed: the data does not match the root hash.
+    #[error(
+        "verity check of {what} failed: {err} (the /usr partition {partition} does not match tandem.usrhash: corrupted or wrong slot)"
+    )]
+    Verity {
+        /// What was read.
+        what: String,
+        /// The partition under verity.
+        partition: PathBuf,
+        /// The cause (EIO for a hash mismatch).
+        #[source]
+        err: io::Error,
+    },
+    /// A switch-root step failed.
+    #[error("switch root: {step} failed: {err}")]
+    SwitchRoot {
+        /// Which step.
+        step: &'static str,
+        /// The cause.
+        #[source]
+        err: io::Error,
+    },
+    /// exec failed.
+    #[error("starting {path} failed: {err}")]
+    Exec {
+        /// The program.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        err: io::Error,
+    },
+    /// The watchdog could not be armed.
+    #[error("arming {path} failed: {err}")]
+    Watchdog {
+        /// The node.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        err: io::Error,
+    },
+    /// A partition table could not be read or written.
+    #[error("partition table of {disk}: {msg}")]
+    Gpt {
+        /// The disk.
+        disk: PathBuf,
+        /// What failed.
+        msg: String,
+    },
+    /// A service file is invalid.
+    #[error("service file {path}: {err}")]
+    ServiceFile {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        #[source]
+        err: ServiceFileError,
+    },
+    /// Starting a service failed.
+    #[error("starting service {name} ({program}) failed: {err}")]
+    Spawn {
+        /// Service name.
+        name: String,
+        /// The program.
+        program: String,
+        /// The cause.
+        #[source]
+        err: io::Error,
+    },
+    /// A network operation failed.
+    #[error("network: {what} on {interface} failed: {err}")]
+    Net {
+        /// What was done.
+        what: &'static str,
+        /// The interface.
+        interface: String,
+        /// The cause.
+        #[source]
+        err: io::Error,
+    },
+    /// A system call without a better home failed.
+    #[error("{what} failed: {err}")]
+    Sys {
+        /// What was done.
+        what: &'static str,
+        /// The cause.
+        #[source]
+        err: io::Error,
+    },
+    /// A status file is not what this version writes.
+    #[error("{path} is not a valid status file: {msg}")]
+    Status {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        msg: String,
+    },
+    /// tandemctl was called wrongly.
+    #[error("{0}")]
+    Usage(String),
+}

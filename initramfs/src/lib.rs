@@ -1,0 +1,85 @@
+//! Tandem's init, as a library behind one static multi-call binary
+//! (`tandem-init`, also installed as the initramfs `/init` and as `tandemctl`).
+//!
+//! - [`early`]: PID 1 in the initramfs: modules, watchdog, dm-verity /usr,
+//!   ROOT, switch root ([`cmdline`], [`modules`], [`disk`], [`devmapper`],
+//!   [`mount`], [`switch_root`], [`watchdog`], [`grow`]);
+//! - [`system`]: PID 1 after switch root: mounts, machine-id, hostname,
+//!   network ([`net`] over the pure [`dhcp`] codec), services ([`services`]),
+//!   status under /run/tandem ([`status`]), shutdown;
+//! - [`ctl`]: the `tandemctl` command line.
+//!
+//! Everything that decides something (command line, module lists, the verity
+//! table and the device-mapper ioctl buffers, DHCP packets, service files and
+//! restart policy) is pure and unit-tested on the host; system calls sit
+//! behind small functions in [`sys`] and the I/O modules.
+//!
+//! ```
+//! use initramfs::{role, Role};
+//! assert_eq!(role("/init".as_ref()), Some(Role::Early));
+//! assert_eq!(role("/usr/bin/tandemctl".as_ref()), Some(Role::Ctl));
+//! ```
+#![warn(missing_docs)]
+
+pub mod cmdline;
+pub mod ctl;
+pub mod devmapper;
+pub mod dhcp;
+pub mod disk;
+pub mod early;
+pub mod error;
+pub mod grow;
+pub mod log;
+pub mod modules;
+pub mod mount;
+pub mod net;
+pub mod services;
+pub mod status;
+pub mod switch_root;
+pub mod sys;
+pub mod system;
+pub mod watchdog;
+
+pub use error::Error;
+
+use std::ffi::OsStr;
+use std::path::Path;
+
+/// What the binary does, chosen by the name it was started under.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// `/init` in the initramfs.
+    Early,
+    /// `/usr/lib/tandem/tandem-init` after switch root.
+    System,
+    /// `tandemctl`.
+    Ctl,
+}
+
+/// The role for `argv[0]` (only its file name counts).
+pub fn role(argv0: &OsStr) -> Option<Role> {
+    match Path::new(argv0).file_name()?.to_str()? {
+        "init" => Some(Role::Early),
+        "tandem-init" => Some(Role::System),
+        "tandemctl" => Some(Role::Ctl),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dispatch_on_basename() {
+        assert_eq!(role(OsStr::new("/init")), Some(Role::Early));
+        assert_eq!(role(OsStr::new("init")), Some(Role::Early));
+        assert_eq!(
+            role(OsStr::new("/usr/lib/tandem/tandem-init")),
+            Some(Role::System)
+        );
+        assert_eq!(role(OsStr::new("tandemctl")), Some(Role::Ctl));
+        assert_eq!(role(OsStr::new("/sbin/busybox")), None);
+        assert_eq!(role(OsStr::new("")), None);
+    }
+}

@@ -1,0 +1,227 @@
+//! Disks for test machines: a qcow2 overlay on a built image (the image
+//! stays clean), or a private sparse copy that a scenario modifies from the
+//! host before booting. Between boots the partition table is read from the
+//! host.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+use tandem_slot::{FileDisk, Gpt, Slot, SlotPair, table};
+
+/// A disk image private to one test.
+#[derive(Debug)]
+pub struct Disk {
+    dir: tempfile::TempDir,
+    path: PathBuf,
+    format: &'static str,
+}
+
+impl Disk {
+    /// A qcow2 overlay whose backing file is `base` (raw).
+    pub fn overlay(base: &Path) -> Result<Disk> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("disk.qcow2");
+        let base = base
+            .canonicalize()
+            .with_context(|| format!("{} does not exist", base.display()))?;
+        run(Command::new("qemu-img")
+            .args(["create", "-q", "-f", "qcow2", "-F", "raw", "-b"])
+            .arg(&base)
+            .arg(&path))?;
+        Ok(Disk {
+            dir,
+            path,
+            format: "qcow2",
+        })
+    }
+
+    /// A sparse raw copy of `base` that the test may change.
+    pub fn copy(base: &Path) -> Result<Disk> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("disk.raw");
+        run(Command::new("cp")
+            .arg("--sparse=always")
+            .arg(base)
+            .arg(&path))?;
+        Ok(Disk {
+            dir,
+            path,
+            format: "raw",
+        })
+    }
+
+    /// The image file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// `raw` or `qcow2`, for QEMU's `-drive format=`.
+    pub fn format(&self) -> &'static str {
+        self.format
+    }
+
+    /// A raw view of the disk as it is now (the file itself for raw disks,
+    /// a converted copy for overlays).
+    pub fn raw(&self) -> Result<PathBuf> {
+        if self.format == "raw" {
+            return Ok(self.path.clone());
+        }
+        let out = self.dir.path().join("snapshot.raw");
+        let _ = std::fs::remove_file(&out);
+        run(Command::new("qemu-img")
+            .args(["convert", "-O", "raw"])
+            .arg(&self.path)
+            .arg(&out))?;
+        Ok(out)
+    }
+
+    /// The partition table as it is now.
+    pub fn gpt(&self) -> Result<Gpt> {
+        let raw = self.raw()?;
+        let mut dev = FileDisk::open_read_only(&raw)?;
+        Ok(Gpt::read(&mut dev)?)
+    }
+
+    /// Both slots' attributes as they are now.
+    pub fn slots(&self) -> Result<SlotPair> {
+        Ok(table::slot_pair(&self.gpt()?)?)
+    }
+
+    /// `cgpt show -i <slot> -P/-T/-S` as (priority, tries, successful), read
+    /// by Debian's cgpt as an independent oracle.
+    pub fn cgpt_slot(&self, slot: Slot) -> Result<(u8, u8, bool)> {
+        let raw = self.raw()?;
+        let i = slot.partition_number().to_string();
+        let field = |flag: &str| -> Result<u8> {
+            let out = output(
+                Command::new("cgpt")
+                    .args(["show", "-i", &i, flag])
+                    .arg(&raw),
+            )?;
+            out.trim()
+                .parse()
+                .with_context(|| format!("cgpt printed {out:?}"))
+        };
+        Ok((field("-P")?, field("-T")?, field("-S")? == 1))
+    }
+
+    /// Copies one slot's /usr partition and its kernel, initramfs and
+    /// config on the ESP into the other slot (raw copies only), as an update
+    /// of the same version would. Attributes are left alone.
+    pub fn clone_slot(&self, from: Slot, to: Slot) -> Result<()> {
+        if self.format != "raw" {
+            bail!("changing partitions needs a raw copy (Disk::copy)");
+        }
+        let gpt = self.gpt()?;
+        let bs = gpt.block_size;
+        let src = table::usr_entry(&gpt, from)?;
+        let dst = table::usr_entry(&gpt, to)?;
+        let mib = 1 << 20;
+        run(Command::new("dd")
+            .arg(format!("if={}", self.path.display()))
+            .arg(format!("of={}", self.path.display()))
+            .args(["bs=1M", "conv=notrunc,sparse", "status=none"])
+            .arg(format!("skip={}", src.first_lba * bs / mib))
+            .arg(format!("seek={}", dst.first_lba * bs / mib))
+            .arg(format!("count={}", src.num_blocks() * bs / mib)))?;
+        let esp = gpt.partition(1).context("no ESP")?;
+        let image = format!("{}@@{}", self.path.display(), esp.first_lba * bs);
+        let tmp = self.dir.path().join("esp-file");
+        for name in ["vmlinuz", "initrd", "slot"] {
+            let (a, b) = if name == "slot" {
+                (
+                    format!("slot-{}.conf", from.letter()),
+                    format!("slot-{}.conf", to.letter()),
+                )
+            } else {
+                (
+                    format!("{name}-{}", from.letter()),
+                    format!("{name}-{}", to.letter()),
+                )
+            };
+            run(Command::new("mcopy")
+                .args(["-o", "-i", &image])
+                .arg(format!("::EFI/tandem/{a}"))
+                .arg(&tmp))?;
+            run(Command::new("mcopy")
+                .args(["-o", "-i", &image])
+                .arg(&tmp)
+                .arg(format!("::EFI/tandem/{b}")))?;
+        }
+        Ok(())
+    }
+
+    /// Byte offset of `needle` inside the partition of `slot` (first hit),
+    /// e.g. to find a file's data in a /usr image.
+    pub fn find_in_slot(&self, slot: Slot, needle: &[u8]) -> Result<u64> {
+        let raw = self.raw()?;
+        let gpt = self.gpt()?;
+        let e = table::usr_entry(&gpt, slot)?;
+        let bs = gpt.block_size;
+        let mut f = std::fs::File::open(&raw)?;
+        use std::io::{Read, Seek};
+        f.seek(std::io::SeekFrom::Start(e.first_lba * bs))?;
+        let mut data = Vec::new();
+        f.take(e.num_blocks() * bs).read_to_end(&mut data)?;
+        let pos = data
+            .windows(needle.len())
+            .position(|w| w == needle)
+            .context("needle not found in slot")?;
+        Ok(e.first_lba * bs + pos as u64)
+    }
+
+    /// Inverts the byte at `offset` of the disk (raw copies only).
+    pub fn flip_byte(&self, offset: u64) -> Result<()> {
+        use std::os::unix::fs::FileExt;
+        if self.format != "raw" {
+            bail!("changing bytes needs a raw copy (Disk::copy)");
+        }
+        let f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&self.path)?;
+        let mut b = [0u8; 1];
+        f.read_exact_at(&mut b, offset)?;
+        b[0] ^= 0xFF;
+        f.write_all_at(&b, offset)?;
+        Ok(())
+    }
+
+    /// Byte offset where partition `slot` starts.
+    pub fn slot_offset(&self, slot: Slot) -> Result<u64> {
+        let gpt = self.gpt()?;
+        Ok(table::usr_entry(&gpt, slot)?.first_lba * gpt.block_size)
+    }
+
+    /// Runs `cgpt <args> <disk>` on a raw disk.
+    pub fn cgpt(&self, args: &[&str]) -> Result<String> {
+        if self.format != "raw" {
+            bail!("cgpt changes need a raw copy (Disk::copy)");
+        }
+        output(Command::new("cgpt").args(args).arg(&self.path))
+    }
+}
+
+/// Runs a command, failing with its stderr.
+pub fn run(cmd: &mut Command) -> Result<()> {
+    output(cmd).map(|_| ())
+}
+
+/// Runs a command and returns its stdout, failing with its stderr.
+pub fn output(cmd: &mut Command) -> Result<String> {
+    let out = cmd
+        .output()
+        .with_context(|| format!("cannot run {:?}", cmd.get_program()))?;
+    if !out.status.success() {
+        bail!(
+            "{:?} {:?} failed ({}): {}{}",
+            cmd.get_program(),
+            cmd.get_args().collect::<Vec<_>>(),
+            out.status,
+            String::from_utf8_lossy(&out.stderr),
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}

@@ -1,0 +1,20 @@
+//! The QEMU test harness: boots real Tandem images under OVMF (TCG), drives
+//! them through the serial console and inspects their disks from the host.
+//!
+//! - [`env`]: the artefacts `cargo xtask test` built, found through the
+//!   environment;
+//! - [`disk`]: copy-on-write overlays and private copies of an image, and
+//!   reading its partition table from the host between boots;
+//! - [`vm`]: a running machine, its console log, waiting for lines and
+//!   running shell commands.
+//!
+//! The scenarios live in `tests/`, one file each.
+#![warn(missing_docs)]
+
+pub mod disk;
+pub mod env;
+pub mod vm;
+
+pub use disk::Disk;
+pub use env::Env;
+pub use vm::{Vm, VmConfig};

@@ -1,0 +1,404 @@
+//! A QEMU machine: OVMF (pflash code + a private copy of the vars), TCG,
+//! virtio disk and network (user mode, with host port forwards), the serial
+//! console on stdio, captured to a log file with arrival times.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+use crate::disk::Disk;
+
+/// OVMF firmware code (read-only pflash).
+pub const OVMF_CODE: &str = "/usr/share/OVMF/OVMF_CODE_4M.fd";
+/// OVMF variable store template, copied per machine.
+pub const OVMF_VARS: &str = "/usr/share/OVMF/OVMF_VARS_4M.fd";
+
+/// How to start a machine.
+#[derive(Clone, Debug)]
+pub struct VmConfig {
+    /// Name used in messages and log file names.
+    pub name: String,
+    /// Memory in MiB.
+    pub memory_mib: u32,
+    /// Host port → guest port forwards (TCP, on 127.0.0.1).
+    pub forwards: Vec<(u16, u16)>,
+    /// Extra QEMU arguments.
+    pub extra: Vec<String>,
+    /// Also copy the console to stderr as it arrives (demo, debugging).
+    pub echo: bool,
+}
+
+impl VmConfig {
+    /// A machine with 1 GiB and networking.
+    pub fn new(name: &str) -> Self {
+        VmConfig {
+            name: name.into(),
+            memory_mib: 1024,
+            forwards: Vec::new(),
+            extra: Vec::new(),
+            echo: std::env::var_os("TANDEM_ECHO_CONSOLE").is_some(),
+        }
+    }
+}
+
+/// One console line and when it arrived (since QEMU started).
+#[derive(Clone, Debug)]
+pub struct Line {
+    /// Arrival time.
+    pub at: Duration,
+    /// Text without the line ending.
+    pub text: String,
+}
+
+#[derive(Default)]
+struct Console {
+    text: String,
+    lines: Vec<Line>,
+    partial: String,
+    closed: bool,
+}
+
+/// A running machine. Dropping it kills QEMU.
+pub struct Vm {
+    name: String,
+    child: Child,
+    stdin: Option<ChildStdin>,
+    console: Arc<(Mutex<Console>, Condvar)>,
+    cursor: usize,
+    log: PathBuf,
+    _vars: tempfile::TempDir,
+    next_token: u32,
+}
+
+impl std::fmt::Debug for Vm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Vm({})", self.name)
+    }
+}
+
+impl Vm {
+    /// Starts QEMU on `disk`.
+    pub fn start(cfg: &VmConfig, disk: &Disk) -> Result<Vm> {
+        let vars = tempfile::tempdir()?;
+        let vars_path = vars.path().join("OVMF_VARS.fd");
+        std::fs::copy(OVMF_VARS, &vars_path)
+            .with_context(|| format!("copy {OVMF_VARS} (package ovmf)"))?;
+        let log = log_dir().join(format!("{}.log", cfg.name));
+        let mut net = String::from("user,id=n0");
+        for (host, guest) in &cfg.forwards {
+            net.push_str(&format!(",hostfwd=tcp:127.0.0.1:{host}-:{guest}"));
+        }
+        let mut cmd = Command::new("qemu-system-x86_64");
+        cmd.args([
+            "-machine", "q35", "-accel", "tcg", "-cpu", "max", "-smp", "1",
+        ])
+        .args(["-m", &cfg.memory_mib.to_string()])
+        .args([
+            "-drive",
+            &format!("if=pflash,format=raw,readonly=on,file={OVMF_CODE}"),
+        ])
+        .args([
+            "-drive",
+            &format!("if=pflash,format=raw,file={}", vars_path.display()),
+        ])
+        .args([
+            "-drive",
+            &format!(
+                "file={},format={},if=virtio",
+                disk.path().display(),
+                disk.format()
+            ),
+        ])
+        .args(["-netdev", &net, "-device", "virtio-net-pci,netdev=n0"])
+        .args([
+            "-display",
+            "none",
+            "-monitor",
+            "none",
+            "-serial",
+            "stdio",
+            "-no-user-config",
+        ])
+        .args(&cfg.extra)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+        let mut child = cmd
+            .spawn()
+            .context("cannot start qemu-system-x86_64 (package qemu-system-x86)")?;
+        let stdout = child.stdout.take().context("no QEMU stdout")?;
+        let stdin = child.stdin.take();
+        let console: Arc<(Mutex<Console>, Condvar)> = Arc::default();
+        let started = Instant::now();
+        let reader = Arc::clone(&console);
+        let log_file =
+            std::fs::File::create(&log).with_context(|| format!("create {}", log.display()))?;
+        let echo = cfg.echo;
+        std::thread::spawn(move || pump(stdout, log_file, started, &reader, echo));
+        Ok(Vm {
+            name: cfg.name.clone(),
+            child,
+            stdin,
+            console,
+            cursor: 0,
+            log,
+            _vars: vars,
+            next_token: 0,
+        })
+    }
+
+    /// Waits until a console line after the last match contains `needle`;
+    /// returns that line. On timeout or QEMU exit, the error carries the
+    /// console's tail.
+    pub fn wait_for(&mut self, needle: &str, timeout: Duration) -> Result<Line> {
+        self.wait_for_any(&[needle], timeout).map(|(_, l)| l)
+    }
+
+    /// Like [`Vm::wait_for`] for the first of several needles; returns its
+    /// index and the line.
+    pub fn wait_for_any(&mut self, needles: &[&str], timeout: Duration) -> Result<(usize, Line)> {
+        let deadline = Instant::now() + timeout;
+        let (lock, cvar) = &*self.console;
+        let mut c = lock
+            .lock()
+            .map_err(|_| anyhow::anyhow!("console lock poisoned"))?;
+        loop {
+            // Only whole lines: a line still arriving could match a prefix.
+            let complete = c.text.rfind('\n').map_or(0, |p| p + 1);
+            let rest = c
+                .text
+                .get(self.cursor.min(complete)..complete)
+                .unwrap_or_default();
+            let hit = needles
+                .iter()
+                .enumerate()
+                .filter_map(|(i, n)| rest.find(n).map(|pos| (pos, i)))
+                .min();
+            if let Some((pos, i)) = hit {
+                let abs = self.cursor + pos;
+                let line_start = c.text[..abs].rfind('\n').map_or(0, |p| p + 1);
+                let line_end = c.text[abs..].find('\n').map_or(c.text.len(), |p| abs + p);
+                let text = c.text[line_start..line_end]
+                    .trim_end_matches('\r')
+                    .to_string();
+                let at = c
+                    .lines
+                    .iter()
+                    .find(|l| l.text.contains(&text))
+                    .map_or(Duration::ZERO, |l| l.at);
+                self.cursor = line_end;
+                return Ok((i, Line { at, text }));
+            }
+            let now = Instant::now();
+            if c.closed || now >= deadline {
+                let why = if c.closed { "QEMU exited" } else { "timed out" };
+                let tail = tail_of(&c.text, 40);
+                drop(c);
+                bail!(
+                    "{}: {why} after waiting {timeout:?} for {needles:?}; console tail ({}):\n{tail}",
+                    self.name,
+                    self.log.display()
+                );
+            }
+            c = cvar
+                .wait_timeout(c, deadline - now)
+                .map_err(|_| anyhow::anyhow!("console lock poisoned"))?
+                .0;
+        }
+    }
+
+    /// Types `text` on the serial console.
+    pub fn send(&mut self, text: &str) -> Result<()> {
+        let stdin = self.stdin.as_mut().context("QEMU stdin closed")?;
+        stdin.write_all(text.as_bytes())?;
+        stdin.flush()?;
+        Ok(())
+    }
+
+    /// Runs a shell command on the serial console and returns its output;
+    /// a non-zero exit status is an error carrying the output.
+    pub fn run(&mut self, command: &str, timeout: Duration) -> Result<String> {
+        let (status, out) = self.run_status(command, timeout)?;
+        if status != 0 {
+            bail!("{}: `{command}` exited {status}: {out}", self.name);
+        }
+        Ok(out)
+    }
+
+    /// Runs a shell command; returns its exit status and output.
+    pub fn run_status(&mut self, command: &str, timeout: Duration) -> Result<(i32, String)> {
+        self.next_token += 1;
+        let token = format!("@@{}-{}@@", std::process::id(), self.next_token);
+        // The echoed command line shows `{token}$?`; the output shows the digits.
+        self.send(&format!("{command}; echo {token}$?\n"))?;
+        let start = self.cursor;
+        let deadline = Instant::now() + timeout;
+        loop {
+            let line = self.wait_for(&token, deadline.saturating_duration_since(Instant::now()))?;
+            let Some(after) = line.text.split(&token).nth(1) else {
+                continue;
+            };
+            let digits: String = after.chars().take_while(char::is_ascii_digit).collect();
+            let Ok(status) = digits.parse::<i32>() else {
+                continue;
+            };
+            let (lock, _) = &*self.console;
+            let c = lock
+                .lock()
+                .map_err(|_| anyhow::anyhow!("console lock poisoned"))?;
+            let span = &c.text[start.min(c.text.len())..self.cursor.min(c.text.len())];
+            // Drop the echoed command line (the terminal may echo it twice:
+            // once as typed, once redrawn by the shell) and the status line.
+            let lines: Vec<&str> = span.lines().map(|l| l.trim_end_matches('\r')).collect();
+            let body_start = lines
+                .iter()
+                .rposition(|l| l.contains(&format!("{token}$?")))
+                .map_or(0, |p| p + 1);
+            let body_end = lines.len().saturating_sub(1).max(body_start);
+            return Ok((status, lines[body_start..body_end].join("\n")));
+        }
+    }
+
+    /// Waits for QEMU to exit by itself (e.g. after poweroff).
+    pub fn wait_exit(&mut self, timeout: Duration) -> Result<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                return Ok(status);
+            }
+            if Instant::now() >= deadline {
+                bail!(
+                    "{}: QEMU still running after {timeout:?}; console tail:\n{}",
+                    self.name,
+                    self.tail(30)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Kills QEMU at once (power cut).
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// The last `n` lines of the console.
+    pub fn tail(&self, n: usize) -> String {
+        let (lock, _) = &*self.console;
+        lock.lock().map(|c| tail_of(&c.text, n)).unwrap_or_default()
+    }
+
+    /// All console lines so far, with arrival times.
+    pub fn lines(&self) -> Vec<Line> {
+        let (lock, _) = &*self.console;
+        lock.lock().map(|c| c.lines.clone()).unwrap_or_default()
+    }
+
+    /// The console log file.
+    pub fn log_path(&self) -> &Path {
+        &self.log
+    }
+}
+
+impl Drop for Vm {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn pump(
+    mut stdout: impl Read,
+    mut log: std::fs::File,
+    started: Instant,
+    console: &(Mutex<Console>, Condvar),
+    echo: bool,
+) {
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = match stdout.read(&mut buf) {
+            Ok(0) | Err(_) => 0,
+            Ok(n) => n,
+        };
+        let (lock, cvar) = console;
+        let Ok(mut c) = lock.lock() else { return };
+        if n == 0 {
+            c.closed = true;
+            cvar.notify_all();
+            return;
+        }
+        let _ = log.write_all(&buf[..n]);
+        if echo {
+            let _ = std::io::stderr().write_all(&buf[..n]);
+        }
+        let chunk = String::from_utf8_lossy(&buf[..n]).into_owned();
+        let at = started.elapsed();
+        c.text.push_str(&chunk);
+        c.partial.push_str(&chunk);
+        while let Some(p) = c.partial.find('\n') {
+            let line: String = c.partial.drain(..=p).collect();
+            let text = line.trim_end_matches(['\n', '\r']).to_string();
+            c.lines.push(Line { at, text });
+        }
+        cvar.notify_all();
+    }
+}
+
+/// Where the time of one boot went, from the console markers' arrival
+/// times (see docs/boot-chain.md).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct BootTimes {
+    /// QEMU start to the bootloader's decision line.
+    pub firmware_and_bootloader: Duration,
+    /// Decision line to `tandem-init: initramfs started`.
+    pub kernel: Duration,
+    /// Initramfs start to `/usr verified …, switching root`.
+    pub initramfs: Duration,
+    /// Switch root to `tandem: system ready`.
+    pub system_init: Duration,
+}
+
+impl BootTimes {
+    /// The split of the first complete boot in `lines`, if there is one.
+    pub fn from_lines(lines: &[Line]) -> Option<BootTimes> {
+        let at = |needle: &str, after: Duration| {
+            lines
+                .iter()
+                .find(|l| l.at >= after && l.text.contains(needle))
+                .map(|l| l.at)
+        };
+        let boot = at("tandem-boot: booting slot", Duration::ZERO)?;
+        let init = at("tandem-init: initramfs started", boot)?;
+        let switch = at("switching root", init)?;
+        let ready = at("tandem: system ready", switch)?;
+        Some(BootTimes {
+            firmware_and_bootloader: boot,
+            kernel: init - boot,
+            initramfs: switch - init,
+            system_init: ready - switch,
+        })
+    }
+
+    /// QEMU start to system ready.
+    pub fn total(&self) -> Duration {
+        self.firmware_and_bootloader + self.kernel + self.initramfs + self.system_init
+    }
+}
+
+fn tail_of(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// Where console logs go: `$TANDEM_LOG_DIR` or `target/tandem/logs`.
+pub fn log_dir() -> PathBuf {
+    let dir = std::env::var_os("TANDEM_LOG_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/tandem/logs"));
+    let _ = std::fs::create_dir_all(&dir);
+    dir
+}

@@ -1,0 +1,126 @@
+//! `tandem build` on real inputs: reproducible output, and bad input turned
+//! into errors that name the cause.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use anyhow::{Context, Result};
+use qemu_tests::Env;
+
+fn build(env: &Env, definition: &Path, out: &Path) -> Result<Output> {
+    Ok(Command::new(&env.tandem)
+        .env("SOURCE_DATE_EPOCH", "1700000000")
+        .arg("build")
+        .arg(definition)
+        .arg("--quiet")
+        .arg("--out")
+        .arg(out)
+        .arg("--artifacts")
+        .arg(&env.artifacts)
+        .arg("--cache")
+        .arg(&env.cache)
+        .output()?)
+}
+
+fn example() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/minimal/image.toml")
+}
+
+#[test]
+fn two_builds_are_bit_identical() -> Result<()> {
+    let env = Env::get()?;
+    let tmp = tempfile::tempdir()?;
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    for out in [&a, &b] {
+        let o = build(&env, &example(), out)?;
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    let same = Command::new("cmp")
+        .arg(a.join("disk.raw"))
+        .arg(b.join("disk.raw"))
+        .status()?;
+    assert!(
+        same.success(),
+        "disk.raw differs between two builds of the same inputs"
+    );
+    // And the image the suite boots came from the same inputs too.
+    let sha = |dir: &Path| -> Result<String> {
+        let m: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("build.json"))?)?;
+        m["artifacts"]["disk.raw"]["sha256"]
+            .as_str()
+            .map(String::from)
+            .context("sha256")
+    };
+    assert_eq!(sha(&a)?, sha(&env.image)?);
+    assert!(!a.join(".work").exists(), "work directory left behind");
+    Ok(())
+}
+
+/// Builds a definition text; returns the error output of a failed build.
+fn failing(env: &Env, text: &str) -> Result<String> {
+    let tmp = tempfile::tempdir()?;
+    let def = tmp.path().join("image.toml");
+    std::fs::write(&def, text)?;
+    let out = tmp.path().join("out");
+    let o = build(env, &def, &out)?;
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "expected failure, got {:?}: {err}",
+        o.status
+    );
+    assert!(
+        !out.join("build.json").exists(),
+        "a failed build left a build.json"
+    );
+    Ok(err)
+}
+
+#[test]
+fn bad_input_names_the_cause() -> Result<()> {
+    let env = Env::get()?;
+    let head = "[image]\nname = \"t\"\nversion = \"1.0.0\"\n";
+    for (tail, needles) in [
+        ("colour = \"red\"\n", &["unknown field `colour`"][..]),
+        (
+            "[usr]\npackages = [\"no-such-package-tandem\"]\n",
+            &["no-such-package-tandem", "not in apt's package lists"],
+        ),
+        (
+            "[kernel]\ninitramfs-modules = [\"no_such_module\"]\n",
+            &["has no module no_such_module", "choose a kernel"],
+        ),
+        (
+            "[partitions]\nusr = 16\n",
+            &["partition USR-A has 16 MiB", "raise `partitions.usr`"],
+        ),
+    ] {
+        let err = failing(&env, &format!("{head}{tail}"))?;
+        for n in needles {
+            assert!(err.contains(n), "for {tail:?}: {n:?} missing in: {err}");
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn missing_artifacts_say_how_to_build_them() -> Result<()> {
+    let env = Env::get()?;
+    let tmp = tempfile::tempdir()?;
+    let o = Command::new(&env.tandem)
+        .arg("build")
+        .arg(example())
+        .arg("--out")
+        .arg(tmp.path().join("out"))
+        .arg("--artifacts")
+        .arg(tmp.path())
+        .output()?;
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("tandem-init not found") && err.contains("cargo xtask build"),
+        "{err}"
+    );
+    Ok(())
+}

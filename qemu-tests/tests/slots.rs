@@ -1,0 +1,83 @@
+//! Scenarios 2 and 3: the bootloader follows the GPT attributes set by
+//! Debian's cgpt, spends a try on an unconfirmed slot, and falls back to the
+//! old slot by itself when the new one does not come up.
+
+use std::time::Duration;
+
+use anyhow::Result;
+use qemu_tests::{Disk, Env, Vm, VmConfig};
+use tandem_slot::Slot;
+
+const BOOT: Duration = Duration::from_secs(120);
+
+/// A private copy of the example image with slot A cloned into slot B and
+/// B prioritised (priority 2, tries 1) with cgpt.
+fn b_prioritised(env: &Env) -> Result<Disk> {
+    let disk = Disk::copy(&env.disk())?;
+    disk.clone_slot(Slot::A, Slot::B)?;
+    disk.cgpt(&["add", "-i", "4", "-P", "2", "-T", "1", "-S", "0"])?;
+    assert_eq!(disk.cgpt_slot(Slot::B)?, (2, 1, false));
+    Ok(disk)
+}
+
+#[test]
+fn switch_by_attributes_boots_b_and_spends_its_try() -> Result<()> {
+    let env = Env::get()?;
+    let disk = b_prioritised(&env)?;
+    let mut vm = Vm::start(&VmConfig::new("switch"), &disk)?;
+    let line = vm.wait_for("tandem-boot: booting slot", BOOT)?;
+    assert!(
+        line.text
+            .contains("booting slot B (priority 2, tries 1 -> 0, unconfirmed)"),
+        "{}",
+        line.text
+    );
+    vm.wait_for("tandem: system ready (slot B, version 1.0.0)", BOOT)?;
+    let mounts = vm.run("cat /proc/cmdline", Duration::from_secs(30))?;
+    assert!(mounts.contains("tandem.slot=b"), "{mounts}");
+    vm.send("poweroff\n")?;
+    vm.wait_exit(Duration::from_secs(60))?;
+    drop(vm);
+    assert_eq!(
+        disk.cgpt_slot(Slot::B)?,
+        (2, 0, false),
+        "cgpt: B's tries went 1 -> 0"
+    );
+    assert_eq!(disk.cgpt_slot(Slot::A)?, (1, 0, true), "A untouched");
+    Ok(())
+}
+
+#[test]
+fn broken_b_falls_back_to_a_without_help() -> Result<()> {
+    let env = Env::get()?;
+    let disk = b_prioritised(&env)?;
+    // Corrupt B's file system superblock: verity refuses it at mount time.
+    disk.flip_byte(disk.slot_offset(Slot::B)? + 1024 + 8)?;
+    let mut vm = Vm::start(&VmConfig::new("fallback"), &disk)?;
+    let first = vm.wait_for("tandem-boot: booting slot", BOOT)?;
+    assert!(
+        first
+            .text
+            .contains("booting slot B (priority 2, tries 1 -> 0, unconfirmed)"),
+        "{}",
+        first.text
+    );
+    let fatal = vm.wait_for("tandem-init: FATAL:", BOOT)?;
+    assert!(fatal.text.contains("rebooting"), "{}", fatal.text);
+    // No key pressed, no help: the machine reboots and picks A.
+    let second = vm.wait_for("tandem-boot: booting slot", BOOT)?;
+    assert!(
+        second
+            .text
+            .contains("booting slot A (priority 1, tries 0 -> 0, successful)"),
+        "{}",
+        second.text
+    );
+    vm.wait_for("tandem: system ready (slot A, version 1.0.0)", BOOT)?;
+    vm.send("poweroff\n")?;
+    vm.wait_exit(Duration::from_secs(60))?;
+    drop(vm);
+    let (p, t, s) = disk.cgpt_slot(Slot::B)?;
+    assert_eq!((t, s), (0, false), "cgpt: B exhausted (priority {p})");
+    Ok(())
+}

@@ -1,0 +1,117 @@
+//! `cargo xtask bench image`: seconds for `tandem build` of the example
+//! image against the same image made by a shell pipeline of standard tools
+//! (image-pipeline.sh) on the same inputs, in the same run, and the ratio.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+use crate::{artifacts, setup, util};
+
+const RUNS: usize = 3;
+
+/// Runs the benchmark and prints its figures.
+pub fn run() -> Result<()> {
+    setup::run()?;
+    let a = artifacts::build()?;
+    // A first build warms the package cache and provides the kernel and
+    // initramfs the pipeline starts from.
+    let warm = artifacts::image(&a, "examples/minimal/image.toml", "bench-warm")?;
+    let cache = util::out_dir().join("cache");
+    let deb = |prefix: &str| -> Result<std::path::PathBuf> {
+        std::fs::read_dir(&cache)?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .find(|p| {
+                p.file_name().is_some_and(|n| {
+                    n.to_string_lossy().starts_with(prefix) && n.to_string_lossy().ends_with(".deb")
+                })
+            })
+            .with_context(|| format!("no {prefix}*.deb in {}", cache.display()))
+    };
+    let script_path = util::out_dir().join("image-pipeline.sh");
+    std::fs::write(&script_path, include_str!("image-pipeline.sh"))?;
+    let work = util::out_dir().join("bench-pipeline");
+    let out = util::out_dir().join("images/bench");
+
+    let mut tandem = Vec::new();
+    let mut pipeline = Vec::new();
+    for i in 0..RUNS {
+        tandem.push(time(
+            Command::new(&a.tandem)
+                .current_dir(util::root())
+                .env("SOURCE_DATE_EPOCH", "1700000000")
+                .args(["build", "examples/minimal/image.toml", "--quiet", "--out"])
+                .arg(&out)
+                .arg("--artifacts")
+                .arg(&a.dir)
+                .arg("--cache")
+                .arg(&cache),
+        )?);
+        pipeline.push(time(
+            Command::new("bash")
+                .arg(&script_path)
+                .env("WORK", &work)
+                .env("KERNEL_DEB", deb("linux-image-6")?)
+                .env("BUSYBOX_DEB", deb("busybox-static")?)
+                .env("NODE_BIN", a.dir.join("tandem-init"))
+                .env("BOOTLOADER", a.dir.join("BOOTX64.EFI"))
+                .env("VMLINUZ", warm.join("vmlinuz"))
+                .env("INITRD", warm.join("initrd"))
+                .env("MOTD", util::root().join("examples/minimal/files/motd")),
+        )?);
+        eprintln!(
+            "run {}: tandem {:.2} s, pipeline {:.2} s",
+            i + 1,
+            secs(tandem[i]),
+            secs(pipeline[i])
+        );
+    }
+    let t = median(&mut tandem);
+    let p = median(&mut pipeline);
+    let size = |p: &Path| std::fs::metadata(p).map(|m| m.len() >> 20).unwrap_or(0);
+    println!(
+        "bench image: example image ({} MiB disk), median of {RUNS} runs",
+        size(&out.join("disk.raw"))
+    );
+    println!(
+        "  tandem build (package cache warm; includes initramfs, sha256 of every output): {:.2} s",
+        secs(t)
+    );
+    println!(
+        "  standard-tool pipeline (dpkg-deb, mkfs.erofs, veritysetup, mkfs.vfat + mcopy, mke2fs, sgdisk, dd): {:.2} s",
+        secs(p)
+    );
+    println!(
+        "  ratio tandem / pipeline: {:.2} (goal: <= 1.00)",
+        secs(t) / secs(p)
+    );
+    let _ = std::fs::remove_dir_all(&work);
+    Ok(())
+}
+
+fn time(cmd: &mut Command) -> Result<Duration> {
+    let start = Instant::now();
+    let out = cmd
+        .output()
+        .with_context(|| format!("cannot start {}", util::describe(cmd)))?;
+    let took = start.elapsed();
+    if !out.status.success() {
+        bail!(
+            "{} failed: {}",
+            util::describe(cmd),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(took)
+}
+
+fn median(v: &mut [Duration]) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn secs(d: Duration) -> f64 {
+    d.as_secs_f64()
+}

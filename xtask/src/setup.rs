@@ -1,0 +1,98 @@
+//! Installs what the project needs on a Debian 12 machine: Debian packages
+//! (only those missing) and the Rust targets.
+
+use std::process::Command;
+
+use anyhow::{Result, bail};
+
+use crate::util;
+
+/// Debian packages the build, the tests and the demo use.
+pub const PACKAGES: &[&str] = &[
+    // image builder
+    "erofs-utils",
+    "e2fsprogs",
+    "dosfstools",
+    "mtools",
+    "dpkg",
+    // checks and compatibility oracles in tests
+    "cgpt",
+    "gdisk",
+    "cryptsetup-bin",
+    // QEMU with UEFI firmware
+    "qemu-system-x86",
+    "qemu-utils",
+    "ovmf",
+    // static node binaries
+    "musl-tools",
+];
+
+/// Rust targets beside the host.
+pub const TARGETS: &[&str] = &["x86_64-unknown-linux-musl", "x86_64-unknown-uefi"];
+
+/// Installs missing packages and targets.
+pub fn run() -> Result<()> {
+    let missing: Vec<&str> = PACKAGES.iter().copied().filter(|p| !installed(p)).collect();
+    let lists_empty = std::fs::read_dir("/var/lib/apt/lists")
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .filter(|e| e.file_name().to_string_lossy().contains("_Packages"))
+                .count()
+                == 0
+        })
+        .unwrap_or(true);
+    if !missing.is_empty() || lists_empty {
+        if !is_root() {
+            bail!(
+                "missing Debian packages: {}; run `cargo xtask setup` as root, or `apt-get install {}`",
+                missing.join(" "),
+                missing.join(" ")
+            );
+        }
+        util::run(Command::new("apt-get").args(["update", "-q"]))?;
+        if !missing.is_empty() {
+            util::run(
+                Command::new("apt-get")
+                    .env("DEBIAN_FRONTEND", "noninteractive")
+                    .args(["install", "-y", "-q", "--no-install-recommends"])
+                    .args(&missing),
+            )?;
+        }
+    }
+    let have = Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .output();
+    let have = have
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    let targets: Vec<&str> = TARGETS
+        .iter()
+        .copied()
+        .filter(|t| !have.lines().any(|l| l.trim() == *t))
+        .collect();
+    if !targets.is_empty() {
+        util::run(
+            Command::new("rustup")
+                .current_dir(util::root())
+                .args(["target", "add"])
+                .args(&targets),
+        )?;
+    }
+    Ok(())
+}
+
+fn installed(package: &str) -> bool {
+    Command::new("dpkg-query")
+        .args(["-W", "-f=${Status}", package])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).contains("install ok installed"))
+        .unwrap_or(false)
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
