@@ -158,7 +158,7 @@ impl Cache {
     fn apt(&self, tool: crate::tools::Tool) -> std::process::Command {
         let mut cmd = tool.command();
         let bin = self.dir.join("apt");
-        if std::fs::create_dir_all(&bin).is_ok() {
+        if std::fs::create_dir_all(&bin).is_ok() && writable(&bin) {
             cmd.arg("-o")
                 .arg(format!(
                     "Dir::Cache::pkgcache={}",
@@ -242,6 +242,17 @@ impl Cache {
         std::fs::rename(&tmp, &dir).io("move unpacked package to", &dir)?;
         Ok(dir)
     }
+}
+
+/// Whether this process may create files in `dir` (a shared, read-only
+/// cache is fine for reading).
+fn writable(dir: &Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(c) = std::ffi::CString::new(dir.as_os_str().as_bytes()) else {
+        return false;
+    };
+    // SAFETY: access() reads the NUL-terminated path only.
+    unsafe { libc::access(c.as_ptr(), libc::W_OK) == 0 }
 }
 
 /// Unpacks a .deb's files into `dest` (no maintainer scripts run).

@@ -313,7 +313,7 @@ impl Builder<'_> {
             let root = cache.unpacked(&info)?;
             let k = Kernel::from_package_root(&root)?;
             let dest = modules_root.join(&k.release);
-            usr_tree::clone_tree(&k.modules_dir, &dest)?;
+            usr_tree::copy_tree(&k.modules_dir, &dest)?;
             let pkg = manifest::PackageRef {
                 name: info.name,
                 version: info.version,

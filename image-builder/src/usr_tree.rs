@@ -21,9 +21,9 @@ fn usr_destination(top: &str) -> Option<PathBuf> {
     }
 }
 
-/// Clones an unpacked package's files into the /usr tree (hard links into
-/// the package cache where possible). Top-level directories that cannot live
-/// in /usr (var, opt, boot, …) are skipped and reported in `notes`.
+/// Copies an unpacked package's files into the /usr tree. Top-level
+/// directories that cannot live in /usr (var, opt, boot, …) are skipped and
+/// reported in `notes`.
 pub fn merge_package(pkg: &str, root: &Path, usr: &Path, notes: &mut Vec<String>) -> Result<()> {
     let entries = std::fs::read_dir(root).io("read unpacked package", root)?;
     let mut tops: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
@@ -43,8 +43,10 @@ pub fn merge_package(pkg: &str, root: &Path, usr: &Path, notes: &mut Vec<String>
     Ok(())
 }
 
-/// Clones `src` to `dst`, merging directories; a file that already exists
-/// is replaced (the later package wins) and noted.
+/// Copies `src` to `dst`, merging directories; a file that already exists
+/// is replaced (the later package wins) and noted. Always copies, never
+/// hard-links into the cache: link counts end up in the file system image,
+/// and they would depend on what else links the cache at the time.
 pub fn merge(src: &Path, dst: &Path, notes: &mut Vec<String>) -> Result<()> {
     let src_meta = std::fs::symlink_metadata(src).io("stat", src)?;
     match std::fs::symlink_metadata(dst) {
@@ -52,7 +54,7 @@ pub fn merge(src: &Path, dst: &Path, notes: &mut Vec<String>) -> Result<()> {
             if let Some(parent) = dst.parent() {
                 mkdirs(parent)?;
             }
-            clone_tree(src, dst)
+            copy_tree(src, dst)
         }
         Ok(dst_meta) if src_meta.is_dir() && dst_meta.is_dir() => {
             let entries = std::fs::read_dir(src).io("read", src)?;
@@ -73,31 +75,8 @@ pub fn merge(src: &Path, dst: &Path, notes: &mut Vec<String>) -> Result<()> {
                 std::fs::remove_file(dst).io("replace", dst)?;
             }
             notes.push(format!("{} replaced by a later package", dst.display()));
-            clone_tree(src, dst)
+            copy_tree(src, dst)
         }
-    }
-}
-
-/// Recreates the tree `src` at `dst`: directories and symlinks anew, regular
-/// files as hard links (falling back to copies across file systems). Files
-/// in the tree are never modified afterwards, so sharing inodes with the
-/// package cache is safe.
-pub fn clone_tree(src: &Path, dst: &Path) -> Result<()> {
-    let meta = std::fs::symlink_metadata(src).io("stat", src)?;
-    if meta.is_dir() {
-        if !dst.is_dir() {
-            std::fs::create_dir(dst).io("create directory", dst)?;
-        }
-        set_mode(dst, meta.permissions().mode() & 0o7777)?;
-        let entries = std::fs::read_dir(src).io("read", src)?;
-        for e in entries.filter_map(|e| e.ok()) {
-            clone_tree(&e.path(), &dst.join(e.file_name()))?;
-        }
-        Ok(())
-    } else if meta.file_type().is_file() && std::fs::hard_link(src, dst).is_ok() {
-        Ok(())
-    } else {
-        copy_tree(src, dst)
     }
 }
 

@@ -125,8 +125,7 @@ impl Disk {
             .arg(format!("skip={}", src.first_lba * bs / mib))
             .arg(format!("seek={}", dst.first_lba * bs / mib))
             .arg(format!("count={}", src.num_blocks() * bs / mib)))?;
-        let esp = gpt.partition(1).context("no ESP")?;
-        let image = format!("{}@@{}", self.path.display(), esp.first_lba * bs);
+        let image = self.esp_image()?;
         let tmp = self.dir.path().join("esp-file");
         for name in ["vmlinuz", "initrd", "slot"] {
             let (a, b) = if name == "slot" {
@@ -150,6 +149,37 @@ impl Disk {
                 .arg(format!("::EFI/tandem/{b}")))?;
         }
         Ok(())
+    }
+
+    /// Writes `content` to `path` on the ESP (raw copies only).
+    pub fn put_esp_file(&self, path: &str, content: &[u8]) -> Result<()> {
+        let tmp = self.dir.path().join("esp-put");
+        std::fs::write(&tmp, content)?;
+        run(Command::new("mcopy")
+            .args(["-o", "-i", &self.esp_image()?])
+            .arg(&tmp)
+            .arg(format!("::{path}")))
+    }
+
+    /// Deletes `path` from the ESP (raw copies only).
+    pub fn delete_esp_file(&self, path: &str) -> Result<()> {
+        run(Command::new("mdel")
+            .args(["-i", &self.esp_image()?])
+            .arg(format!("::{path}")))
+    }
+
+    /// The mtools image spec of the ESP inside a raw copy (`disk@@offset`).
+    fn esp_image(&self) -> Result<String> {
+        if self.format != "raw" {
+            bail!("changing the ESP needs a raw copy (Disk::copy)");
+        }
+        let gpt = self.gpt()?;
+        let esp = gpt.partition(1).context("no ESP")?;
+        Ok(format!(
+            "{}@@{}",
+            self.path.display(),
+            esp.first_lba * gpt.block_size
+        ))
     }
 
     /// Byte offset of `needle` inside the partition of `slot` (first hit),

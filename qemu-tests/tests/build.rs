@@ -124,3 +124,106 @@ fn missing_artifacts_say_how_to_build_them() -> Result<()> {
     );
     Ok(())
 }
+
+/// The build needs no privileges: as user `nobody` (when the suite runs as
+/// root, as in CI) it makes the same image, without loop devices or mounts.
+#[test]
+fn builds_without_root() -> Result<()> {
+    let env = Env::get()?;
+    let tmp = tempfile::tempdir()?;
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o777))?;
+    let out = tmp.path().join("out");
+    let root = real_uid() == 0;
+    let mut cmd = if root {
+        let mut c = Command::new("setpriv");
+        c.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+            .arg(&env.tandem);
+        c
+    } else {
+        Command::new(&env.tandem)
+    };
+    let o = cmd
+        .env("SOURCE_DATE_EPOCH", "1700000000")
+        .env("HOME", tmp.path())
+        .arg("build")
+        .arg(example())
+        .args(["--quiet", "--out"])
+        .arg(&out)
+        .arg("--artifacts")
+        .arg(&env.artifacts)
+        .arg("--cache")
+        .arg(&env.cache)
+        .output()?;
+    assert!(
+        o.status.success(),
+        "build as nobody failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let m: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("build.json"))?)?;
+    let theirs: serde_json::Value = env.manifest()?;
+    assert_eq!(
+        m["artifacts"]["disk.raw"], theirs["artifacts"]["disk.raw"],
+        "same image as the root build"
+    );
+    Ok(())
+}
+
+/// The real user id, from /proc (no libc needed in tests).
+fn real_uid() -> u32 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(u32::MAX)
+}
+
+/// A local kernel (vmlinuz + modules directory) instead of a package.
+#[test]
+fn builds_with_a_local_kernel() -> Result<()> {
+    let env = Env::get()?;
+    let unpacked = std::fs::read_dir(env.cache.join("unpacked"))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("linux-image-6"))
+        })
+        .context("no unpacked kernel package in the cache")?;
+    let vmlinuz = std::fs::read_dir(unpacked.join("boot"))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("vmlinuz-"))
+        })
+        .context("no vmlinuz")?;
+    let release = vmlinuz
+        .file_name()
+        .map(|n| {
+            n.to_string_lossy()
+                .trim_start_matches("vmlinuz-")
+                .to_string()
+        })
+        .context("name")?;
+    let tmp = tempfile::tempdir()?;
+    let def = tmp.path().join("image.toml");
+    std::fs::write(
+        &def,
+        format!(
+            "[image]\nname = \"local\"\nversion = \"2.0\"\n[kernel]\nvmlinuz = {:?}\nmodules-dir = {:?}\n",
+            vmlinuz,
+            unpacked.join("lib/modules").join(&release)
+        ),
+    )?;
+    let out = tmp.path().join("out");
+    let o = build(&env, &def, &out)?;
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let m: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("build.json"))?)?;
+    assert_eq!(m["kernel"]["release"], release.as_str());
+    assert!(m["kernel"]["package"].is_null());
+    Ok(())
+}

@@ -81,3 +81,73 @@ fn broken_b_falls_back_to_a_without_help() -> Result<()> {
     assert_eq!((t, s), (0, false), "cgpt: B exhausted (priority {p})");
     Ok(())
 }
+
+#[test]
+fn missing_kernel_marks_the_slot_unbootable_and_boots_the_other() -> Result<()> {
+    let env = Env::get()?;
+    let disk = b_prioritised(&env)?;
+    disk.delete_esp_file("EFI/tandem/vmlinuz-b")?;
+    let mut vm = Vm::start(&VmConfig::new("missing-kernel"), &disk)?;
+    let why = vm.wait_for("tandem-boot: cannot boot slot B", BOOT)?;
+    assert!(
+        why.text.contains("vmlinuz-b") && why.text.contains("unbootable"),
+        "{}",
+        why.text
+    );
+    let line = vm.wait_for("tandem-boot: booting slot", BOOT)?;
+    assert!(
+        line.text
+            .contains("booting slot A (priority 1, tries 0 -> 0, successful)"),
+        "{}",
+        line.text
+    );
+    vm.wait_for("tandem: system ready (slot A, version 1.0.0)", BOOT)?;
+    vm.send("poweroff\n")?;
+    vm.wait_exit(Duration::from_secs(60))?;
+    drop(vm);
+    let (_, tries, successful) = disk.cgpt_slot(Slot::B)?;
+    assert_eq!((tries, successful), (0, false), "B given up");
+    Ok(())
+}
+
+#[test]
+fn no_bootable_slot_says_why_and_resets_on_a_key() -> Result<()> {
+    let env = Env::get()?;
+    let disk = Disk::copy(&env.disk())?;
+    disk.cgpt(&["add", "-i", "3", "-P", "1", "-T", "0", "-S", "0"])?;
+    let mut vm = Vm::start(&VmConfig::new("no-slot"), &disk)?;
+    vm.wait_for("tandem-boot: no bootable /usr slot", BOOT)?;
+    let a = vm.wait_for("slot A:", BOOT)?;
+    assert!(a.text.contains("given up"), "{}", a.text);
+    vm.wait_for("press any key to restart", BOOT)?;
+    vm.send("x")?;
+    vm.wait_for("tandem-boot: restarting", BOOT)?;
+    // The firmware starts over and the bootloader says the same again.
+    vm.wait_for("tandem-boot: no bootable /usr slot", BOOT)?;
+    Ok(())
+}
+
+#[test]
+fn menu_boots_the_chosen_slot_once() -> Result<()> {
+    let env = Env::get()?;
+    let disk = b_prioritised(&env)?;
+    disk.put_esp_file(
+        "EFI/tandem/loader.conf",
+        b"timeout 5\noptions console=ttyS0,115200 panic=10\n",
+    )?;
+    let mut vm = Vm::start(&VmConfig::new("menu"), &disk)?;
+    vm.wait_for("Press A or B", BOOT)?;
+    vm.send("a")?;
+    let line = vm.wait_for("tandem-boot: booting slot", BOOT)?;
+    assert!(line.text.contains("booting slot A"), "{}", line.text);
+    vm.wait_for("tandem: system ready (slot A, version 1.0.0)", BOOT)?;
+    vm.send("poweroff\n")?;
+    vm.wait_exit(Duration::from_secs(60))?;
+    drop(vm);
+    assert_eq!(
+        disk.cgpt_slot(Slot::B)?,
+        (2, 1, false),
+        "a menu choice does not spend B's try"
+    );
+    Ok(())
+}

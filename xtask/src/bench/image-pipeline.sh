@@ -38,12 +38,12 @@ mke2fs -q -t ext4 -d rootfs -L ROOT root.img 512M
 # Disk: GPT, attributes, contents
 mib=$((1024 * 1024))
 truncate -s $(( (1 + 256 + 1024 + 1024 + 64 + 512 + 1) * mib )) disk.raw
-sgdisk -q \
+sgdisk \
   -n 1:2048:+256M -t 1:C12A7328-F81F-11D2-BA4B-00A0C93EC93B -c 1:EFI-SYSTEM \
   -n 3:0:+1024M -t 3:5DFBF5F4-2848-4BAC-AA5E-0D9A20B745A6 -c 3:USR-A \
   -n 4:0:+1024M -t 4:5DFBF5F4-2848-4BAC-AA5E-0D9A20B745A6 -c 4:USR-B \
   -n 6:0:+64M -t 6:0FC63DAF-8483-4772-8E79-3D69D8477DE4 -c 6:OEM \
-  -n 9:0:+512M -t 9:3884DD41-8582-4404-B9A8-E9B84F2DF50E -c 9:ROOT disk.raw
+  -n 9:0:+512M -t 9:3884DD41-8582-4404-B9A8-E9B84F2DF50E -c 9:ROOT disk.raw > /dev/null
 cgpt add -i 3 -P 1 -S 1 disk.raw
 for p in "1 esp.img 1" "3 usr.img 257" "6 oem.img 2305" "9 root.img 2369"; do
   set -- $p

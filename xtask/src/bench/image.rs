@@ -35,20 +35,27 @@ pub fn run() -> Result<()> {
     let work = util::out_dir().join("bench-pipeline");
     let out = util::out_dir().join("images/bench");
 
+    let tandem_build = || {
+        let mut c = Command::new(&a.tandem);
+        c.current_dir(util::root())
+            .env("SOURCE_DATE_EPOCH", "1700000000")
+            .args(["build", "examples/minimal/image.toml", "--quiet", "--out"])
+            .arg(&out)
+            .arg("--artifacts")
+            .arg(&a.dir)
+            .arg("--cache")
+            .arg(&cache);
+        c
+    };
     let mut tandem = Vec::new();
+    let mut cold = Vec::new();
     let mut pipeline = Vec::new();
     for i in 0..RUNS {
-        tandem.push(time(
-            Command::new(&a.tandem)
-                .current_dir(util::root())
-                .env("SOURCE_DATE_EPOCH", "1700000000")
-                .args(["build", "examples/minimal/image.toml", "--quiet", "--out"])
-                .arg(&out)
-                .arg("--artifacts")
-                .arg(&a.dir)
-                .arg("--cache")
-                .arg(&cache),
-        )?);
+        tandem.push(time(&mut tandem_build())?);
+        // Without the unpacked-package cache, tandem unpacks the .debs as
+        // the pipeline does.
+        let _ = std::fs::remove_dir_all(cache.join("unpacked"));
+        cold.push(time(&mut tandem_build())?);
         pipeline.push(time(
             Command::new("bash")
                 .arg(&script_path)
@@ -62,13 +69,15 @@ pub fn run() -> Result<()> {
                 .env("MOTD", util::root().join("examples/minimal/files/motd")),
         )?);
         eprintln!(
-            "run {}: tandem {:.2} s, pipeline {:.2} s",
+            "run {}: tandem {:.2} s, tandem unpacking packages {:.2} s, pipeline {:.2} s",
             i + 1,
             secs(tandem[i]),
+            secs(cold[i]),
             secs(pipeline[i])
         );
     }
     let t = median(&mut tandem);
+    let c = median(&mut cold);
     let p = median(&mut pipeline);
     let size = |p: &Path| std::fs::metadata(p).map(|m| m.len() >> 20).unwrap_or(0);
     println!(
@@ -76,17 +85,20 @@ pub fn run() -> Result<()> {
         size(&out.join("disk.raw"))
     );
     println!(
-        "  tandem build (package cache warm; includes initramfs, sha256 of every output): {:.2} s",
-        secs(t)
-    );
-    println!(
         "  standard-tool pipeline (dpkg-deb, mkfs.erofs, veritysetup, mkfs.vfat + mcopy, mke2fs, sgdisk, dd): {:.2} s",
         secs(p)
     );
     println!(
-        "  ratio tandem / pipeline: {:.2} (goal: <= 1.00)",
+        "  tandem build, unpacked packages cached (a normal rebuild; also makes the initramfs and hashes every output): {:.2} s, ratio {:.2}",
+        secs(t),
         secs(t) / secs(p)
     );
+    println!(
+        "  tandem build, unpacking the .debs as the pipeline does: {:.2} s, ratio {:.2}",
+        secs(c),
+        secs(c) / secs(p)
+    );
+    println!("  goal: ratio <= 1.00");
     let _ = std::fs::remove_dir_all(&work);
     Ok(())
 }
