@@ -1,0 +1,1 @@
+//! Cutting a /usr slot image into independently compressed chunks (release side).
