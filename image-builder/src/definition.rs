@@ -105,13 +105,50 @@ pub struct UsrSection {
     pub files: Vec<FileEntry>,
 }
 
-/// `[update]`.
-#[derive(Clone, Debug, Default, Deserialize)]
+/// `[update]`: the update engine's trust root and defaults, written to
+/// `/usr/lib/tandem/trust/` and `/usr/lib/tandem/update.toml`.
+#[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct UpdateSection {
     /// Public key files (`tandem keygen`) whose signatures the image trusts.
     #[serde(default)]
     pub trusted_keys: Vec<PathBuf>,
+    /// Root URL of the update repository; none = the node does not check
+    /// until an administrator sets one in /etc/tandem/update.toml.
+    pub server: Option<String>,
+    /// How often the node checks its channel, e.g. `1h`.
+    #[serde(default = "default_check_interval")]
+    pub check_interval: String,
+    /// What happens once an update is written.
+    #[serde(default)]
+    pub reboot_strategy: RebootStrategy,
+}
+
+/// How a node reboots into an installed update (`update.reboot-strategy`).
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum RebootStrategy {
+    /// Reboot as soon as the update is written.
+    #[default]
+    Reboot,
+    /// Never reboot on its own; the new version runs after the next reboot.
+    Off,
+    /// Take a slot of the cluster's reboot semaphore in etcd first.
+    EtcdLock,
+    /// Ask a FleetLock server first.
+    Fleetlock,
+}
+
+impl RebootStrategy {
+    /// The name as written in configuration files.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RebootStrategy::Reboot => "reboot",
+            RebootStrategy::Off => "off",
+            RebootStrategy::EtcdLock => "etcd-lock",
+            RebootStrategy::Fleetlock => "fleetlock",
+        }
+    }
 }
 
 /// `[partitions]`: sizes in MiB.
@@ -174,6 +211,9 @@ impl FileEntry {
     }
 }
 
+fn default_check_interval() -> String {
+    "1h".into()
+}
 fn default_channel() -> String {
     "stable".into()
 }
@@ -220,6 +260,17 @@ impl Default for KernelSection {
             modules_dir: None,
             initramfs_modules: default_initramfs_modules(),
             system_modules: default_system_modules(),
+        }
+    }
+}
+
+impl Default for UpdateSection {
+    fn default() -> Self {
+        UpdateSection {
+            trusted_keys: Vec::new(),
+            server: None,
+            check_interval: default_check_interval(),
+            reboot_strategy: RebootStrategy::default(),
         }
     }
 }
@@ -330,10 +381,10 @@ impl Definition {
                 format!("{:?}: use lower-case letters, digits and dashes", img.name),
             ));
         }
-        if parse_version(&img.version).is_none() {
+        if let Err(e) = img.version.parse::<updater::Version>() {
             return Err(self.invalid(
                 "image.version",
-                format!("{:?}: use dotted numbers such as 1.0.0 (versions are compared number by number)", img.version),
+                format!("{e} (versions are compared number by number)"),
             ));
         }
         if img.channel.is_empty()
@@ -437,28 +488,41 @@ impl Definition {
         for key in &self.update.trusted_keys {
             let path = self.resolve(key);
             let text = std::fs::read_to_string(&path).io("read trusted key", &path)?;
-            crate::keys::check_public_key(&text).map_err(|m| {
+            updater::keys::PublicKey::parse(&text).map_err(|m| {
                 self.invalid("update.trusted-keys", format!("{}: {m}", path.display()))
             })?;
         }
-        Ok(())
+        self.check_update()
     }
-}
 
-/// Parses a dotted numeric version into its numbers.
-pub fn parse_version(v: &str) -> Option<Vec<u64>> {
-    if v.is_empty() {
-        return None;
-    }
-    v.split('.')
-        .map(|p| {
-            if p.is_empty() || p.len() > 9 {
-                None
-            } else {
-                p.parse().ok()
+    fn check_update(&self) -> Result<()> {
+        let u = &self.update;
+        if let Some(server) = &u.server {
+            let rest = server
+                .strip_prefix("http://")
+                .or_else(|| server.strip_prefix("https://"));
+            let host = rest.and_then(|r| r.split('/').next()).unwrap_or("");
+            let plain = server
+                .chars()
+                .all(|c| c.is_ascii_graphic() && c != '"' && c != '\\');
+            if host.is_empty() || !plain {
+                return Err(self.invalid(
+                    "update.server",
+                    format!(
+                        "{server:?}: give the repository's root URL, e.g. \"http://updates.example.com/tandem/\""
+                    ),
+                ));
             }
-        })
-        .collect()
+        }
+        match crate::clock::parse_duration(&u.check_interval) {
+            Ok(secs) if secs > 0 => Ok(()),
+            Ok(_) => Err(self.invalid(
+                "update.check-interval",
+                format!("{:?}: give a period such as 1h", u.check_interval),
+            )),
+            Err(e) => Err(self.invalid("update.check-interval", e)),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -527,9 +591,61 @@ mod tests {
     }
 
     #[test]
-    fn versions_parse_as_numbers() {
-        assert_eq!(parse_version("3815.2.10"), Some(vec![3815, 2, 10]));
-        assert_eq!(parse_version("1..2"), None);
-        assert_eq!(parse_version("1.0-rc1"), None);
+    fn versions_are_dotted_numbers() {
+        assert!(parse("[image]\nname = \"d\"\nversion = \"3815.2.10\"").is_ok());
+        for bad in ["1..2", "1.0-rc1", "v1", ""] {
+            let e = parse(&format!("[image]\nname = \"d\"\nversion = \"{bad}\"")).expect_err(bad);
+            assert!(e.to_string().contains("image.version"), "{e}");
+            assert!(e.to_string().contains("dotted numbers"), "{e}");
+        }
+    }
+
+    #[test]
+    fn update_section() {
+        let d = parse("[image]\nname = \"d\"\nversion = \"1\"").expect("valid");
+        assert_eq!(d.update.server, None);
+        assert_eq!(d.update.check_interval, "1h");
+        assert_eq!(d.update.reboot_strategy, RebootStrategy::Reboot);
+        let d = parse(
+            "[image]\nname = \"d\"\nversion = \"1\"\n[update]\nserver = \"http://10.0.2.2:8080/\"\ncheck-interval = \"10m\"\nreboot-strategy = \"etcd-lock\"",
+        )
+        .expect("valid");
+        assert_eq!(d.update.server.as_deref(), Some("http://10.0.2.2:8080/"));
+        assert_eq!(d.update.reboot_strategy.as_str(), "etcd-lock");
+        for (update, needle) in [
+            ("server = \"ftp://x\"", "update.server"),
+            ("server = \"http://\"", "update.server"),
+            ("server = \"http://a b/\"", "update.server"),
+            ("check-interval = \"soon\"", "update.check-interval"),
+            ("check-interval = \"0\"", "a period such as 1h"),
+            ("reboot-strategy = \"now\"", "unknown variant `now`"),
+            ("health-checks = []", "unknown field `health-checks`"),
+        ] {
+            let e = parse(&format!(
+                "[image]\nname = \"d\"\nversion = \"1\"\n[update]\n{update}"
+            ))
+            .expect_err(needle);
+            assert!(e.to_string().contains(needle), "{needle}: {e}");
+        }
+    }
+
+    #[test]
+    fn trusted_keys_are_checked_with_the_node_parser() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let key = updater::keys::PrivateKey::from_seed([5; 32], "k");
+        std::fs::write(dir.path().join("good.pub"), key.public().to_file()).expect("write");
+        std::fs::write(dir.path().join("private.pub"), key.to_file()).expect("write");
+        let def = |file: &str| {
+            Definition::parse(
+                &format!(
+                    "[image]\nname = \"d\"\nversion = \"1\"\n[update]\ntrusted-keys = [\"{file}\"]"
+                ),
+                &dir.path().join("image.toml"),
+                dir.path(),
+            )
+        };
+        assert!(def("good.pub").is_ok());
+        let e = def("private.pub").expect_err("private key");
+        assert!(e.to_string().contains("private key"), "{e}");
     }
 }

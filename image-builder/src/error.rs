@@ -1,5 +1,6 @@
-//! Everything that can go wrong building or inspecting an image, each with
-//! the thing it happened to and, where there is one, what to do about it.
+//! Everything that can go wrong building or inspecting an image, publishing
+//! or serving a release, each with the thing it happened to and, where
+//! there is one, what to do about it.
 
 use std::path::PathBuf;
 
@@ -124,6 +125,103 @@ pub enum Error {
         path: PathBuf,
         /// What is wrong.
         message: String,
+    },
+    /// A key name cannot name key files.
+    #[error(
+        "{name:?} cannot name a key: use letters, digits, `.`, `-` and `_` (not starting with `.`), at most 64 characters"
+    )]
+    KeyName {
+        /// The name given.
+        name: String,
+    },
+    /// A key file is in the way.
+    #[error(
+        "{path} already exists: keys are never overwritten; choose another name, or move the old key away first"
+    )]
+    KeyExists {
+        /// The existing file.
+        path: PathBuf,
+    },
+    /// The system's random source failed.
+    #[error("cannot get random bytes for a new key: {message}")]
+    Random {
+        /// Why.
+        message: String,
+    },
+    /// A key file cannot be read or is not a key of the expected kind.
+    #[error("{0}")]
+    Key(#[from] updater::keys::KeyError),
+    /// A name that becomes part of repository paths is not acceptable.
+    #[error("{what} {name:?} is not valid: {rule}")]
+    InvalidName {
+        /// What the name is (channel, image, …).
+        what: &'static str,
+        /// The name.
+        name: String,
+        /// What would be valid.
+        rule: &'static str,
+    },
+    /// A release request that cannot be carried out as asked.
+    #[error("{message}")]
+    Release {
+        /// What is wrong and what to do.
+        message: String,
+    },
+    /// A build directory is incomplete, modified or inconsistent.
+    #[error("build directory {path}: {message}")]
+    BuildDir {
+        /// The build directory.
+        path: PathBuf,
+        /// What is wrong and what to do.
+        message: String,
+    },
+    /// An update repository holds something unexpected.
+    #[error("update repository {path}: {message}")]
+    Repository {
+        /// The file or directory in the repository.
+        path: PathBuf,
+        /// What is wrong and what to do.
+        message: String,
+    },
+    /// A version is already published with other content.
+    #[error(
+        "{image} {version} is already published in {path} with different content ({differences}): versions are immutable; give the image a new version and build it again"
+    )]
+    VersionExists {
+        /// Image name.
+        image: String,
+        /// Version.
+        version: String,
+        /// The version directory.
+        path: PathBuf,
+        /// What differs.
+        differences: String,
+    },
+    /// Cutting the slot image into a payload failed.
+    #[error("cannot make the payload of {image}: {cause}")]
+    Payload {
+        /// The slot image.
+        image: PathBuf,
+        /// What failed.
+        cause: updater::payload::PayloadError,
+    },
+    /// Another release command holds the repository.
+    #[error(
+        "another `tandem release` is writing to {path} right now: wait for it to finish and run this again"
+    )]
+    Busy {
+        /// The repository's lock file.
+        path: PathBuf,
+    },
+    /// `tandem serve` cannot listen.
+    #[error(
+        "cannot listen on {addr}: {cause}: choose another address or port, or stop what uses it"
+    )]
+    Listen {
+        /// The address.
+        addr: String,
+        /// Why.
+        cause: std::io::Error,
     },
 }
 

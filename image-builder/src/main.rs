@@ -1,4 +1,4 @@
-//! `tandem`: build and inspect Tandem images.
+//! `tandem`: build and inspect Tandem images, publish and serve their updates.
 
 use std::process::ExitCode;
 
@@ -10,7 +10,7 @@ mod commands;
 mod exit {
     /// Something failed; the message says what.
     pub const FAILURE: u8 = 1;
-    /// `inspect` found problems.
+    /// `inspect` or `release status` found problems.
     pub const PROBLEMS: u8 = 3;
 }
 
@@ -18,8 +18,8 @@ mod exit {
 #[command(
     name = "tandem",
     version,
-    about = "Build and inspect Tandem A/B disk images",
-    after_help = "Exit status: 0 success, 1 failure (the message says why), 2 usage error, 3 `inspect` found problems."
+    about = "Build and inspect Tandem A/B disk images, publish and serve their updates",
+    after_help = "Exit status: 0 success, 1 failure (the message says why), 2 usage error, 3 `inspect` or `release status` found problems."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -32,6 +32,12 @@ enum Command {
     Build(commands::build::Args),
     /// Show partitions, slot states and problems of a disk image.
     Inspect(commands::inspect::Args),
+    /// Make an update signing key pair (<name>.key, <name>.pub).
+    Keygen(commands::keygen::Args),
+    /// Publish builds to an update repository, promote between channels, show status.
+    Release(commands::release::Args),
+    /// Serve an update repository over HTTP (labs and tests).
+    Serve(commands::serve::Args),
 }
 
 fn main() -> ExitCode {
@@ -39,6 +45,9 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Build(a) => commands::build::run(a),
         Command::Inspect(a) => commands::inspect::run(a),
+        Command::Keygen(a) => commands::keygen::run(a),
+        Command::Release(a) => commands::release::run(a),
+        Command::Serve(a) => commands::serve::run(a),
     };
     match result {
         Ok(code) => ExitCode::from(code),

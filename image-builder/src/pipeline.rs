@@ -21,8 +21,11 @@ use crate::manifest::{self, Artifact, BuildManifest};
 use crate::progress::Progress;
 use crate::usr_tree;
 
-/// Node binary (initramfs /init, system init, CLI) in the artefacts directory.
-pub const NODE_BINARY: &str = "tandem-init";
+/// PID 1 (initramfs /init and system init) in the artefacts directory.
+pub const INIT_BINARY: &str = "tandem-init";
+/// The node's tools and daemons (tandemctl, tandem-updated, tandem-agent)
+/// in the artefacts directory: a multi-call binary chosen by `argv[0]`.
+pub const NODE_BINARY: &str = "tandem-node";
 /// Bootloader in the artefacts directory.
 pub const BOOTLOADER: &str = "BOOTX64.EFI";
 
@@ -70,10 +73,12 @@ pub fn build(
     opts: &BuildOptions,
     progress: &mut Progress,
 ) -> Result<BuildResult> {
-    let init_bin = opts.artifacts_dir.join(NODE_BINARY);
+    let init_bin = opts.artifacts_dir.join(INIT_BINARY);
+    let node_bin = opts.artifacts_dir.join(NODE_BINARY);
     let bootloader = opts.artifacts_dir.join(BOOTLOADER);
     for (what, path) in [
-        ("node binary tandem-init", &init_bin),
+        ("init binary tandem-init", &init_bin),
+        ("node binary tandem-node", &node_bin),
         ("bootloader BOOTX64.EFI", &bootloader),
     ] {
         if !path.is_file() {
@@ -376,10 +381,13 @@ impl Builder<'_> {
         let def = self.def;
         let tandem_lib = usr.join("lib/tandem");
         usr_tree::mkdirs(&tandem_lib)?;
-        let node = tandem_lib.join(NODE_BINARY);
-        std::fs::copy(init_bin, &node).io("copy node binary to", &node)?;
-        usr_tree::set_mode(&node, 0o755)?;
-        usr_tree::link_if_absent(&usr.join("bin/tandemctl"), "../lib/tandem/tandem-init")?;
+        let node_bin = self.opts.artifacts_dir.join(NODE_BINARY);
+        for (name, src) in [(INIT_BINARY, init_bin), (NODE_BINARY, node_bin.as_path())] {
+            let dst = tandem_lib.join(name);
+            std::fs::copy(src, &dst).io("copy node binary to", &dst)?;
+            usr_tree::set_mode(&dst, 0o755)?;
+        }
+        usr_tree::link_if_absent(&usr.join("bin/tandemctl"), "../lib/tandem/tandem-node")?;
         if def.usr.busybox_applets {
             let n = usr_tree::busybox_applets(usr)?;
             self.notes.push(format!("linked {n} busybox applets"));
@@ -413,6 +421,21 @@ impl Builder<'_> {
             let dst = trust.join(name);
             std::fs::copy(&src, &dst).io("copy trusted key to", &dst)?;
             usr_tree::set_mode(&dst, 0o644)?;
+        }
+        // The update engine and the reboot agent: roles of the node binary,
+        // chosen by the name it is started as, run as image services.
+        write_file(
+            &tandem_lib.join("update.toml"),
+            update_toml(&def.update, &img.channel).as_bytes(),
+            0o644,
+        )?;
+        for (role, service) in NODE_SERVICES {
+            usr_tree::link_if_absent(&tandem_lib.join(role), NODE_BINARY)?;
+            write_file(
+                &tandem_lib.join("services").join(format!("{service}.toml")),
+                service_toml(role).as_bytes(),
+                0o644,
+            )?;
         }
         Ok(())
     }
@@ -599,6 +622,39 @@ const ROOT_LINKS: &[(&str, &str)] = &[
     ("etc/os-release", "../usr/lib/os-release"),
 ];
 
+/// Node roles installed as image services: (link in /usr/lib/tandem to
+/// the node binary, service name).
+pub const NODE_SERVICES: [(&str, &str); 2] =
+    [("tandem-updated", "updater"), ("tandem-agent", "agent")];
+
+/// `/usr/lib/tandem/update.toml`: the update engine's defaults from the
+/// definition's `[update]` and the image's channel.
+pub fn update_toml(update: &crate::definition::UpdateSection, channel: &str) -> String {
+    // Every value is checked when the definition is loaded: no quotes or
+    // backslashes to escape.
+    let mut s = String::from(
+        "# Update engine defaults (written by tandem build from the image definition).\n\
+         # Override any of them in /etc/tandem/update.toml.\n",
+    );
+    if let Some(server) = &update.server {
+        s.push_str(&format!("server = \"{server}\"\n"));
+    }
+    s.push_str(&format!(
+        "channel = \"{channel}\"\ncheck-interval = \"{}\"\nreboot-strategy = \"{}\"\nallow-downgrade = false\n",
+        update.check_interval,
+        update.reboot_strategy.as_str()
+    ));
+    s
+}
+
+/// `/usr/lib/tandem/services/<service>.toml` for a node role.
+pub fn service_toml(role: &str) -> String {
+    format!(
+        "# written by tandem build; replace it with /etc/tandem/services/ to change it\n\
+         exec = [\"/usr/lib/tandem/{role}\"]\nrestart = \"always\"\nstdio = \"log\"\n"
+    )
+}
+
 /// `EFI/tandem/loader.conf`.
 pub fn loader_conf(timeout: u32, cmdline: &[String]) -> String {
     format!(
@@ -714,4 +770,53 @@ fn too_large(what: &str, need: u64, plan: &DiskPlan, number: u32) -> Error {
 
 fn epoch_u32(epoch: i64) -> u32 {
     u32::try_from(epoch.max(0)).unwrap_or(u32::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::definition::{RebootStrategy, UpdateSection};
+
+    fn keys(text: &str) -> Vec<(String, toml::Value)> {
+        let table: toml::Table = toml::from_str(text).expect("valid TOML");
+        table.into_iter().collect()
+    }
+
+    #[test]
+    fn update_toml_has_exactly_the_engine_keys() {
+        let mut u = UpdateSection::default();
+        let without = keys(&update_toml(&u, "beta"));
+        let names: Vec<&str> = without.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "allow-downgrade",
+                "channel",
+                "check-interval",
+                "reboot-strategy"
+            ]
+        );
+        assert_eq!(without[1].1.as_str(), Some("beta"));
+        assert_eq!(without[2].1.as_str(), Some("1h"));
+        assert_eq!(without[3].1.as_str(), Some("reboot"));
+        assert_eq!(without[0].1.as_bool(), Some(false));
+        u.server = Some("http://10.0.2.2:8080/".into());
+        u.reboot_strategy = RebootStrategy::Fleetlock;
+        let with = update_toml(&u, "stable");
+        assert!(
+            with.contains("server = \"http://10.0.2.2:8080/\"\nchannel = \"stable\"\n"),
+            "{with}"
+        );
+        assert!(with.contains("reboot-strategy = \"fleetlock\""), "{with}");
+    }
+
+    #[test]
+    fn node_services() {
+        let s = keys(&service_toml("tandem-updated"));
+        assert_eq!(s.len(), 3);
+        let text = service_toml("tandem-agent");
+        assert!(text.contains(
+            "exec = [\"/usr/lib/tandem/tandem-agent\"]\nrestart = \"always\"\nstdio = \"log\"\n"
+        ));
+    }
 }

@@ -4,6 +4,7 @@
 //! tandemctl status [--json]        slot, version, boot times, network, services
 //! tandemctl slot status [--json]   the A/B attributes on the boot disk
 //! tandemctl slot mark-good         confirm the running slot (successful=1, tries=0)
+//! tandemctl update …               the update daemon (`updater::cli`)
 //! tandemctl reboot|poweroff|halt   ask PID 1 to shut down cleanly
 //! ```
 
@@ -20,6 +21,11 @@ pub const USAGE: &str = "usage:
   tandemctl status [--json]        slot, version, boot times, network, services
   tandemctl slot status [--json]   A/B slot attributes on the boot disk
   tandemctl slot mark-good         confirm the running slot (successful, no tries left)
+  tandemctl update status [--json]      update state, progress, versions, checks, what to do
+  tandemctl update check                check the channel now and report what was found
+  tandemctl update apply [--no-wait]    install now, without waiting for this node's rollout turn
+  tandemctl update channel <name>       follow another channel (writes /etc/tandem/update.toml)
+  tandemctl update forget-failed <ver>  allow a version that failed to come up here again
   tandemctl reboot | poweroff | halt";
 
 /// Runs a command; returns the process exit code.
@@ -31,6 +37,7 @@ pub fn run(args: &[String]) -> Result<u8, Error> {
         ["slot", "status"] => slot_status(false),
         ["slot", "status", "--json"] => slot_status(true),
         ["slot", "mark-good"] => mark_good(),
+        ["update", rest @ ..] => Ok(updater::cli::run(rest, Path::new(updater::node::SOCKET))?),
         ["reboot"] => signal_init(Shutdown::Reboot),
         ["poweroff"] => signal_init(Shutdown::PowerOff),
         ["halt"] => signal_init(Shutdown::Halt),
@@ -54,6 +61,10 @@ fn print_status(json: bool) -> Result<u8, Error> {
     }
     let s: Status = status::read_json(path)?;
     print!("{}", render_status(&s));
+    println!(
+        "update:     {}",
+        updater::cli::status_line(Path::new(updater::node::SOCKET))
+    );
     Ok(0)
 }
 

@@ -277,4 +277,7 @@ pub enum Error {
     /// tandemctl was called wrongly.
     #[error("{0}")]
     Usage(String),
+    /// `tandemctl update` failed.
+    #[error(transparent)]
+    Update(#[from] updater::Error),
 }

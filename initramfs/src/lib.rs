@@ -7,7 +7,10 @@
 //! - [`system`]: PID 1 after switch root: mounts, machine-id, hostname,
 //!   network ([`net`] over the pure [`dhcp`] codec), services ([`services`]),
 //!   status under /run/tandem ([`status`]), shutdown;
-//! - [`ctl`]: the `tandemctl` command line.
+//! - [`ctl`]: the `tandemctl` command line;
+//! - the update daemon (`tandem-updated`, crate `updater`) and the reboot
+//!   agent (`tandem-agent`, crate `agent`), run as services of the system
+//!   init from the same binary.
 //!
 //! Everything that decides something (command line, module lists, the verity
 //! table and the device-mapper ioctl buffers, DHCP packets, service files and
@@ -54,6 +57,10 @@ pub enum Role {
     System,
     /// `tandemctl`.
     Ctl,
+    /// `tandem-updated`: the update daemon.
+    Updated,
+    /// `tandem-agent`: the reboot agent.
+    Agent,
 }
 
 /// The role for `argv[0]` (only its file name counts).
@@ -62,6 +69,8 @@ pub fn role(argv0: &OsStr) -> Option<Role> {
         "init" => Some(Role::Early),
         "tandem-init" => Some(Role::System),
         "tandemctl" => Some(Role::Ctl),
+        "tandem-updated" => Some(Role::Updated),
+        "tandem-agent" => Some(Role::Agent),
         _ => None,
     }
 }
@@ -79,6 +88,14 @@ mod tests {
             Some(Role::System)
         );
         assert_eq!(role(OsStr::new("tandemctl")), Some(Role::Ctl));
+        assert_eq!(
+            role(OsStr::new("/usr/lib/tandem/tandem-updated")),
+            Some(Role::Updated)
+        );
+        assert_eq!(
+            role(OsStr::new("/usr/lib/tandem/tandem-agent")),
+            Some(Role::Agent)
+        );
         assert_eq!(role(OsStr::new("/sbin/busybox")), None);
         assert_eq!(role(OsStr::new("")), None);
     }

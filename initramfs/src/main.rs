@@ -1,5 +1,8 @@
-//! `tandem-init`: one static binary, three roles chosen by `argv[0]`
-//! (`/init` in the initramfs, `tandem-init` after switch root, `tandemctl`).
+//! `tandem-init`: PID 1, in two roles chosen by `argv[0]`: `/init` in the
+//! initramfs (early init) and `/usr/lib/tandem/tandem-init` after switch
+//! root (system init). Kept apart from the daemons (`tandem-node`) so the
+//! binary read through dm-verity at every boot and packed into every
+//! initramfs stays small.
 
 use std::process::ExitCode;
 
@@ -10,26 +13,11 @@ fn main() -> ExitCode {
     match initramfs::role(&argv0) {
         Some(Role::Early) => initramfs::early::main(),
         Some(Role::System) => initramfs::system::main(),
-        Some(Role::Ctl) => match ctl() {
-            Ok(code) => code,
-            Err(e) => {
-                eprintln!("tandemctl: {e:#}");
-                ExitCode::FAILURE
-            }
-        },
-        None => {
+        _ => {
             eprintln!(
-                "tandem-init: started as {argv0:?}; install it as /init, tandem-init or tandemctl"
+                "tandem-init: started as {argv0:?}; install it as /init or tandem-init (tandemctl and the daemons are tandem-node)"
             );
             ExitCode::from(2)
         }
     }
-}
-
-fn ctl() -> anyhow::Result<ExitCode> {
-    let args: Vec<String> = std::env::args_os()
-        .skip(1)
-        .map(|a| a.to_string_lossy().into_owned())
-        .collect();
-    Ok(ExitCode::from(initramfs::ctl::run(&args)?))
 }

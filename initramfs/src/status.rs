@@ -8,6 +8,9 @@
 //!
 //! Times are microseconds of `CLOCK_BOOTTIME` (time since the kernel started,
 //! the clock of the kernel log's timestamps).
+//!
+//! The types live in `updater::node` (the update daemon reads them for the
+//! boot disk and for health) and are re-exported here.
 
 use std::io::Write;
 use std::path::Path;
@@ -16,23 +19,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
 
-/// Directory of the status files.
-pub const RUN_DIR: &str = "/run/tandem";
-/// The early init's hand-over.
-pub const EARLY_FILE: &str = "/run/tandem/early.json";
-/// The system status.
-pub const STATUS_FILE: &str = "/run/tandem/status.json";
-/// Version of the status format; bumped on incompatible changes.
-pub const FORMAT: u32 = 1;
-
-/// One boot step and when it ended, for "where did the time go".
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Step {
-    /// What was done.
-    pub step: String,
-    /// When it was done.
-    pub at_us: u64,
-}
+pub use updater::node::{
+    BootTimes, EARLY_FILE, EarlyBoot, FORMAT, NetworkStatus, RUN_DIR, STATUS_FILE, ServiceStatus,
+    Status, Step,
+};
 
 /// Records steps as they finish.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -46,116 +36,6 @@ impl Timeline {
             at_us: crate::sys::boottime_us(),
         });
     }
-}
-
-/// What the early init found and when.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct EarlyBoot {
-    /// When `/init` started.
-    pub initramfs_started_us: u64,
-    /// Just before the switch root.
-    pub switch_root_us: u64,
-    /// Slot booted (`A`/`B`).
-    pub slot: String,
-    /// The boot disk (`/dev/vda`).
-    pub disk: String,
-    /// The /usr partition (`/dev/vda3`).
-    pub usr_partition: String,
-    /// The verity device mounted on /usr (`/dev/dm-0`).
-    pub usr_device: String,
-    /// The ROOT partition (`/dev/vda9`).
-    pub root_partition: String,
-    /// Modules of the initramfs list that failed to load, with the reason.
-    #[serde(default)]
-    pub modules_failed: Vec<String>,
-    /// What growing ROOT did on this boot, if anything.
-    #[serde(default)]
-    pub root_grow: Option<String>,
-    /// The early init's steps.
-    #[serde(default)]
-    pub steps: Vec<Step>,
-}
-
-/// Boot timestamps, microseconds of `CLOCK_BOOTTIME`.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct BootTimes {
-    /// The initramfs `/init` started.
-    pub initramfs_started_us: Option<u64>,
-    /// The early init switched root.
-    pub switch_root_us: Option<u64>,
-    /// The system init started.
-    pub system_started_us: u64,
-    /// "system ready" was printed.
-    pub system_ready_us: Option<u64>,
-    /// The system init's steps up to "system ready".
-    #[serde(default)]
-    pub steps: Vec<Step>,
-}
-
-/// The network as configured by DHCP.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct NetworkStatus {
-    /// Interface name.
-    pub interface: String,
-    /// MAC address.
-    pub mac: String,
-    /// `state`: `configured`, `waiting` (no lease yet) or `failed: …`.
-    pub state: String,
-    /// Address with prefix length (`10.0.2.15/24`).
-    pub address: Option<String>,
-    /// Default gateway.
-    pub gateway: Option<String>,
-    /// DNS servers.
-    #[serde(default)]
-    pub dns: Vec<String>,
-    /// The DHCP server.
-    pub dhcp_server: Option<String>,
-    /// Lease length in seconds.
-    pub lease_seconds: Option<u32>,
-}
-
-/// One supervised service.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ServiceStatus {
-    /// Name (file name without `.toml`).
-    pub name: String,
-    /// The file it came from (or `built-in`).
-    pub source: String,
-    /// `running`, `waiting to restart`, `exited`, `failed`, `disabled`.
-    pub state: String,
-    /// PID while running.
-    pub pid: Option<i32>,
-    /// How often it was restarted.
-    pub restarts: u32,
-    /// How it last ended (`exit status 1`, `killed by signal 9`).
-    pub last_exit: Option<String>,
-}
-
-/// The node's status.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Status {
-    /// [`FORMAT`].
-    pub format: u32,
-    /// Booted slot (`A`/`B`), from `tandem.slot`.
-    pub slot: Option<String>,
-    /// `VERSION_ID` of /usr/lib/os-release.
-    pub version: Option<String>,
-    /// /etc/machine-id.
-    pub machine_id: Option<String>,
-    /// Host name.
-    pub hostname: Option<String>,
-    /// Boot timestamps.
-    pub boot: BootTimes,
-    /// What the early init found.
-    pub early: Option<EarlyBoot>,
-    /// The network.
-    pub network: Option<NetworkStatus>,
-    /// Services.
-    #[serde(default)]
-    pub services: Vec<ServiceStatus>,
-    /// Problems worth a look (a module that failed, an invalid service file).
-    #[serde(default)]
-    pub warnings: Vec<String>,
 }
 
 /// Writes `value` as JSON to `path` atomically (temporary file + rename), so

@@ -136,13 +136,8 @@ fn valid_hostname(h: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
 }
 
-/// The value of `key` in an os-release file (quotes removed).
-pub fn os_release_value(text: &str, key: &str) -> Option<String> {
-    text.lines().find_map(|line| {
-        let (k, v) = line.trim().split_once('=')?;
-        (k == key).then(|| v.trim().trim_matches(|c| c == '"' || c == '\'').to_string())
-    })
-}
+/// The value of `key` in an os-release file (shared with the updater).
+pub use updater::node::os_release_value;
 
 /// The "system ready" line.
 pub fn ready_line(slot: Option<&str>, version: Option<&str>) -> String {

@@ -161,6 +161,18 @@ impl Disk {
             .arg(format!("::{path}")))
     }
 
+    /// Writes `content` to `path` on the OEM partition (raw copies only),
+    /// e.g. the node's `update.toml`.
+    pub fn put_oem_file(&self, path: &str, content: &[u8]) -> Result<()> {
+        let image = self.partition_image(6)?;
+        let tmp = self.dir.path().join("oem-put");
+        std::fs::write(&tmp, content)?;
+        run(Command::new("mcopy")
+            .args(["-o", "-i", &image])
+            .arg(&tmp)
+            .arg(format!("::{path}")))
+    }
+
     /// Deletes `path` from the ESP (raw copies only).
     pub fn delete_esp_file(&self, path: &str) -> Result<()> {
         run(Command::new("mdel")
@@ -170,15 +182,22 @@ impl Disk {
 
     /// The mtools image spec of the ESP inside a raw copy (`disk@@offset`).
     fn esp_image(&self) -> Result<String> {
+        self.partition_image(1)
+    }
+
+    /// The mtools image spec of FAT partition `number` of a raw copy.
+    fn partition_image(&self, number: u32) -> Result<String> {
         if self.format != "raw" {
-            bail!("changing the ESP needs a raw copy (Disk::copy)");
+            bail!("changing a partition needs a raw copy (Disk::copy)");
         }
         let gpt = self.gpt()?;
-        let esp = gpt.partition(1).context("no ESP")?;
+        let p = gpt
+            .partition(number)
+            .with_context(|| format!("no partition {number}"))?;
         Ok(format!(
             "{}@@{}",
             self.path.display(),
-            esp.first_lba * gpt.block_size
+            p.first_lba * gpt.block_size
         ))
     }
 

@@ -6,13 +6,19 @@
 //! - [`disk`]: copy-on-write overlays and private copies of an image, and
 //!   reading its partition table from the host between boots;
 //! - [`vm`]: a running machine, its console log, waiting for lines and
-//!   running shell commands.
+//!   running shell commands;
+//! - [`fixtures`]: signing keys and a set of image versions built once and
+//!   shared by every scenario, and update repositories made from them;
+//! - [`server`]: `tandem serve` on the host, its request log, and a proxy
+//!   that stalls, drops or throttles connections.
 //!
 //! The scenarios live in `tests/`, one file each.
 #![warn(missing_docs)]
 
 pub mod disk;
 pub mod env;
+pub mod fixtures;
+pub mod server;
 pub mod vm;
 
 pub use disk::Disk;

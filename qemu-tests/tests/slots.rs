@@ -38,11 +38,10 @@ fn switch_by_attributes_boots_b_and_spends_its_try() -> Result<()> {
     vm.send("poweroff\n")?;
     vm.wait_exit(Duration::from_secs(60))?;
     drop(vm);
-    assert_eq!(
-        disk.cgpt_slot(Slot::B)?,
-        (2, 0, false),
-        "cgpt: B's tries went 1 -> 0"
-    );
+    // The try is spent; whether the update engine's health check already
+    // confirmed B (successful) depends on how long the node ran.
+    let (p, t, _) = disk.cgpt_slot(Slot::B)?;
+    assert_eq!((p, t), (2, 0), "cgpt: B's tries went 1 -> 0");
     assert_eq!(disk.cgpt_slot(Slot::A)?, (1, 0, true), "A untouched");
     Ok(())
 }

@@ -66,7 +66,10 @@ const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STA
 
 /// The key line of a key file: (kind, base64, name).
 fn key_line(text: &str) -> Result<(&str, &str, String), String> {
-    let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#'));
+    let mut lines = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'));
     let line = lines.next().ok_or("no key line")?;
     if lines.next().is_some() {
         return Err("more than one key line: use one file per key".into());
@@ -78,7 +81,9 @@ fn key_line(text: &str) -> Result<(&str, &str, String), String> {
 }
 
 fn decode32(b64: &str) -> Result<[u8; 32], String> {
-    let raw = B64.decode(b64).map_err(|e| format!("key is not base64: {e}"))?;
+    let raw = B64
+        .decode(b64)
+        .map_err(|e| format!("key is not base64: {e}"))?;
     raw.as_slice()
         .try_into()
         .map_err(|_| format!("key is {} bytes, an ed25519 key is 32", raw.len()))
@@ -102,7 +107,10 @@ impl PublicKey {
     /// Reads a public key file.
     pub fn load(path: &Path) -> Result<PublicKey, KeyError> {
         let text = read(path)?;
-        Self::parse(&text).map_err(|message| KeyError::Format { path: path.display().to_string(), message })
+        Self::parse(&text).map_err(|message| KeyError::Format {
+            path: path.display().to_string(),
+            message,
+        })
     }
 
     /// The key's id: first 16 hex digits of sha256(key).
@@ -112,13 +120,22 @@ impl PublicKey {
 
     /// The public key file text.
     pub fn to_file(&self) -> String {
-        format!("# Tandem update signing key, public part (id {})\ned25519 {} {}\n", self.id(), B64.encode(self.key.as_bytes()), self.name)
+        format!(
+            "# Tandem update signing key, public part (id {})\ned25519 {} {}\n",
+            self.id(),
+            B64.encode(self.key.as_bytes()),
+            self.name
+        )
     }
 
     /// Whether `signature` (base64) is this key's signature of `message`.
     pub fn verify(&self, message: &[u8], signature_b64: &str) -> bool {
-        let Ok(raw) = B64.decode(signature_b64) else { return false };
-        let Ok(bytes) = <[u8; 64]>::try_from(raw.as_slice()) else { return false };
+        let Ok(raw) = B64.decode(signature_b64) else {
+            return false;
+        };
+        let Ok(bytes) = <[u8; 64]>::try_from(raw.as_slice()) else {
+            return false;
+        };
         let sig = ed25519_dalek::Signature::from_bytes(&bytes);
         self.key.verify(message, &sig).is_ok()
     }
@@ -127,27 +144,41 @@ impl PublicKey {
 impl PrivateKey {
     /// A new key from 32 random bytes.
     pub fn from_seed(seed: [u8; 32], name: &str) -> PrivateKey {
-        PrivateKey { key: ed25519_dalek::SigningKey::from_bytes(&seed), name: name.to_string() }
+        PrivateKey {
+            key: ed25519_dalek::SigningKey::from_bytes(&seed),
+            name: name.to_string(),
+        }
     }
 
     /// Parses a private key file's text.
     pub fn parse(text: &str) -> Result<PrivateKey, String> {
         let (kind, b64, name) = key_line(text)?;
         if kind != "ed25519-private" {
-            return Err(format!("not a private key (starts with {kind:?}, expected `ed25519-private`)"));
+            return Err(format!(
+                "not a private key (starts with {kind:?}, expected `ed25519-private`)"
+            ));
         }
-        Ok(PrivateKey { key: ed25519_dalek::SigningKey::from_bytes(&decode32(b64)?), name })
+        Ok(PrivateKey {
+            key: ed25519_dalek::SigningKey::from_bytes(&decode32(b64)?),
+            name,
+        })
     }
 
     /// Reads a private key file.
     pub fn load(path: &Path) -> Result<PrivateKey, KeyError> {
         let text = read(path)?;
-        Self::parse(&text).map_err(|message| KeyError::Format { path: path.display().to_string(), message })
+        Self::parse(&text).map_err(|message| KeyError::Format {
+            path: path.display().to_string(),
+            message,
+        })
     }
 
     /// The matching public key.
     pub fn public(&self) -> PublicKey {
-        PublicKey { key: self.key.verifying_key(), name: self.name.clone() }
+        PublicKey {
+            key: self.key.verifying_key(),
+            name: self.name.clone(),
+        }
     }
 
     /// The private key file text (keep it 0600).
@@ -167,7 +198,10 @@ impl PrivateKey {
 }
 
 fn read(path: &Path) -> Result<String, KeyError> {
-    std::fs::read_to_string(path).map_err(|cause| KeyError::Read { path: path.display().to_string(), cause })
+    std::fs::read_to_string(path).map_err(|cause| KeyError::Read {
+        path: path.display().to_string(),
+        cause,
+    })
 }
 
 /// Reads every `*.pub` in `dir` (the trust root); unreadable or invalid
@@ -175,8 +209,13 @@ fn read(path: &Path) -> Result<String, KeyError> {
 pub fn load_trust_dir(dir: &Path) -> (Vec<PublicKey>, Vec<KeyError>) {
     let mut keys = Vec::new();
     let mut errors = Vec::new();
-    let Ok(entries) = std::fs::read_dir(dir) else { return (keys, errors) };
-    let mut paths: Vec<_> = entries.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.extension().is_some_and(|x| x == "pub")).collect();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return (keys, errors);
+    };
+    let mut paths: Vec<_> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "pub"))
+        .collect();
     paths.sort();
     for p in paths {
         match PublicKey::load(&p) {
@@ -208,9 +247,25 @@ mod tests {
     #[test]
     fn wrong_kinds_are_named() {
         let k = PrivateKey::from_seed([1; 32], "");
-        assert!(PublicKey::parse(&k.to_file()).unwrap_err().contains("private key"));
-        assert!(PrivateKey::parse(&k.public().to_file()).unwrap_err().contains("not a private key"));
-        assert!(PublicKey::parse("ed25519 AAAA").unwrap_err().contains("3 bytes"));
-        assert!(PublicKey::parse("rsa AAAA").unwrap_err().contains("unknown key type"));
+        assert!(
+            PublicKey::parse(&k.to_file())
+                .unwrap_err()
+                .contains("private key")
+        );
+        assert!(
+            PrivateKey::parse(&k.public().to_file())
+                .unwrap_err()
+                .contains("not a private key")
+        );
+        assert!(
+            PublicKey::parse("ed25519 AAAA")
+                .unwrap_err()
+                .contains("3 bytes")
+        );
+        assert!(
+            PublicKey::parse("rsa AAAA")
+                .unwrap_err()
+                .contains("unknown key type")
+        );
     }
 }

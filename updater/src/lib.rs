@@ -11,15 +11,57 @@
 //! - [`rollout`]: staged rollout arithmetic.
 //!
 //! The node side (the `tandem-updated` daemon and `tandemctl update`):
-//! configuration, state, the check/download/verify/write/activate engine,
-//! health and rollback detection, the status API.
+//! - [`config`]: `update.toml` in three layers (image, OEM, admin);
+//! - [`node`]: facts the init publishes (`/run/tandem`), os-release, [`node::Paths`];
+//! - [`disk`]: the boot disk, its partitions as byte regions, slot attributes;
+//! - [`apply`]: writing a slot chunk by chunk (plan, resume, verify);
+//! - [`esp`]: the slots' kernel, initramfs and slot file on the ESP; the OEM file;
+//! - [`http`]: fetching from the repository;
+//! - [`health`]: when a new boot is confirmed or given up;
+//! - [`engine`]: check, install, boot outcome, scheduling;
+//! - [`state`]: `state.json` and `progress.json`;
+//! - [`status`], [`api`]: the status and the socket protocol shared by the
+//!   daemon ([`daemon`]) and its clients ([`cli`], the agent).
+//!
+//! ```
+//! use std::time::Duration;
+//! // After three failed checks in a row, wait 2 min (±10 %) before the next.
+//! let d = updater::engine::next_delay(Duration::from_secs(3600), 3, 0.0);
+//! assert_eq!(d, Duration::from_secs(120));
+//! ```
 #![warn(missing_docs)]
 
+pub mod api;
+pub mod apply;
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod daemon;
+pub mod disk;
+pub mod engine;
+pub mod error;
+pub mod esp;
+pub mod health;
+pub mod http;
 pub mod keys;
+pub mod node;
 pub mod payload;
 pub mod policy;
 pub mod repo;
 pub mod rollout;
+pub mod state;
+pub mod status;
 pub mod version;
 
+pub use error::Error;
 pub use version::Version;
+
+/// A line on standard output (the service log): `tandem-updated: …`.
+#[macro_export]
+macro_rules! log {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let line = format!("tandem-updated: {}\n", format_args!($($arg)*));
+        let _ = std::io::stdout().lock().write_all(line.as_bytes());
+    }};
+}

@@ -44,7 +44,9 @@ pub enum Refusal {
         detail: String,
     },
     /// No signature by a trusted key.
-    #[error("channel pointer is signed by no trusted key (signed by {signers:?}; this node trusts {trusted:?}): publish with a key listed in the image's update.trusted-keys")]
+    #[error(
+        "channel pointer is signed by no trusted key (signed by {signers:?}; this node trusts {trusted:?}): publish with a key listed in the image's update.trusted-keys"
+    )]
     UnknownKey {
         /// Key ids that signed.
         signers: Vec<String>,
@@ -52,13 +54,17 @@ pub enum Refusal {
         trusted: Vec<String>,
     },
     /// A trusted key's signature does not verify.
-    #[error("channel pointer signature by key {key_id} does not verify: the pointer was altered after signing")]
+    #[error(
+        "channel pointer signature by key {key_id} does not verify: the pointer was altered after signing"
+    )]
     BadSignature {
         /// The key id.
         key_id: String,
     },
     /// The pointer is for another image or channel.
-    #[error("channel pointer is for {got} but this node wants {want}: the repository is misconfigured")]
+    #[error(
+        "channel pointer is for {got} but this node wants {want}: the repository is misconfigured"
+    )]
     WrongTarget {
         /// What it is for.
         got: String,
@@ -66,7 +72,9 @@ pub enum Refusal {
         want: String,
     },
     /// The pointer expired.
-    #[error("channel pointer expired at {expires} (now {now}): the release server must re-sign the channel (`tandem release promote` or `publish`); an old pointer could hold nodes back")]
+    #[error(
+        "channel pointer expired at {expires} (now {now}): the release server must re-sign the channel (`tandem release promote` or `publish`); an old pointer could hold nodes back"
+    )]
     Expired {
         /// Expiry, Unix seconds.
         expires: u64,
@@ -74,7 +82,9 @@ pub enum Refusal {
         now: u64,
     },
     /// A lower version without permission.
-    #[error("channel serves {offered}, lower than the running {running}: downgrades need `allow-downgrade = true` in /etc/tandem/update.toml")]
+    #[error(
+        "channel serves {offered}, lower than the running {running}: downgrades need `allow-downgrade = true` in /etc/tandem/update.toml"
+    )]
     Downgrade {
         /// Offered.
         offered: String,
@@ -82,13 +92,17 @@ pub enum Refusal {
         running: String,
     },
     /// A version that failed here before.
-    #[error("{version} failed to come up on this node before and is not installed again automatically: `tandemctl update forget-failed {version}` allows it")]
+    #[error(
+        "{version} failed to come up on this node before and is not installed again automatically: `tandemctl update forget-failed {version}` allows it"
+    )]
     FailedBefore {
         /// The version.
         version: String,
     },
     /// The manifest is not the one the pointer names.
-    #[error("manifest does not match the signed pointer ({detail}): it was altered or the server is serving another file")]
+    #[error(
+        "manifest does not match the signed pointer ({detail}): it was altered or the server is serving another file"
+    )]
     ManifestMismatch {
         /// What differs.
         detail: String,
@@ -102,7 +116,9 @@ pub enum Refusal {
         want: String,
     },
     /// The running version is too old to update directly.
-    #[error("{version} requires at least {min} to update from, this node runs {running}: update to an intermediate version first")]
+    #[error(
+        "{version} requires at least {min} to update from, this node runs {running}: update to an intermediate version first"
+    )]
     SourceTooOld {
         /// Offered version.
         version: String,
@@ -128,12 +144,25 @@ pub enum Offer {
 }
 
 /// Verifies a channel pointer (bytes as served) and applies the version rules.
-pub fn check_pointer(bytes: &[u8], keys: &[PublicKey], node: &NodeFacts<'_>) -> Result<Offer, Refusal> {
-    let env: Envelope = serde_json::from_slice(bytes).map_err(|e| Refusal::Malformed { what: "channel pointer", detail: e.to_string() })?;
+pub fn check_pointer(
+    bytes: &[u8],
+    keys: &[PublicKey],
+    node: &NodeFacts<'_>,
+) -> Result<Offer, Refusal> {
+    let env: Envelope = serde_json::from_slice(bytes).map_err(|e| Refusal::Malformed {
+        what: "channel pointer",
+        detail: e.to_string(),
+    })?;
     verify_envelope(&env, keys)?;
-    let p: ChannelPointer = serde_json::from_str(&env.signed).map_err(|e| Refusal::Malformed { what: "signed channel pointer", detail: e.to_string() })?;
+    let p: ChannelPointer = serde_json::from_str(&env.signed).map_err(|e| Refusal::Malformed {
+        what: "signed channel pointer",
+        detail: e.to_string(),
+    })?;
     if p.format != FORMAT {
-        return Err(Refusal::Malformed { what: "channel pointer", detail: format!("format {} (this node reads {FORMAT})", p.format) });
+        return Err(Refusal::Malformed {
+            what: "channel pointer",
+            detail: format!("format {} (this node reads {FORMAT})", p.format),
+        });
     }
     if p.image != node.image || p.channel != node.channel {
         return Err(Refusal::WrongTarget {
@@ -142,19 +171,31 @@ pub fn check_pointer(bytes: &[u8], keys: &[PublicKey], node: &NodeFacts<'_>) -> 
         });
     }
     if p.expires <= node.now {
-        return Err(Refusal::Expired { expires: p.expires, now: node.now });
+        return Err(Refusal::Expired {
+            expires: p.expires,
+            now: node.now,
+        });
     }
     if p.version == *node.running {
         return Ok(Offer::UpToDate);
     }
     if p.version < *node.running && !node.allow_downgrade {
-        return Err(Refusal::Downgrade { offered: p.version.to_string(), running: node.running.to_string() });
+        return Err(Refusal::Downgrade {
+            offered: p.version.to_string(),
+            running: node.running.to_string(),
+        });
     }
     if node.failed.contains(&p.version) {
-        return Err(Refusal::FailedBefore { version: p.version.to_string() });
+        return Err(Refusal::FailedBefore {
+            version: p.version.to_string(),
+        });
     }
-    let eligible_at = rollout::eligible_at(&p.rollout, rollout::position(node.machine_id, &p.version));
-    Ok(Offer::Update { pointer: p, eligible_at })
+    let eligible_at =
+        rollout::eligible_at(&p.rollout, rollout::position(node.machine_id, &p.version));
+    Ok(Offer::Update {
+        pointer: p,
+        eligible_at,
+    })
 }
 
 /// Checks that at least one signature is by a trusted key and that every
@@ -164,7 +205,9 @@ pub fn verify_envelope(env: &Envelope, keys: &[PublicKey]) -> Result<(), Refusal
     for sig in &env.signatures {
         if let Some(key) = keys.iter().find(|k| k.id() == sig.key_id) {
             if !key.verify(env.signed.as_bytes(), &sig.signature) {
-                return Err(Refusal::BadSignature { key_id: sig.key_id.clone() });
+                return Err(Refusal::BadSignature {
+                    key_id: sig.key_id.clone(),
+                });
             }
             verified = true;
         }
@@ -181,10 +224,20 @@ pub fn verify_envelope(env: &Envelope, keys: &[PublicKey]) -> Result<(), Refusal
 
 /// Checks a manifest (bytes as served) against the pointer that named it
 /// and the node.
-pub fn check_manifest(bytes: &[u8], pointer: &ChannelPointer, node: &NodeFacts<'_>) -> Result<Manifest, Refusal> {
+pub fn check_manifest(
+    bytes: &[u8],
+    pointer: &ChannelPointer,
+    node: &NodeFacts<'_>,
+) -> Result<Manifest, Refusal> {
     check_file(bytes, &pointer.manifest).map_err(|detail| Refusal::ManifestMismatch { detail })?;
-    let m: Manifest = serde_json::from_slice(bytes).map_err(|e| Refusal::Malformed { what: "manifest", detail: e.to_string() })?;
-    m.check().map_err(|detail| Refusal::Malformed { what: "manifest", detail })?;
+    let m: Manifest = serde_json::from_slice(bytes).map_err(|e| Refusal::Malformed {
+        what: "manifest",
+        detail: e.to_string(),
+    })?;
+    m.check().map_err(|detail| Refusal::Malformed {
+        what: "manifest",
+        detail,
+    })?;
     if m.image != node.image || m.arch != node.arch || m.version != pointer.version {
         return Err(Refusal::WrongImage {
             got: format!("{} {} {}", m.image, m.arch, m.version),
@@ -194,7 +247,11 @@ pub fn check_manifest(bytes: &[u8], pointer: &ChannelPointer, node: &NodeFacts<'
     if let Some(min) = &m.min_source_version
         && node.running < min
     {
-        return Err(Refusal::SourceTooOld { version: m.version.to_string(), min: min.to_string(), running: node.running.to_string() });
+        return Err(Refusal::SourceTooOld {
+            version: m.version.to_string(),
+            min: min.to_string(),
+            running: node.running.to_string(),
+        });
     }
     Ok(m)
 }
@@ -202,11 +259,19 @@ pub fn check_manifest(bytes: &[u8], pointer: &ChannelPointer, node: &NodeFacts<'
 /// Checks bytes against a [`FileRef`]'s size and sha256.
 pub fn check_file(bytes: &[u8], f: &FileRef) -> Result<(), String> {
     if bytes.len() as u64 != f.size {
-        return Err(format!("{} is {} bytes, expected {}", f.path, bytes.len(), f.size));
+        return Err(format!(
+            "{} is {} bytes, expected {}",
+            f.path,
+            bytes.len(),
+            f.size
+        ));
     }
     let got = hex::encode(Sha256::digest(bytes));
     if got != f.sha256 {
-        return Err(format!("{} has sha256 {got}, expected {}", f.path, f.sha256));
+        return Err(format!(
+            "{} has sha256 {got}, expected {}",
+            f.path, f.sha256
+        ));
     }
     Ok(())
 }
@@ -227,8 +292,15 @@ mod tests {
             image: "demo".into(),
             channel: "stable".into(),
             version: v(version),
-            manifest: FileRef { path: format!("demo/{version}/manifest.json"), size: 2, sha256: hex::encode(Sha256::digest(b"{}")) },
-            rollout: Rollout { start: 100, duration_secs: 0 },
+            manifest: FileRef {
+                path: format!("demo/{version}/manifest.json"),
+                size: 2,
+                sha256: hex::encode(Sha256::digest(b"{}")),
+            },
+            rollout: Rollout {
+                start: 100,
+                duration_secs: 0,
+            },
             issued: 50,
             expires,
         }
@@ -237,20 +309,55 @@ mod tests {
     fn sign(p: &ChannelPointer, key: &PrivateKey) -> Vec<u8> {
         let signed = serde_json::to_string(p).expect("json");
         let sig = key.sign(signed.as_bytes());
-        serde_json::to_vec(&Envelope { signed, signatures: vec![Signature { key_id: key.public().id(), signature: sig }] }).expect("json")
+        serde_json::to_vec(&Envelope {
+            signed,
+            signatures: vec![Signature {
+                key_id: key.public().id(),
+                signature: sig,
+            }],
+        })
+        .expect("json")
     }
 
     fn node<'a>(running: &'a Version, failed: &'a [Version]) -> NodeFacts<'a> {
-        NodeFacts { image: "demo", arch: "x86_64", channel: "stable", running, now: 1000, allow_downgrade: false, failed, machine_id: "m" }
+        NodeFacts {
+            image: "demo",
+            arch: "x86_64",
+            channel: "stable",
+            running,
+            now: 1000,
+            allow_downgrade: false,
+            failed,
+            machine_id: "m",
+        }
     }
 
     #[test]
     fn good_pointer_offers_the_update() {
         let key = PrivateKey::from_seed([1; 32], "k");
         let running = v("1.0");
-        let offer = check_pointer(&sign(&pointer("1.1", 2000), &key), &[key.public()], &node(&running, &[])).expect("ok");
-        assert!(matches!(offer, Offer::Update { eligible_at: 100, .. }), "{offer:?}");
-        let same = check_pointer(&sign(&pointer("1.0", 2000), &key), &[key.public()], &node(&running, &[])).expect("ok");
+        let offer = check_pointer(
+            &sign(&pointer("1.1", 2000), &key),
+            &[key.public()],
+            &node(&running, &[]),
+        )
+        .expect("ok");
+        assert!(
+            matches!(
+                offer,
+                Offer::Update {
+                    eligible_at: 100,
+                    ..
+                }
+            ),
+            "{offer:?}"
+        );
+        let same = check_pointer(
+            &sign(&pointer("1.0", 2000), &key),
+            &[key.public()],
+            &node(&running, &[]),
+        )
+        .expect("ok");
         assert_eq!(same, Offer::UpToDate);
     }
 
@@ -271,20 +378,46 @@ mod tests {
         let running = v("1.0");
         let failed = [v("1.1")];
         let n = node(&running, &[]);
-        let err = |bytes: &[u8], n: &NodeFacts<'_>| check_pointer(bytes, &keys, n).expect_err("refused");
+        let err =
+            |bytes: &[u8], n: &NodeFacts<'_>| check_pointer(bytes, &keys, n).expect_err("refused");
 
-        assert!(matches!(err(b"{\"signed\":", &n), Refusal::Malformed { .. }));
+        assert!(matches!(
+            err(b"{\"signed\":", &n),
+            Refusal::Malformed { .. }
+        ));
         assert!(matches!(err(b"garbage", &n), Refusal::Malformed { .. }));
-        assert!(matches!(err(&sign(&pointer("1.1", 2000), &other), &n), Refusal::UnknownKey { .. }));
-        let mut tampered: Envelope = serde_json::from_slice(&sign(&pointer("1.1", 2000), &key)).expect("json");
+        assert!(matches!(
+            err(&sign(&pointer("1.1", 2000), &other), &n),
+            Refusal::UnknownKey { .. }
+        ));
+        let mut tampered: Envelope =
+            serde_json::from_slice(&sign(&pointer("1.1", 2000), &key)).expect("json");
         tampered.signed = tampered.signed.replace("1.1", "9.9");
-        assert!(matches!(err(&serde_json::to_vec(&tampered).expect("json"), &n), Refusal::BadSignature { .. }));
-        assert!(matches!(err(&sign(&pointer("1.1", 999), &key), &n), Refusal::Expired { expires: 999, now: 1000 }));
-        assert!(matches!(err(&sign(&pointer("0.9", 2000), &key), &n), Refusal::Downgrade { .. }));
+        assert!(matches!(
+            err(&serde_json::to_vec(&tampered).expect("json"), &n),
+            Refusal::BadSignature { .. }
+        ));
+        assert!(matches!(
+            err(&sign(&pointer("1.1", 999), &key), &n),
+            Refusal::Expired {
+                expires: 999,
+                now: 1000
+            }
+        ));
+        assert!(matches!(
+            err(&sign(&pointer("0.9", 2000), &key), &n),
+            Refusal::Downgrade { .. }
+        ));
         let mut beta = pointer("1.1", 2000);
         beta.channel = "beta".into();
-        assert!(matches!(err(&sign(&beta, &key), &n), Refusal::WrongTarget { .. }));
-        assert!(matches!(err(&sign(&pointer("1.1", 2000), &key), &node(&running, &failed)), Refusal::FailedBefore { .. }));
+        assert!(matches!(
+            err(&sign(&beta, &key), &n),
+            Refusal::WrongTarget { .. }
+        ));
+        assert!(matches!(
+            err(&sign(&pointer("1.1", 2000), &key), &node(&running, &failed)),
+            Refusal::FailedBefore { .. }
+        ));
 
         let mut allow = node(&running, &[]);
         allow.allow_downgrade = true;
@@ -299,19 +432,40 @@ mod tests {
         let bytes = serde_json::to_vec(&m).expect("json");
         let mut p = pointer("1.1.0", 2000);
         p.image = "demo".into();
-        p.manifest = FileRef { path: "demo/1.1.0/manifest.json".into(), size: bytes.len() as u64, sha256: hex::encode(Sha256::digest(&bytes)) };
+        p.manifest = FileRef {
+            path: "demo/1.1.0/manifest.json".into(),
+            size: bytes.len() as u64,
+            sha256: hex::encode(Sha256::digest(&bytes)),
+        };
         assert_eq!(check_manifest(&bytes, &p, &n).expect("ok"), m);
-        assert!(matches!(check_manifest(&bytes[..10], &p, &n), Err(Refusal::ManifestMismatch { .. })));
+        assert!(matches!(
+            check_manifest(&bytes[..10], &p, &n),
+            Err(Refusal::ManifestMismatch { .. })
+        ));
         let mut other = m.clone();
         other.arch = "aarch64".into();
         let ob = serde_json::to_vec(&other).expect("json");
         let mut p2 = p.clone();
-        p2.manifest = FileRef { path: p.manifest.path.clone(), size: ob.len() as u64, sha256: hex::encode(Sha256::digest(&ob)) };
-        assert!(matches!(check_manifest(&ob, &p2, &n), Err(Refusal::WrongImage { .. })));
+        p2.manifest = FileRef {
+            path: p.manifest.path.clone(),
+            size: ob.len() as u64,
+            sha256: hex::encode(Sha256::digest(&ob)),
+        };
+        assert!(matches!(
+            check_manifest(&ob, &p2, &n),
+            Err(Refusal::WrongImage { .. })
+        ));
         let mut newer = m.clone();
         newer.min_source_version = Some(v("1.0.5"));
         let nb = serde_json::to_vec(&newer).expect("json");
-        p2.manifest = FileRef { path: p.manifest.path.clone(), size: nb.len() as u64, sha256: hex::encode(Sha256::digest(&nb)) };
-        assert!(matches!(check_manifest(&nb, &p2, &n), Err(Refusal::SourceTooOld { .. })));
+        p2.manifest = FileRef {
+            path: p.manifest.path.clone(),
+            size: nb.len() as u64,
+            sha256: hex::encode(Sha256::digest(&nb)),
+        };
+        assert!(matches!(
+            check_manifest(&nb, &p2, &n),
+            Err(Refusal::SourceTooOld { .. })
+        ));
     }
 }

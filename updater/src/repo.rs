@@ -175,7 +175,10 @@ impl Manifest {
     /// exactly, in order, inside the payload; hashes look like hashes.
     pub fn check(&self) -> Result<(), String> {
         if self.format != FORMAT {
-            return Err(format!("manifest format {} (this node reads {FORMAT})", self.format));
+            return Err(format!(
+                "manifest format {} (this node reads {FORMAT})",
+                self.format
+            ));
         }
         let u = &self.usr;
         if u.chunk_size == 0 || u.chunk_size > 64 << 20 {
@@ -187,7 +190,11 @@ impl Manifest {
             if c.offset != offset || c.payload_offset != payload_offset {
                 return Err(format!("chunk {i} is not where the previous one ended"));
             }
-            if c.length == 0 || c.length > u.chunk_size || c.compressed_size == 0 || c.compressed_size > c.length + 4096 {
+            if c.length == 0
+                || c.length > u.chunk_size
+                || c.compressed_size == 0
+                || c.compressed_size > c.length + 4096
+            {
                 return Err(format!("chunk {i} has impossible sizes"));
             }
             if !is_sha256(&c.sha256) {
@@ -197,13 +204,27 @@ impl Manifest {
             payload_offset += c.compressed_size;
         }
         if offset != u.size {
-            return Err(format!("chunks cover {offset} bytes, the image has {}", u.size));
+            return Err(format!(
+                "chunks cover {offset} bytes, the image has {}",
+                u.size
+            ));
         }
         if payload_offset != u.payload.size {
-            return Err(format!("chunks take {payload_offset} payload bytes, the payload has {}", u.payload.size));
+            return Err(format!(
+                "chunks take {payload_offset} payload bytes, the payload has {}",
+                u.payload.size
+            ));
         }
-        let hash_offset = u.verity.data_blocks.checked_mul(4096).ok_or("verity data blocks overflow")?;
-        if hash_offset == 0 || hash_offset >= u.size || !is_sha256(&u.verity.root_hash) || hex::decode(&u.verity.salt).is_err() {
+        let hash_offset = u
+            .verity
+            .data_blocks
+            .checked_mul(4096)
+            .ok_or("verity data blocks overflow")?;
+        if hash_offset == 0
+            || hash_offset >= u.size
+            || !is_sha256(&u.verity.root_hash)
+            || hex::decode(&u.verity.salt).is_err()
+        {
             return Err("verity parameters are inconsistent with the image".into());
         }
         for f in [&u.payload, &self.kernel, &self.initrd] {
@@ -225,12 +246,17 @@ impl Manifest {
 
 /// Whether `s` is 64 lower-case hex digits.
 pub fn is_sha256(s: &str) -> bool {
-    s.len() == 64 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    s.len() == 64
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 /// Whether `p` is a relative path without `..`, empty or odd components.
 pub fn safe_path(p: &str) -> bool {
-    !p.is_empty() && !p.starts_with('/') && p.split('/').all(|c| !c.is_empty() && c != "." && c != ".." && !c.contains('\\'))
+    !p.is_empty()
+        && !p.starts_with('/')
+        && p.split('/')
+            .all(|c| !c.is_empty() && c != "." && c != ".." && !c.contains('\\'))
 }
 
 #[cfg(test)]
@@ -247,15 +273,37 @@ pub(crate) mod tests {
             min_source_version: None,
             usr: UsrImage {
                 size: 3 << 20,
-                verity: Verity { root_hash: h.clone(), salt: "00".into(), data_blocks: 700 },
-                payload: FileRef { path: "demo/1.1.0/usr.payload".into(), size: 300, sha256: h.clone() },
+                verity: Verity {
+                    root_hash: h.clone(),
+                    salt: "00".into(),
+                    data_blocks: 700,
+                },
+                payload: FileRef {
+                    path: "demo/1.1.0/usr.payload".into(),
+                    size: 300,
+                    sha256: h.clone(),
+                },
                 chunk_size: 1 << 20,
                 chunks: (0..3)
-                    .map(|i| Chunk { offset: i << 20, length: 1 << 20, sha256: h.clone(), payload_offset: i * 100, compressed_size: 100 })
+                    .map(|i| Chunk {
+                        offset: i << 20,
+                        length: 1 << 20,
+                        sha256: h.clone(),
+                        payload_offset: i * 100,
+                        compressed_size: 100,
+                    })
                     .collect(),
             },
-            kernel: FileRef { path: "demo/1.1.0/vmlinuz".into(), size: 10, sha256: h.clone() },
-            initrd: FileRef { path: "demo/1.1.0/initrd".into(), size: 10, sha256: h },
+            kernel: FileRef {
+                path: "demo/1.1.0/vmlinuz".into(),
+                size: 10,
+                sha256: h.clone(),
+            },
+            initrd: FileRef {
+                path: "demo/1.1.0/initrd".into(),
+                size: 10,
+                sha256: h,
+            },
         }
     }
 

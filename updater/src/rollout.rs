@@ -26,7 +26,9 @@ pub fn position(machine_id: &str, version: &Version) -> f64 {
 /// When a node at `position` becomes eligible (Unix seconds).
 pub fn eligible_at(rollout: &Rollout, position: f64) -> u64 {
     let offset = (rollout.duration_secs as f64 * position.clamp(0.0, 1.0)).floor() as u64;
-    rollout.start.saturating_add(offset.min(rollout.duration_secs))
+    rollout
+        .start
+        .saturating_add(offset.min(rollout.duration_secs))
 }
 
 #[cfg(test)]
@@ -40,7 +42,10 @@ mod tests {
     #[test]
     fn positions_are_stable_and_in_range() {
         let p = position("0123456789abcdef0123456789abcdef", &v("1.2.0"));
-        assert_eq!(p, position("0123456789abcdef0123456789abcdef\n", &v("1.2.0")));
+        assert_eq!(
+            p,
+            position("0123456789abcdef0123456789abcdef\n", &v("1.2.0"))
+        );
         assert!((0.0..1.0).contains(&p));
         assert_ne!(p, position("0123456789abcdef0123456789abcdef", &v("1.3.0")));
     }
@@ -60,11 +65,32 @@ mod tests {
 
     #[test]
     fn eligibility_arithmetic() {
-        let r = Rollout { start: 1000, duration_secs: 3600 };
+        let r = Rollout {
+            start: 1000,
+            duration_secs: 3600,
+        };
         assert_eq!(eligible_at(&r, 0.0), 1000);
         assert_eq!(eligible_at(&r, 0.5), 2800);
         assert_eq!(eligible_at(&r, 0.999_999), 4599);
-        assert_eq!(eligible_at(&Rollout { start: 5, duration_secs: 0 }, 0.7), 5);
-        assert_eq!(eligible_at(&Rollout { start: u64::MAX, duration_secs: 10 }, 0.5), u64::MAX);
+        assert_eq!(
+            eligible_at(
+                &Rollout {
+                    start: 5,
+                    duration_secs: 0
+                },
+                0.7
+            ),
+            5
+        );
+        assert_eq!(
+            eligible_at(
+                &Rollout {
+                    start: u64::MAX,
+                    duration_secs: 10
+                },
+                0.5
+            ),
+            u64::MAX
+        );
     }
 }

@@ -10,7 +10,8 @@ use crate::util;
 /// Paths of the built artefacts.
 #[derive(Debug, Clone)]
 pub struct Artifacts {
-    /// Directory with `tandem-init` and `BOOTX64.EFI` (for `tandem build --artifacts`).
+    /// Directory with `tandem-init`, `tandem-node` and `BOOTX64.EFI` (for
+    /// `tandem build --artifacts`).
     pub dir: PathBuf,
     /// The host `tandem` binary.
     pub tandem: PathBuf,
@@ -22,7 +23,8 @@ pub fn build() -> Result<Artifacts> {
     let root = util::root();
     util::run(util::cargo().args([
         "build",
-        "--release",
+        "--profile",
+        "node",
         "-p",
         "initramfs",
         "--target",
@@ -41,8 +43,12 @@ pub fn build() -> Result<Artifacts> {
     std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
     for (from, to) in [
         (
-            "target/x86_64-unknown-linux-musl/release/tandem-init",
+            "target/x86_64-unknown-linux-musl/node/tandem-init",
             "tandem-init",
+        ),
+        (
+            "target/x86_64-unknown-linux-musl/node/tandem-node",
+            "tandem-node",
         ),
         (
             "target/x86_64-unknown-uefi/release/bootloader.efi",

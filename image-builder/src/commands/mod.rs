@@ -2,3 +2,6 @@
 
 pub mod build;
 pub mod inspect;
+pub mod keygen;
+pub mod release;
+pub mod serve;

@@ -4,7 +4,7 @@
 # .deb files, the node binary, the bootloader, and the kernel + initramfs
 # that `tandem build` made). Partition sizes match examples/minimal.
 set -euo pipefail
-: "${WORK:?}" "${KERNEL_DEB:?}" "${BUSYBOX_DEB:?}" "${NODE_BIN:?}" "${BOOTLOADER:?}" "${VMLINUZ:?}" "${INITRD:?}" "${MOTD:?}"
+: "${WORK:?}" "${KERNEL_DEB:?}" "${BUSYBOX_DEB:?}" "${INIT_BIN:?}" "${NODE_BIN:?}" "${BOOTLOADER:?}" "${VMLINUZ:?}" "${INITRD:?}" "${MOTD:?}"
 export SOURCE_DATE_EPOCH=1700000000
 rm -rf "$WORK"; mkdir -p "$WORK"; cd "$WORK"
 
@@ -15,8 +15,9 @@ mkdir -p usr/lib/modules usr/bin usr/lib/tandem usr/share/tandem
 cp -a kernel/lib/modules/* usr/lib/modules/
 cp -a busybox/bin/busybox usr/bin/
 for a in $(usr/bin/busybox --list); do [ -e "usr/bin/$a" ] || ln -s busybox "usr/bin/$a"; done
-cp "$NODE_BIN" usr/lib/tandem/tandem-init
-ln -s ../lib/tandem/tandem-init usr/bin/tandemctl
+cp "$INIT_BIN" usr/lib/tandem/tandem-init
+cp "$NODE_BIN" usr/lib/tandem/tandem-node
+ln -s ../lib/tandem/tandem-node usr/bin/tandemctl
 cp "$MOTD" usr/share/tandem/motd
 printf 'NAME="Tandem"\nID=tandem\nVERSION_ID=1.0.0\n' > usr/lib/os-release
 

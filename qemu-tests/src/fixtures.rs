@@ -1,0 +1,196 @@
+//! Scenario fixtures: a release signing key (and one the images do not
+//! trust), and versions of the example image built once for the whole suite
+//! and reused while their inputs do not change (builds are reproducible, so
+//! a stamp of the inputs is enough to know). Repositories are made per
+//! scenario with `tandem release publish`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Mutex, OnceLock};
+
+use anyhow::{Context, Result};
+
+use crate::disk::{output, run};
+use crate::env::Env;
+
+/// Image name of every fixture version (they are one image's releases).
+pub const IMAGE: &str = "tandem-minimal";
+
+/// The versions the scenarios use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Build {
+    /// 1.0.0: what nodes are flashed with.
+    V1,
+    /// 1.1.0: one file (the motd) differs from 1.0.0.
+    V2,
+    /// 1.2.0.
+    V3,
+    /// 1.2.0 whose system init cannot start (it exits at once).
+    V3Broken,
+}
+
+impl Build {
+    /// The image version.
+    pub fn version(self) -> &'static str {
+        match self {
+            Build::V1 => "1.0.0",
+            Build::V2 => "1.1.0",
+            Build::V3 | Build::V3Broken => "1.2.0",
+        }
+    }
+
+    fn dir_name(self) -> &'static str {
+        match self {
+            Build::V3Broken => "1.2.0-broken",
+            other => other.version(),
+        }
+    }
+
+    fn definition(self) -> String {
+        let broken = if self == Build::V3Broken {
+            "\n[[usr.files]]\nsource = \"broken-init\"\ntarget = \"/usr/lib/tandem/tandem-init\"\nmode = \"0755\"\n"
+        } else {
+            ""
+        };
+        format!(
+            "[image]\nname = \"{IMAGE}\"\nversion = \"{v}\"\nchannel = \"stable\"\n\n\
+             [kernel]\npackage = \"linux-image-cloud-amd64\"\n\
+             initramfs-modules = [\"sha256_ssse3\", \"virtio_pci\", \"virtio_blk\", \"dm_verity\", \"erofs\", \"softdog\"]\n\n\
+             [usr]\npackages = [\"busybox-static\"]\nbusybox-applets = true\n\n\
+             [[usr.files]]\nsource = \"motd\"\ntarget = \"/usr/share/tandem/motd\"\n{broken}\n\
+             [update]\ntrusted-keys = [\"keys/test-release.pub\"]\n",
+            v = self.version()
+        )
+    }
+}
+
+/// Keys and built versions.
+#[derive(Debug)]
+pub struct Fixtures {
+    /// Where everything lives.
+    pub dir: PathBuf,
+    /// The release key the fixture images trust.
+    pub key: PathBuf,
+    /// A key they do not trust.
+    pub untrusted_key: PathBuf,
+    env: Env,
+    built: Mutex<Vec<Build>>,
+}
+
+impl Fixtures {
+    /// The fixtures of this test process (keys made on first use).
+    pub fn get(env: &Env) -> Result<&'static Fixtures> {
+        static F: OnceLock<Fixtures> = OnceLock::new();
+        if let Some(f) = F.get() {
+            return Ok(f);
+        }
+        let dir = env
+            .image
+            .parent()
+            .and_then(Path::parent)
+            .map_or_else(|| env.image.join("fixtures"), |p| p.join("fixtures"));
+        let keys = dir.join("keys");
+        std::fs::create_dir_all(&keys)?;
+        for name in ["test-release", "untrusted"] {
+            if !keys.join(format!("{name}.key")).exists() {
+                run(Command::new(&env.tandem)
+                    .args(["keygen", name, "--out-dir"])
+                    .arg(&keys))?;
+            }
+        }
+        let f = Fixtures {
+            key: keys.join("test-release.key"),
+            untrusted_key: keys.join("untrusted.key"),
+            dir,
+            env: env.clone(),
+            built: Mutex::new(Vec::new()),
+        };
+        Ok(F.get_or_init(|| f))
+    }
+
+    /// The output directory of `build`, building it if its inputs changed.
+    pub fn build(&self, build: Build) -> Result<PathBuf> {
+        let _guard = self
+            .built
+            .lock()
+            .map_err(|_| anyhow::anyhow!("fixture lock poisoned"))?;
+        let src = self.dir.join("src").join(build.dir_name());
+        let out = self.dir.join("builds").join(build.dir_name());
+        std::fs::create_dir_all(src.join("keys"))?;
+        std::fs::copy(
+            self.dir.join("keys/test-release.pub"),
+            src.join("keys/test-release.pub"),
+        )?;
+        std::fs::write(
+            src.join("motd"),
+            format!("Tandem fixture image {}\n", build.version()),
+        )?;
+        std::fs::write(
+            src.join("broken-init"),
+            "#!/bin/sh\necho 'fixture: this system init is broken on purpose' >&2\nexit 1\n",
+        )?;
+        let def = build.definition();
+        std::fs::write(src.join("image.toml"), &def)?;
+        let stamp = format!(
+            "{def}\n{}\n{}\n{}",
+            file_sha(&self.env.artifacts.join("tandem-init"))?,
+            file_sha(&self.env.artifacts.join("tandem-node"))?,
+            file_sha(&self.env.artifacts.join("BOOTX64.EFI"))?
+        );
+        if std::fs::read_to_string(out.join(".inputs")).ok().as_deref() == Some(stamp.as_str())
+            && out.join("build.json").exists()
+        {
+            return Ok(out);
+        }
+        run(Command::new(&self.env.tandem)
+            .env("SOURCE_DATE_EPOCH", "1700000000")
+            .arg("build")
+            .arg(src.join("image.toml"))
+            .args(["--quiet", "--out"])
+            .arg(&out)
+            .arg("--artifacts")
+            .arg(&self.env.artifacts)
+            .arg("--cache")
+            .arg(&self.env.cache))?;
+        std::fs::write(out.join(".inputs"), stamp)?;
+        Ok(out)
+    }
+
+    /// Publishes `build` to `channel` of the repository at `repo`, signed
+    /// with `key`, with extra `tandem release publish` arguments.
+    pub fn publish(
+        &self,
+        repo: &Path,
+        channel: &str,
+        build: Build,
+        key: &Path,
+        extra: &[&str],
+    ) -> Result<()> {
+        let out = self.build(build)?;
+        run(Command::new(&self.env.tandem)
+            .args(["release", "publish", "--repo"])
+            .arg(repo)
+            .args(["--channel", channel, "--key"])
+            .arg(key)
+            .args(extra)
+            .arg(&out))
+    }
+
+    /// Points `to` at what `from` serves (`tandem release promote`).
+    pub fn promote(&self, repo: &Path, from: &str, to: &str, extra: &[&str]) -> Result<()> {
+        run(Command::new(&self.env.tandem)
+            .args(["release", "promote", "--repo"])
+            .arg(repo)
+            .args(["--from", from, "--to", to, "--key"])
+            .arg(&self.key)
+            .args(extra))
+    }
+}
+
+fn file_sha(p: &Path) -> Result<String> {
+    let out = output(Command::new("sha256sum").arg(p))?;
+    out.split_whitespace()
+        .next()
+        .map(String::from)
+        .context("sha256sum output")
+}

@@ -1,0 +1,198 @@
+//! The update repository side of a scenario: `tandem serve` on the host
+//! (the guest reaches it at 10.0.2.2 through QEMU's user networking), its
+//! request log, and a proxy in front of it that stalls, drops or throttles
+//! connections on demand.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+
+/// The host as the guest sees it (QEMU user networking).
+pub const HOST_FROM_GUEST: &str = "10.0.2.2";
+
+/// A running `tandem serve`.
+#[derive(Debug)]
+pub struct Server {
+    child: Child,
+    /// Where it listens on the host.
+    pub addr: SocketAddr,
+    log: PathBuf,
+}
+
+/// One request as `tandem serve --log` records it.
+#[derive(Clone, Debug, serde::Deserialize)]
+pub struct Request {
+    /// Path requested.
+    pub path: String,
+    /// Range header, if any.
+    pub range: Option<String>,
+    /// HTTP status.
+    pub status: u16,
+    /// Body bytes sent.
+    pub bytes: u64,
+}
+
+impl Server {
+    /// Starts `tandem serve repo` on a free loopback port.
+    pub fn start(tandem: &Path, repo: &Path, log: &Path) -> Result<Server> {
+        let mut child = Command::new(tandem)
+            .arg("serve")
+            .arg(repo)
+            .args(["--listen", "127.0.0.1:0", "--log"])
+            .arg(log)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .context("cannot start tandem serve")?;
+        let stdout = child.stdout.take().context("no stdout")?;
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line)?;
+        let url = line
+            .split("http://")
+            .nth(1)
+            .context(format!("unexpected first line from tandem serve: {line:?}"))?;
+        let addr: SocketAddr = url
+            .trim()
+            .trim_end_matches('/')
+            .parse()
+            .context(format!("address in {line:?}"))?;
+        Ok(Server {
+            child,
+            addr,
+            log: log.to_path_buf(),
+        })
+    }
+
+    /// The repository URL as the guest sees it.
+    pub fn guest_url(&self) -> String {
+        format!("http://{HOST_FROM_GUEST}:{}/", self.addr.port())
+    }
+
+    /// Every request logged so far.
+    pub fn requests(&self) -> Result<Vec<Request>> {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        text.lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| serde_json::from_str(l).with_context(|| format!("log line {l:?}")))
+            .collect()
+    }
+
+    /// Body bytes served for paths ending in `suffix`.
+    pub fn bytes_served(&self, suffix: &str) -> Result<u64> {
+        Ok(self
+            .requests()?
+            .iter()
+            .filter(|r| r.path.ends_with(suffix))
+            .map(|r| r.bytes)
+            .sum())
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// What the proxy does to responses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// Pass everything through.
+    None,
+    /// Forward this many bytes per connection, then send nothing more but
+    /// keep the connection open.
+    StallAfter(u64),
+    /// Forward this many bytes per connection, then close it.
+    DropAfter(u64),
+    /// Forward at most this many bytes per second per connection.
+    Throttle(u64),
+}
+
+/// A TCP proxy in front of a server, with a switchable [`Fault`].
+#[derive(Debug)]
+pub struct Proxy {
+    /// Where it listens on the host.
+    pub addr: SocketAddr,
+    fault: Arc<Mutex<Fault>>,
+}
+
+impl Proxy {
+    /// Starts a proxy to `upstream` on a free loopback port.
+    pub fn start(upstream: SocketAddr) -> Result<Proxy> {
+        let listener = TcpListener::bind("127.0.0.1:0")?;
+        let addr = listener.local_addr()?;
+        let fault = Arc::new(Mutex::new(Fault::None));
+        let f = Arc::clone(&fault);
+        std::thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                let f = Arc::clone(&f);
+                std::thread::spawn(move || {
+                    if let Ok(server) = TcpStream::connect(upstream) {
+                        let _ = relay(client, server, &f);
+                    }
+                });
+            }
+        });
+        Ok(Proxy { addr, fault })
+    }
+
+    /// Changes what happens to new and running connections.
+    pub fn set(&self, fault: Fault) {
+        if let Ok(mut f) = self.fault.lock() {
+            *f = fault;
+        }
+    }
+
+    /// The proxy's URL as the guest sees it.
+    pub fn guest_url(&self) -> String {
+        format!("http://{HOST_FROM_GUEST}:{}/", self.addr.port())
+    }
+}
+
+fn relay(client: TcpStream, server: TcpStream, fault: &Mutex<Fault>) -> Result<()> {
+    let (mut c_read, mut s_write) = (client.try_clone()?, server.try_clone()?);
+    std::thread::spawn(move || {
+        let _ = std::io::copy(&mut c_read, &mut s_write);
+        let _ = s_write.shutdown(std::net::Shutdown::Write);
+    });
+    let (mut s_read, mut c_write) = (server, client);
+    let mut sent = 0u64;
+    let mut buf = [0u8; 16 * 1024];
+    loop {
+        let n = s_read.read(&mut buf)?;
+        if n == 0 {
+            let _ = c_write.shutdown(std::net::Shutdown::Write);
+            return Ok(());
+        }
+        let f = fault.lock().map(|f| *f).unwrap_or(Fault::None);
+        let mut n = n;
+        match f {
+            Fault::None => {}
+            Fault::StallAfter(limit) | Fault::DropAfter(limit) if sent + n as u64 > limit => {
+                n = limit.saturating_sub(sent) as usize;
+                c_write.write_all(&buf[..n])?;
+                if matches!(f, Fault::DropAfter(_)) {
+                    let _ = c_write.shutdown(std::net::Shutdown::Both);
+                    bail!("dropped");
+                }
+                // Stall: hold the connection until the client gives up.
+                let _ = c_write.set_read_timeout(None);
+                let mut sink = [0u8; 1];
+                while matches!(c_write.read(&mut sink), Ok(k) if k > 0) {}
+                bail!("stalled");
+            }
+            Fault::StallAfter(_) | Fault::DropAfter(_) => {}
+            Fault::Throttle(rate) => {
+                std::thread::sleep(Duration::from_secs_f64(n as f64 / rate.max(1) as f64))
+            }
+        }
+        c_write.write_all(&buf[..n])?;
+        sent += n as u64;
+    }
+}

@@ -1,0 +1,391 @@
+//! `update.toml`: the updater's and the agent's settings, in three layers
+//! merged key by key, later layers winning:
+//!
+//! 1. `/usr/lib/tandem/update.toml`: the image's defaults;
+//! 2. `update.toml` on the OEM partition: the platform's (the FAT partition
+//!    6, read in place; tests point nodes at their server this way);
+//! 3. `/etc/tandem/update.toml`: the administrator's.
+//!
+//! `[[health-check]]` entries of all layers are combined; an entry with the
+//! name of an earlier one replaces it. Unknown keys are errors: a layer
+//! with an error is reported and the last good configuration stays in force.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::clock::parse_duration;
+use crate::error::Error;
+
+/// What the agent does when an update waits for a reboot.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RebootStrategy {
+    /// Reboot as soon as the update is installed.
+    #[default]
+    Reboot,
+    /// Never reboot; report that a reboot is needed.
+    Off,
+    /// Take a slot of the cluster's etcd semaphore first.
+    EtcdLock,
+    /// Ask a FleetLock server first.
+    Fleetlock,
+}
+
+impl std::fmt::Display for RebootStrategy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            RebootStrategy::Reboot => "reboot",
+            RebootStrategy::Off => "off",
+            RebootStrategy::EtcdLock => "etcd-lock",
+            RebootStrategy::Fleetlock => "fleetlock",
+        })
+    }
+}
+
+/// An administrator's health check: a program whose exit status 0 means
+/// the node works.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HealthCheck {
+    /// Name, for status and logs.
+    pub name: String,
+    /// Program (absolute path) and arguments.
+    pub exec: Vec<String>,
+    /// How long it may run.
+    pub timeout: Duration,
+}
+
+/// The merged configuration.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// Base URL of the update repository (`http://host:port/path`).
+    pub server: Option<String>,
+    /// The channel to follow; `None` = the image's (`TANDEM_CHANNEL`).
+    pub channel: Option<String>,
+    /// Time between checks (±10 % jitter).
+    pub check_interval: Duration,
+    /// The agent's reboot strategy.
+    pub reboot_strategy: RebootStrategy,
+    /// Whether the channel may move this node to a lower version.
+    pub allow_downgrade: bool,
+    /// How long system and services must be up before a new slot is
+    /// confirmed.
+    pub health_grace: Duration,
+    /// How long after boot a new slot may take to become healthy before it
+    /// is given up and the old slot booted again.
+    pub health_deadline: Duration,
+    /// The administrator's checks.
+    pub health_checks: Vec<HealthCheck>,
+}
+
+/// Default check interval.
+pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(3600);
+/// Default health grace period.
+pub const DEFAULT_GRACE: Duration = Duration::from_secs(10);
+/// Default health deadline.
+pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(300);
+/// Default timeout of a health check program.
+pub const DEFAULT_CHECK_TIMEOUT: Duration = Duration::from_secs(30);
+/// Shortest check interval accepted.
+pub const MIN_INTERVAL: Duration = Duration::from_secs(1);
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            server: None,
+            channel: None,
+            check_interval: DEFAULT_INTERVAL,
+            reboot_strategy: RebootStrategy::default(),
+            allow_downgrade: false,
+            health_grace: DEFAULT_GRACE,
+            health_deadline: DEFAULT_DEADLINE,
+            health_checks: Vec::new(),
+        }
+    }
+}
+
+/// One file's content, as written.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct Layer {
+    server: Option<String>,
+    channel: Option<String>,
+    check_interval: Option<String>,
+    reboot_strategy: Option<RebootStrategy>,
+    allow_downgrade: Option<bool>,
+    health_grace: Option<String>,
+    health_deadline: Option<String>,
+    #[serde(default)]
+    health_check: Vec<HealthCheckSpec>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HealthCheckSpec {
+    name: String,
+    exec: Vec<String>,
+    timeout: Option<String>,
+}
+
+/// A layer's text and where it came from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Source {
+    /// Path or description, for messages.
+    pub origin: String,
+    /// The TOML text.
+    pub text: String,
+}
+
+/// Whether `name` can be a channel (and a file name): `[a-z0-9._-]`, 1–64.
+pub fn valid_channel(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && !name.starts_with('.')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
+}
+
+/// Merges layers in order. Every layer is checked; any error makes the
+/// whole result an error (the caller keeps its last good configuration).
+pub fn merge(sources: &[Source]) -> Result<Config, Vec<Error>> {
+    let mut cfg = Config::default();
+    let mut errors = Vec::new();
+    for src in sources {
+        if let Err(e) = apply_layer(&mut cfg, src) {
+            errors.push(e);
+        }
+    }
+    if errors.is_empty() {
+        Ok(cfg)
+    } else {
+        Err(errors)
+    }
+}
+
+fn apply_layer(cfg: &mut Config, src: &Source) -> Result<(), Error> {
+    let err = |msg: String| Error::Config {
+        origin: src.origin.clone(),
+        msg,
+    };
+    let layer: Layer =
+        toml::from_str(&src.text).map_err(|e| err(e.to_string().trim_end().replace('\n', " ")))?;
+    let dur = |key: &str, v: &Option<String>| -> Result<Option<Duration>, Error> {
+        v.as_deref()
+            .map(parse_duration)
+            .transpose()
+            .map_err(|m| err(format!("{key}: {m}")))
+    };
+    // Check everything before changing anything: a bad layer changes nothing.
+    let interval = dur("check-interval", &layer.check_interval)?;
+    if interval.is_some_and(|i| i < MIN_INTERVAL) {
+        return Err(err("check-interval must be at least 1s".into()));
+    }
+    let grace = dur("health-grace", &layer.health_grace)?;
+    let deadline = dur("health-deadline", &layer.health_deadline)?;
+    if let Some(s) = &layer.server
+        && !s.starts_with("http://")
+    {
+        return Err(err(format!(
+            "server {s:?} must start with http:// (integrity comes from the signatures; this node speaks plain HTTP)"
+        )));
+    }
+    if let Some(c) = &layer.channel
+        && !valid_channel(c)
+    {
+        return Err(err(format!(
+            "channel {c:?} may only contain a-z, 0-9, '.', '_' and '-'"
+        )));
+    }
+    let mut checks = Vec::new();
+    for spec in &layer.health_check {
+        if spec.exec.first().is_none_or(|p| !p.starts_with('/')) {
+            return Err(err(format!(
+                "health-check {:?}: exec must be a non-empty list whose first element is an absolute path",
+                spec.name
+            )));
+        }
+        let timeout = dur("health-check timeout", &spec.timeout)?.unwrap_or(DEFAULT_CHECK_TIMEOUT);
+        checks.push(HealthCheck {
+            name: spec.name.clone(),
+            exec: spec.exec.clone(),
+            timeout,
+        });
+    }
+    if let Some(s) = layer.server {
+        cfg.server = Some(s);
+    }
+    if let Some(c) = layer.channel {
+        cfg.channel = Some(c);
+    }
+    if let Some(i) = interval {
+        cfg.check_interval = i;
+    }
+    if let Some(r) = layer.reboot_strategy {
+        cfg.reboot_strategy = r;
+    }
+    if let Some(a) = layer.allow_downgrade {
+        cfg.allow_downgrade = a;
+    }
+    if let Some(g) = grace {
+        cfg.health_grace = g;
+    }
+    if let Some(d) = deadline {
+        cfg.health_deadline = d;
+    }
+    for c in checks {
+        cfg.health_checks.retain(|old| old.name != c.name);
+        cfg.health_checks.push(c);
+    }
+    Ok(())
+}
+
+/// `text` with its top-level `channel` set to `channel`: an existing
+/// `channel = …` line before the first table is replaced, else one is
+/// added at the top. Comments and every other line are kept.
+pub fn set_channel(text: &str, channel: &str) -> String {
+    let new_line = format!("channel = \"{channel}\"");
+    let mut out = Vec::new();
+    let mut done = false;
+    let mut in_table = false;
+    for line in text.lines() {
+        let t = line.trim_start();
+        if t.starts_with('[') {
+            in_table = true;
+        }
+        let is_channel = !in_table
+            && t.strip_prefix("channel")
+                .is_some_and(|rest| rest.trim_start().starts_with('='));
+        if is_channel && !done {
+            out.push(new_line.clone());
+            done = true;
+        } else if !is_channel {
+            out.push(line.to_string());
+        }
+    }
+    if !done {
+        // Before the first table (or at the end), after leading comments.
+        let at = out
+            .iter()
+            .position(|l| l.trim_start().starts_with('['))
+            .unwrap_or(out.len());
+        out.insert(at, new_line);
+    }
+    let mut s = out.join("\n");
+    s.push('\n');
+    s
+}
+
+/// A configuration file as a layer; `None` when it does not exist.
+pub fn file_source(path: &std::path::Path) -> Result<Option<Source>, Error> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => Ok(Some(Source {
+            origin: path.display().to_string(),
+            text,
+        })),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(err) => Err(Error::Read {
+            path: path.into(),
+            err,
+        }),
+    }
+}
+
+/// Modification time and size of a file, to notice edits.
+pub fn fingerprint(path: &std::path::Path) -> Option<(std::time::SystemTime, u64)> {
+    let m = std::fs::metadata(path).ok()?;
+    Some((m.modified().ok()?, m.len()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn src(origin: &str, text: &str) -> Source {
+        Source {
+            origin: origin.into(),
+            text: text.into(),
+        }
+    }
+
+    #[test]
+    fn layers_merge_key_by_key() {
+        let cfg = merge(&[
+            src("image", "server = \"http://a\"\nchannel = \"stable\"\ncheck-interval = \"1h\"\nreboot-strategy = \"reboot\"\n[[health-check]]\nname = \"x\"\nexec = [\"/bin/true\"]\n"),
+            src("oem", "server = \"http://10.0.2.2:8080\"\n"),
+            src("admin", "channel = \"beta\"\nallow-downgrade = true\nhealth-grace = \"3s\"\n[[health-check]]\nname = \"x\"\nexec = [\"/bin/false\"]\ntimeout = \"5s\"\n[[health-check]]\nname = \"y\"\nexec = [\"/bin/y\"]\n"),
+        ])
+        .expect("valid");
+        assert_eq!(cfg.server.as_deref(), Some("http://10.0.2.2:8080"));
+        assert_eq!(cfg.channel.as_deref(), Some("beta"));
+        assert_eq!(cfg.check_interval, Duration::from_secs(3600));
+        assert!(cfg.allow_downgrade);
+        assert_eq!(cfg.health_grace, Duration::from_secs(3));
+        assert_eq!(cfg.health_deadline, DEFAULT_DEADLINE);
+        assert_eq!(cfg.health_checks.len(), 2);
+        assert_eq!(cfg.health_checks[0].exec, ["/bin/false"]);
+        assert_eq!(cfg.health_checks[0].timeout, Duration::from_secs(5));
+        assert_eq!(cfg.health_checks[1].timeout, DEFAULT_CHECK_TIMEOUT);
+    }
+
+    #[test]
+    fn errors_name_the_layer() {
+        let errs =
+            merge(&[src("/etc/tandem/update.toml", "chanel = \"beta\"\n")]).expect_err("typo");
+        let msg = errs[0].to_string();
+        assert!(msg.starts_with("/etc/tandem/update.toml: "), "{msg}");
+        assert!(msg.contains("chanel"), "{msg}");
+        for bad in [
+            "check-interval = \"soon\"",
+            "reboot-strategy = \"sometimes\"",
+            "server = \"https://x\"",
+            "channel = \"../x\"",
+            "check-interval = \"0s\"",
+            "[[health-check]]\nname = \"a\"\nexec = [\"relative\"]",
+        ] {
+            assert!(merge(&[src("f", bad)]).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn strategies_parse() {
+        for (text, want) in [
+            ("reboot", RebootStrategy::Reboot),
+            ("off", RebootStrategy::Off),
+            ("etcd-lock", RebootStrategy::EtcdLock),
+            ("fleetlock", RebootStrategy::Fleetlock),
+        ] {
+            let cfg = merge(&[src("f", &format!("reboot-strategy = \"{text}\""))]).expect("ok");
+            assert_eq!(cfg.reboot_strategy, want);
+            assert_eq!(want.to_string(), text);
+        }
+    }
+
+    #[test]
+    fn channel_edits_keep_the_rest() {
+        assert_eq!(set_channel("", "beta"), "channel = \"beta\"\n");
+        let t = "# mine\nserver = \"http://x\"\nchannel = \"stable\" # old\n[[health-check]]\nname = \"channel\"\nexec = [\"/a\"]\n";
+        let out = set_channel(t, "beta");
+        assert_eq!(
+            out,
+            "# mine\nserver = \"http://x\"\nchannel = \"beta\"\n[[health-check]]\nname = \"channel\"\nexec = [\"/a\"]\n"
+        );
+        let t = "# c\n[[health-check]]\nname = \"a\"\nexec = [\"/a\"]\nchannel = \"in a table\"\n";
+        let out = set_channel(t, "beta");
+        assert!(
+            out.starts_with("# c\nchannel = \"beta\"\n[[health-check]]"),
+            "{out}"
+        );
+        assert!(out.contains("channel = \"in a table\""), "{out}");
+        assert!(merge(&[src("x", &set_channel("server = \"http://a\"\n", "edge"))]).is_ok());
+    }
+
+    #[test]
+    fn channel_names() {
+        for ok in ["stable", "beta-2", "a.b_c"] {
+            assert!(valid_channel(ok), "{ok}");
+        }
+        for bad in ["", "Stable", "../x", ".hidden", "a/b", "a b"] {
+            assert!(!valid_channel(bad), "{bad}");
+        }
+    }
+}

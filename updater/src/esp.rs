@@ -1,0 +1,285 @@
+//! The FAT partitions: the ESP (partition 1), where a slot's kernel,
+//! initramfs and `slot-<x>.conf` live (docs/boot-chain.md), and the OEM
+//! partition (6), which may carry an `update.toml`. Both are read and
+//! written in place on the boot disk with `fatfs`; nothing is mounted.
+//!
+//! A slot's files are replaced by writing `<name>.new` and renaming it into
+//! place. fatfs cannot rename over an existing file, and the ESP is sized
+//! for two slots, not three: the inactive slot's old files are deleted
+//! first (its attributes are already cleared, so they are dead). The
+//! running slot's files are never touched.
+
+use std::io::{Read, Write};
+
+use tandem_slot::Slot;
+
+use crate::clock;
+use crate::disk::{Cursor, Region};
+use crate::error::Error;
+use crate::repo::Verity;
+
+/// Directory of the slots' files.
+pub const DIR: &str = "EFI/tandem";
+
+/// FAT time stamps from the system clock (fatfs defaults to 1980-01-01).
+#[derive(Debug)]
+struct SystemTime;
+
+impl fatfs::TimeProvider for SystemTime {
+    fn get_current_date(&self) -> fatfs::Date {
+        self.get_current_date_time().date
+    }
+
+    fn get_current_date_time(&self) -> fatfs::DateTime {
+        let c = clock::civil(clock::now_unix());
+        // FAT dates cover 1980–2107.
+        let year = c.year.clamp(1980, 2107) as u16;
+        fatfs::DateTime {
+            date: fatfs::Date {
+                year,
+                month: c.month as u16,
+                day: c.day as u16,
+            },
+            time: fatfs::Time {
+                hour: c.hour as u16,
+                min: c.minute as u16,
+                sec: c.second as u16,
+                millis: 0,
+            },
+        }
+    }
+}
+
+static SYSTEM_TIME: SystemTime = SystemTime;
+
+/// A FAT file system on a partition of the boot disk.
+pub struct Fat {
+    fs: fatfs::FileSystem<Cursor>,
+    region: Region,
+    label: &'static str,
+}
+
+impl std::fmt::Debug for Fat {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Fat({})", self.region.name())
+    }
+}
+
+impl Fat {
+    /// Opens the FAT file system of `region`; `label` names it in messages.
+    pub fn open(region: &Region, label: &'static str) -> Result<Fat, Error> {
+        let opts = fatfs::FsOptions::new().time_provider(&SYSTEM_TIME);
+        let fs = fatfs::FileSystem::new(region.cursor(), opts).map_err(|err| Error::Fat {
+            what: format!("opening the FAT file system of {}", region.name()),
+            partition: label,
+            err,
+        })?;
+        Ok(Fat {
+            fs,
+            region: region.clone(),
+            label,
+        })
+    }
+
+    fn err(&self, what: String, err: std::io::Error) -> Error {
+        Error::Fat {
+            what,
+            partition: self.label,
+            err,
+        }
+    }
+
+    /// The content of `path`, `None` if it does not exist.
+    pub fn read(&self, path: &str) -> Result<Option<Vec<u8>>, Error> {
+        let mut f = match self.fs.root_dir().open_file(path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(self.err(format!("opening {path}"), e)),
+        };
+        let mut out = Vec::new();
+        f.read_to_end(&mut out)
+            .map_err(|e| self.err(format!("reading {path}"), e))?;
+        Ok(Some(out))
+    }
+
+    /// Removes `dir/name` if it exists.
+    pub fn remove(&self, dir: &str, name: &str) -> Result<(), Error> {
+        let d = match self.fs.root_dir().open_dir(dir) {
+            Ok(d) => d,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(self.err(format!("opening {dir}"), e)),
+        };
+        match d.remove(name) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(self.err(format!("removing {dir}/{name}"), e))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Writes `dir/name.new`, then renames it to `dir/name` (removing an
+    /// old `dir/name` first: fatfs cannot rename over a file).
+    pub fn replace(&self, dir: &str, name: &str, data: &[u8]) -> Result<(), Error> {
+        let d = match self.fs.root_dir().open_dir(dir) {
+            Ok(d) => d,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => self
+                .fs
+                .root_dir()
+                .create_dir(dir)
+                .map_err(|e| self.err(format!("creating {dir}"), e))?,
+            Err(e) => return Err(self.err(format!("opening {dir}"), e)),
+        };
+        let tmp = format!("{name}.new");
+        self.remove(dir, &tmp)?;
+        {
+            let mut f = d
+                .create_file(&tmp)
+                .map_err(|e| self.err(format!("creating {dir}/{tmp}"), e))?;
+            f.truncate()
+                .map_err(|e| self.err(format!("truncating {dir}/{tmp}"), e))?;
+            f.write_all(data)
+                .and_then(|()| f.flush())
+                .map_err(|e| self.err(format!("writing {dir}/{tmp}"), e))?;
+        }
+        self.remove(dir, name)?;
+        d.rename(&tmp, &d, name)
+            .map_err(|e| self.err(format!("renaming {dir}/{tmp} to {name}"), e))
+    }
+
+    /// Flushes the file system and syncs the partition.
+    pub fn close(self) -> Result<(), Error> {
+        let Fat { fs, region, label } = self;
+        fs.unmount().map_err(|err| Error::Fat {
+            what: "unmounting".into(),
+            partition: label,
+            err,
+        })?;
+        region.sync().map_err(|err| Error::Fat {
+            what: "syncing".into(),
+            partition: label,
+            err,
+        })
+    }
+}
+
+/// What a `slot-<x>.conf` says.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SlotConf {
+    /// `version`.
+    pub version: Option<String>,
+    /// `tandem.usrblocks=` of the options.
+    pub usr_blocks: Option<u64>,
+    /// `tandem.usrhash=` of the options.
+    pub usr_hash: Option<String>,
+}
+
+/// Parses a slot file (`key value` lines, `#` comments; a repeated
+/// `version` takes the last value, `options` lines add up).
+pub fn parse_slot_conf(text: &str) -> SlotConf {
+    let mut conf = SlotConf::default();
+    for line in text.lines() {
+        let line = line.split('#').next().unwrap_or("").trim();
+        let (key, value) = line.split_once(char::is_whitespace).unwrap_or((line, ""));
+        match key {
+            "version" => conf.version = Some(value.trim().to_string()),
+            "options" => {
+                for word in value.split_whitespace() {
+                    if let Some(n) = word.strip_prefix("tandem.usrblocks=") {
+                        conf.usr_blocks = n.parse().ok();
+                    } else if let Some(h) = word.strip_prefix("tandem.usrhash=") {
+                        conf.usr_hash = Some(h.to_string());
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    conf
+}
+
+/// The `slot-<x>.conf` for `version` with `verity` (as the image builder writes it).
+pub fn slot_conf(version: &str, verity: &Verity) -> String {
+    format!(
+        "# written by tandem-updated\nversion {version}\noptions tandem.usrhash={} tandem.usrsalt={} tandem.usrblocks={}\n",
+        verity.root_hash, verity.salt, verity.data_blocks
+    )
+}
+
+/// File names of a slot's files: kernel, initramfs, slot file.
+pub fn slot_files(slot: Slot) -> [String; 3] {
+    let x = slot.letter();
+    [
+        format!("vmlinuz-{x}"),
+        format!("initrd-{x}"),
+        format!("slot-{x}.conf"),
+    ]
+}
+
+/// Reads a slot's `slot-<x>.conf`, if any.
+pub fn read_slot_conf(esp: &Region, slot: Slot) -> Result<Option<SlotConf>, Error> {
+    let fat = Fat::open(esp, "EFI-SYSTEM")?;
+    let [_, _, conf] = slot_files(slot);
+    Ok(fat
+        .read(&format!("{DIR}/{conf}"))?
+        .map(|b| parse_slot_conf(&String::from_utf8_lossy(&b))))
+}
+
+/// Installs a slot's kernel, initramfs and slot file (all verified by the
+/// caller). The slot file comes last: the bootloader counts a slot as
+/// installed only when all three exist.
+pub fn install_slot(
+    esp: &Region,
+    slot: Slot,
+    kernel: &[u8],
+    initrd: &[u8],
+    conf: &str,
+    step: &mut dyn FnMut(&str),
+) -> Result<(), Error> {
+    let fat = Fat::open(esp, "EFI-SYSTEM")?;
+    let [k, i, c] = slot_files(slot);
+    step(&format!("removing the old {DIR}/{c}, {k}, {i}"));
+    for name in [&c, &k, &i] {
+        fat.remove(DIR, name)?;
+        fat.remove(DIR, &format!("{name}.new"))?;
+    }
+    step(&format!("writing {DIR}/{k}"));
+    fat.replace(DIR, &k, kernel)?;
+    step(&format!("writing {DIR}/{i}"));
+    fat.replace(DIR, &i, initrd)?;
+    step(&format!("writing {DIR}/{c}"));
+    fat.replace(DIR, &c, conf.as_bytes())?;
+    fat.close()
+}
+
+/// The OEM partition's `update.toml`, if any.
+pub fn read_oem_file(oem: &Region, name: &str) -> Result<Option<String>, Error> {
+    let fat = Fat::open(oem, "OEM")?;
+    Ok(fat
+        .read(name)?
+        .map(|b| String::from_utf8_lossy(&b).into_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slot_files_round_trip() {
+        let v = Verity {
+            root_hash: "ab".repeat(32),
+            salt: "cd".repeat(32),
+            data_blocks: 1234,
+        };
+        let text = slot_conf("1.2.0", &v);
+        let conf = parse_slot_conf(&text);
+        assert_eq!(conf.version.as_deref(), Some("1.2.0"));
+        assert_eq!(conf.usr_blocks, Some(1234));
+        assert_eq!(conf.usr_hash.as_deref(), Some(v.root_hash.as_str()));
+        let builder = "# written by tandem build\nversion 1.0.0\noptions tandem.usrhash=aa tandem.usrsalt=bb tandem.usrblocks=77 # x\n";
+        assert_eq!(parse_slot_conf(builder).usr_blocks, Some(77));
+        assert_eq!(
+            slot_files(Slot::B),
+            ["vmlinuz-b", "initrd-b", "slot-b.conf"]
+        );
+    }
+}
