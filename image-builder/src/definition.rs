@@ -498,9 +498,13 @@ impl Definition {
     fn check_update(&self) -> Result<()> {
         let u = &self.update;
         if let Some(server) = &u.server {
-            let rest = server
-                .strip_prefix("http://")
-                .or_else(|| server.strip_prefix("https://"));
+            if server.starts_with("https://") {
+                return Err(self.invalid(
+                    "update.server",
+                    format!("{server:?}: nodes fetch updates over plain http:// (every byte is checked against the signed channel pointer, as apt does); serve the repository over http"),
+                ));
+            }
+            let rest = server.strip_prefix("http://");
             let host = rest.and_then(|r| r.split('/').next()).unwrap_or("");
             let plain = server
                 .chars()

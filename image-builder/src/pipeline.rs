@@ -426,7 +426,7 @@ impl Builder<'_> {
         // chosen by the name it is started as, run as image services.
         write_file(
             &tandem_lib.join("update.toml"),
-            update_toml(&def.update, &img.channel).as_bytes(),
+            update_toml(&def.update).as_bytes(),
             0o644,
         )?;
         for (role, service) in NODE_SERVICES {
@@ -628,8 +628,11 @@ pub const NODE_SERVICES: [(&str, &str); 2] =
     [("tandem-updated", "updater"), ("tandem-agent", "agent")];
 
 /// `/usr/lib/tandem/update.toml`: the update engine's defaults from the
-/// definition's `[update]` and the image's channel.
-pub fn update_toml(update: &crate::definition::UpdateSection, channel: &str) -> String {
+/// definition's `[update]`. No channel: a node follows the channel of the
+/// image it was first installed with (os-release `TANDEM_CHANNEL`, recorded
+/// by the engine on first start), so an image promoted from another channel
+/// does not move it.
+pub fn update_toml(update: &crate::definition::UpdateSection) -> String {
     // Every value is checked when the definition is loaded: no quotes or
     // backslashes to escape.
     let mut s = String::from(
@@ -640,7 +643,7 @@ pub fn update_toml(update: &crate::definition::UpdateSection, channel: &str) -> 
         s.push_str(&format!("server = \"{server}\"\n"));
     }
     s.push_str(&format!(
-        "channel = \"{channel}\"\ncheck-interval = \"{}\"\nreboot-strategy = \"{}\"\nallow-downgrade = false\n",
+        "check-interval = \"{}\"\nreboot-strategy = \"{}\"\nallow-downgrade = false\n",
         update.check_interval,
         update.reboot_strategy.as_str()
     ));
@@ -785,26 +788,20 @@ mod tests {
     #[test]
     fn update_toml_has_exactly_the_engine_keys() {
         let mut u = UpdateSection::default();
-        let without = keys(&update_toml(&u, "beta"));
+        let without = keys(&update_toml(&u));
         let names: Vec<&str> = without.iter().map(|(k, _)| k.as_str()).collect();
         assert_eq!(
             names,
-            [
-                "allow-downgrade",
-                "channel",
-                "check-interval",
-                "reboot-strategy"
-            ]
+            ["allow-downgrade", "check-interval", "reboot-strategy"]
         );
-        assert_eq!(without[1].1.as_str(), Some("beta"));
-        assert_eq!(without[2].1.as_str(), Some("1h"));
-        assert_eq!(without[3].1.as_str(), Some("reboot"));
+        assert_eq!(without[1].1.as_str(), Some("1h"));
+        assert_eq!(without[2].1.as_str(), Some("reboot"));
         assert_eq!(without[0].1.as_bool(), Some(false));
         u.server = Some("http://10.0.2.2:8080/".into());
         u.reboot_strategy = RebootStrategy::Fleetlock;
-        let with = update_toml(&u, "stable");
+        let with = update_toml(&u);
         assert!(
-            with.contains("server = \"http://10.0.2.2:8080/\"\nchannel = \"stable\"\n"),
+            with.contains("server = \"http://10.0.2.2:8080/\"\ncheck-interval"),
             "{with}"
         );
         assert!(with.contains("reboot-strategy = \"fleetlock\""), "{with}");

@@ -23,6 +23,9 @@ pub enum Build {
     V1,
     /// 1.1.0: one file (the motd) differs from 1.0.0.
     V2,
+    /// 1.1.0 with 24 MiB of incompressible data added to /usr: most of its
+    /// payload must be downloaded (for interrupting downloads).
+    V2Big,
     /// 1.2.0.
     V3,
     /// 1.2.0 whose system init cannot start (it exits at once).
@@ -34,23 +37,28 @@ impl Build {
     pub fn version(self) -> &'static str {
         match self {
             Build::V1 => "1.0.0",
-            Build::V2 => "1.1.0",
+            Build::V2 | Build::V2Big => "1.1.0",
             Build::V3 | Build::V3Broken => "1.2.0",
         }
     }
 
     fn dir_name(self) -> &'static str {
         match self {
+            Build::V2Big => "1.1.0-big",
             Build::V3Broken => "1.2.0-broken",
             other => other.version(),
         }
     }
 
     fn definition(self) -> String {
-        let broken = if self == Build::V3Broken {
-            "\n[[usr.files]]\nsource = \"broken-init\"\ntarget = \"/usr/lib/tandem/tandem-init\"\nmode = \"0755\"\n"
-        } else {
-            ""
+        let broken = match self {
+            Build::V3Broken => {
+                "\n[[usr.files]]\nsource = \"broken-init\"\ntarget = \"/usr/lib/tandem/tandem-init\"\nmode = \"0755\"\n"
+            }
+            Build::V2Big => {
+                "\n[[usr.files]]\nsource = \"blob\"\ntarget = \"/usr/share/tandem/blob\"\n"
+            }
+            _ => "",
         };
         format!(
             "[image]\nname = \"{IMAGE}\"\nversion = \"{v}\"\nchannel = \"stable\"\n\n\
@@ -129,6 +137,9 @@ impl Fixtures {
             src.join("broken-init"),
             "#!/bin/sh\necho 'fixture: this system init is broken on purpose' >&2\nexit 1\n",
         )?;
+        if build == Build::V2Big && !src.join("blob").exists() {
+            std::fs::write(src.join("blob"), incompressible(24 << 20))?;
+        }
         let def = build.definition();
         std::fs::write(src.join("image.toml"), &def)?;
         let stamp = format!(
@@ -185,6 +196,20 @@ impl Fixtures {
             .arg(&self.key)
             .args(extra))
     }
+}
+
+/// `len` bytes that do not compress (a sha256 counter stream), the same
+/// every time.
+fn incompressible(len: usize) -> Vec<u8> {
+    use sha2::{Digest, Sha256};
+    let mut out = Vec::with_capacity(len + 32);
+    let mut i: u64 = 0;
+    while out.len() < len {
+        out.extend_from_slice(&Sha256::digest(i.to_le_bytes()));
+        i += 1;
+    }
+    out.truncate(len);
+    out
 }
 
 fn file_sha(p: &Path) -> Result<String> {

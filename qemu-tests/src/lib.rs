@@ -10,7 +10,9 @@
 //! - [`fixtures`]: signing keys and a set of image versions built once and
 //!   shared by every scenario, and update repositories made from them;
 //! - [`server`]: `tandem serve` on the host, its request log, and a proxy
-//!   that stalls, drops or throttles connections.
+//!   that stalls, drops or throttles connections;
+//! - [`lab`]: a repository, its server and nodes pointed at it, for the
+//!   update scenarios.
 //!
 //! The scenarios live in `tests/`, one file each.
 #![warn(missing_docs)]
@@ -18,6 +20,7 @@
 pub mod disk;
 pub mod env;
 pub mod fixtures;
+pub mod lab;
 pub mod server;
 pub mod vm;
 

@@ -114,12 +114,16 @@ pub enum Fault {
     Throttle(u64),
 }
 
-/// A TCP proxy in front of a server, with a switchable [`Fault`].
+/// An HTTP/1.1 proxy in front of a server, with a switchable [`Fault`],
+/// counting the response body bytes it actually delivered per path (the
+/// server's own log also counts what sat in socket buffers when a client
+/// vanished).
 #[derive(Debug)]
 pub struct Proxy {
     /// Where it listens on the host.
     pub addr: SocketAddr,
     fault: Arc<Mutex<Fault>>,
+    delivered: Arc<Mutex<Vec<(String, u64)>>>,
 }
 
 impl Proxy {
@@ -128,18 +132,23 @@ impl Proxy {
         let listener = TcpListener::bind("127.0.0.1:0")?;
         let addr = listener.local_addr()?;
         let fault = Arc::new(Mutex::new(Fault::None));
-        let f = Arc::clone(&fault);
+        let delivered: Arc<Mutex<Vec<(String, u64)>>> = Arc::default();
+        let (f, d) = (Arc::clone(&fault), Arc::clone(&delivered));
         std::thread::spawn(move || {
             for client in listener.incoming().flatten() {
-                let f = Arc::clone(&f);
+                let (f, d) = (Arc::clone(&f), Arc::clone(&d));
                 std::thread::spawn(move || {
                     if let Ok(server) = TcpStream::connect(upstream) {
-                        let _ = relay(client, server, &f);
+                        let _ = relay(client, server, &f, &d);
                     }
                 });
             }
         });
-        Ok(Proxy { addr, fault })
+        Ok(Proxy {
+            addr,
+            fault,
+            delivered,
+        })
     }
 
     /// Changes what happens to new and running connections.
@@ -153,46 +162,129 @@ impl Proxy {
     pub fn guest_url(&self) -> String {
         format!("http://{HOST_FROM_GUEST}:{}/", self.addr.port())
     }
+
+    /// Response body bytes delivered to clients for paths ending in `suffix`.
+    pub fn delivered(&self, suffix: &str) -> u64 {
+        self.delivered
+            .lock()
+            .map(|d| {
+                d.iter()
+                    .filter(|(p, _)| p.ends_with(suffix))
+                    .map(|(_, n)| n)
+                    .sum()
+            })
+            .unwrap_or(0)
+    }
 }
 
-fn relay(client: TcpStream, server: TcpStream, fault: &Mutex<Fault>) -> Result<()> {
+/// Reads one header block (up to the blank line), byte by byte so nothing
+/// after it is consumed.
+fn read_head(r: &mut impl Read) -> std::io::Result<Option<Vec<u8>>> {
+    let mut head = Vec::new();
+    let mut b = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        if r.read(&mut b)? == 0 {
+            return Ok(None);
+        }
+        head.push(b[0]);
+        if head.len() > 64 << 10 {
+            return Err(std::io::Error::other("header too long"));
+        }
+    }
+    Ok(Some(head))
+}
+
+fn content_length(head: &[u8]) -> u64 {
+    String::from_utf8_lossy(head)
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.trim()
+                .eq_ignore_ascii_case("content-length")
+                .then(|| v.trim().parse().ok())?
+        })
+        .unwrap_or(0)
+}
+
+fn relay(
+    client: TcpStream,
+    server: TcpStream,
+    fault: &Mutex<Fault>,
+    delivered: &Mutex<Vec<(String, u64)>>,
+) -> Result<()> {
+    let (paths_tx, paths_rx) = std::sync::mpsc::channel::<(String, bool)>();
     let (mut c_read, mut s_write) = (client.try_clone()?, server.try_clone()?);
+    // Requests: forwarded as they are; their paths queued for the responses.
     std::thread::spawn(move || {
-        let _ = std::io::copy(&mut c_read, &mut s_write);
+        while let Ok(Some(head)) = read_head(&mut c_read) {
+            let line = String::from_utf8_lossy(&head)
+                .lines()
+                .next()
+                .unwrap_or_default()
+                .to_string();
+            let mut parts = line.split_whitespace();
+            let head_only = parts.next() == Some("HEAD");
+            let path = parts.next().unwrap_or_default().to_string();
+            if paths_tx.send((path, head_only)).is_err() || s_write.write_all(&head).is_err() {
+                break;
+            }
+        }
         let _ = s_write.shutdown(std::net::Shutdown::Write);
     });
     let (mut s_read, mut c_write) = (server, client);
-    let mut sent = 0u64;
+    let mut sent_on_connection = 0u64;
     let mut buf = [0u8; 16 * 1024];
     loop {
-        let n = s_read.read(&mut buf)?;
-        if n == 0 {
+        let Some(head) = read_head(&mut s_read)? else {
             let _ = c_write.shutdown(std::net::Shutdown::Write);
             return Ok(());
-        }
-        let f = fault.lock().map(|f| *f).unwrap_or(Fault::None);
-        let mut n = n;
-        match f {
-            Fault::None => {}
-            Fault::StallAfter(limit) | Fault::DropAfter(limit) if sent + n as u64 > limit => {
-                n = limit.saturating_sub(sent) as usize;
-                c_write.write_all(&buf[..n])?;
-                if matches!(f, Fault::DropAfter(_)) {
-                    let _ = c_write.shutdown(std::net::Shutdown::Both);
-                    bail!("dropped");
+        };
+        let (path, head_only) = paths_rx.recv().unwrap_or_default();
+        c_write.write_all(&head)?;
+        let mut left = if head_only { 0 } else { content_length(&head) };
+        let mut body = 0u64;
+        let record = |body: u64| {
+            if let Ok(mut d) = delivered.lock() {
+                d.push((path.clone(), body));
+            }
+        };
+        while left > 0 {
+            let want = (left as usize).min(buf.len());
+            let n = s_read.read(&mut buf[..want])?;
+            if n == 0 {
+                break;
+            }
+            let f = fault.lock().map(|f| *f).unwrap_or(Fault::None);
+            let mut n = n;
+            match f {
+                Fault::StallAfter(limit) | Fault::DropAfter(limit)
+                    if sent_on_connection + n as u64 > limit =>
+                {
+                    n = limit.saturating_sub(sent_on_connection) as usize;
+                    c_write.write_all(&buf[..n])?;
+                    record(body + n as u64);
+                    if matches!(f, Fault::DropAfter(_)) {
+                        let _ = c_write.shutdown(std::net::Shutdown::Both);
+                        bail!("dropped");
+                    }
+                    // Stall: hold the connection until the client gives up.
+                    let mut sink = [0u8; 1];
+                    while matches!(c_write.read(&mut sink), Ok(k) if k > 0) {}
+                    bail!("stalled");
                 }
-                // Stall: hold the connection until the client gives up.
-                let _ = c_write.set_read_timeout(None);
-                let mut sink = [0u8; 1];
-                while matches!(c_write.read(&mut sink), Ok(k) if k > 0) {}
-                bail!("stalled");
+                Fault::Throttle(rate) => {
+                    std::thread::sleep(Duration::from_secs_f64(n as f64 / rate.max(1) as f64))
+                }
+                _ => {}
             }
-            Fault::StallAfter(_) | Fault::DropAfter(_) => {}
-            Fault::Throttle(rate) => {
-                std::thread::sleep(Duration::from_secs_f64(n as f64 / rate.max(1) as f64))
+            if let Err(e) = c_write.write_all(&buf[..n]) {
+                record(body);
+                return Err(e.into());
             }
+            body += n as u64;
+            sent_on_connection += n as u64;
+            left -= n as u64;
         }
-        c_write.write_all(&buf[..n])?;
-        sent += n as u64;
+        record(body);
     }
 }

@@ -263,6 +263,40 @@ impl Vm {
         }
     }
 
+    /// The update engine's status (`tandemctl update status --json`).
+    pub fn update_status(&mut self) -> Result<serde_json::Value> {
+        let out = self.run("tandemctl update status --json", Duration::from_secs(30))?;
+        serde_json::from_str(&out)
+            .with_context(|| format!("{}: update status is not JSON: {out}", self.name))
+    }
+
+    /// Polls the update status until `done` accepts it; returns that status.
+    /// The error names what was awaited and the last status seen.
+    pub fn wait_update(
+        &mut self,
+        what: &str,
+        timeout: Duration,
+        done: impl Fn(&serde_json::Value) -> bool,
+    ) -> Result<serde_json::Value> {
+        let deadline = Instant::now() + timeout;
+        let mut last = serde_json::Value::Null;
+        while Instant::now() < deadline {
+            // A status request can fail while the daemon (re)starts.
+            if let Ok(s) = self.update_status() {
+                if done(&s) {
+                    return Ok(s);
+                }
+                last = s;
+            }
+            std::thread::sleep(Duration::from_millis(700));
+        }
+        bail!(
+            "{}: waited {timeout:?} for {what}; last update status:\n{last:#}\nconsole tail:\n{}",
+            self.name,
+            self.tail(20)
+        )
+    }
+
     /// Waits for QEMU to exit by itself (e.g. after poweroff).
     pub fn wait_exit(&mut self, timeout: Duration) -> Result<std::process::ExitStatus> {
         let deadline = Instant::now() + timeout;

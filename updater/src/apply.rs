@@ -161,9 +161,9 @@ pub struct SlotJob<'a> {
 }
 
 /// Sync and record progress at least this often.
-pub const SYNC_BYTES: u64 = 32 << 20;
+pub const SYNC_BYTES: u64 = 8 << 20;
 /// … or after this long.
-pub const SYNC_INTERVAL: Duration = Duration::from_secs(5);
+pub const SYNC_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Writes the manifest's image into `job.target`. On error, everything
 /// verified so far is synced and recorded first.

@@ -404,6 +404,9 @@ pub struct Engine {
     identity: Result<Identity, String>,
     boot: Result<BootFacts, String>,
     health: Tracker,
+    /// The channel recorded in state.json on first start (see
+    /// [`State::channel`]).
+    home_channel: Option<String>,
     /// Checks or installs that failed in a row.
     pub failures: u32,
 }
@@ -430,8 +433,10 @@ impl Engine {
             identity,
             boot,
             health: Tracker::default(),
+            home_channel: None,
             failures: 0,
         };
+        e.home_channel = e.record_home_channel();
         e.status.update(|s| {
             s.format = crate::status::FORMAT;
             s.since = now_unix();
@@ -452,13 +457,49 @@ impl Engine {
         &self.config
     }
 
-    /// The channel followed: configured, else the image's, else `stable`.
+    /// The channel followed: configured (admin or OEM), else the one
+    /// recorded on first start, else the image's, else `stable`.
     pub fn channel(&self) -> String {
         self.config
             .channel
             .clone()
+            .or_else(|| self.home_channel.clone())
             .or_else(|| self.identity.as_ref().ok().and_then(|i| i.channel.clone()))
             .unwrap_or_else(|| "stable".into())
+    }
+
+    /// The node's home channel: read from state.json, or on first start
+    /// taken from the running image and written there.
+    fn record_home_channel(&mut self) -> Option<String> {
+        let path = self.paths.state_file();
+        let mut state = match State::load(&path) {
+            Ok(s) => s,
+            Err(e) => {
+                self.status.update(|s| {
+                    s.warnings
+                        .push(format!("cannot read {}: {e}", path.display()))
+                });
+                return None;
+            }
+        };
+        if state.channel.is_some() {
+            return state.channel;
+        }
+        let image_channel = self
+            .identity
+            .as_ref()
+            .ok()
+            .and_then(|i| i.channel.clone())?;
+        state.channel = Some(image_channel.clone());
+        if let Err(e) = state.save(&path) {
+            self.status.update(|s| {
+                s.warnings.push(format!(
+                    "cannot record the home channel in {}: {e}",
+                    path.display()
+                ))
+            });
+        }
+        Some(image_channel)
     }
 
     /// Re-reads the configuration if a file changed (or always, with

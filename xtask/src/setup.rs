@@ -25,6 +25,8 @@ pub const PACKAGES: &[&str] = &[
     "ovmf",
     // static node binaries
     "musl-tools",
+    // reference pipeline of `cargo xtask bench update`
+    "curl",
 ];
 
 /// Rust targets beside the host.

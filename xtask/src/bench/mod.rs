@@ -5,6 +5,7 @@ use anyhow::Result;
 
 mod boot;
 mod image;
+mod update;
 
 /// Which benchmark.
 #[derive(clap::Subcommand, Debug)]
@@ -14,6 +15,9 @@ pub enum Which {
     Image,
     /// QEMU start to system ready, split by boot stage.
     Boot,
+    /// Update apply throughput against curl | sha256sum + dd, and the bytes
+    /// of a one-file update.
+    Update,
 }
 
 /// Runs a benchmark.
@@ -21,5 +25,6 @@ pub fn run(which: Which) -> Result<()> {
     match which {
         Which::Image => image::run(),
         Which::Boot => boot::run(),
+        Which::Update => update::run(),
     }
 }

@@ -1,0 +1,165 @@
+//! An update lab for one scenario: a repository served by `tandem serve`
+//! (through a fault-injecting proxy), and nodes booted from fixture images
+//! whose OEM partition points them at it.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+
+use crate::disk::Disk;
+use crate::env::Env;
+use crate::fixtures::{Build, Fixtures};
+use crate::server::{Proxy, Server};
+use crate::vm::{Vm, VmConfig};
+
+/// A repository, its server and proxy.
+#[derive(Debug)]
+pub struct Lab {
+    /// Artefact paths.
+    pub env: Env,
+    /// Keys and builds.
+    pub fixtures: &'static Fixtures,
+    /// The repository directory.
+    pub repo: PathBuf,
+    /// `tandem serve` on the repository.
+    pub server: Server,
+    /// A proxy in front of the server; nodes talk to it.
+    pub proxy: Proxy,
+    _dir: tempfile::TempDir,
+}
+
+/// How a node is set up.
+#[derive(Clone, Debug)]
+pub struct NodeSetup {
+    /// What the node was flashed with.
+    pub build: Build,
+    /// `reboot-strategy` (`reboot` or `off`).
+    pub strategy: &'static str,
+    /// `channel`, if the OEM config names one.
+    pub channel: Option<&'static str>,
+    /// Extra lines for the OEM update.toml.
+    pub extra: String,
+}
+
+impl NodeSetup {
+    /// A node flashed with `build`, rebooting by itself.
+    pub fn new(build: Build) -> Self {
+        NodeSetup {
+            build,
+            strategy: "reboot",
+            channel: None,
+            extra: String::new(),
+        }
+    }
+}
+
+impl Lab {
+    /// An empty repository with its server and proxy, for the artefacts
+    /// named by the environment ([`Env::get`]).
+    pub fn new(name: &str) -> Result<Lab> {
+        Self::with_env(Env::get()?, name)
+    }
+
+    /// An empty repository with its server and proxy.
+    pub fn with_env(env: Env, name: &str) -> Result<Lab> {
+        let fixtures = Fixtures::get(&env)?;
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("lab-{name}-"))
+            .tempdir()?;
+        let repo = dir.path().join("repo");
+        std::fs::create_dir_all(&repo)?;
+        let log = crate::vm::log_dir().join(format!("{name}.requests.jsonl"));
+        let _ = std::fs::remove_file(&log);
+        let server = Server::start(&env.tandem, &repo, &log)?;
+        let proxy = Proxy::start(server.addr)?;
+        Ok(Lab {
+            env,
+            fixtures,
+            repo,
+            server,
+            proxy,
+            _dir: dir,
+        })
+    }
+
+    /// Publishes `build` to `channel`, signed with the trusted key.
+    pub fn publish(&self, channel: &str, build: Build, extra: &[&str]) -> Result<()> {
+        self.fixtures
+            .publish(&self.repo, channel, build, &self.fixtures.key, extra)
+    }
+
+    /// Size of the published payload of `build`'s version.
+    pub fn payload_size(&self, build: Build) -> Result<u64> {
+        let path = self
+            .repo
+            .join(crate::fixtures::IMAGE)
+            .join(build.version())
+            .join("manifest.json");
+        let m: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path)?)?;
+        m["usr"]["payload"]["size"]
+            .as_u64()
+            .context("manifest has no payload size")
+    }
+
+    /// Payload bytes a node running `from` must download to install `to`
+    /// (the compressed size of `to`'s chunks that `from` does not have).
+    /// Both must be published.
+    pub fn delta_size(&self, from: Build, to: Build) -> Result<u64> {
+        let manifest = |b: Build| -> Result<serde_json::Value> {
+            let path = self
+                .repo
+                .join(crate::fixtures::IMAGE)
+                .join(b.version())
+                .join("manifest.json");
+            Ok(serde_json::from_str(
+                &std::fs::read_to_string(&path)
+                    .with_context(|| format!("{} is not published", b.version()))?,
+            )?)
+        };
+        let (old, new) = (manifest(from)?, manifest(to)?);
+        let have: std::collections::HashSet<&str> = old["usr"]["chunks"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|c| c["sha256"].as_str())
+            .collect();
+        Ok(new["usr"]["chunks"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|c| c["sha256"].as_str().is_some_and(|h| !have.contains(h)))
+            .filter_map(|c| c["compressed_size"].as_u64())
+            .sum())
+    }
+
+    /// A private disk flashed with `setup.build`, its OEM update.toml
+    /// pointing at the proxy with a 5 s check interval.
+    pub fn disk(&self, setup: &NodeSetup) -> Result<Disk> {
+        let image = self.fixtures.build(setup.build)?;
+        let disk = Disk::copy(&image.join("disk.raw"))?;
+        let mut toml = format!(
+            "# OEM settings of the test lab\nserver = \"{}\"\ncheck-interval = \"5s\"\nreboot-strategy = \"{}\"\n",
+            self.proxy.guest_url(),
+            setup.strategy
+        );
+        if let Some(c) = setup.channel {
+            toml.push_str(&format!("channel = \"{c}\"\n"));
+        }
+        toml.push_str(&setup.extra);
+        disk.put_oem_file("update.toml", toml.as_bytes())?;
+        Ok(disk)
+    }
+
+    /// Boots `disk` and waits for `system ready`.
+    pub fn boot(&self, name: &str, disk: &Disk) -> Result<Vm> {
+        self.boot_with(&VmConfig::new(name), disk)
+    }
+
+    /// Boots `disk` with `cfg` and waits for `system ready`.
+    pub fn boot_with(&self, cfg: &VmConfig, disk: &Disk) -> Result<Vm> {
+        let mut vm = Vm::start(cfg, disk)?;
+        vm.wait_for("tandem: system ready", Duration::from_secs(180))?;
+        Ok(vm)
+    }
+}

@@ -1,0 +1,470 @@
+//! Update engine scenarios (issue: signed, verified, resumable A/B
+//! updates), against real HTTP from `tandem serve` on the host.
+
+use std::time::Duration;
+
+use anyhow::Result;
+use qemu_tests::fixtures::Build;
+use qemu_tests::lab::{Lab, NodeSetup};
+use qemu_tests::server::Fault;
+use tandem_slot::Slot;
+
+const BOOT: Duration = Duration::from_secs(180);
+const INSTALL: Duration = Duration::from_secs(300);
+
+/// Scenario 1: v1 → v2 into slot B, reboot, confirmed; then v2 → v3 back
+/// into slot A.
+#[test]
+fn v1_to_v2_to_v3_through_both_slots() -> Result<()> {
+    let lab = Lab::new("update-chain")?;
+    lab.publish("stable", Build::V2, &[])?;
+    let disk = lab.disk(&NodeSetup::new(Build::V1))?;
+    let mut vm = lab.boot("update-chain", &disk)?;
+
+    // The node finds 1.1.0, installs it into B and the agent reboots it.
+    let line = vm.wait_for("tandem-boot: booting slot", INSTALL)?;
+    assert!(
+        line.text
+            .contains("booting slot B (priority 2, tries 1 -> 0, unconfirmed) version 1.1.0"),
+        "{}",
+        line.text
+    );
+    vm.wait_for("tandem: system ready (slot B, version 1.1.0)", BOOT)?;
+    let s = vm.wait_update("the new slot confirmed", BOOT, |s| {
+        s["boot"]["state"] == "confirmed"
+    })?;
+    assert_eq!(s["running_version"], "1.1.0");
+    // Only the chunks that differ from the running slot were downloaded.
+    let served = lab.server.bytes_served("1.1.0/usr.payload")?;
+    let payload = lab.payload_size(Build::V2)?;
+    eprintln!("1.0.0 -> 1.1.0 (one file changed): {served} of {payload} payload bytes downloaded");
+    assert!(
+        served > 0 && served < payload / 5,
+        "{served} of {payload} payload bytes downloaded"
+    );
+
+    // 1.2.0 goes back into A.
+    lab.publish("stable", Build::V3, &[])?;
+    let line = vm.wait_for("tandem-boot: booting slot", INSTALL)?;
+    assert!(
+        line.text
+            .contains("booting slot A (priority 2, tries 1 -> 0, unconfirmed) version 1.2.0"),
+        "{}",
+        line.text
+    );
+    vm.wait_for("tandem: system ready (slot A, version 1.2.0)", BOOT)?;
+    vm.wait_update("1.2.0 confirmed", BOOT, |s| {
+        s["boot"]["state"] == "confirmed" && s["running_version"] == "1.2.0"
+    })?;
+    vm.send("poweroff\n")?;
+    vm.wait_exit(Duration::from_secs(60))?;
+    drop(vm);
+    assert_eq!(
+        disk.cgpt_slot(Slot::A)?,
+        (2, 0, true),
+        "A runs 1.2.0, confirmed"
+    );
+    assert_eq!(
+        disk.cgpt_slot(Slot::B)?,
+        (1, 0, true),
+        "B keeps 1.1.0 as the fallback"
+    );
+    Ok(())
+}
+
+/// Scenario 2: a release whose system init cannot start. The node boots it
+/// once, falls back to the old slot by itself, reports the rollback, and
+/// never tries that version again.
+#[test]
+fn broken_release_rolls_back_and_is_not_retried() -> Result<()> {
+    let lab = Lab::new("update-broken")?;
+    lab.publish("stable", Build::V3Broken, &[])?;
+    let disk = lab.disk(&NodeSetup::new(Build::V1))?;
+    let mut vm = lab.boot("update-broken", &disk)?;
+
+    let line = vm.wait_for("tandem-boot: booting slot", INSTALL)?;
+    assert!(
+        line.text.contains("booting slot B") && line.text.contains("version 1.2.0"),
+        "{}",
+        line.text
+    );
+    // PID 1 exits, the kernel panics and reboots (panic=10) ...
+    vm.wait_for("fixture: this system init is broken on purpose", BOOT)?;
+    // ... and the bootloader, with B's only try spent, picks A.
+    let line = vm.wait_for("tandem-boot: booting slot", BOOT)?;
+    assert!(
+        line.text
+            .contains("booting slot A (priority 1, tries 0 -> 0, successful) version 1.0.0"),
+        "{}",
+        line.text
+    );
+    vm.wait_for("tandem: system ready (slot A, version 1.0.0)", BOOT)?;
+
+    let s = vm.wait_update("the rollback reported", BOOT, |s| {
+        s["state"] == "rolled-back"
+    })?;
+    assert_eq!(s["version"], "1.2.0", "{s:#}");
+    assert!(s["failed_versions"].to_string().contains("1.2.0"), "{s:#}");
+    let fetched = lab.server.bytes_served("1.2.0/usr.payload")?;
+    // Several more checks (every 5 s): the version is refused, nothing fetched.
+    std::thread::sleep(Duration::from_secs(20));
+    let s = vm.update_status()?;
+    assert_eq!(s["running_version"], "1.0.0");
+    assert!(
+        s.to_string()
+            .contains("failed to come up on this node before"),
+        "{s:#}"
+    );
+    assert_eq!(
+        lab.server.bytes_served("1.2.0/usr.payload")?,
+        fetched,
+        "the failed version was downloaded again"
+    );
+    vm.send("poweroff\n")?;
+    vm.wait_exit(Duration::from_secs(60))?;
+    drop(vm);
+    let (_, tries, successful) = disk.cgpt_slot(Slot::B)?;
+    assert_eq!((tries, successful), (0, false), "B given up");
+    assert_eq!(
+        disk.cgpt_slot(Slot::A)?,
+        (1, 0, true),
+        "A still the confirmed slot"
+    );
+    Ok(())
+}
+
+/// Scenario 3: power cuts during the download and during the final check
+/// of the written slot. Every time the node boots the old slot, resumes,
+/// and in the end installs the version without fetching verified chunks
+/// again.
+#[test]
+fn power_cuts_resume_without_refetching() -> Result<()> {
+    let lab = Lab::new("update-powercut")?;
+    lab.publish("stable", Build::V2Big, &[])?;
+    lab.publish("old", Build::V1, &[])?;
+    let needed = lab.delta_size(Build::V1, Build::V2Big)?;
+    // Slow enough to cut in the middle: about 2 MB/s.
+    lab.proxy.set(Fault::Throttle(2 << 20));
+    let disk = lab.disk(&NodeSetup::new(Build::V1))?;
+    let payload = lab.payload_size(Build::V2Big)?;
+    let mut cuts = 0;
+    // Cut twice while downloading: at a quarter and at two thirds of the
+    // slot written.
+    for (i, percent) in [25.0, 66.0].into_iter().enumerate() {
+        let mut vm = lab.boot(&format!("update-powercut-{i}"), &disk)?;
+        let ready = vm
+            .lines()
+            .into_iter()
+            .rev()
+            .find(|l| l.text.contains("system ready"))
+            .map(|l| l.text)
+            .unwrap_or_default();
+        assert!(ready.contains("slot A, version 1.0.0"), "boot {i}: {ready}");
+        vm.wait_update(&format!("{percent} % of the slot written"), INSTALL, |s| {
+            s["state"] == "downloading" && s["percent"].as_f64().unwrap_or(0.0) > percent
+        })?;
+        vm.kill();
+        cuts += 1;
+    }
+    // Third cut: after the last chunk, while the slot is re-read.
+    lab.proxy.set(Fault::None);
+    let mut vm = lab.boot("update-powercut-2", &disk)?;
+    vm.wait_update("the written slot being verified", INSTALL, |s| {
+        s["state"] == "verifying"
+    })?;
+    vm.kill();
+    cuts += 1;
+
+    let mut vm = lab.boot("update-powercut-3", &disk)?;
+    let line = vm.wait_for("tandem-boot: booting slot", INSTALL)?;
+    assert!(
+        line.text.contains("booting slot B") && line.text.contains("version 1.1.0"),
+        "{}",
+        line.text
+    );
+    vm.wait_for("tandem: system ready (slot B, version 1.1.0)", BOOT)?;
+    vm.wait_update("1.1.0 confirmed", BOOT, |s| {
+        s["boot"]["state"] == "confirmed"
+    })?;
+    // What a cut may cost: the chunks written since the last sync (1 s at
+    // 2 MB/s), the chunk in flight, and what sat in socket buffers.
+    let fetched = lab.proxy.delivered("1.1.0/usr.payload");
+    let allowance = cuts * (4 << 20);
+    eprintln!(
+        "power cuts: {cuts}; payload {payload} bytes; fetched {fetched} bytes in all (allowance {allowance})"
+    );
+    assert!(
+        fetched >= needed && fetched <= needed + allowance,
+        "fetched {fetched} of a {payload}-byte payload across {cuts} cuts"
+    );
+    Ok(())
+}
+
+/// Runs `tandemctl update check` and returns the update status after it.
+fn check(vm: &mut qemu_tests::Vm) -> Result<serde_json::Value> {
+    let _ = vm.run_status("tandemctl update check", Duration::from_secs(120))?;
+    vm.update_status()
+}
+
+/// Replaces a repository file's bytes for the duration of a closure.
+fn with_file<T>(path: &std::path::Path, bytes: &[u8], f: impl FnOnce() -> Result<T>) -> Result<T> {
+    let original = std::fs::read(path)?;
+    std::fs::write(path, bytes)?;
+    let out = f();
+    std::fs::write(path, original)?;
+    out
+}
+
+/// Scenario 4: attacks and bad input are refused (or retried) with a clear
+/// status, nothing is written, and the node keeps running its version.
+#[test]
+fn attacks_and_bad_input_are_refused() -> Result<()> {
+    let lab = Lab::new("update-attacks")?;
+    let mut setup = NodeSetup::new(Build::V2);
+    setup.strategy = "off";
+    let disk = lab.disk(&setup)?;
+    let mut vm = lab.boot("update-attacks", &disk)?;
+    let pointer = lab.repo.join("tandem-minimal/channels/stable.json");
+    let expect_error = |s: &serde_json::Value, needle: &str| {
+        assert_eq!(
+            s["state"], "error",
+            "expected a refusal containing {needle:?}: {s:#}"
+        );
+        assert!(
+            s["reason"].as_str().unwrap_or("").contains(needle),
+            "expected {needle:?} in {s:#}"
+        );
+        assert_eq!(s["running_version"], "1.1.0");
+    };
+
+    // A downgrade.
+    lab.publish("stable", Build::V1, &[])?;
+    expect_error(&check(&mut vm)?, "lower than the running 1.1.0");
+
+    // Signed by a key the image does not trust.
+    lab.fixtures.publish(
+        &lab.repo,
+        "stable",
+        Build::V3,
+        &lab.fixtures.untrusted_key,
+        &[],
+    )?;
+    expect_error(&check(&mut vm)?, "signed by no trusted key");
+
+    // A properly signed pointer, then altered.
+    lab.publish("stable", Build::V3, &[])?;
+    let good = std::fs::read_to_string(&pointer)?;
+    let altered = good.replacen("\\\"issued\\\":", "\\\"issued\\\":1", 1);
+    assert_ne!(altered, good, "pointer layout changed: {good}");
+    with_file(&pointer, altered.as_bytes(), || {
+        expect_error(&check(&mut vm)?, "does not verify");
+        Ok(())
+    })?;
+    with_file(&pointer, b"{\"signed\": \"trunc", || {
+        expect_error(&check(&mut vm)?, "malformed");
+        Ok(())
+    })?;
+
+    // Expired (freeze attack).
+    lab.publish("stable", Build::V3, &["--expires-in", "1s"])?;
+    std::thread::sleep(Duration::from_secs(2));
+    expect_error(&check(&mut vm)?, "expired");
+
+    // Truncated and garbage manifests behind a valid, fresh pointer.
+    lab.fixtures.promote(&lab.repo, "stable", "stable", &[])?; // re-sign with a fresh expiry
+    let manifest = lab.repo.join("tandem-minimal/1.2.0/manifest.json");
+    let good_manifest = std::fs::read(&manifest)?;
+    std::fs::write(&manifest, &good_manifest[..good_manifest.len() / 2])?;
+    expect_error(
+        &check(&mut vm)?,
+        "manifest does not match the signed pointer",
+    );
+    std::fs::write(&manifest, vec![b'x'; good_manifest.len()])?;
+    expect_error(
+        &check(&mut vm)?,
+        "manifest does not match the signed pointer",
+    );
+    // Still nothing written: slot B is as it was flashed (empty).
+    let slots: serde_json::Value =
+        serde_json::from_str(&vm.run("tandemctl slot status --json", Duration::from_secs(30))?)?;
+    assert_eq!(
+        slots["B"],
+        serde_json::json!({"priority": 0, "tries": 0, "successful": false}),
+        "{slots:#}"
+    );
+
+    // A tampered chunk: refused before any of its bytes reach the disk.
+    std::fs::write(&manifest, &good_manifest)?;
+    let payload = lab.repo.join("tandem-minimal/1.2.0/usr.payload");
+    let good_payload = std::fs::read(&payload)?;
+    let m: serde_json::Value = serde_json::from_slice(&good_manifest)?;
+    let last = m["usr"]["chunks"]
+        .as_array()
+        .and_then(|c| c.last())
+        .cloned()
+        .unwrap_or_default();
+    let at = (last["payload_offset"].as_u64().unwrap_or(0)
+        + last["compressed_size"].as_u64().unwrap_or(0) / 2) as usize;
+    let mut bad = good_payload.clone();
+    bad[at] ^= 0xFF;
+    std::fs::write(&payload, &bad)?;
+    let s = vm.wait_update("the tampered chunk refused", INSTALL, |s| {
+        s["state"] == "error"
+            && s["reason"]
+                .as_str()
+                .unwrap_or("")
+                .contains("does not match the signed manifest")
+    })?;
+    assert!(
+        s["reason"]
+            .as_str()
+            .unwrap_or("")
+            .contains("none of its bytes were written"),
+        "{s:#}"
+    );
+    assert_eq!(s["running_version"], "1.1.0");
+
+    // A server that stalls, then one that drops connections: the node
+    // retries with backoff and finishes once the server behaves.
+    std::fs::write(&payload, &good_payload)?;
+    lab.proxy.set(Fault::StallAfter(64 << 10));
+    let s = vm.wait_update("the stall reported", INSTALL, |s| {
+        s["state"] == "error" && s["reason"].as_str().unwrap_or("").contains("fetching")
+    })?;
+    eprintln!("stalled server: {}", s["reason"]);
+    lab.proxy.set(Fault::DropAfter(64 << 10));
+    let s = vm.wait_update("the dropped connection reported", INSTALL, |s| {
+        s["last_result"]
+            .as_str()
+            .unwrap_or("")
+            .contains("disconnected")
+    })?;
+    eprintln!("dropping server: {}", s["last_result"]);
+    lab.proxy.set(Fault::None);
+    let s = vm.wait_update("1.2.0 installed after all", INSTALL, |s| {
+        s["state"] == "updated-need-reboot"
+    })?;
+    assert_eq!(s["version"], "1.2.0");
+    assert_eq!(
+        s["running_version"], "1.1.0",
+        "reboot-strategy off: still running 1.1.0"
+    );
+    Ok(())
+}
+
+/// Scenario 5: channels and staged rollout. A beta node gets what stable
+/// does not serve; after promotion a stable node gets it; a rollout window
+/// holds a node back until its turn, and `apply` overrides it.
+#[test]
+fn channels_promotion_and_rollout() -> Result<()> {
+    let lab = Lab::new("update-channels")?;
+    lab.publish("stable", Build::V1, &[])?;
+    lab.publish("beta", Build::V2, &[])?;
+    let mut beta_setup = NodeSetup::new(Build::V1);
+    beta_setup.strategy = "off";
+    beta_setup.channel = Some("beta");
+    let mut stable_setup = NodeSetup::new(Build::V1);
+    stable_setup.strategy = "off";
+    let (beta_disk, stable_disk) = (lab.disk(&beta_setup)?, lab.disk(&stable_setup)?);
+    let mut beta = lab.boot("channels-beta", &beta_disk)?;
+    let mut stable = lab.boot("channels-stable", &stable_disk)?;
+
+    let s = beta.wait_update("beta installs 1.1.0", INSTALL, |s| {
+        s["state"] == "updated-need-reboot"
+    })?;
+    assert_eq!(
+        (s["version"].as_str(), s["channel"].as_str()),
+        (Some("1.1.0"), Some("beta"))
+    );
+    let s = check(&mut stable)?;
+    assert_eq!(s["state"], "idle", "{s:#}");
+    assert!(
+        s["last_result"]
+            .as_str()
+            .unwrap_or("")
+            .contains("up to date"),
+        "{s:#}"
+    );
+
+    lab.fixtures
+        .promote(&lab.repo, "beta", "stable", &["1.1.0"])?;
+    let s = stable.wait_update("stable installs 1.1.0 after promotion", INSTALL, |s| {
+        s["state"] == "updated-need-reboot"
+    })?;
+    assert_eq!(s["version"], "1.1.0");
+
+    // A rollout over ten years: the beta node waits for its turn.
+    beta.send("reboot\n")?;
+    beta.wait_for("tandem: system ready (slot B, version 1.1.0)", BOOT)?;
+    beta.wait_update("1.1.0 confirmed", BOOT, |s| {
+        s["boot"]["state"] == "confirmed"
+    })?;
+    lab.publish("beta", Build::V3, &["--rollout-duration", "3650d"])?;
+    let s = beta.wait_update("1.2.0 offered, waiting for its turn", INSTALL, |s| {
+        s["state"] == "update-available"
+    })?;
+    let eligible = s["eligible_at"].as_u64().unwrap_or(0);
+    let now = qemu_tests_now();
+    assert!(
+        eligible > now + 3600,
+        "eligible at {eligible}, now {now}: {s:#}"
+    );
+    // Move the window so that this node's turn comes in 20 s: it installs
+    // by itself when its time comes, not before.
+    let start = s["eligible_at"].as_u64().unwrap_or(0);
+    let pointer: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(
+        lab.repo.join("tandem-minimal/channels/beta.json"),
+    )?)?;
+    let signed: serde_json::Value =
+        serde_json::from_str(pointer["signed"].as_str().unwrap_or("{}"))?;
+    let offset = start - signed["rollout"]["start"].as_u64().unwrap_or(0);
+    let new_start = now + 20 - offset.min(now + 20);
+    lab.fixtures.promote(
+        &lab.repo,
+        "beta",
+        "beta",
+        &[
+            "--rollout-start",
+            &new_start.to_string(),
+            "--rollout-duration",
+            "3650d",
+        ],
+    )?;
+    let s = check(&mut beta)?;
+    let eligible = s["eligible_at"].as_u64().unwrap_or(0);
+    assert!(
+        s["state"] == "update-available" && eligible > qemu_tests_now(),
+        "{s:#}"
+    );
+    let s = beta.wait_update("1.2.0 installed at its turn", INSTALL, |s| {
+        s["state"] == "updated-need-reboot"
+    })?;
+    assert!(qemu_tests_now() >= eligible, "installed before its turn");
+    assert_eq!(s["version"], "1.2.0");
+
+    // `apply` overrides the wait: the stable node, after a reboot into
+    // 1.1.0, gets 1.2.0 at once although its turn is years away.
+    stable.send("reboot\n")?;
+    stable.wait_for("tandem: system ready (slot B, version 1.1.0)", BOOT)?;
+    stable.wait_update("1.1.0 confirmed", BOOT, |s| {
+        s["boot"]["state"] == "confirmed"
+    })?;
+    lab.publish("stable", Build::V3, &["--rollout-duration", "3650d"])?;
+    stable.wait_update("1.2.0 offered", INSTALL, |s| {
+        s["state"] == "update-available"
+    })?;
+    stable.run("tandemctl update apply", INSTALL)?;
+    let s = stable.update_status()?;
+    assert_eq!(
+        (s["state"].as_str(), s["version"].as_str()),
+        (Some("updated-need-reboot"), Some("1.2.0")),
+        "{s:#}"
+    );
+    Ok(())
+}
+
+fn qemu_tests_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}

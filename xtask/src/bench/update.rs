@@ -1,0 +1,265 @@
+//! `cargo xtask bench update`: apply throughput of the update engine for a
+//! payload over 1 GiB, served by `tandem serve` on loopback and written into
+//! a file standing in for the inactive partition, next to a reference
+//! pipeline on the same bytes in the same run (`curl | sha256sum` plus `dd`
+//! with fsync); and the bytes a one-file update downloads.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use qemu_tests::fixtures::{Build, Fixtures};
+use qemu_tests::server::Server;
+use tandem_slot::{Slot, verity};
+use updater::apply::{SlotJob, write_slot};
+use updater::disk::Region;
+use updater::http::Http;
+use updater::payload::{self, Options};
+use updater::repo::{FileRef, Manifest, UsrImage, Verity};
+
+use crate::{artifacts, setup, util};
+
+/// Data blocks of the synthetic slot image: 1 GiB of file system.
+const DATA_BYTES: u64 = 1 << 30;
+const RUNS: usize = 3;
+
+/// Runs the benchmark.
+pub fn run() -> Result<()> {
+    setup::run()?;
+    let a = artifacts::build()?;
+    let dir = util::out_dir().join("bench-update");
+    let repo = dir.join("repo");
+    std::fs::create_dir_all(repo.join("bench/1.0.0"))?;
+
+    // A slot image: 1 GiB that does not compress (the worst case for the
+    // engine, which also decompresses), then its dm-verity tree.
+    eprintln!("bench update: making a 1 GiB slot image and its payload");
+    let image = dir.join("usr.img");
+    let salt = [7u8; 32];
+    write_incompressible(&image, DATA_BYTES)?;
+    let tree = {
+        let mut f = std::io::BufReader::with_capacity(1 << 20, std::fs::File::open(&image)?);
+        verity::build(&mut f, DATA_BYTES / 4096, &salt, |_| {})?
+    };
+    std::io::Write::write_all(
+        &mut std::fs::OpenOptions::new().append(true).open(&image)?,
+        &tree.tree,
+    )?;
+    let payload_path = repo.join("bench/1.0.0/usr.payload");
+    let encoded = payload::encode(
+        std::fs::File::open(&image)?,
+        std::io::BufWriter::new(std::fs::File::create(&payload_path)?),
+        &Options::default(),
+        |_| {},
+    )?;
+    let dummy = FileRef {
+        path: "bench/1.0.0/vmlinuz".into(),
+        size: 1,
+        sha256: "0".repeat(64),
+    };
+    let manifest = Manifest {
+        format: updater::repo::FORMAT,
+        image: "bench".into(),
+        arch: "x86_64".into(),
+        version: "1.0.0".parse()?,
+        min_source_version: None,
+        usr: UsrImage {
+            size: encoded.image_size,
+            verity: Verity {
+                root_hash: verity::hex(&tree.root),
+                salt: verity::hex(&salt),
+                data_blocks: DATA_BYTES / 4096,
+            },
+            payload: encoded.payload_ref("bench/1.0.0/usr.payload"),
+            chunk_size: encoded.chunk_size,
+            chunks: encoded.chunks.clone(),
+        },
+        kernel: dummy.clone(),
+        initrd: FileRef {
+            path: "bench/1.0.0/initrd".into(),
+            ..dummy
+        },
+    };
+
+    let server = Server::start(&a.tandem, &repo, &dir.join("requests.jsonl"))?;
+    let url = format!("http://{}/", server.addr);
+    let target = dir.join("target.img");
+    let reference = dir.join("reference.img");
+    let mut ours = Vec::new();
+    let mut theirs = Vec::new();
+    for i in 0..RUNS {
+        ours.push(apply(&manifest, &url, &target, &dir)?);
+        theirs.push(reference_pipeline(
+            &format!("{url}bench/1.0.0/usr.payload"),
+            &reference,
+        )?);
+        eprintln!(
+            "run {}: tandem apply {:.2} s, reference {:.2} s",
+            i + 1,
+            ours[i].as_secs_f64(),
+            theirs[i].as_secs_f64()
+        );
+    }
+    let (o, t) = (median(&mut ours), median(&mut theirs));
+    let mib = |bytes: u64, d: Duration| bytes as f64 / (1 << 20) as f64 / d.as_secs_f64();
+    let payload_bytes = encoded.payload_size;
+    println!(
+        "bench update: {} MiB payload ({} MiB slot image) from tandem serve on loopback, median of {RUNS} runs",
+        payload_bytes >> 20,
+        encoded.image_size >> 20
+    );
+    println!(
+        "  tandem apply (HTTP Range, zstd, sha256 per chunk before writing, fsync): {:.2} s, {:.0} MiB/s of payload",
+        o.as_secs_f64(),
+        mib(payload_bytes, o)
+    );
+    println!(
+        "  reference (curl | tee >(sha256sum) | dd conv=fsync): {:.2} s, {:.0} MiB/s",
+        t.as_secs_f64(),
+        mib(payload_bytes, t)
+    );
+    println!(
+        "  ratio (throughput, tandem / reference): {:.2} (goal: >= 0.90)",
+        t.as_secs_f64() / o.as_secs_f64()
+    );
+
+    // The re-check of the whole written slot against the verity root that
+    // follows in a real install, for scale.
+    let started = Instant::now();
+    let written = Region::whole(&target, false)?;
+    updater::apply::verify_slot(&written, &manifest.usr, |_| {}).map_err(anyhow::Error::msg)?;
+    println!(
+        "  then the verity re-check of the written slot: {:.2} s",
+        started.elapsed().as_secs_f64()
+    );
+
+    one_file_update(&a, &server)?;
+    let _ = std::fs::remove_file(&image);
+    let _ = std::fs::remove_file(&target);
+    let _ = std::fs::remove_file(&reference);
+    Ok(())
+}
+
+/// One install of the manifest's slot into `target` (created empty).
+fn apply(manifest: &Manifest, url: &str, target: &Path, dir: &Path) -> Result<Duration> {
+    let _ = std::fs::remove_file(target);
+    std::fs::File::create(target)?.set_len(manifest.usr.size)?;
+    let progress = dir.join("progress.json");
+    let _ = std::fs::remove_file(&progress);
+    let region = Region::whole(target, true)?;
+    let job = SlotJob {
+        manifest,
+        manifest_sha256: "bench",
+        slot: Slot::B,
+        target: &region,
+        running: None,
+        progress_file: &progress,
+    };
+    let mut http = Http::new(url);
+    let started = Instant::now();
+    let counters = write_slot(&job, &mut http, &mut |_| {})?;
+    let took = started.elapsed();
+    if counters.downloaded != manifest.usr.payload.size {
+        bail!(
+            "downloaded {} of {} payload bytes",
+            counters.downloaded,
+            manifest.usr.payload.size
+        );
+    }
+    Ok(took)
+}
+
+fn reference_pipeline(url: &str, out: &Path) -> Result<Duration> {
+    let _ = std::fs::remove_file(out);
+    let script = format!(
+        "set -o pipefail; curl -sf '{url}' | tee >(sha256sum > /dev/null) | dd of='{}' bs=1M conv=fsync status=none",
+        out.display()
+    );
+    let started = Instant::now();
+    let status = Command::new("bash")
+        .args(["-c", &script])
+        .status()
+        .context("run bash")?;
+    let took = started.elapsed();
+    if !status.success() {
+        bail!("reference pipeline failed ({status}); is curl installed?");
+    }
+    Ok(took)
+}
+
+/// Bytes a node running 1.0.0 downloads to install 1.1.0, which differs in
+/// one file (the motd), against the full payload.
+fn one_file_update(a: &artifacts::Artifacts, server: &Server) -> Result<()> {
+    let env = qemu_tests::Env {
+        image: util::out_dir().join("images/minimal"),
+        artifacts: a.dir.clone(),
+        tandem: a.tandem.clone(),
+        cache: util::out_dir().join("cache"),
+    };
+    let f = Fixtures::get(&env)?;
+    let (v1, v2) = (f.build(Build::V1)?, f.build(Build::V2)?);
+    let repo = util::out_dir().join("bench-update/repo");
+    f.publish(&repo, "stable", Build::V2, &f.key, &[])?;
+    let manifest_bytes = std::fs::read(repo.join("tandem-minimal/1.1.0/manifest.json"))?;
+    let manifest: Manifest = serde_json::from_slice(&manifest_bytes)?;
+    let running = Region::whole(&v1.join("usr.img"), false)?;
+    let running_size = running.len();
+    let target = util::out_dir().join("bench-update/one-file.img");
+    let _ = std::fs::remove_file(&target);
+    std::fs::File::create(&target)?.set_len(manifest.usr.size)?;
+    let region = Region::whole(&target, true)?;
+    let progress = util::out_dir().join("bench-update/one-file-progress.json");
+    let _ = std::fs::remove_file(&progress);
+    let job = SlotJob {
+        manifest: &manifest,
+        manifest_sha256: "one-file",
+        slot: Slot::B,
+        target: &region,
+        running: Some((&running, running_size)),
+        progress_file: &progress,
+    };
+    let mut http = Http::new(&format!("http://{}/", server.addr));
+    let c = write_slot(&job, &mut http, &mut |_| {})?;
+    let written = std::fs::read(&target)?;
+    let expected = std::fs::read(v2.join("usr.img"))?;
+    if written[..expected.len()] != expected[..] {
+        bail!("the one-file update did not reproduce 1.1.0's slot image");
+    }
+    println!(
+        "  one-file update 1.0.0 -> 1.1.0: downloaded {} bytes ({:.1} % of the {}-byte payload; {} chunks downloaded, {} copied from the running slot, {} Range requests)",
+        c.downloaded,
+        100.0 * c.downloaded as f64 / manifest.usr.payload.size as f64,
+        manifest.usr.payload.size,
+        c.chunks[0],
+        c.chunks[1],
+        c.range_requests
+    );
+    let _ = std::fs::remove_file(&target);
+    Ok(())
+}
+
+/// `len` bytes of xorshift output: incompressible, fast to make, the same
+/// every run.
+fn write_incompressible(path: &Path, len: u64) -> Result<()> {
+    use std::io::Write;
+    let mut w = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(path)?);
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut buf = vec![0u8; 1 << 20];
+    for _ in 0..len >> 20 {
+        for word in buf.chunks_exact_mut(8) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            word.copy_from_slice(&x.to_le_bytes());
+        }
+        w.write_all(&buf)?;
+    }
+    w.flush()?;
+    Ok(())
+}
+
+fn median(v: &mut [Duration]) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
