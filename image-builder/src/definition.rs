@@ -387,15 +387,13 @@ impl Definition {
                 format!("{e} (versions are compared number by number)"),
             ));
         }
-        if img.channel.is_empty()
-            || !img
-                .channel
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        {
+        if !updater::repo::valid_channel(&img.channel) {
             return Err(self.invalid(
                 "image.channel",
-                format!("{:?}: use letters, digits, - and _", img.channel),
+                format!(
+                    "{:?}: use lower-case letters, digits, `.`, `-` and `_`",
+                    img.channel
+                ),
             ));
         }
         if img.arch != "x86_64" {

@@ -136,14 +136,7 @@ pub struct Source {
     pub text: String,
 }
 
-/// Whether `name` can be a channel (and a file name): `[a-z0-9._-]`, 1–64.
-pub fn valid_channel(name: &str) -> bool {
-    (1..=64).contains(&name.len())
-        && !name.starts_with('.')
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
-}
+pub use crate::repo::valid_channel;
 
 /// Merges layers in order. Every layer is checked; any error makes the
 /// whole result an error (the caller keeps its last good configuration).

@@ -371,6 +371,11 @@ pub fn install(
         activated_at: now_unix(),
         failure: None,
     });
+    // From now on the node may run an image built for another channel
+    // (promoted): remember the one it follows (see `State::channel`).
+    if state.channel.is_none() {
+        state.channel = ctx.identity.channel.clone();
+    }
     state.save(&state_file)?;
     disk.modify("activating the updated slot", |p| {
         p.activate_inactive(running);
@@ -404,7 +409,7 @@ pub struct Engine {
     identity: Result<Identity, String>,
     boot: Result<BootFacts, String>,
     health: Tracker,
-    /// The channel recorded in state.json on first start (see
+    /// The channel recorded in state.json by the first install (see
     /// [`State::channel`]).
     home_channel: Option<String>,
     /// Checks or installs that failed in a row.
@@ -436,7 +441,7 @@ impl Engine {
             home_channel: None,
             failures: 0,
         };
-        e.home_channel = e.record_home_channel();
+        e.home_channel = e.load_home_channel();
         e.status.update(|s| {
             s.format = crate::status::FORMAT;
             s.since = now_unix();
@@ -468,38 +473,20 @@ impl Engine {
             .unwrap_or_else(|| "stable".into())
     }
 
-    /// The node's home channel: read from state.json, or on first start
-    /// taken from the running image and written there.
-    fn record_home_channel(&mut self) -> Option<String> {
+    /// The channel recorded in state.json by the first install (none
+    /// before: until then the running image's own channel is the home one).
+    fn load_home_channel(&mut self) -> Option<String> {
         let path = self.paths.state_file();
-        let mut state = match State::load(&path) {
-            Ok(s) => s,
+        match State::load(&path) {
+            Ok(state) => state.channel,
             Err(e) => {
                 self.status.update(|s| {
                     s.warnings
                         .push(format!("cannot read {}: {e}", path.display()))
                 });
-                return None;
+                None
             }
-        };
-        if state.channel.is_some() {
-            return state.channel;
         }
-        let image_channel = self
-            .identity
-            .as_ref()
-            .ok()
-            .and_then(|i| i.channel.clone())?;
-        state.channel = Some(image_channel.clone());
-        if let Err(e) = state.save(&path) {
-            self.status.update(|s| {
-                s.warnings.push(format!(
-                    "cannot record the home channel in {}: {e}",
-                    path.display()
-                ))
-            });
-        }
-        Some(image_channel)
     }
 
     /// Re-reads the configuration if a file changed (or always, with

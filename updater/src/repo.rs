@@ -244,6 +244,17 @@ impl Manifest {
     }
 }
 
+/// Whether `name` can be a channel (and a file name in the repository):
+/// `[a-z0-9._-]`, 1–64 characters, not starting with a dot. One rule for
+/// image definitions, release tooling and nodes.
+pub fn valid_channel(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && !name.starts_with('.')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
+}
+
 /// Whether `s` is 64 lower-case hex digits.
 pub fn is_sha256(s: &str) -> bool {
     s.len() == 64

@@ -33,9 +33,9 @@ pub struct State {
     #[serde(default)]
     pub failed: Vec<Failed>,
     /// The channel this node follows when no configuration names one: the
-    /// channel of the image it was first installed with, recorded on first
-    /// start. A version promoted from another channel (built with that
-    /// channel's name) must not move the node to that channel.
+    /// channel of the image it was first installed with, recorded by its
+    /// first update. A version promoted from another channel (built with
+    /// that channel's name) must not move the node to that channel.
     #[serde(default)]
     pub channel: Option<String>,
 }

@@ -476,3 +476,27 @@ fn an_update_waits_until_the_running_slot_is_confirmed() {
             .all(|&b| b == 0x11)
     );
 }
+
+/// After its first update a node keeps following the channel of the image
+/// it was installed with, even when the new image was built for another
+/// channel (a promoted build): `State::channel`.
+#[test]
+fn the_home_channel_survives_an_image_of_another_channel() {
+    let v1 = v1();
+    let w = world(&v1);
+    let p = w.repo.publish("1.1.0", &fresh_v2());
+    w.repo.point("stable", &p);
+    install(&w).expect("install");
+    let state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(w.node.paths.state_file()).expect("state written"))
+            .expect("json");
+    assert_eq!(state["channel"], "stable");
+    // The new image says it belongs to beta.
+    let release = std::fs::read_to_string(&w.node.paths.os_release).expect("os-release");
+    std::fs::write(
+        &w.node.paths.os_release,
+        release.replace("TANDEM_CHANNEL=stable", "TANDEM_CHANNEL=beta"),
+    )
+    .expect("write");
+    assert_eq!(Engine::new(w.node.paths.clone()).channel(), "stable");
+}

@@ -1,0 +1,99 @@
+//! Publishing to an update repository (`tandem release`): a build directory
+//! becomes an immutable version (chunked payload, kernel, initramfs,
+//! manifest), channels are pointed at versions with signed pointers, and
+//! [`status`] reports what a repository serves.
+//!
+//! Formats are [`updater::repo`], signing is [`updater::keys`] and the
+//! checks a node applies are [`updater::policy`]: the release side uses the
+//! node's own code, so the two cannot drift.
+//!
+//! Crash safety: a version is assembled in a hidden directory inside the
+//! repository and renamed into place complete, so a half-published version
+//! is never visible; a channel pointer is written to a temporary file,
+//! synced and renamed over the old one. One release command at a time holds
+//! the repository (a lock file).
+
+use std::io::{BufWriter, Read, Write};
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use updater::keys::{PrivateKey, PublicKey};
+use updater::payload;
+use updater::policy;
+use updater::repo::{
+    self, CHUNK_SIZE, ChannelPointer, Envelope, FORMAT, FileRef, Manifest, Rollout, Signature,
+    UsrImage, Verity,
+};
+use updater::version::Version;
+
+use crate::clock;
+use crate::error::{Error, IoContext, Result};
+use crate::manifest::{self, Artifact, BuildManifest};
+use crate::pipeline::outputs;
+use crate::progress::Progress;
+
+/// File names inside a version directory.
+pub mod files {
+    /// The chunked /usr payload.
+    pub const PAYLOAD: &str = "usr.payload";
+    /// The kernel.
+    pub const KERNEL: &str = "vmlinuz";
+    /// The initramfs.
+    pub const INITRD: &str = "initrd";
+    /// The manifest.
+    pub const MANIFEST: &str = "manifest.json";
+}
+
+/// Lock file in the repository root (hidden: never part of a release).
+pub const LOCK_FILE: &str = ".tandem-release.lock";
+
+/// How long a new pointer is valid unless told otherwise.
+pub const DEFAULT_EXPIRES_IN: u64 = 30 * 86_400;
+
+pub use updater::repo::valid_channel;
+
+/// Whether `name` is a valid image name: lower-case letters, digits, `-`.
+pub fn valid_image(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && !name.starts_with('-')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}
+
+fn check_channel(name: &str) -> Result<()> {
+    if valid_channel(name) {
+        Ok(())
+    } else {
+        Err(Error::InvalidName {
+            what: "channel",
+            name: name.into(),
+            rule: "use lower-case letters, digits, `.`, `-` and `_` (e.g. stable, beta)",
+        })
+    }
+}
+
+mod build_dir;
+mod files_io;
+mod lock;
+mod pointer;
+mod promote;
+mod publish;
+mod schedule;
+mod status;
+
+pub use build_dir::*;
+use files_io::*;
+pub use lock::*;
+pub use pointer::*;
+pub use promote::*;
+pub use publish::*;
+pub use schedule::*;
+pub use status::*;
+
+#[cfg(test)]
+mod tests;
