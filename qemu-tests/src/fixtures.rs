@@ -82,13 +82,18 @@ pub struct Fixtures {
     /// A key they do not trust.
     pub untrusted_key: PathBuf,
     env: Env,
-    built: Mutex<Vec<Build>>,
+    build_lock: Mutex<()>,
 }
 
 impl Fixtures {
     /// The fixtures of this test process (keys made on first use).
     pub fn get(env: &Env) -> Result<&'static Fixtures> {
         static F: OnceLock<Fixtures> = OnceLock::new();
+        // Tests run on parallel threads: one makes the keys, the others wait.
+        static INIT: Mutex<()> = Mutex::new(());
+        let _guard = INIT
+            .lock()
+            .map_err(|_| anyhow::anyhow!("fixture lock poisoned"))?;
         if let Some(f) = F.get() {
             return Ok(f);
         }
@@ -111,7 +116,7 @@ impl Fixtures {
             untrusted_key: keys.join("untrusted.key"),
             dir,
             env: env.clone(),
-            built: Mutex::new(Vec::new()),
+            build_lock: Mutex::new(()),
         };
         Ok(F.get_or_init(|| f))
     }
@@ -119,7 +124,7 @@ impl Fixtures {
     /// The output directory of `build`, building it if its inputs changed.
     pub fn build(&self, build: Build) -> Result<PathBuf> {
         let _guard = self
-            .built
+            .build_lock
             .lock()
             .map_err(|_| anyhow::anyhow!("fixture lock poisoned"))?;
         let src = self.dir.join("src").join(build.dir_name());
