@@ -30,10 +30,14 @@ struct Cli {
 enum Command {
     /// Build a disk image from an image definition (image.toml).
     Build(commands::build::Args),
+    /// The fleet in etcd: `cluster status [--json]`, `cluster forget-failed <version>`.
+    Cluster(commands::cluster::Args),
     /// Show partitions, slot states and problems of a disk image.
     Inspect(commands::inspect::Args),
     /// Make an update signing key pair (<name>.key, <name>.pub).
     Keygen(commands::keygen::Args),
+    /// The cluster's reboot semaphore in etcd: `lock status | lock <id> | unlock <id> | set-max <n>`.
+    Lock(commands::cluster::Args),
     /// Publish builds to an update repository, promote between channels, show status.
     Release(commands::release::Args),
     /// Serve an update repository over HTTP (labs and tests).
@@ -44,6 +48,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Build(a) => commands::build::run(a),
+        Command::Cluster(a) => commands::cluster::run("cluster", a),
+        Command::Lock(a) => commands::cluster::run("lock", a),
         Command::Inspect(a) => commands::inspect::run(a),
         Command::Keygen(a) => commands::keygen::run(a),
         Command::Release(a) => commands::release::run(a),

@@ -5,6 +5,7 @@
 //! tandemctl slot status [--json]   the A/B attributes on the boot disk
 //! tandemctl slot mark-good         confirm the running slot (successful=1, tries=0)
 //! tandemctl update …               the update daemon (`updater::cli`)
+//! tandemctl cluster …|lock …       the fleet in etcd (`agent::cli`)
 //! tandemctl reboot|poweroff|halt   ask PID 1 to shut down cleanly
 //! ```
 
@@ -26,6 +27,10 @@ pub const USAGE: &str = "usage:
   tandemctl update apply [--no-wait]    install now, without waiting for this node's rollout turn
   tandemctl update channel <name>       follow another channel (writes /etc/tandem/update.toml)
   tandemctl update forget-failed <ver>  allow a version that failed to come up here again
+  tandemctl cluster status [--json]     the fleet: versions, states, lock holders, failed versions
+  tandemctl cluster forget-failed <ver> let the cluster install a version that rolled back again
+  tandemctl lock status [--json] | lock [<id>] | unlock <id> | set-max <n>
+                                        the cluster's reboot semaphore (--group <g>, --etcd <url>)
   tandemctl reboot | poweroff | halt";
 
 /// Runs a command; returns the process exit code.
@@ -38,6 +43,14 @@ pub fn run(args: &[String]) -> Result<u8, Error> {
         ["slot", "status", "--json"] => slot_status(true),
         ["slot", "mark-good"] => mark_good(),
         ["update", rest @ ..] => Ok(updater::cli::run(rest, Path::new(updater::node::SOCKET))?),
+        ["cluster" | "lock", ..] => {
+            let defaults = agent::cli::Defaults {
+                config: Some(agent::config::ConfigPaths::default()),
+                machine_id: updater::node::machine_id(&updater::node::Paths::default().machine_id)
+                    .ok(),
+            };
+            Ok(agent::cli::run(&args, &defaults)?)
+        }
         ["reboot"] => signal_init(Shutdown::Reboot),
         ["poweroff"] => signal_init(Shutdown::PowerOff),
         ["halt"] => signal_init(Shutdown::Halt),

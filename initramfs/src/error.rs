@@ -280,4 +280,7 @@ pub enum Error {
     /// `tandemctl update` failed.
     #[error(transparent)]
     Update(#[from] updater::Error),
+    /// A cluster or lock command failed (`agent::cli`).
+    #[error(transparent)]
+    Cluster(#[from] agent::cli::Error),
 }

@@ -34,12 +34,14 @@ pub struct Lab {
 pub struct NodeSetup {
     /// What the node was flashed with.
     pub build: Build,
-    /// `reboot-strategy` (`reboot` or `off`).
+    /// `reboot-strategy` (`reboot`, `off`, `etcd-lock`, `fleetlock`).
     pub strategy: &'static str,
     /// `channel`, if the OEM config names one.
     pub channel: Option<&'static str>,
     /// Extra lines for the OEM update.toml.
     pub extra: String,
+    /// The OEM agent.toml (none if empty).
+    pub agent_toml: String,
 }
 
 impl NodeSetup {
@@ -50,6 +52,7 @@ impl NodeSetup {
             strategy: "reboot",
             channel: None,
             extra: String::new(),
+            agent_toml: String::new(),
         }
     }
 }
@@ -148,6 +151,9 @@ impl Lab {
         }
         toml.push_str(&setup.extra);
         disk.put_oem_file("update.toml", toml.as_bytes())?;
+        if !setup.agent_toml.is_empty() {
+            disk.put_oem_file("agent.toml", setup.agent_toml.as_bytes())?;
+        }
         Ok(disk)
     }
 

@@ -12,18 +12,24 @@
 //! - [`server`]: `tandem serve` on the host, its request log, and a proxy
 //!   that stalls, drops or throttles connections;
 //! - [`lab`]: a repository, its server and nodes pointed at it, for the
-//!   update scenarios.
+//!   update scenarios;
+//! - [`etcd`]: real etcd members on loopback (killed, restarted, stopped)
+//!   for the reboot-coordination tests and `cargo xtask bench lock`, and a
+//!   key's history read back from etcd.
 //!
 //! The scenarios live in `tests/`, one file each.
 #![warn(missing_docs)]
 
 pub mod disk;
 pub mod env;
+pub mod etcd;
 pub mod fixtures;
 pub mod lab;
 pub mod server;
 pub mod vm;
 
+/// The agent library (etcd client, semaphore), for `cargo xtask bench lock`.
+pub use agent;
 pub use disk::Disk;
 pub use env::Env;
 pub use vm::{Vm, VmConfig};

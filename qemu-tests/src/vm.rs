@@ -72,6 +72,7 @@ pub struct Vm {
     log: PathBuf,
     _vars: tempfile::TempDir,
     next_token: u32,
+    started: Instant,
 }
 
 impl std::fmt::Debug for Vm {
@@ -148,7 +149,14 @@ impl Vm {
             log,
             _vars: vars,
             next_token: 0,
+            started,
         })
+    }
+
+    /// When QEMU was started: a [`Line::at`] is relative to it (to order
+    /// the lines of several machines).
+    pub fn started(&self) -> Instant {
+        self.started
     }
 
     /// Waits until a console line after the last match contains `needle`;

@@ -111,8 +111,7 @@ fn broken_release_rolls_back_and_is_not_retried() -> Result<()> {
     let s = vm.update_status()?;
     assert_eq!(s["running_version"], "1.0.0");
     assert!(
-        s.to_string()
-            .contains("failed to come up on this node before"),
+        s.to_string().contains("failed to come up on this node"),
         "{s:#}"
     );
     assert_eq!(

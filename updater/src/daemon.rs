@@ -424,7 +424,13 @@ impl Daemon {
                 }
             }
             Request::AgentReport { report } => {
+                let failed = report.cluster_failed.clone();
                 self.engine.status.update(|s| s.agent = Some(report));
+                for v in &failed {
+                    if let Err(e) = self.engine.withdraw_pending(v) {
+                        crate::log!("withdrawing {v}: {e}");
+                    }
+                }
                 done(&self.engine, "noted".into())
             }
         }

@@ -584,7 +584,22 @@ impl Engine {
         let channel = self.channel();
         let machine_id = node::machine_id(&self.paths.machine_id)?;
         let state = State::load(&self.paths.state_file())?;
-        let failed = state.failed_versions();
+        let mut failed = state.failed_versions();
+        // The cluster's failed versions, as the reboot agent last reported them.
+        let cluster: Vec<Version> = self
+            .status
+            .get()
+            .agent
+            .map(|a| a.cluster_failed)
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|v| v.parse().ok())
+            .collect();
+        for v in cluster {
+            if !failed.contains(&v) {
+                failed.push(v);
+            }
+        }
         let (keys, key_errors) = keys::load_trust_dir(&self.paths.trust_dir);
         let mut warnings: Vec<String> = key_errors
             .iter()
@@ -598,7 +613,11 @@ impl Engine {
         }
         self.status.update(|s| {
             s.warnings = warnings;
-            s.failed_versions = failed.iter().map(ToString::to_string).collect();
+            s.failed_versions = state
+                .failed_versions()
+                .iter()
+                .map(ToString::to_string)
+                .collect();
         });
         let facts = NodeFacts {
             image: &id.image,
@@ -911,6 +930,40 @@ impl Engine {
             }
         });
         reboot(&msg);
+        Ok(())
+    }
+
+    /// Takes back an installed update that waits for its reboot, because
+    /// its version rolled back elsewhere in the cluster: its slot is made
+    /// unbootable again (priority 0), so no reboot, planned or not, starts
+    /// it. The version stays refused while the cluster's record stands.
+    pub fn withdraw_pending(&mut self, version: &str) -> Result<(), Error> {
+        let UpdateState::UpdatedNeedReboot { version: v, slot } = self.status.get().state else {
+            return Ok(());
+        };
+        if v != version {
+            return Ok(());
+        }
+        let b = self.boot()?.clone();
+        let disk = BootDisk::open(&b.disk, true)?;
+        disk.modify("withdrawing an update that failed elsewhere", |p| {
+            p.clear_inactive(b.slot);
+            Ok(())
+        })?;
+        let file = self.paths.state_file();
+        let mut state = State::load(&file)?;
+        state.pending = None;
+        state.save(&file)?;
+        let reason = format!(
+            "{v} rolled back elsewhere in the cluster: withdrawn from slot {slot} (no longer bootable)"
+        );
+        crate::log!("{reason}");
+        self.status.set_state(UpdateState::Error {
+            reason,
+            action: format!(
+                "`tandemctl cluster status` shows where and why; `tandemctl cluster forget-failed {v}` allows it again"
+            ),
+        });
         Ok(())
     }
 

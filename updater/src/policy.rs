@@ -93,7 +93,7 @@ pub enum Refusal {
     },
     /// A version that failed here before.
     #[error(
-        "{version} failed to come up on this node before and is not installed again automatically: `tandemctl update forget-failed {version}` allows it"
+        "{version} failed to come up on this node or elsewhere in its cluster before and is not installed again automatically: `tandemctl update forget-failed {version}` (this node) or `tandemctl cluster forget-failed {version}` (the cluster) allows it"
     )]
     FailedBefore {
         /// The version.

@@ -164,6 +164,10 @@ pub struct AgentReport {
     pub message: String,
     /// When (Unix seconds).
     pub at: u64,
+    /// Versions that rolled back elsewhere in the cluster (from etcd):
+    /// refused like this node's own failed versions.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cluster_failed: Vec<String>,
 }
 
 /// Everything `tandemctl update status` shows.

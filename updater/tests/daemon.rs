@@ -136,6 +136,7 @@ fn the_daemon_serves_status_checks_and_applies() {
         state: "reboot-needed".into(),
         message: "reboot needed".into(),
         at: now(),
+        cluster_failed: vec![],
     };
     assert!(matches!(
         call(
@@ -204,4 +205,27 @@ fn the_daemon_serves_status_checks_and_applies() {
         text.contains("updated-need-reboot") && text.contains("chanel"),
         "{text}"
     );
+
+    // The agent says 1.1.0 rolled back elsewhere in the cluster: the
+    // waiting update is withdrawn, its slot no longer bootable.
+    assert!(node.slots().get(tandem_slot::Slot::B).priority() > 0);
+    let report = updater::status::AgentReport {
+        strategy: updater::config::RebootStrategy::EtcdLock,
+        state: "blocked".into(),
+        message: "1.1.0 failed elsewhere".into(),
+        at: now(),
+        cluster_failed: vec!["1.1.0".into()],
+    };
+    assert!(matches!(
+        call(&paths, Request::AgentReport { report }),
+        Response::Done { .. }
+    ));
+    match status(&paths).state {
+        UpdateState::Error { reason, action } => {
+            assert!(reason.contains("withdrawn from slot B"), "{reason}");
+            assert!(action.contains("cluster forget-failed 1.1.0"), "{action}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(node.slots().get(tandem_slot::Slot::B).priority(), 0);
 }

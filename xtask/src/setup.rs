@@ -27,6 +27,9 @@ pub const PACKAGES: &[&str] = &[
     "musl-tools",
     // reference pipeline of `cargo xtask bench update`
     "curl",
+    // reboot coordination tests (qemu-tests/tests/lock.rs) and `cargo xtask bench lock`
+    "etcd-server",
+    "etcd-client",
 ];
 
 /// Rust targets beside the host.

@@ -1,6 +1,7 @@
 //! One module per subcommand; each parses its arguments and calls the library.
 
 pub mod build;
+pub mod cluster;
 pub mod inspect;
 pub mod keygen;
 pub mod release;

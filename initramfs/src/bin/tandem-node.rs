@@ -23,10 +23,9 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Some(Role::Agent) => agent::run(
-            std::path::Path::new(updater::node::SOCKET),
-            &agent::reboot_via_init,
-        ),
+        Some(Role::Agent) => {
+            agent::daemon::run(agent::daemon::Options::default(), &agent::reboot_via_init)
+        }
         _ => {
             eprintln!(
                 "tandem-node: started as {argv0:?}; install it as tandemctl, tandem-updated or tandem-agent"

@@ -1,0 +1,594 @@
+//! The agent's loop: I/O only. Each round reads the updater's status,
+//! agent.toml and (when configured) etcd, asks [`crate::decide::decide`]
+//! what to do, does it, publishes the node's fleet record and reports back
+//! to the updater. Decisions that change the lock or record a failure are
+//! followed by a new round at once; otherwise the loop sleeps [`POLL`], or
+//! backs off (1 s … 60 s, doubling, with jitter) while etcd or the
+//! FleetLock server fail.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use updater::api::{self, Request};
+use updater::clock::now_unix;
+use updater::config::RebootStrategy;
+use updater::status::{AgentReport, UpdateStatus};
+
+use crate::config::{AgentConfig, ConfigPaths, EtcdSettings, read_password};
+use crate::decide::{self, Decision, Inputs, LockState, state};
+use crate::etcd::{self, Auth, Etcd, Tls};
+use crate::fleet::{self, FailedRecord, NodeRecord, Presence};
+use crate::fleetlock::FleetLock;
+use crate::lock::{Lock, Locked};
+
+/// How often the agent looks at the updater's status.
+pub const POLL: Duration = Duration::from_secs(5);
+/// First wait after a failure of etcd or the FleetLock server.
+pub const BACKOFF_FIRST: Duration = Duration::from_secs(1);
+/// Longest wait after failures.
+pub const BACKOFF_CAP: Duration = Duration::from_secs(60);
+/// Decisions carried out back to back before the loop sleeps (a lock
+/// taken, then the reboot).
+const MAX_STEPS: usize = 4;
+
+/// Where the agent finds things.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// The updater's socket.
+    pub socket: PathBuf,
+    /// agent.toml layers.
+    pub config: ConfigPaths,
+    /// `/etc/machine-id`.
+    pub machine_id: PathBuf,
+    /// The host name file (`/proc/sys/kernel/hostname`).
+    pub hostname: PathBuf,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            socket: updater::node::SOCKET.into(),
+            config: ConfigPaths::default(),
+            machine_id: updater::node::Paths::default().machine_id,
+            hostname: "/proc/sys/kernel/hostname".into(),
+        }
+    }
+}
+
+/// A line on standard output (the service log): `tandem-agent: …`.
+pub fn log(message: &str) {
+    let _ = std::io::stdout()
+        .lock()
+        .write_all(format!("tandem-agent: {message}\n").as_bytes());
+}
+
+/// An etcd client from agent.toml's `[etcd]`.
+pub fn connect(s: &EtcdSettings) -> Result<Etcd, String> {
+    let auth = match (&s.username, &s.password_file) {
+        (Some(user), Some(file)) => Auth::Password {
+            user: user.clone(),
+            password: read_password(file).map_err(|e| e.to_string())?,
+        },
+        (Some(_), None) => {
+            return Err("[etcd] username is set without password-file".into());
+        }
+        _ => Auth::None,
+    };
+    let tls = Tls {
+        ca_file: s.ca_file.clone(),
+        cert_file: s.cert_file.clone(),
+        key_file: s.key_file.clone(),
+    };
+    Etcd::new(&s.endpoints, auth, &tls).map_err(|e| e.to_string())
+}
+
+/// The lock service of a strategy.
+enum Backend {
+    Etcd,
+    FleetLock(FleetLock),
+    None,
+}
+
+/// What carrying out a decision led to.
+struct Step {
+    /// Decide again at once (the lock or a record changed).
+    again: bool,
+    /// The state to report.
+    state: &'static str,
+    /// What and why.
+    message: String,
+    /// A wait other than [`POLL`] (backing off).
+    wait: Option<Duration>,
+}
+
+impl Step {
+    fn done(state: &'static str, message: String) -> Step {
+        Step {
+            again: false,
+            state,
+            message,
+            wait: None,
+        }
+    }
+
+    fn again(state: &'static str, message: String) -> Step {
+        Step {
+            again: true,
+            state,
+            message,
+            wait: None,
+        }
+    }
+
+    fn wait(state: &'static str, message: String, wait: Duration) -> Step {
+        Step {
+            again: false,
+            state,
+            message,
+            wait: Some(wait),
+        }
+    }
+}
+
+struct Agent<'a> {
+    opts: Options,
+    reboot: &'a dyn Fn() -> std::io::Result<()>,
+    machine_id: String,
+    config: AgentConfig,
+    config_error: Option<String>,
+    fingerprints: Vec<Option<(std::time::SystemTime, u64)>>,
+    etcd: Option<Etcd>,
+    etcd_error: Option<String>,
+    fleetlock_error: Option<String>,
+    lock: LockState,
+    reboot_requested_at: Option<u64>,
+    rollback_recorded: bool,
+    cluster_failed: Vec<String>,
+    failures: u32,
+    presence: Presence,
+    last_report: Option<(String, String, Vec<String>)>,
+    last_log: String,
+}
+
+/// Runs the agent: never returns. `reboot` asks for the reboot.
+pub fn run(opts: Options, reboot: &dyn Fn() -> std::io::Result<()>) -> ! {
+    log(&format!("started, watching {}", opts.socket.display()));
+    let mut agent = Agent {
+        machine_id: String::new(),
+        reboot,
+        config: AgentConfig::default(),
+        config_error: None,
+        fingerprints: Vec::new(),
+        etcd: None,
+        etcd_error: None,
+        fleetlock_error: None,
+        lock: LockState::Unknown,
+        reboot_requested_at: None,
+        rollback_recorded: false,
+        cluster_failed: Vec::new(),
+        failures: 0,
+        presence: Presence::default(),
+        last_report: None,
+        last_log: String::new(),
+        opts,
+    };
+    loop {
+        let wait = agent.round();
+        std::thread::sleep(wait);
+    }
+}
+
+impl Agent<'_> {
+    /// Logs `msg` unless it is what was logged last (a failure repeating
+    /// every round is said once).
+    fn log_once(&mut self, msg: String) {
+        if msg != self.last_log {
+            log(&msg);
+            self.last_log = msg;
+        }
+    }
+
+    fn backoff(&mut self) -> Duration {
+        self.failures = self.failures.saturating_add(1);
+        decide::backoff(
+            self.failures,
+            BACKOFF_FIRST,
+            BACKOFF_CAP,
+            crate::lock::jitter(),
+        )
+        .max(BACKOFF_FIRST)
+    }
+
+    fn reload_config(&mut self) {
+        let prints = self.opts.config.fingerprints();
+        if prints == self.fingerprints && !self.machine_id.is_empty() {
+            return;
+        }
+        self.fingerprints = prints;
+        if self.machine_id.is_empty() {
+            match updater::node::machine_id(&self.opts.machine_id) {
+                Ok(id) => self.machine_id = id,
+                Err(e) => self.log_once(format!("cannot read the machine id: {e}")),
+            }
+        }
+        match self.opts.config.load() {
+            Ok(c) => {
+                self.config = c;
+                self.config_error = None;
+            }
+            Err(errors) => {
+                let text: Vec<String> = errors.iter().map(ToString::to_string).collect();
+                self.config_error = Some(text.join("; "));
+            }
+        }
+        self.etcd = None;
+        self.etcd_error = None;
+        if let Some(s) = &self.config.etcd {
+            match connect(s) {
+                Ok(e) => self.etcd = Some(e),
+                Err(e) => self.etcd_error = Some(e),
+            }
+        }
+        self.fleetlock_error = None;
+        log(&format!(
+            "configuration: group {}, window {}, etcd {}, fleetlock {}",
+            self.config.group,
+            self.config
+                .window
+                .map_or_else(|| "none (any time)".to_string(), |w| w.to_string()),
+            self.config
+                .etcd
+                .as_ref()
+                .map_or_else(|| "not configured".into(), |e| e.endpoints.join(",")),
+            self.config.fleetlock.as_deref().unwrap_or("not configured"),
+        ));
+    }
+
+    fn backend(&self, strategy: RebootStrategy) -> Result<Backend, String> {
+        if let Some(e) = &self.config_error {
+            return Err(format!("agent.toml is not valid: {e}"));
+        }
+        match strategy {
+            RebootStrategy::EtcdLock => match (&self.etcd, &self.etcd_error) {
+                (Some(_), _) => Ok(Backend::Etcd),
+                (None, Some(e)) => Err(format!("[etcd] settings in agent.toml: {e}")),
+                (None, None) => Err(
+                    "no [etcd] endpoints in agent.toml (/etc/tandem/agent.toml or the OEM partition)"
+                        .into(),
+                ),
+            },
+            RebootStrategy::Fleetlock => match &self.config.fleetlock {
+                Some(url) => FleetLock::new(url, &self.machine_id, &self.config.group)
+                    .map(Backend::FleetLock)
+                    .map_err(|e| e.to_string()),
+                None => Err("no [fleetlock] url in agent.toml".into()),
+            },
+            _ => Ok(Backend::None),
+        }
+    }
+
+    /// Reads what etcd knows for this round: the cluster's failed
+    /// versions, whether this node holds the lock (after a restart),
+    /// whether this boot's rollback is recorded.
+    fn read_etcd(
+        &mut self,
+        status: &UpdateStatus,
+        strategy: RebootStrategy,
+    ) -> Result<(), etcd::Error> {
+        let Some(etcd) = &self.etcd else {
+            return Ok(());
+        };
+        let (failed, bad) = fleet::failed(etcd)?;
+        if !bad.is_empty() {
+            log(&bad.join("; "));
+        }
+        self.cluster_failed = failed.into_iter().map(|f| f.version).collect();
+        if strategy == RebootStrategy::EtcdLock && self.lock == LockState::Unknown {
+            let s = Lock::new(etcd, &self.config.group)
+                .status()
+                .map_err(|e| match e {
+                    crate::lock::Error::Etcd(e) => e,
+                    other => etcd::Error::Tls(other.to_string()),
+                })?;
+            self.lock = if s.semaphore.holds(&self.machine_id) {
+                log(&format!(
+                    "this node holds the reboot lock {} (taken before this agent started)",
+                    s.key
+                ));
+                LockState::Held { since: None }
+            } else {
+                LockState::Free
+            };
+        }
+        if let Some(rb) = &status.rollback
+            && !self.rollback_recorded
+            && fleet::is_failed(etcd, &rb.version)?
+        {
+            self.rollback_recorded = true;
+        }
+        Ok(())
+    }
+
+    /// One round; how long to sleep after it.
+    fn round(&mut self) -> Duration {
+        let mut wait = POLL;
+        for _ in 0..MAX_STEPS {
+            let status = match updater::cli::status(&self.opts.socket) {
+                Ok(s) => s,
+                Err(e) => {
+                    self.log_once(format!(
+                        "cannot read the updater's status: {e}; retrying every {} s",
+                        POLL.as_secs()
+                    ));
+                    return POLL;
+                }
+            };
+            self.reload_config();
+            let strategy = status.reboot_strategy;
+            let lock_based = matches!(
+                strategy,
+                RebootStrategy::EtcdLock | RebootStrategy::Fleetlock
+            );
+            if !lock_based && self.etcd.is_none() {
+                self.lock = LockState::Free;
+            }
+            let backend = self.backend(strategy);
+            let mut etcd_down = None;
+            if let Err(e) = self.read_etcd(&status, strategy) {
+                etcd_down = Some(e.to_string());
+            }
+            let now = now_unix();
+            let unrecorded = status
+                .rollback
+                .as_ref()
+                .filter(|_| self.etcd.is_some() && etcd_down.is_none() && !self.rollback_recorded);
+            let inputs = Inputs {
+                strategy,
+                status: &status,
+                lock: self.lock,
+                backend_missing: backend.as_ref().err().cloned(),
+                window: self.config.window.as_ref(),
+                now,
+                reboot_requested_at: self.reboot_requested_at,
+                unrecorded_rollback: unrecorded,
+                cluster_failed: &self.cluster_failed,
+            };
+            let decision = decide::decide(&inputs);
+            let backend = backend.unwrap_or(Backend::None);
+            let step = self.carry_out(decision, &backend, strategy, &status, etcd_down);
+            self.publish(&status, step.state);
+            self.report(&status, step.state, step.message);
+            if let Some(w) = step.wait {
+                wait = w;
+            }
+            if !step.again {
+                break;
+            }
+        }
+        if wait == POLL {
+            self.failures = 0;
+        }
+        wait
+    }
+
+    /// Does `decision`.
+    fn carry_out(
+        &mut self,
+        decision: Decision,
+        backend: &Backend,
+        strategy: RebootStrategy,
+        status: &UpdateStatus,
+        etcd_down: Option<String>,
+    ) -> Step {
+        let now = now_unix();
+        match decision {
+            Decision::Report { state, message } => match etcd_down {
+                // A lock decision waits on etcd: say why it cannot be asked.
+                Some(e) if strategy == RebootStrategy::EtcdLock => {
+                    let wait = self.backoff();
+                    Step::wait(
+                        state,
+                        format!("{message}; etcd: {e}; retrying in {} s", wait.as_secs()),
+                        wait,
+                    )
+                }
+                _ => Step::done(state, message),
+            },
+            Decision::RecordFailure { version, reason } => {
+                let Some(etcd) = &self.etcd else {
+                    return Step::done(state::ERROR, "no etcd to record the failure in".into());
+                };
+                let rec = FailedRecord {
+                    version: version.clone(),
+                    machine_id: self.machine_id.clone(),
+                    hostname: hostname(&self.opts.hostname),
+                    reason,
+                    at: now,
+                };
+                match fleet::record_failure(etcd, &rec) {
+                    Ok(created) => {
+                        self.rollback_recorded = true;
+                        log(&format!(
+                            "{version} rolled back on this node: {} {}; no node of the cluster installs it until `tandemctl cluster forget-failed {version}`",
+                            if created {
+                                "recorded in"
+                            } else {
+                                "already recorded in"
+                            },
+                            fleet::failed_key(&version)
+                        ));
+                        Step::again(state::IDLE, "failure recorded".into())
+                    }
+                    Err(e) => {
+                        let wait = self.backoff();
+                        Step::wait(
+                            state::ERROR,
+                            format!(
+                                "cannot record in etcd that {version} rolled back: {e}; retrying in {} s",
+                                wait.as_secs()
+                            ),
+                            wait,
+                        )
+                    }
+                }
+            }
+            Decision::TakeLock { reason } => match self.take_lock(backend) {
+                Ok(None) => {
+                    log(&format!("took the reboot lock: {reason}"));
+                    self.lock = LockState::Held { since: Some(now) };
+                    Step::again(state::WAITING_FOR_LOCK, reason)
+                }
+                Ok(Some(holders)) => Step::done(
+                    state::WAITING_FOR_LOCK,
+                    format!("{reason}; the lock is full (held by {holders}), waiting"),
+                ),
+                Err(e) => {
+                    let wait = self.backoff();
+                    Step::wait(
+                        state::WAITING_FOR_LOCK,
+                        format!(
+                            "{reason}; cannot take the lock: {e}; retrying in {} s",
+                            wait.as_secs()
+                        ),
+                        wait,
+                    )
+                }
+            },
+            Decision::Reboot { reason } => {
+                log(&format!("rebooting: {reason}"));
+                self.reboot_requested_at = Some(now);
+                if let Err(e) = (self.reboot)() {
+                    log(&format!("asking init to reboot failed: {e}"));
+                }
+                Step::done(state::REBOOTING, format!("rebooting: {reason}"))
+            }
+            Decision::ReleaseLock { reason } => match self.release_lock(backend) {
+                Ok(()) => {
+                    log(&format!("released the reboot lock: {reason}"));
+                    self.lock = LockState::Free;
+                    Step::again(state::IDLE, reason)
+                }
+                Err(e) => {
+                    let wait = self.backoff();
+                    let running = status.running_version.as_deref().unwrap_or("?");
+                    Step::wait(
+                        state::HOLDING_LOCK,
+                        format!(
+                            "running {running}: {reason}, but releasing the lock failed: {e}; retrying in {} s",
+                            wait.as_secs()
+                        ),
+                        wait,
+                    )
+                }
+            },
+        }
+    }
+
+    /// Takes the lock: `None` when held, `Some(holders)` when full.
+    fn take_lock(&self, backend: &Backend) -> Result<Option<String>, String> {
+        match backend {
+            Backend::Etcd => {
+                let etcd = self.etcd.as_ref().ok_or("etcd is not configured")?;
+                match Lock::new(etcd, &self.config.group)
+                    .lock(&self.machine_id)
+                    .map_err(|e| e.to_string())?
+                {
+                    Locked::Full { state } => Ok(Some(state.semaphore.holders.join(", "))),
+                    _ => Ok(None),
+                }
+            }
+            Backend::FleetLock(f) => match f.pre_reboot() {
+                Ok(()) => Ok(None),
+                Err(e) if e.is_full() => Ok(Some(format!("other nodes, says {}", f.base()))),
+                Err(e) => Err(e.to_string()),
+            },
+            Backend::None => Ok(None),
+        }
+    }
+
+    fn release_lock(&self, backend: &Backend) -> Result<(), String> {
+        match backend {
+            Backend::FleetLock(f) => f.steady_state().map_err(|e| e.to_string()),
+            // Strategy etcd-lock, or another strategy on a node that may
+            // still hold the lock from before the strategy changed.
+            _ => match &self.etcd {
+                Some(etcd) => Lock::new(etcd, &self.config.group)
+                    .unlock(&self.machine_id)
+                    .map(|_| ())
+                    .map_err(|e| e.to_string()),
+                None => Ok(()),
+            },
+        }
+    }
+
+    /// Writes this node's fleet record (when etcd is configured).
+    fn publish(&mut self, status: &UpdateStatus, agent_state: &str) {
+        let Some(etcd) = &self.etcd else {
+            return;
+        };
+        if self.machine_id.is_empty() {
+            return;
+        }
+        let (lock, lock_since) = match self.lock {
+            LockState::Held { since } => (true, since),
+            _ => (false, None),
+        };
+        let pending = match &status.state {
+            updater::status::UpdateState::UpdatedNeedReboot { version, .. } => {
+                Some(version.clone())
+            }
+            _ => None,
+        };
+        let rec = NodeRecord {
+            machine_id: self.machine_id.clone(),
+            hostname: hostname(&self.opts.hostname),
+            group: self.config.group.clone(),
+            version: status.running_version.clone().unwrap_or_default(),
+            slot: status.running_slot.clone().unwrap_or_default(),
+            update_state: status.state.name().to_string(),
+            pending_version: pending,
+            agent_state: agent_state.to_string(),
+            lock,
+            lock_since,
+            last_seen: now_unix(),
+        };
+        if let Err(e) = self.presence.publish(etcd, &rec) {
+            self.log_once(format!("cannot publish this node's fleet record: {e}"));
+        }
+    }
+
+    /// Tells the updater what the agent does (when it changed).
+    fn report(&mut self, status: &UpdateStatus, state: &'static str, message: String) {
+        let key = (
+            state.to_string(),
+            message.clone(),
+            self.cluster_failed.clone(),
+        );
+        if self.last_report.as_ref() == Some(&key) {
+            return;
+        }
+        log(&format!("{state}: {message}"));
+        let req = Request::AgentReport {
+            report: AgentReport {
+                strategy: status.reboot_strategy,
+                state: state.to_string(),
+                message,
+                at: now_unix(),
+                cluster_failed: self.cluster_failed.clone(),
+            },
+        };
+        if api::call(&self.opts.socket, &req).is_ok() {
+            self.last_report = Some(key);
+        }
+    }
+}
+
+/// The host name, or `"?"`.
+fn hostname(path: &Path) -> String {
+    std::fs::read_to_string(path)
+        .map(|s| s.trim().to_string())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "?".into())
+}
