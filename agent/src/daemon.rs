@@ -17,7 +17,7 @@ use updater::status::{AgentReport, UpdateStatus};
 
 use crate::config::{AgentConfig, ConfigPaths, EtcdSettings, read_password};
 use crate::decide::{self, Decision, Inputs, LockState, state};
-use crate::etcd::{self, Auth, Etcd, Tls};
+use crate::etcd::{Auth, Etcd, Tls};
 use crate::fleet::{self, FailedRecord, NodeRecord, Presence};
 use crate::fleetlock::FleetLock;
 use crate::lock::{Lock, Locked};
@@ -271,15 +271,11 @@ impl Agent<'_> {
     /// Reads what etcd knows for this round: the cluster's failed
     /// versions, whether this node holds the lock (after a restart),
     /// whether this boot's rollback is recorded.
-    fn read_etcd(
-        &mut self,
-        status: &UpdateStatus,
-        strategy: RebootStrategy,
-    ) -> Result<(), etcd::Error> {
+    fn read_etcd(&mut self, status: &UpdateStatus, strategy: RebootStrategy) -> Result<(), String> {
         let Some(etcd) = &self.etcd else {
             return Ok(());
         };
-        let (failed, bad) = fleet::failed(etcd)?;
+        let (failed, bad) = fleet::failed(etcd).map_err(|e| e.to_string())?;
         if !bad.is_empty() {
             log(&bad.join("; "));
         }
@@ -287,10 +283,7 @@ impl Agent<'_> {
         if strategy == RebootStrategy::EtcdLock && self.lock == LockState::Unknown {
             let s = Lock::new(etcd, &self.config.group)
                 .status()
-                .map_err(|e| match e {
-                    crate::lock::Error::Etcd(e) => e,
-                    other => etcd::Error::Tls(other.to_string()),
-                })?;
+                .map_err(|e| e.to_string())?;
             self.lock = if s.semaphore.holds(&self.machine_id) {
                 log(&format!(
                     "this node holds the reboot lock {} (taken before this agent started)",
@@ -303,7 +296,7 @@ impl Agent<'_> {
         }
         if let Some(rb) = &status.rollback
             && !self.rollback_recorded
-            && fleet::is_failed(etcd, &rb.version)?
+            && fleet::is_failed(etcd, &rb.version).map_err(|e| e.to_string())?
         {
             self.rollback_recorded = true;
         }
@@ -336,7 +329,7 @@ impl Agent<'_> {
             let backend = self.backend(strategy);
             let mut etcd_down = None;
             if let Err(e) = self.read_etcd(&status, strategy) {
-                etcd_down = Some(e.to_string());
+                etcd_down = Some(e);
             }
             let now = now_unix();
             let unrecorded = status

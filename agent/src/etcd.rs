@@ -23,7 +23,10 @@
 //! - Authentication (`Auth::Password`): the token from
 //!   `/v3/auth/authenticate` goes in the `Authorization` header and is
 //!   renewed when etcd says it is invalid. TLS: a CA to check the server
-//!   and a client certificate ([`Tls`]), for `https://` endpoints.
+//!   and a client certificate ([`Tls`]), for `https://` endpoints. A failed
+//!   handshake (server certificate not trusted, client certificate missing
+//!   or refused) is [`Error::TlsSession`], saying which setting to check,
+//!   not "unreachable": it is a setting to fix, not an outage.
 //!
 //! Every request has a deadline ([`REQUEST_TIMEOUT`], or
 //! [`Etcd::with_timeout`]); nothing blocks forever. A write whose answer
@@ -123,6 +126,21 @@ pub enum Error {
     /// The TLS settings do not fit together.
     #[error("etcd TLS: {0}")]
     Tls(String),
+    /// No TLS session with any endpoint: etcd's certificate is not trusted,
+    /// or etcd refused the client's (a setting to fix, not an outage).
+    #[error("etcd at {endpoint}: {op} {key}: TLS handshake failed: {msg}: {hint}")]
+    TlsSession {
+        /// The endpoint (the last one where TLS failed).
+        endpoint: String,
+        /// The operation.
+        op: &'static str,
+        /// The key (or lease).
+        key: String,
+        /// What rustls said.
+        msg: String,
+        /// What to check.
+        hint: &'static str,
+    },
     /// No endpoint answered (refused, timed out, or "unavailable").
     #[error(
         "etcd unreachable: {op} {key}: {detail} (tried {endpoints}): check that etcd runs and that [etcd] endpoints lists its client URLs"
@@ -290,6 +308,11 @@ pub struct Etcd {
     endpoints: Vec<String>,
     agent: ureq::Agent,
     auth: Auth,
+    /// Whether a client certificate is set (for the hints of TLS failures).
+    client_cert: bool,
+    /// The same TLS settings for rustls, to learn why etcd dropped a
+    /// connection ([`Etcd::probe_tls`]); with a ca-file only.
+    probe: Option<std::sync::Arc<rustls::ClientConfig>>,
     token: Mutex<Option<String>>,
     current: AtomicUsize,
     timeout: Duration,
@@ -311,6 +334,9 @@ enum Attempt {
     Next(String),
     /// The token was refused: authenticate again, then retry.
     Reauth(String),
+    /// TLS failed at this endpoint: try the next; this is the error if
+    /// none answers.
+    Tls(Error),
     /// A final answer.
     Fail(Error),
 }
@@ -350,13 +376,18 @@ impl Etcd {
             .timeout_connect(Some(CONNECT_TIMEOUT))
             .timeout_global(Some(REQUEST_TIMEOUT))
             .user_agent(concat!("tandem-agent/", env!("CARGO_PKG_VERSION")));
+        let mut probe = None;
         if tls.is_set() {
-            config = config.tls_config(tls_config(tls)?);
+            let (ureq_tls, rustls_config) = tls_config(tls)?;
+            config = config.tls_config(ureq_tls);
+            probe = rustls_config;
         }
         Ok(Etcd {
             endpoints,
             agent: config.build().into(),
             auth,
+            client_cert: tls.cert_file.is_some(),
+            probe,
             token: Mutex::new(None),
             current: AtomicUsize::new(0),
             timeout: REQUEST_TIMEOUT,
@@ -552,6 +583,7 @@ impl Etcd {
             "start_revision": (after + 1).to_string(),
         }});
         let mut last = String::new();
+        let mut tls_failed = None;
         let n = self.endpoints.len();
         let start = self.current.load(Ordering::Relaxed);
         let mut reauthed = false;
@@ -569,6 +601,12 @@ impl Etcd {
                 Err(Attempt::Fail(e)) => return Err(e),
                 Err(Attempt::Reauth(d)) => {
                     last = d;
+                    i += 1;
+                    continue;
+                }
+                Err(Attempt::Tls(e)) => {
+                    last = e.to_string();
+                    tls_failed = Some(e);
                     i += 1;
                     continue;
                 }
@@ -591,7 +629,13 @@ impl Etcd {
                     return Ok(None);
                 }
                 Err(e) => {
-                    last = format!("{endpoint}: {e}");
+                    match self.tls_failure("watch", key, endpoint, &e) {
+                        Some(t) => {
+                            last = t.to_string();
+                            tls_failed = Some(t);
+                        }
+                        None => last = format!("{endpoint}: {e}"),
+                    }
                     i += 1;
                     continue;
                 }
@@ -612,7 +656,7 @@ impl Etcd {
                         continue;
                     }
                     Attempt::Reauth(d) => return Err(self.refused_auth("watch", key, endpoint, d)),
-                    Attempt::Fail(e) => return Err(e),
+                    Attempt::Fail(e) | Attempt::Tls(e) => return Err(e),
                 }
             }
             self.current.store(idx, Ordering::Relaxed);
@@ -668,6 +712,9 @@ impl Etcd {
             }
             last = format!("{endpoint}: the watch stream ended");
             i += 1;
+        }
+        if let Some(e) = tls_failed {
+            return Err(e);
         }
         Err(Error::Unavailable {
             op: "watch",
@@ -737,7 +784,12 @@ impl Etcd {
             .build()
             .header("content-type", "application/json")
             .send(body.to_string())
-            .map_err(|e| Attempt::Next(format!("{endpoint}: {e}")))?;
+            .map_err(
+                |e| match self.tls_failure("authenticate", user, endpoint, &e) {
+                    Some(t) => Attempt::Tls(t),
+                    None => Attempt::Next(format!("{endpoint}: {e}")),
+                },
+            )?;
         let status = resp.status().as_u16();
         let text = read_body(resp).map_err(|e| Attempt::Next(format!("{endpoint}: {e}")))?;
         if status == 200 {
@@ -776,6 +828,92 @@ impl Etcd {
             user: user.clone(),
             message,
         }))
+    }
+
+    /// The error to report when `e` is a failed TLS handshake (rustls's
+    /// error, or an alert from etcd), with what to check; `None` for any
+    /// other failure.
+    fn tls_failure(
+        &self,
+        op: &'static str,
+        key: &str,
+        endpoint: &str,
+        e: &ureq::Error,
+    ) -> Option<Error> {
+        let msg = match e {
+            ureq::Error::Rustls(e) => e.to_string(),
+            ureq::Error::Tls(m) => (*m).to_string(),
+            ureq::Error::Io(io) => {
+                match io.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
+                    Some(e) => e.to_string(),
+                    // Dropped right after the handshake: perhaps etcd's alert
+                    // lost the race against the request.
+                    None if matches!(
+                        io.kind(),
+                        std::io::ErrorKind::BrokenPipe
+                            | std::io::ErrorKind::ConnectionReset
+                            | std::io::ErrorKind::ConnectionAborted
+                            | std::io::ErrorKind::UnexpectedEof
+                    ) =>
+                    {
+                        self.probe_tls(endpoint)?
+                    }
+                    None => return None,
+                }
+            }
+            _ => return None,
+        };
+        let hint = if msg.contains("invalid peer certificate") {
+            "etcd's server certificate is not trusted: [etcd] ca-file must hold the CA that signed it, and the certificate must name the endpoint's host (subjectAltName)"
+        } else if msg.contains("alert") && !self.client_cert {
+            "etcd refused the connection: it asks for a client certificate (--client-cert-auth): set [etcd] cert-file and key-file"
+        } else if msg.contains("alert") {
+            "etcd refused the client certificate: cert-file must be signed by a CA in etcd's --trusted-ca-file, be valid now and allow client authentication (extendedKeyUsage clientAuth)"
+        } else {
+            "check [etcd] ca-file, cert-file and key-file"
+        };
+        Some(Error::TlsSession {
+            endpoint: endpoint.to_string(),
+            op,
+            key: key.to_string(),
+            msg,
+            hint,
+        })
+    }
+
+    /// Why etcd dropped a TLS connection, if it refused the handshake. In
+    /// TLS 1.3 the client's part of the handshake ends before the server
+    /// has checked the client certificate, so the request is already on
+    /// its way when etcd's alert (certificate missing or refused) comes,
+    /// and the client mostly sees only "broken pipe". This connects again,
+    /// completes the handshake, sends nothing and waits up to 2 s for
+    /// etcd's alert: rustls's error, or `None` (etcd kept the connection,
+    /// or it could not be made).
+    fn probe_tls(&self, endpoint: &str) -> Option<String> {
+        use std::net::{TcpStream, ToSocketAddrs};
+        let config = self.probe.clone()?;
+        let authority = endpoint.strip_prefix("https://")?;
+        let (host, addr) = match authority.rsplit_once(':') {
+            Some((h, p)) if p.parse::<u16>().is_ok() => (h, authority.to_string()),
+            _ => (authority, format!("{authority}:443")),
+        };
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        let name = rustls::pki_types::ServerName::try_from(host.to_string()).ok()?;
+        let addr = addr.to_socket_addrs().ok()?.next()?;
+        let mut sock = TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT).ok()?;
+        sock.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+        sock.set_write_timeout(Some(Duration::from_secs(2))).ok()?;
+        let mut conn = rustls::ClientConnection::new(config, name).ok()?;
+        let mut stream = rustls::Stream::new(&mut conn, &mut sock);
+        let mut byte = [0u8; 1];
+        // Whatever comes (a byte, the end, a timeout) but an alert: no TLS
+        // refusal.
+        stream
+            .read_exact(&mut byte)
+            .err()?
+            .get_ref()
+            .and_then(|i| i.downcast_ref::<rustls::Error>())
+            .map(ToString::to_string)
     }
 
     /// What an error answer means.
@@ -829,6 +967,7 @@ impl Etcd {
         let start = self.current.load(Ordering::Relaxed);
         let text = body.to_string();
         let mut last = String::new();
+        let mut tls_failed = None;
         let mut reauthed = false;
         let mut i = 0;
         while i < n {
@@ -838,6 +977,12 @@ impl Etcd {
                 Ok(t) => t,
                 Err(Attempt::Next(d) | Attempt::Reauth(d)) => {
                     last = d;
+                    i += 1;
+                    continue;
+                }
+                Err(Attempt::Tls(e)) => {
+                    last = e.to_string();
+                    tls_failed = Some(e);
                     i += 1;
                     continue;
                 }
@@ -853,13 +998,21 @@ impl Etcd {
             if let Some(t) = &token {
                 req = req.header("authorization", t);
             }
-            let outcome = req
-                .send(text.as_str())
-                .map_err(|e| e.to_string())
-                .and_then(|resp| {
+            let outcome = match req.send(text.as_str()) {
+                Ok(resp) => {
                     let status = resp.status().as_u16();
                     read_body(resp).map(|t| (status, t))
-                });
+                }
+                Err(e) => match self.tls_failure(op, key, endpoint, &e) {
+                    Some(t) => {
+                        last = t.to_string();
+                        tls_failed = Some(t);
+                        i += 1;
+                        continue;
+                    }
+                    None => Err(e.to_string()),
+                },
+            };
             let (status, answer) = match outcome {
                 Ok(x) => x,
                 Err(e) => {
@@ -897,7 +1050,7 @@ impl Etcd {
                             continue;
                         }
                         Attempt::Reauth(d) => return Err(self.refused_auth(op, key, endpoint, d)),
-                        Attempt::Fail(e) => return Err(e),
+                        Attempt::Fail(e) | Attempt::Tls(e) => return Err(e),
                     }
                 }
                 self.current.store(idx, Ordering::Relaxed);
@@ -914,11 +1067,14 @@ impl Etcd {
                     self.clear_token();
                 }
                 Attempt::Reauth(d) => return Err(self.refused_auth(op, key, endpoint, d)),
-                Attempt::Fail(e) => {
+                Attempt::Fail(e) | Attempt::Tls(e) => {
                     self.current.store(idx, Ordering::Relaxed);
                     return Err(e);
                 }
             }
+        }
+        if let Some(e) = tls_failed {
+            return Err(e);
         }
         Err(Error::Unavailable {
             op,
@@ -1054,8 +1210,18 @@ fn read_file(what: &'static str, path: &Path) -> Result<Vec<u8>, Error> {
     })
 }
 
-/// The TLS settings for ureq, every file read and checked.
-fn tls_config(tls: &Tls) -> Result<ureq::tls::TlsConfig, Error> {
+/// The TLS settings for ureq, every file read and checked; and the same
+/// for rustls when a ca-file is set (for [`Etcd::probe_tls`]).
+#[allow(clippy::type_complexity)]
+fn tls_config(
+    tls: &Tls,
+) -> Result<
+    (
+        ureq::tls::TlsConfig,
+        Option<std::sync::Arc<rustls::ClientConfig>>,
+    ),
+    Error,
+> {
     use ureq::tls::{Certificate, ClientCert, PemItem, PrivateKey, RootCerts, TlsConfig};
     let certs = |what: &'static str, path: &Path| -> Result<Vec<Certificate<'static>>, Error> {
         let pem = read_file(what, path)?;
@@ -1083,6 +1249,8 @@ fn tls_config(tls: &Tls) -> Result<ureq::tls::TlsConfig, Error> {
         Ok(out)
     };
     let mut builder = TlsConfig::builder();
+    let mut probe_roots = None;
+    let mut probe_client = None;
     if let Some(path) = &tls.ca_file {
         let roots = certs("ca-file", path)?;
         let mut store = rustls::RootCertStore::empty();
@@ -1096,6 +1264,7 @@ fn tls_config(tls: &Tls) -> Result<ureq::tls::TlsConfig, Error> {
                 })?;
         }
         builder = builder.root_certs(RootCerts::new_with_certs(&roots));
+        probe_roots = Some(store);
     }
     match (&tls.cert_file, &tls.key_file) {
         (None, None) => {}
@@ -1118,10 +1287,31 @@ fn tls_config(tls: &Tls) -> Result<ureq::tls::TlsConfig, Error> {
                 path: key_path.clone(),
                 msg: format!("{msg} (cert-file {})", cert_path.display()),
             })?;
+            if let Ok(key_der) = rustls::pki_types::PrivateKeyDer::try_from(key.der().to_vec()) {
+                let chain_der: Vec<_> = chain
+                    .iter()
+                    .map(|c| rustls::pki_types::CertificateDer::from(c.der().to_vec()))
+                    .collect();
+                probe_client = Some((chain_der, key_der));
+            }
             builder = builder.client_cert(Some(ClientCert::new_with_certs(&chain, key)));
         }
     }
-    Ok(builder.build())
+    // The probe is only for diagnosis: settings rustls refuses here just
+    // mean no probe.
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let probe = probe_roots.and_then(|roots| {
+        let b = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .ok()?
+            .with_root_certificates(roots);
+        let config = match probe_client {
+            Some((chain, key)) => b.with_client_auth_cert(chain, key).ok()?,
+            None => b.with_no_client_auth(),
+        };
+        Some(std::sync::Arc::new(config))
+    });
+    Ok((builder.build(), probe))
 }
 
 /// Whether rustls accepts the key and it belongs to the first certificate

@@ -7,6 +7,12 @@
 //! ([`EtcdCluster::history`]: every revision of it), not from what the
 //! agents claim.
 //!
+//! Security: [`EtcdCluster::start_with`] runs members whose client URLs
+//! are `https://` with `--client-cert-auth`, on certificates that
+//! [`TestPki::generate`] makes with the `openssl` CLI; and
+//! [`EtcdCluster::enable_auth`] turns on etcd's user/password
+//! authentication (simple tokens, which a restart invalidates).
+//!
 //! ```no_run
 //! use qemu_tests::etcd::EtcdCluster;
 //!
@@ -20,7 +26,7 @@
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -37,6 +43,19 @@ pub const HEARTBEAT_MS: u32 = 50;
 /// Raft election timeout, in milliseconds (etcd's default is 1000): a dead
 /// leader is replaced within about a second.
 pub const ELECTION_MS: u32 = 500;
+
+/// How to start the members besides the defaults.
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    /// Client URLs `https://127.0.0.1:<port>` with the server certificate
+    /// of this PKI and `--client-cert-auth` (clients need a certificate of
+    /// its CA); peers stay on plain HTTP. The harness's own client uses
+    /// [`TestPki::client_tls`].
+    pub tls: Option<TestPki>,
+    /// `--auth-token-ttl`: seconds an unused simple auth token lives
+    /// (etcd's default is 300).
+    pub auth_token_ttl: Option<u32>,
+}
 
 /// One member: its name, URLs, data directory and process (while running).
 #[derive(Debug)]
@@ -56,12 +75,20 @@ pub struct EtcdCluster {
     dir: tempfile::TempDir,
     members: Vec<Member>,
     initial_cluster: String,
+    options: Options,
+    /// What the harness's own clients authenticate with.
+    auth: Auth,
 }
 
 impl EtcdCluster {
     /// Starts `members` (1 or 3) members and waits until every one answers a
     /// linearizable read (so there is a leader).
     pub fn start(members: usize) -> Result<EtcdCluster> {
+        EtcdCluster::start_with(members, Options::default())
+    }
+
+    /// [`EtcdCluster::start`] with options (TLS).
+    pub fn start_with(members: usize, options: Options) -> Result<EtcdCluster> {
         ensure!(
             members == 1 || members == 3,
             "an etcd test cluster has 1 or 3 members, not {members}"
@@ -74,10 +101,15 @@ impl EtcdCluster {
         // Every port bound at once, so they differ; released just before
         // etcd binds them.
         let ports = free_ports(2 * members)?;
+        let scheme = if options.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
         let members: Vec<Member> = (0..members)
             .map(|i| Member {
                 name: format!("m{i}"),
-                client_url: format!("http://127.0.0.1:{}", ports[2 * i]),
+                client_url: format!("{scheme}://127.0.0.1:{}", ports[2 * i]),
                 peer_url: format!("http://127.0.0.1:{}", ports[2 * i + 1]),
                 data_dir: dir.path().join(format!("m{i}")),
                 log: dir.path().join(format!("m{i}.log")),
@@ -93,6 +125,8 @@ impl EtcdCluster {
             dir,
             members,
             initial_cluster,
+            options,
+            auth: Auth::None,
         };
         cluster.start_all()?;
         Ok(cluster)
@@ -113,10 +147,120 @@ impl EtcdCluster {
         self.members.iter().map(|m| m.client_url.clone()).collect()
     }
 
-    /// A client of every member.
+    /// A client of every member (with the harness's client certificate
+    /// on a TLS cluster, and as root once [`EtcdCluster::enable_auth`]).
     pub fn client(&self) -> Result<Etcd> {
-        Etcd::new(&self.client_urls(), Auth::None, &Tls::default())
+        Etcd::new(&self.client_urls(), self.auth.clone(), &self.client_tls())
             .context("etcd client for the test cluster")
+    }
+
+    /// The TLS files the harness's clients use (none on plain HTTP).
+    pub fn client_tls(&self) -> Tls {
+        self.options
+            .tls
+            .as_ref()
+            .map(TestPki::client_tls)
+            .unwrap_or_default()
+    }
+
+    /// Adds an etcd user without a role: it may authenticate but not read
+    /// or write keys. Adding a user changes etcd's auth store: tokens
+    /// issued before are refused from then on ("revision of auth store is
+    /// old"). Plain-HTTP clusters only.
+    pub fn add_user(&self, name: &str, password: &str) -> Result<()> {
+        let token = match &self.auth {
+            Auth::Password { user, password } => Some(self.authenticate(user, password)?),
+            Auth::None => None,
+        };
+        let url = &self.members[0].client_url;
+        let body = serde_json::json!({ "name": name, "password": password }).to_string();
+        post(url, "/v3/auth/user/add", &body, token.as_deref())
+            .with_context(|| format!("adding etcd user {name}"))?;
+        Ok(())
+    }
+
+    /// Turns on etcd's authentication as `etcdctl user add root` and
+    /// `etcdctl auth enable` do, through the gateway: the user `root` with
+    /// `password` and the role `root`, then `auth enable`. From then on
+    /// every request needs a token, and the harness's clients
+    /// authenticate as root. Plain-HTTP clusters only.
+    pub fn enable_auth(&mut self, password: &str) -> Result<()> {
+        let url = self.members[0].client_url.clone();
+        self.add_user("root", password)?;
+        post(&url, "/v3/auth/role/add", r#"{"name":"root"}"#, None)
+            .context("adding etcd role root")?;
+        post(
+            &url,
+            "/v3/auth/user/grant",
+            r#"{"user":"root","role":"root"}"#,
+            None,
+        )
+        .context("granting role root to user root")?;
+        post(&url, "/v3/auth/enable", "{}", None).context("enabling etcd authentication")?;
+        self.auth = Auth::Password {
+            user: "root".into(),
+            password: password.into(),
+        };
+        Ok(())
+    }
+
+    /// Changes `user`'s password; etcd drops the user's tokens at once.
+    /// The harness's clients follow when `user` is root. Plain-HTTP
+    /// clusters with auth on only.
+    pub fn change_password(&mut self, user: &str, password: &str) -> Result<()> {
+        let Auth::Password {
+            user: root,
+            password: root_pw,
+        } = &self.auth
+        else {
+            bail!("etcd authentication is not enabled");
+        };
+        let token = self.authenticate(root, root_pw)?;
+        let body = serde_json::json!({ "name": user, "password": password }).to_string();
+        post(
+            &self.members[0].client_url,
+            "/v3/auth/user/changepw",
+            &body,
+            Some(&token),
+        )
+        .with_context(|| format!("changing the password of etcd user {user}"))?;
+        if user == "root" {
+            self.auth = Auth::Password {
+                user: user.into(),
+                password: password.into(),
+            };
+        }
+        Ok(())
+    }
+
+    /// A token for `user`, straight from `/v3/auth/authenticate` (member
+    /// 0, plain HTTP), for checking what etcd does with it later.
+    pub fn authenticate(&self, user: &str, password: &str) -> Result<String> {
+        let body = serde_json::json!({ "name": user, "password": password }).to_string();
+        let v = post(
+            &self.members[0].client_url,
+            "/v3/auth/authenticate",
+            &body,
+            None,
+        )?;
+        v.get("token")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .context("no token in etcd's answer")
+    }
+
+    /// A linearizable read (a count of every key) on member 0 with
+    /// `token` sent as is, no renewal: etcd's answer, or its error (plain
+    /// HTTP only).
+    pub fn read_with_token(&self, token: &str) -> Result<Value> {
+        // Key "\0" (base64 "AA==") to range_end "\0": every key.
+        let body = r#"{"key":"AA==","range_end":"AA==","count_only":true}"#;
+        post(
+            &self.members[0].client_url,
+            "/v3/kv/range",
+            body,
+            Some(token),
+        )
     }
 
     /// The process ID of a running member.
@@ -262,6 +406,22 @@ impl EtcdCluster {
 
     fn spawn(&mut self, i: usize) -> Result<()> {
         let initial_cluster = self.initial_cluster.clone();
+        let tls_args: Vec<String> = match &self.options.tls {
+            Some(pki) => vec![
+                "--cert-file".into(),
+                pki.server_cert.display().to_string(),
+                "--key-file".into(),
+                pki.server_key.display().to_string(),
+                "--trusted-ca-file".into(),
+                pki.ca.display().to_string(),
+                "--client-cert-auth".into(),
+            ],
+            None => Vec::new(),
+        };
+        let ttl_args: Vec<String> = match self.options.auth_token_ttl {
+            Some(ttl) => vec!["--auth-token-ttl".into(), ttl.to_string()],
+            None => Vec::new(),
+        };
         let m = &mut self.members[i];
         if m.child.is_some() {
             return Ok(());
@@ -286,6 +446,8 @@ impl EtcdCluster {
             .args(["--heartbeat-interval", &HEARTBEAT_MS.to_string()])
             .args(["--election-timeout", &ELECTION_MS.to_string()])
             .args(["--logger", "zap", "--log-level", "warn"])
+            .args(tls_args)
+            .args(ttl_args)
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
@@ -300,7 +462,7 @@ impl EtcdCluster {
         let deadline = Instant::now() + START_TIMEOUT;
         for &i in members {
             let url = self.members[i].client_url.clone();
-            let etcd = Etcd::new(&[&url], Auth::None, &Tls::default())?
+            let etcd = Etcd::new(&[&url], self.auth.clone(), &self.client_tls())?
                 .with_timeout(Duration::from_secs(2));
             loop {
                 if let Some(child) = self.members[i].child.as_mut()
@@ -350,9 +512,10 @@ pub struct Status {
     pub revision: u64,
 }
 
-/// Asks the member at `client_url` for its status (1 s deadline).
+/// Asks the member at `client_url` for its status (1 s deadline; plain
+/// HTTP only: a TLS cluster has no leader as far as this knows).
 pub fn status(client_url: &str) -> Result<Status> {
-    let v = post(client_url, "/v3/maintenance/status", "{}")?;
+    let v = post(client_url, "/v3/maintenance/status", "{}", None)?;
     let num = |v: Option<&Value>| -> u64 {
         match v {
             Some(Value::String(s)) => s.parse().unwrap_or(0),
@@ -369,8 +532,9 @@ pub fn status(client_url: &str) -> Result<Status> {
 }
 
 /// A JSON POST over plain HTTP/1.0 (the answer ends when the connection
-/// does): enough for the gateway's status call, without a client library.
-fn post(base: &str, path: &str, body: &str) -> Result<Value> {
+/// does), with an auth token if given: enough for the gateway's status and
+/// auth calls, without a client library.
+fn post(base: &str, path: &str, body: &str, token: Option<&str>) -> Result<Value> {
     let host = base
         .strip_prefix("http://")
         .with_context(|| format!("{base} is not an http:// URL"))?;
@@ -382,9 +546,12 @@ fn post(base: &str, path: &str, body: &str) -> Result<Value> {
         .with_context(|| format!("cannot connect to etcd at {base}"))?;
     s.set_read_timeout(Some(timeout))?;
     s.set_write_timeout(Some(timeout))?;
+    let auth = token
+        .map(|t| format!("Authorization: {t}\r\n"))
+        .unwrap_or_default();
     write!(
         s,
-        "POST {path} HTTP/1.0\r\nHost: {host}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        "POST {path} HTTP/1.0\r\nHost: {host}\r\nContent-Type: application/json\r\n{auth}Content-Length: {}\r\n\r\n{body}",
         body.len()
     )?;
     let mut answer = Vec::new();
@@ -425,6 +592,213 @@ pub fn cpu_time(pid: u32) -> Result<Duration> {
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
     let hz = u64::try_from(hz).ok().filter(|h| *h > 0).unwrap_or(100);
     Ok(Duration::from_micros(total * 1_000_000 / hz))
+}
+
+/// Certificates for a TLS test cluster, made with the `openssl` CLI (EC
+/// P-256, valid two days): a CA, a server certificate it signs (SAN
+/// `IP:127.0.0.1`, `DNS:localhost`; serverAuth, and clientAuth because
+/// etcd's JSON gateway presents it to the member's own gRPC port), a
+/// client certificate it signs (CN `tandem-client`, clientAuth); and for
+/// the failure cases a second CA (which signed only a client certificate
+/// etcd must refuse) and a key that fits no certificate.
+#[derive(Clone, Debug)]
+pub struct TestPki {
+    /// The CA that signed the server and client certificates (etcd's
+    /// `--trusted-ca-file`, the client's `ca-file`).
+    pub ca: PathBuf,
+    /// The server certificate (`--cert-file`).
+    pub server_cert: PathBuf,
+    /// Its key (`--key-file`).
+    pub server_key: PathBuf,
+    /// The client certificate (`cert-file`).
+    pub client_cert: PathBuf,
+    /// Its key (`key-file`).
+    pub client_key: PathBuf,
+    /// A CA that signed nothing here: as `ca-file`, the server's
+    /// certificate does not chain to it.
+    pub other_ca: PathBuf,
+    /// A private key of no certificate here.
+    pub other_key: PathBuf,
+    /// A client certificate signed by the other CA: etcd refuses it.
+    pub stranger_cert: PathBuf,
+    /// Its key.
+    pub stranger_key: PathBuf,
+}
+
+/// The `openssl` configuration for the requests and extensions. The server
+/// certificate is also a client certificate (clientAuth): etcd's JSON
+/// gateway connects to the member's own gRPC port with `--cert-file`, and
+/// with `--client-cert-auth` the member refuses it otherwise ("certificate
+/// specifies an incompatible key usage"), so every gateway request fails.
+const OPENSSL_CNF: &str = "\
+[req]
+distinguished_name = dn
+prompt = no
+[dn]
+CN = unused
+[ca]
+basicConstraints = critical,CA:TRUE
+keyUsage = critical,keyCertSign,cRLSign
+subjectKeyIdentifier = hash
+[server]
+basicConstraints = critical,CA:FALSE
+keyUsage = critical,digitalSignature,keyEncipherment
+extendedKeyUsage = serverAuth,clientAuth
+subjectAltName = IP:127.0.0.1,DNS:localhost
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid
+[client]
+basicConstraints = critical,CA:FALSE
+keyUsage = critical,digitalSignature,keyEncipherment
+extendedKeyUsage = clientAuth
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid
+";
+
+impl TestPki {
+    /// Makes the files in `dir` (which must exist).
+    pub fn generate(dir: &Path) -> Result<TestPki> {
+        let cnf = dir.join("openssl.cnf");
+        std::fs::write(&cnf, OPENSSL_CNF)?;
+        let path = |name: &str| dir.join(name);
+        let key = |name: &str| -> Result<PathBuf> {
+            let p = path(name);
+            openssl(&[
+                "genpkey",
+                "-algorithm",
+                "EC",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-out",
+                &p.display().to_string(),
+            ])?;
+            Ok(p)
+        };
+        let ca = |name: &str, cn: &str| -> Result<(PathBuf, PathBuf)> {
+            let k = key(&format!("{name}.key"))?;
+            let c = path(&format!("{name}.pem"));
+            openssl(&[
+                "req",
+                "-new",
+                "-x509",
+                "-config",
+                &cnf.display().to_string(),
+                "-extensions",
+                "ca",
+                "-key",
+                &k.display().to_string(),
+                "-subj",
+                &format!("/CN={cn}"),
+                "-days",
+                "2",
+                "-out",
+                &c.display().to_string(),
+            ])?;
+            Ok((c, k))
+        };
+        let (ca_cert, ca_key) = ca("ca", "tandem test CA")?;
+        let (other_ca, other_ca_key) = ca("other-ca", "tandem other CA")?;
+        let leaf = |signer: (&Path, &Path),
+                    name: &str,
+                    cn: &str,
+                    ext: &str,
+                    serial: &str|
+         -> Result<(PathBuf, PathBuf)> {
+            let k = key(&format!("{name}.key"))?;
+            let csr = path(&format!("{name}.csr"));
+            let c = path(&format!("{name}.pem"));
+            openssl(&[
+                "req",
+                "-new",
+                "-config",
+                &cnf.display().to_string(),
+                "-key",
+                &k.display().to_string(),
+                "-subj",
+                &format!("/CN={cn}"),
+                "-out",
+                &csr.display().to_string(),
+            ])?;
+            openssl(&[
+                "x509",
+                "-req",
+                "-in",
+                &csr.display().to_string(),
+                "-CA",
+                &signer.0.display().to_string(),
+                "-CAkey",
+                &signer.1.display().to_string(),
+                "-set_serial",
+                serial,
+                "-days",
+                "2",
+                "-extfile",
+                &cnf.display().to_string(),
+                "-extensions",
+                ext,
+                "-out",
+                &c.display().to_string(),
+            ])?;
+            Ok((c, k))
+        };
+        let ours = (ca_cert.as_path(), ca_key.as_path());
+        let (server_cert, server_key) = leaf(ours, "server", "localhost", "server", "2")?;
+        let (client_cert, client_key) = leaf(ours, "client", "tandem-client", "client", "3")?;
+        let (stranger_cert, stranger_key) = leaf(
+            (other_ca.as_path(), other_ca_key.as_path()),
+            "stranger",
+            "tandem-stranger",
+            "client",
+            "4",
+        )?;
+        let other_key = key("other.key")?;
+        Ok(TestPki {
+            ca: ca_cert,
+            server_cert,
+            server_key,
+            client_cert,
+            client_key,
+            other_ca,
+            other_key,
+            stranger_cert,
+            stranger_key,
+        })
+    }
+
+    /// What a client that etcd accepts sets: the CA and the client
+    /// certificate with its key.
+    pub fn client_tls(&self) -> Tls {
+        Tls {
+            ca_file: Some(self.ca.clone()),
+            cert_file: Some(self.client_cert.clone()),
+            key_file: Some(self.client_key.clone()),
+        }
+    }
+}
+
+/// Runs `openssl` with `args`; its error output when it fails.
+fn openssl(args: &[&str]) -> Result<()> {
+    let out = Command::new("openssl")
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                anyhow::anyhow!(
+                    "openssl not installed: run `cargo xtask setup` (Debian package openssl)"
+                )
+            } else {
+                anyhow::anyhow!("cannot run openssl: {e}")
+            }
+        })?;
+    ensure!(
+        out.status.success(),
+        "openssl {} failed ({}): {}",
+        args.join(" "),
+        out.status,
+        String::from_utf8_lossy(&out.stderr).trim()
+    );
+    Ok(())
 }
 
 fn check_installed() -> Result<()> {

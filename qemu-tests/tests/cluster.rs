@@ -221,6 +221,22 @@ fn three_nodes_update_one_reboot_at_a_time() -> Result<()> {
     })?;
     ensure!(cluster.holders()?.is_empty(), "the lock was not released");
 
+    // The fleet as a node's operator sees it.
+    let text = nodes[0]
+        .0
+        .run("tandemctl cluster status", Duration::from_secs(30))?;
+    ensure!(
+        text.contains("nodes:    3 (3 on 1.1.0)") && text.contains("0 of 1 held"),
+        "{text}"
+    );
+    let json = nodes[0]
+        .0
+        .run("tandemctl lock status --json", Duration::from_secs(30))?;
+    ensure!(
+        json.contains("\"max\": 1") && json.contains("\"holders\": []"),
+        "{json}"
+    );
+
     // etcd's history: never two holders, and every node held it once.
     let ids: BTreeSet<String> = cluster.nodes()?.into_iter().map(|r| r.machine_id).collect();
     let seen = cluster.check_history(1)?;
@@ -326,6 +342,23 @@ fn a_version_that_rolls_back_stops_the_cluster() -> Result<()> {
             i + 1
         );
     }
+    let text = nodes[first]
+        .0
+        .run("tandemctl cluster status", Duration::from_secs(30))?;
+    ensure!(
+        text.contains(&format!("1.2.0 on {}", failed.hostname)),
+        "{text}"
+    );
     cluster.check_history(1)?;
+    // The operator clears the record: the cluster may take 1.2.0 again.
+    let out = nodes[first].0.run(
+        "tandemctl cluster forget-failed 1.2.0",
+        Duration::from_secs(30),
+    )?;
+    ensure!(out.contains("failed record deleted"), "{out}");
+    ensure!(
+        fleet::failed(&cluster.client)?.0.is_empty(),
+        "the record is still there"
+    );
     Ok(())
 }

@@ -30,6 +30,8 @@ pub const PACKAGES: &[&str] = &[
     // reboot coordination tests (qemu-tests/tests/lock.rs) and `cargo xtask bench lock`
     "etcd-server",
     "etcd-client",
+    // test certificates of qemu-tests/tests/etcd_security.rs
+    "openssl",
 ];
 
 /// Rust targets beside the host.
