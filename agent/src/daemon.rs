@@ -276,9 +276,6 @@ impl Agent<'_> {
             return Ok(());
         };
         let (failed, bad) = fleet::failed(etcd).map_err(|e| e.to_string())?;
-        if !bad.is_empty() {
-            log(&bad.join("; "));
-        }
         self.cluster_failed = failed.into_iter().map(|f| f.version).collect();
         if strategy == RebootStrategy::EtcdLock && self.lock == LockState::Unknown {
             let s = Lock::new(etcd, &self.config.group)
@@ -299,6 +296,9 @@ impl Agent<'_> {
             && fleet::is_failed(etcd, &rb.version).map_err(|e| e.to_string())?
         {
             self.rollback_recorded = true;
+        }
+        if !bad.is_empty() {
+            self.log_once(format!("ignored in etcd: {}", bad.join("; ")));
         }
         Ok(())
     }
