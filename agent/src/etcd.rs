@@ -341,6 +341,17 @@ enum Attempt {
     Fail(Error),
 }
 
+impl Attempt {
+    /// A refused token while getting one (authenticating) is this
+    /// endpoint's failure: go on to the next.
+    fn not_reauth(self) -> Attempt {
+        match self {
+            Attempt::Reauth(d) => Attempt::Next(d),
+            other => other,
+        }
+    }
+}
+
 impl Etcd {
     /// A client for these endpoints (`http://host:port` or `https://…`;
     /// a trailing `/` is dropped). TLS files are read and checked now, so
@@ -582,32 +593,12 @@ impl Etcd {
             "key": b64(key),
             "start_revision": (after + 1).to_string(),
         }});
-        let mut last = String::new();
-        let mut tls_failed = None;
-        let n = self.endpoints.len();
-        let start = self.current.load(Ordering::Relaxed);
-        let mut reauthed = false;
-        let mut i = 0;
-        while i < n {
-            let idx = (start + i) % n;
-            let endpoint = &self.endpoints[idx];
+        let mut fo = Failover::new(self);
+        while let Some((idx, endpoint)) = fo.next(self) {
             let token = match self.token(endpoint) {
                 Ok(t) => t,
-                Err(Attempt::Next(d)) => {
-                    last = d;
-                    i += 1;
-                    continue;
-                }
-                Err(Attempt::Fail(e)) => return Err(e),
-                Err(Attempt::Reauth(d)) => {
-                    last = d;
-                    i += 1;
-                    continue;
-                }
-                Err(Attempt::Tls(e)) => {
-                    last = e.to_string();
-                    tls_failed = Some(e);
-                    i += 1;
+                Err(a) => {
+                    fo.failed(self, a.not_reauth(), "watch", key, endpoint)?;
                     continue;
                 }
             };
@@ -629,35 +620,22 @@ impl Etcd {
                     return Ok(None);
                 }
                 Err(e) => {
-                    match self.tls_failure("watch", key, endpoint, &e) {
-                        Some(t) => {
-                            last = t.to_string();
-                            tls_failed = Some(t);
-                        }
-                        None => last = format!("{endpoint}: {e}"),
-                    }
-                    i += 1;
+                    fo.failed(
+                        self,
+                        self.send_failed("watch", key, endpoint, &e),
+                        "watch",
+                        key,
+                        endpoint,
+                    )?;
                     continue;
                 }
             };
             if resp.status().as_u16() != 200 {
                 let status = resp.status().as_u16();
                 let text = read_body(resp).unwrap_or_default();
-                match self.classify("watch", key, endpoint, status, &text) {
-                    Attempt::Next(d) => {
-                        last = d;
-                        i += 1;
-                        continue;
-                    }
-                    Attempt::Reauth(d) if !reauthed => {
-                        reauthed = true;
-                        last = d;
-                        self.clear_token();
-                        continue;
-                    }
-                    Attempt::Reauth(d) => return Err(self.refused_auth("watch", key, endpoint, d)),
-                    Attempt::Fail(e) | Attempt::Tls(e) => return Err(e),
-                }
+                let a = self.classify("watch", key, endpoint, status, &text);
+                fo.failed(self, a, "watch", key, endpoint)?;
+                continue;
             }
             self.current.store(idx, Ordering::Relaxed);
             let reader = resp.into_body().into_reader();
@@ -710,18 +688,10 @@ impl Etcd {
             if Instant::now() + Duration::from_millis(5) >= deadline {
                 return Ok(None);
             }
-            last = format!("{endpoint}: the watch stream ended");
-            i += 1;
+            let ended = Attempt::Next(format!("{endpoint}: the watch stream ended"));
+            fo.failed(self, ended, "watch", key, endpoint)?;
         }
-        if let Some(e) = tls_failed {
-            return Err(e);
-        }
-        Err(Error::Unavailable {
-            op: "watch",
-            key: key.to_string(),
-            endpoints: self.endpoints.join(", "),
-            detail: last,
-        })
+        Err(fo.exhausted(self, "watch", key))
     }
 
     // ---- the request machinery -------------------------------------------
@@ -963,30 +933,15 @@ impl Etcd {
     /// POSTs `body` to `path`, failing over between endpoints; the JSON
     /// answer of the first endpoint that answers.
     fn call(&self, op: &'static str, key: &str, path: &str, body: &Value) -> Result<Value, Error> {
-        let n = self.endpoints.len();
-        let start = self.current.load(Ordering::Relaxed);
         let text = body.to_string();
-        let mut last = String::new();
-        let mut tls_failed = None;
-        let mut reauthed = false;
-        let mut i = 0;
-        while i < n {
-            let idx = (start + i) % n;
-            let endpoint = &self.endpoints[idx];
+        let mut fo = Failover::new(self);
+        while let Some((idx, endpoint)) = fo.next(self) {
             let token = match self.token(endpoint) {
                 Ok(t) => t,
-                Err(Attempt::Next(d) | Attempt::Reauth(d)) => {
-                    last = d;
-                    i += 1;
+                Err(a) => {
+                    fo.failed(self, a.not_reauth(), op, key, endpoint)?;
                     continue;
                 }
-                Err(Attempt::Tls(e)) => {
-                    last = e.to_string();
-                    tls_failed = Some(e);
-                    i += 1;
-                    continue;
-                }
-                Err(Attempt::Fail(e)) => return Err(e),
             };
             let mut req = self
                 .agent
@@ -998,30 +953,35 @@ impl Etcd {
             if let Some(t) = &token {
                 req = req.header("authorization", t);
             }
-            let outcome = match req.send(text.as_str()) {
+            let (status, answer) = match req.send(text.as_str()) {
                 Ok(resp) => {
                     let status = resp.status().as_u16();
-                    read_body(resp).map(|t| (status, t))
-                }
-                Err(e) => match self.tls_failure(op, key, endpoint, &e) {
-                    Some(t) => {
-                        last = t.to_string();
-                        tls_failed = Some(t);
-                        i += 1;
-                        continue;
+                    match read_body(resp) {
+                        Ok(t) => (status, t),
+                        Err(e) => {
+                            fo.failed(
+                                self,
+                                Attempt::Next(format!("{endpoint}: {e}")),
+                                op,
+                                key,
+                                endpoint,
+                            )?;
+                            continue;
+                        }
                     }
-                    None => Err(e.to_string()),
-                },
-            };
-            let (status, answer) = match outcome {
-                Ok(x) => x,
+                }
                 Err(e) => {
-                    last = format!("{endpoint}: {e}");
-                    i += 1;
+                    fo.failed(
+                        self,
+                        self.send_failed(op, key, endpoint, &e),
+                        op,
+                        key,
+                        endpoint,
+                    )?;
                     continue;
                 }
             };
-            if status == 200 {
+            let attempt = if status == 200 {
                 let v: Value = serde_json::from_str(&answer).map_err(|e| Error::Protocol {
                     endpoint: endpoint.clone(),
                     op,
@@ -1029,58 +989,106 @@ impl Etcd {
                     msg: format!("not JSON: {e}"),
                 })?;
                 // Streaming endpoints (keepalive) answer 200 with an error inside.
-                if let Some(err) = v.get("error").filter(|e| e.is_object()) {
-                    let code = err.get("grpc_code").and_then(num_i64).unwrap_or(0) as i32;
-                    let message = err
-                        .get("message")
-                        .and_then(Value::as_str)
-                        .unwrap_or("")
-                        .to_string();
-                    let wrapped = json!({ "code": code, "message": message }).to_string();
-                    match self.classify(op, key, endpoint, 500, &wrapped) {
-                        Attempt::Next(d) => {
-                            last = d;
-                            i += 1;
-                            continue;
-                        }
-                        Attempt::Reauth(d) if !reauthed => {
-                            reauthed = true;
-                            last = d;
-                            self.clear_token();
-                            continue;
-                        }
-                        Attempt::Reauth(d) => return Err(self.refused_auth(op, key, endpoint, d)),
-                        Attempt::Fail(e) | Attempt::Tls(e) => return Err(e),
-                    }
-                }
-                self.current.store(idx, Ordering::Relaxed);
-                return Ok(v);
-            }
-            match self.classify(op, key, endpoint, status, &answer) {
-                Attempt::Next(d) => {
-                    last = d;
-                    i += 1;
-                }
-                Attempt::Reauth(d) if !reauthed => {
-                    reauthed = true;
-                    last = d;
-                    self.clear_token();
-                }
-                Attempt::Reauth(d) => return Err(self.refused_auth(op, key, endpoint, d)),
-                Attempt::Fail(e) | Attempt::Tls(e) => {
+                let Some(err) = v.get("error").filter(|e| e.is_object()) else {
                     self.current.store(idx, Ordering::Relaxed);
-                    return Err(e);
-                }
+                    return Ok(v);
+                };
+                let code = err.get("grpc_code").and_then(num_i64).unwrap_or(0) as i32;
+                let message = err.get("message").and_then(Value::as_str).unwrap_or("");
+                let wrapped = json!({ "code": code, "message": message }).to_string();
+                self.classify(op, key, endpoint, 500, &wrapped)
+            } else {
+                self.classify(op, key, endpoint, status, &answer)
+            };
+            if let Err(e) = fo.failed(self, attempt, op, key, endpoint) {
+                // This endpoint answered: keep talking to it.
+                self.current.store(idx, Ordering::Relaxed);
+                return Err(e);
             }
         }
-        if let Some(e) = tls_failed {
-            return Err(e);
+        Err(fo.exhausted(self, op, key))
+    }
+
+    /// What a request that got no answer means: a TLS failure (a setting
+    /// to fix) or an endpoint that is down (try the next).
+    fn send_failed(&self, op: &'static str, key: &str, endpoint: &str, e: &ureq::Error) -> Attempt {
+        match self.tls_failure(op, key, endpoint, e) {
+            Some(t) => Attempt::Tls(t),
+            None => Attempt::Next(format!("{endpoint}: {e}")),
         }
-        Err(Error::Unavailable {
+    }
+}
+
+/// Where a request stands in going round the endpoints: the next one to
+/// try, what went wrong last, whether the token was renewed already.
+struct Failover {
+    start: usize,
+    tried: usize,
+    last: String,
+    tls_failed: Option<Error>,
+    reauthed: bool,
+}
+
+impl Failover {
+    fn new(etcd: &Etcd) -> Failover {
+        Failover {
+            start: etcd.current.load(Ordering::Relaxed),
+            tried: 0,
+            last: String::new(),
+            tls_failed: None,
+            reauthed: false,
+        }
+    }
+
+    /// The endpoint to try now, or `None` when every one failed.
+    fn next<'e>(&self, etcd: &'e Etcd) -> Option<(usize, &'e String)> {
+        let n = etcd.endpoints.len();
+        (self.tried < n).then(|| {
+            let idx = (self.start + self.tried) % n;
+            (idx, &etcd.endpoints[idx])
+        })
+    }
+
+    /// Takes a failed attempt into account: `Ok` to go on (the next
+    /// endpoint, or the same one once after renewing the token), `Err` to
+    /// give up with this error.
+    fn failed(
+        &mut self,
+        etcd: &Etcd,
+        attempt: Attempt,
+        op: &'static str,
+        key: &str,
+        endpoint: &str,
+    ) -> Result<(), Error> {
+        match attempt {
+            Attempt::Next(d) => {
+                self.last = d;
+                self.tried += 1;
+            }
+            Attempt::Tls(e) => {
+                self.last = e.to_string();
+                self.tls_failed = Some(e);
+                self.tried += 1;
+            }
+            Attempt::Reauth(d) if !self.reauthed => {
+                self.reauthed = true;
+                self.last = d;
+                etcd.clear_token();
+            }
+            Attempt::Reauth(d) => return Err(etcd.refused_auth(op, key, endpoint, d)),
+            Attempt::Fail(e) => return Err(e),
+        }
+        Ok(())
+    }
+
+    /// The error once every endpoint failed: a TLS failure if there was
+    /// one (a setting to fix), else "unavailable".
+    fn exhausted(self, etcd: &Etcd, op: &'static str, key: &str) -> Error {
+        self.tls_failed.unwrap_or_else(|| Error::Unavailable {
             op,
             key: key.to_string(),
-            endpoints: self.endpoints.join(", "),
-            detail: last,
+            endpoints: etcd.endpoints.join(", "),
+            detail: self.last,
         })
     }
 }
