@@ -309,19 +309,8 @@ impl<'a> Lock<'a> {
                 let state = self.status()?;
                 return Ok((before, state));
             };
-            match self
-                .etcd
-                .cas(&self.key, expect, next.to_json().as_bytes(), None)?
-            {
-                Some(rev) => {
-                    let state = State {
-                        key: self.key.clone(),
-                        semaphore: next,
-                        mod_revision: Some(rev),
-                        consistent: true,
-                    };
-                    return Ok((before, state));
-                }
+            match self.swap(expect, next)? {
+                Some(state) => return Ok((before, state)),
                 None => {
                     attempts += 1;
                     self.conflict(attempts)?;
@@ -441,25 +430,28 @@ impl<'a> Lock<'a> {
             let expect = state
                 .mod_revision
                 .map_or(Expect::Absent, Expect::ModRevision);
-            match self
-                .etcd
-                .cas(&self.key, expect, next.to_json().as_bytes(), None)?
-            {
-                Some(rev) => {
-                    let state = State {
-                        key: self.key.clone(),
-                        semaphore: next.clone(),
-                        mod_revision: Some(rev),
-                        consistent: true,
-                    };
-                    return Ok((out, state));
-                }
+            match self.swap(expect, next.clone())? {
+                Some(state) => return Ok((out, state)),
                 None => {
                     attempts += 1;
                     self.conflict(attempts)?;
                 }
             }
         }
+    }
+
+    /// Writes `next` if the key is still as `expect`; the state written,
+    /// or `None` when someone changed it first.
+    fn swap(&self, expect: Expect, next: Semaphore) -> Result<Option<State>, Error> {
+        let written = self
+            .etcd
+            .cas(&self.key, expect, next.to_json().as_bytes(), None)?;
+        Ok(written.map(|rev| State {
+            key: self.key.clone(),
+            semaphore: next,
+            mod_revision: Some(rev),
+            consistent: true,
+        }))
     }
 
     /// After a compare failure: a short random pause, growing with the

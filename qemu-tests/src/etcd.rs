@@ -24,6 +24,7 @@
 //! # Ok::<(), anyhow::Error>(())
 //! ```
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -31,6 +32,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use agent::etcd::{Auth, Etcd, Kv, Tls};
+use agent::semaphore::Semaphore;
 use anyhow::{Context, Result, bail, ensure};
 use serde_json::Value;
 
@@ -66,6 +68,23 @@ struct Member {
     data_dir: PathBuf,
     log: PathBuf,
     child: Option<Child>,
+}
+
+/// What etcd's history of a semaphore key shows.
+#[derive(Debug, Default)]
+pub struct SemaphoreHistory {
+    /// Revisions of the key.
+    pub revisions: usize,
+    /// Slots taken, per holder.
+    pub acquired: BTreeMap<String, usize>,
+    /// Slots given back.
+    pub released: usize,
+    /// Acquisitions right after a release (a slot passed on).
+    pub handoffs: usize,
+    /// Most holders at one revision.
+    pub peak: usize,
+    /// The last value.
+    pub last: Option<Semaphore>,
 }
 
 /// An etcd cluster of real `etcd` processes on 127.0.0.1. Dropping it kills
@@ -394,6 +413,68 @@ impl EtcdCluster {
             }
         }
         Ok(kvs)
+    }
+
+    /// Reads the key's whole history from etcd and checks every revision: the
+    /// value as stored is a consistent semaphore with `max`, never more than
+    /// `max` holders, and each change adds or removes exactly one holder.
+    pub fn semaphore_history(&self, key: &str, max: i64) -> Result<SemaphoreHistory> {
+        let kvs = self.history(key)?;
+        ensure!(!kvs.is_empty(), "{key} has no history");
+        let mut rec = SemaphoreHistory::default();
+        // Holders before the revision, and whether the revision was a release.
+        let mut prev: (BTreeSet<String>, bool) = (BTreeSet::new(), false);
+        for (i, kv) in kvs.iter().enumerate() {
+            let at = kv.mod_revision;
+            let raw = Semaphore::parse_raw(&kv.value)
+                .with_context(|| format!("revision {at}: {}", kv.value_str()))?;
+            ensure!(
+                raw.is_consistent(),
+                "revision {at}: inconsistent value {}",
+                kv.value_str()
+            );
+            let s = Semaphore::parse(&kv.value)?;
+            ensure!(s == raw, "revision {at}: not in order: {}", kv.value_str());
+            ensure!(
+                s.max == max,
+                "revision {at}: max {} instead of {max}",
+                s.max
+            );
+            ensure!(
+                s.holders.len() as i64 <= max,
+                "revision {at}: {} holders, max {max}: {}",
+                s.holders.len(),
+                kv.value_str()
+            );
+            rec.peak = rec.peak.max(s.holders.len());
+            let now: BTreeSet<String> = s.holders.iter().cloned().collect();
+            let (before, was_release) = &prev;
+            let added: Vec<&String> = now.difference(before).collect();
+            let removed: Vec<&String> = before.difference(&now).collect();
+            let release = match (added.as_slice(), removed.as_slice()) {
+                ([id], []) => {
+                    *rec.acquired.entry((*id).clone()).or_default() += 1;
+                    if *was_release {
+                        rec.handoffs += 1;
+                    }
+                    false
+                }
+                ([], [_]) => {
+                    rec.released += 1;
+                    true
+                }
+                // The creation by set-max: nobody holds it yet.
+                ([], []) if i == 0 => false,
+                _ => bail!(
+                    "revision {at}: added {added:?} and removed {removed:?} in one change: {}",
+                    kv.value_str()
+                ),
+            };
+            prev = (now, release);
+            rec.last = Some(s);
+        }
+        rec.revisions = kvs.len();
+        Ok(rec)
     }
 
     /// The last lines of a member's log, for error messages.

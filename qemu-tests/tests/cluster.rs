@@ -6,10 +6,10 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use agent::etcd::{Auth, Etcd, Tls};
+use agent::etcd::Etcd;
 use agent::fleet::{self, NodeRecord};
 use agent::lock::Lock;
-use agent::semaphore::{self, Semaphore};
+use agent::semaphore;
 use anyhow::{Context, Result, bail, ensure};
 use qemu_tests::etcd::EtcdCluster;
 use qemu_tests::fixtures::Build;
@@ -59,7 +59,7 @@ impl Cluster {
             .next()
             .and_then(|p| p.trim_end_matches('/').parse().ok())
             .with_context(|| format!("no port in {url}"))?;
-        let client = Etcd::new(&[url], Auth::None, &Tls::default())?;
+        let client = etcd.client()?;
         Lock::new(&client, semaphore::DEFAULT_GROUP).set_max(1)?;
         Ok(Cluster { etcd, client, port })
     }
@@ -97,27 +97,14 @@ impl Cluster {
 
     /// Every value the semaphore had, from etcd's history: never more than
     /// `max` holders; the set of all holders seen.
-    fn check_history(&self, max: usize) -> Result<BTreeSet<String>> {
-        let history = self.etcd.history(semaphore::DEFAULT_KEY)?;
-        ensure!(!history.is_empty(), "the semaphore was never written");
-        let mut seen = BTreeSet::new();
-        for kv in &history {
-            let s = Semaphore::parse_raw(&kv.value)
-                .with_context(|| format!("revision {}: {}", kv.mod_revision, kv.value_str()))?;
-            ensure!(
-                s.holders.len() <= max && s.is_consistent(),
-                "revision {}: {} holders (max {max}): {}",
-                kv.mod_revision,
-                s.holders.len(),
-                kv.value_str()
-            );
-            seen.extend(s.holders);
-        }
+    fn check_history(&self, max: i64) -> Result<BTreeSet<String>> {
+        let h = self.etcd.semaphore_history(semaphore::DEFAULT_KEY, max)?;
         eprintln!(
-            "semaphore history: {} revisions, holders seen: {seen:?}",
-            history.len()
+            "semaphore history: {} revisions, holders seen: {:?}",
+            h.revisions,
+            h.acquired.keys()
         );
-        Ok(seen)
+        Ok(h.acquired.into_keys().collect())
     }
 }
 

@@ -6,7 +6,6 @@
 //!
 //! Needs `etcd` (Debian's etcd-server); none of the TANDEM_* variables.
 
-use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
@@ -17,7 +16,6 @@ use std::time::{Duration, Instant};
 
 use agent::etcd::{Auth, Etcd, Tls};
 use agent::lock::{Lock, Locked, Unlocked, Waits, jitter};
-use agent::semaphore::Semaphore;
 use anyhow::{Context, Result, bail, ensure};
 use qemu_tests::etcd::{EtcdCluster, cpu_time};
 
@@ -32,85 +30,6 @@ const WAITS: Waits = Waits {
 fn hold(lo: u64, hi: u64) -> Duration {
     let r = (jitter() + 1.0) / 2.0;
     Duration::from_millis(lo + (r * (hi - lo) as f64) as u64)
-}
-
-/// What etcd's history of a semaphore key shows.
-#[derive(Debug, Default)]
-struct Record {
-    /// Revisions of the key.
-    revisions: usize,
-    /// Slots taken, per holder.
-    acquired: BTreeMap<String, usize>,
-    /// Slots given back.
-    released: usize,
-    /// Acquisitions right after a release (a slot passed on).
-    handoffs: usize,
-    /// Most holders at one revision.
-    peak: usize,
-    /// The last value.
-    last: Option<Semaphore>,
-}
-
-/// Reads the key's whole history from etcd and checks every revision: the
-/// value as stored is a consistent semaphore with `max`, never more than
-/// `max` holders, and each change adds or removes exactly one holder.
-fn check_history(cluster: &EtcdCluster, key: &str, max: i64) -> Result<Record> {
-    let kvs = cluster.history(key)?;
-    ensure!(!kvs.is_empty(), "{key} has no history");
-    let mut rec = Record::default();
-    // Holders before the revision, and whether the revision was a release.
-    let mut prev: (BTreeSet<String>, bool) = (BTreeSet::new(), false);
-    for (i, kv) in kvs.iter().enumerate() {
-        let at = kv.mod_revision;
-        let raw = Semaphore::parse_raw(&kv.value)
-            .with_context(|| format!("revision {at}: {}", kv.value_str()))?;
-        ensure!(
-            raw.is_consistent(),
-            "revision {at}: inconsistent value {}",
-            kv.value_str()
-        );
-        let s = Semaphore::parse(&kv.value)?;
-        ensure!(s == raw, "revision {at}: not in order: {}", kv.value_str());
-        ensure!(
-            s.max == max,
-            "revision {at}: max {} instead of {max}",
-            s.max
-        );
-        ensure!(
-            s.holders.len() as i64 <= max,
-            "revision {at}: {} holders, max {max}: {}",
-            s.holders.len(),
-            kv.value_str()
-        );
-        rec.peak = rec.peak.max(s.holders.len());
-        let now: BTreeSet<String> = s.holders.iter().cloned().collect();
-        let (before, was_release) = &prev;
-        let added: Vec<&String> = now.difference(before).collect();
-        let removed: Vec<&String> = before.difference(&now).collect();
-        let release = match (added.as_slice(), removed.as_slice()) {
-            ([id], []) => {
-                *rec.acquired.entry((*id).clone()).or_default() += 1;
-                if *was_release {
-                    rec.handoffs += 1;
-                }
-                false
-            }
-            ([], [_]) => {
-                rec.released += 1;
-                true
-            }
-            // The creation by set-max: nobody holds it yet.
-            ([], []) if i == 0 => false,
-            _ => bail!(
-                "revision {at}: added {added:?} and removed {removed:?} in one change: {}",
-                kv.value_str()
-            ),
-        };
-        prev = (now, release);
-        rec.last = Some(s);
-    }
-    rec.revisions = kvs.len();
-    Ok(rec)
 }
 
 fn client(urls: &[String]) -> Result<Etcd> {
@@ -187,7 +106,7 @@ fn fifty_agents_share_three_slots() -> Result<()> {
     let took = started.elapsed();
     assert_eq!(done.load(Ordering::SeqCst), AGENTS);
 
-    let rec = check_history(&cluster, key, 3)?;
+    let rec = cluster.semaphore_history(key, 3)?;
     println!(
         "50 agents, max 3: all through in {:.2} s (longest wait for a slot {:.2} s); etcd history: {} revisions, {} acquisitions, {} releases, {} hand-offs, at most {} holders",
         took.as_secs_f64(),
@@ -265,7 +184,7 @@ fn leader_killed_while_agents_lock_and_unlock() -> Result<()> {
     assert_eq!(done.load(Ordering::SeqCst), AGENTS * ROUNDS);
     cluster.restart(leader)?;
 
-    let rec = check_history(&cluster, key, 2)?;
+    let rec = cluster.semaphore_history(key, 2)?;
     println!(
         "etcd history: {} revisions, {} hand-offs, at most {} holders",
         rec.revisions, rec.handoffs, rec.peak
@@ -404,7 +323,7 @@ fn agent_killed_while_holding_finds_its_own_hold() -> Result<()> {
     assert_eq!(run("node-b", "lock")?, "acquired");
     assert_eq!(run("node-b", "unlock")?, "released");
 
-    let rec = check_history(&cluster, key, 1)?;
+    let rec = cluster.semaphore_history(key, 1)?;
     println!(
         "etcd history: {} revisions, acquisitions {:?}",
         rec.revisions, rec.acquired
@@ -491,7 +410,7 @@ fn etcd_down_while_waiting_backs_off_without_spinning() -> Result<()> {
         "took {after:?}, cap {CAP_MS} ms"
     );
 
-    let rec = check_history(&cluster, key, 1)?;
+    let rec = cluster.semaphore_history(key, 1)?;
     // Nothing was written while etcd was down (obviously), nor before
     // the blocker's unlock: then the unlock and node-w's lock.
     assert_eq!(rec.revisions, revisions_before + 2);
