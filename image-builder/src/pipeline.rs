@@ -650,11 +650,13 @@ pub fn update_toml(update: &crate::definition::UpdateSection) -> String {
     s
 }
 
-/// `/usr/lib/tandem/services/<service>.toml` for a node role.
+/// `/usr/lib/tandem/services/<service>.toml` for a node role. Both roles
+/// talk to the network (etcd, the update server), so they start once it is
+/// configured.
 pub fn service_toml(role: &str) -> String {
     format!(
         "# written by tandem build; replace it with /etc/tandem/services/ to change it\n\
-         exec = [\"/usr/lib/tandem/{role}\"]\nrestart = \"always\"\nstdio = \"log\"\n"
+         exec = [\"/usr/lib/tandem/{role}\"]\nrestart = \"always\"\nstdio = \"log\"\nafter_network = true\n"
     )
 }
 
@@ -810,10 +812,10 @@ mod tests {
     #[test]
     fn node_services() {
         let s = keys(&service_toml("tandem-updated"));
-        assert_eq!(s.len(), 3);
+        assert_eq!(s.len(), 4);
         let text = service_toml("tandem-agent");
         assert!(text.contains(
-            "exec = [\"/usr/lib/tandem/tandem-agent\"]\nrestart = \"always\"\nstdio = \"log\"\n"
+            "exec = [\"/usr/lib/tandem/tandem-agent\"]\nrestart = \"always\"\nstdio = \"log\"\nafter_network = true\n"
         ));
     }
 }

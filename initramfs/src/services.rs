@@ -10,9 +10,10 @@
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
+use std::os::fd::AsRawFd;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde::Deserialize;
@@ -90,6 +91,13 @@ pub struct ServiceSpec {
     /// Standard input/output.
     #[serde(default)]
     pub stdio: StdioMode,
+    /// Start only once the network is configured (or the boot's wait for it
+    /// is over), like systemd's `After=network-online.target`: a service
+    /// that talks to the cluster or the update server would otherwise spend
+    /// its first attempt failing, and its start-up work would delay
+    /// `system ready`.
+    #[serde(default)]
+    pub after_network: bool,
     /// Extra environment.
     #[serde(default)]
     pub env: BTreeMap<String, String>,
@@ -291,6 +299,7 @@ pub fn builtin_console(sh_exists: bool) -> ServiceDef {
             stop_timeout_secs: 2,
             enabled: true,
             stdio: StdioMode::Tty,
+            after_network: false,
             env: BTreeMap::from([
                 ("HOME".into(), "/root".into()),
                 ("PS1".into(), "\\h:\\w\\$ ".into()),
@@ -320,9 +329,16 @@ pub fn console_tty() -> PathBuf {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum State {
     Disabled,
+    /// `after_network`, and the network is not settled yet.
+    WaitingForNetwork,
     Due(Instant),
-    Running { pid: i32, since: Instant },
-    Stopping { pid: i32 },
+    Running {
+        pid: i32,
+        since: Instant,
+    },
+    Stopping {
+        pid: i32,
+    },
     Done,
 }
 
@@ -372,10 +388,10 @@ impl Supervisor {
         let units = defs
             .into_iter()
             .map(|def| Unit {
-                state: if def.spec.enabled {
-                    State::Due(now)
-                } else {
-                    State::Disabled
+                state: match (def.spec.enabled, def.spec.after_network) {
+                    (false, _) => State::Disabled,
+                    (true, true) => State::WaitingForNetwork,
+                    (true, false) => State::Due(now),
                 },
                 def,
                 restarts: 0,
@@ -430,6 +446,16 @@ impl Supervisor {
             }
         }
         events
+    }
+
+    /// The network is configured, or the boot stopped waiting for it: the
+    /// `after_network` services are due now. Later restarts do not wait.
+    pub fn network_settled(&mut self, now: Instant) {
+        for u in &mut self.units {
+            if u.state == State::WaitingForNetwork {
+                u.state = State::Due(now);
+            }
+        }
     }
 
     /// Records the exit of `pid`; `None` if it is not a service (an orphan).
@@ -491,7 +517,7 @@ impl Supervisor {
                     longest = longest.max(Duration::from_secs(u.def.spec.stop_timeout_secs));
                     u.state = State::Stopping { pid };
                 }
-                State::Due(_) => u.state = State::Done,
+                State::Due(_) | State::WaitingForNetwork => u.state = State::Done,
                 _ => {}
             }
         }
@@ -531,6 +557,7 @@ impl Supervisor {
                         ("waiting to restart".to_string(), None)
                     }
                     State::Due(_) => ("starting".to_string(), None),
+                    State::WaitingForNetwork => ("waiting for the network".to_string(), None),
                     State::Running { pid, .. } => ("running".to_string(), Some(pid)),
                     State::Stopping { pid } => ("stopping".to_string(), Some(pid)),
                     State::Done if u.last_exit.is_some_and(Exit::success) => {
@@ -576,52 +603,74 @@ fn spawn(def: &ServiceDef, console: &Path) -> Result<i32, Error> {
         program: program.clone(),
         err,
     };
-    let mut cmd = Command::new(&program);
-    cmd.args(spec.exec.get(1..).unwrap_or_default())
-        .env_clear()
-        .env("PATH", DEFAULT_PATH)
-        .env("HOME", "/root")
-        .env("TANDEM_SERVICE", &def.name)
-        .envs(&spec.env)
-        .current_dir(
-            spec.working_directory
-                .as_deref()
-                .filter(|d| d.is_dir())
-                .unwrap_or(Path::new("/")),
-        );
-    let tty = spec.stdio == StdioMode::Tty;
-    match spec.stdio {
+    let mut env = vec![
+        ("PATH".to_string(), DEFAULT_PATH.to_string()),
+        ("HOME".to_string(), "/root".to_string()),
+        ("TANDEM_SERVICE".to_string(), def.name.clone()),
+    ];
+    env.extend(spec.env.iter().map(|(k, v)| (k.clone(), v.clone())));
+    let cwd = spec
+        .working_directory
+        .as_deref()
+        .filter(|d| d.is_dir())
+        .unwrap_or(Path::new("/"));
+    let open = |path: &Path, write: bool| {
+        OpenOptions::new()
+            .read(!write)
+            .write(write)
+            .open(path)
+            .map_err(fail)
+    };
+    let null = Path::new("/dev/null");
+    let stdio: [File; 3] = match spec.stdio {
         StdioMode::Log => {
             let log = open_log(&def.name).map_err(fail)?;
-            let err = log.try_clone().map_err(fail)?;
-            cmd.stdin(Stdio::null()).stdout(log).stderr(err);
+            [open(null, false)?, log.try_clone().map_err(fail)?, log]
         }
         StdioMode::Console => {
-            let out = OpenOptions::new()
-                .write(true)
-                .open("/dev/console")
-                .map_err(fail)?;
-            let err = out.try_clone().map_err(fail)?;
-            cmd.stdin(Stdio::null()).stdout(out).stderr(err);
+            let out = open(Path::new("/dev/console"), true)?;
+            [open(null, false)?, out.try_clone().map_err(fail)?, out]
         }
-        StdioMode::Null => {
-            cmd.stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null());
-        }
+        StdioMode::Null => [open(null, false)?, open(null, true)?, open(null, true)?],
         StdioMode::Tty => {
+            if !spec.env.contains_key("TERM") {
+                env.push(("TERM".into(), "vt100".into()));
+            }
             let t = OpenOptions::new()
                 .read(true)
                 .write(true)
                 .open(console)
                 .map_err(fail)?;
-            let (o, e) = (t.try_clone().map_err(fail)?, t.try_clone().map_err(fail)?);
-            cmd.stdin(t).stdout(o).stderr(e);
-            if !spec.env.contains_key("TERM") {
-                cmd.env("TERM", "vt100");
-            }
+            [
+                t.try_clone().map_err(fail)?,
+                t.try_clone().map_err(fail)?,
+                t,
+            ]
         }
+    };
+    let tty = spec.stdio == StdioMode::Tty;
+    if !tty && spec.user.is_none() && spec.group.is_none() {
+        let env: Vec<String> = env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        return crate::sys::spawn(&crate::sys::SpawnRequest {
+            program: &program,
+            argv: &spec.exec,
+            env: &env,
+            cwd,
+            stdio: stdio.each_ref().map(|f| f.as_raw_fd()),
+        })
+        .map_err(fail);
     }
+    // A controlling terminal or other credentials need code between fork
+    // and exec, which posix_spawn cannot run.
+    let [stdin, stdout, stderr] = stdio;
+    let mut cmd = Command::new(&program);
+    cmd.args(spec.exec.get(1..).unwrap_or_default())
+        .env_clear()
+        .envs(env)
+        .current_dir(cwd)
+        .stdin(stdin)
+        .stdout(stdout)
+        .stderr(stderr);
     if let Some(g) = spec.group {
         cmd.gid(g);
     }
@@ -679,6 +728,7 @@ mod tests {
             restart_delay_ms = 1000
             stop_timeout_secs = 30
             stdio = "console"
+            after_network = true
             working_directory = "/var/lib/agent"
             user = 1000
             group = 1000
@@ -695,6 +745,7 @@ mod tests {
         assert_eq!(spec.env.get("RUST_LOG").map(String::as_str), Some("debug"));
         assert_eq!(spec.user, Some(1000));
         assert!(spec.enabled);
+        assert!(spec.after_network);
     }
 
     #[test]
@@ -705,6 +756,7 @@ mod tests {
         assert_eq!(spec.restart_delay_ms, 500);
         assert_eq!(spec.stop_timeout_secs, 10);
         assert!(spec.enabled);
+        assert!(!spec.after_network);
     }
 
     #[test]
@@ -830,6 +882,44 @@ mod tests {
     fn console_falls_back_to_busybox() {
         assert_eq!(builtin_console(true).spec.exec, ["/usr/bin/sh"]);
         assert_eq!(builtin_console(false).spec.exec, ["/usr/bin/busybox", "sh"]);
+    }
+
+    #[test]
+    fn after_network_services_wait_until_the_network_settles() {
+        let t0 = Instant::now();
+        let mut net = def("agent", Restart::Always);
+        net.spec.after_network = true;
+        let mut off = def("off", Restart::Always);
+        off.spec.enabled = false;
+        off.spec.after_network = true;
+        let mut s = Supervisor::new(vec![def("console", Restart::Always), net, off], t0);
+        assert_eq!(s.next_due(), Some(t0), "the console is due at once");
+        s.units[0].state = State::Running { pid: 10, since: t0 };
+        assert_eq!(s.next_due(), None, "nothing else is due before the network");
+        assert_eq!(s.status()[1].state, "waiting for the network");
+
+        let t1 = t0 + Duration::from_millis(80);
+        s.network_settled(t1);
+        assert_eq!(s.next_due(), Some(t1));
+        assert_eq!(s.status()[1].state, "starting");
+        assert_eq!(s.status()[2].state, "disabled", "disabled stays disabled");
+
+        // A restart after the network settled does not wait again.
+        s.units[1].state = State::Running { pid: 11, since: t1 };
+        let t2 = t1 + Duration::from_secs(1);
+        s.on_exit(11, Exit::Code(1), t2);
+        assert_eq!(s.next_due(), Some(t2 + Duration::from_millis(500)));
+    }
+
+    #[test]
+    fn shutdown_drops_services_still_waiting_for_the_network() {
+        let t0 = Instant::now();
+        let mut net = def("agent", Restart::Always);
+        net.spec.after_network = true;
+        let mut s = Supervisor::new(vec![net], t0);
+        s.terminate_all();
+        s.network_settled(t0);
+        assert_eq!(s.next_due(), None);
     }
 
     #[test]

@@ -432,7 +432,9 @@ struct Init {
     pet_every: Duration,
     next_pet: Instant,
     ready: bool,
-    ready_deadline: Instant,
+    /// The network is configured, absent, or waited for long enough.
+    network_settled: bool,
+    network_deadline: Instant,
     dirty: bool,
 }
 
@@ -476,6 +478,13 @@ impl Init {
             } => system_log!("{name} ended ({exit}); not restarting"),
         }
         self.dirty = true;
+    }
+
+    fn settle_network(&mut self, now: Instant) {
+        if !self.network_settled {
+            self.network_settled = true;
+            self.supervisor.network_settled(now);
+        }
     }
 
     fn declare_ready(&mut self) {
@@ -671,20 +680,14 @@ fn run(started_us: u64, sigfd: &OwnedFd) -> (Shutdown, Option<Watchdog>) {
         pet_every,
         next_pet: now,
         ready: false,
-        ready_deadline: now + NETWORK_WAIT,
+        network_settled: false,
+        network_deadline: now + NETWORK_WAIT,
         dirty: true,
     };
 
     loop {
         let now = Instant::now();
         init.pet(now);
-        let events = init.supervisor.start_due(now);
-        if !events.is_empty() {
-            for ev in events {
-                init.service_event(ev);
-            }
-            init.step("services started");
-        }
         while let Ok(ev) = rx.try_recv() {
             let st = network_status(&ev);
             match &ev {
@@ -705,7 +708,6 @@ fn run(started_us: u64, sigfd: &OwnedFd) -> (Shutdown, Option<Watchdog>) {
                     interface, reason, ..
                 } => system_log!("{interface}: DHCP: {reason}; retrying"),
             }
-            let settled = !matches!(ev, NetEvent::Failed { .. });
             match &ev {
                 NetEvent::Configured { .. } => init.step("network configured"),
                 NetEvent::NoInterface => init.step("no network interface"),
@@ -713,11 +715,35 @@ fn run(started_us: u64, sigfd: &OwnedFd) -> (Shutdown, Option<Watchdog>) {
             }
             init.status.network = Some(st);
             init.dirty = true;
-            if !init.ready && settled {
-                init.declare_ready();
+            if !matches!(ev, NetEvent::Failed { .. }) {
+                init.settle_network(now);
             }
         }
-        if !init.ready && now >= init.ready_deadline {
+        if !init.network_settled && now >= init.network_deadline {
+            system_log!(
+                "no DHCP lease after {} s; starting the services that wait for the network anyway",
+                NETWORK_WAIT.as_secs()
+            );
+            init.settle_network(now);
+        }
+        let events = init.supervisor.start_due(now);
+        if !events.is_empty() {
+            let started: Vec<String> = events
+                .iter()
+                .filter_map(|ev| match ev {
+                    Event::Started { name, .. } => Some(name.clone()),
+                    _ => None,
+                })
+                .collect();
+            for ev in events {
+                init.service_event(ev);
+            }
+            if !started.is_empty() {
+                init.step(&format!("started {}", started.join(", ")));
+            }
+        }
+        // Ready once the network settled and what waited for it was started.
+        if !init.ready && init.network_settled {
             init.declare_ready();
         }
         if init.dirty && init.ready {
@@ -728,8 +754,8 @@ fn run(started_us: u64, sigfd: &OwnedFd) -> (Shutdown, Option<Watchdog>) {
         if let Some(due) = init.supervisor.next_due() {
             next = next.min(due);
         }
-        if !init.ready {
-            next = next.min(init.ready_deadline);
+        if !init.network_settled {
+            next = next.min(init.network_deadline);
         }
         let timeout = next.saturating_duration_since(Instant::now());
         let mut fds = vec![sigfd.as_raw_fd()];
