@@ -1,12 +1,17 @@
 //! `cargo xtask bench boot`: time from QEMU start to `system ready`, split
 //! into firmware+bootloader, kernel, initramfs and system init by the
-//! arrival times of the console markers, over several boots.
+//! arrival times of the console markers, over several boots. The initramfs
+//! and system init are also timed by the node's own clock (the
+//! `CLOCK_BOOTTIME` stamps of /run/tandem/status.json, the clock of the
+//! kernel's console timestamps), which the host's scheduling of QEMU and of
+//! the console reader does not blur.
 
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 use qemu_tests::vm::BootTimes;
 use qemu_tests::{Disk, Vm, VmConfig};
+use updater::node::Status;
 
 use crate::{artifacts, setup};
 
@@ -18,21 +23,26 @@ pub fn run() -> Result<()> {
     let a = artifacts::build()?;
     let image = artifacts::image(&a, "examples/minimal/image.toml", "minimal")?;
     let mut all = Vec::new();
+    let mut node = Vec::new();
     for i in 0..RUNS {
         let disk = Disk::overlay(&image.join("disk.raw"))?;
         let mut vm = Vm::start(&VmConfig::new(&format!("bench-boot-{i}")), &disk)?;
         vm.wait_for("tandem: system ready", Duration::from_secs(180))?;
         let t = BootTimes::from_lines(&vm.lines()).context("boot markers missing")?;
+        let (early, system) = node_clock(&mut vm)?;
         eprintln!(
-            "boot {}: total {:.2} s = firmware+bootloader {:.2} + kernel {:.2} + initramfs {:.2} + system init {:.2}",
+            "boot {}: total {:.2} s = firmware+bootloader {:.2} + kernel {:.2} + initramfs {:.2} + system init {:.2}; node clock: initramfs {:.2} + system init {:.2}",
             i + 1,
             s(t.total()),
             s(t.firmware_and_bootloader),
             s(t.kernel),
             s(t.initramfs),
-            s(t.system_init)
+            s(t.system_init),
+            s(early),
+            s(system)
         );
         all.push(t);
+        node.push((early, system));
     }
     let med = |f: fn(&BootTimes) -> Duration| {
         let mut v: Vec<Duration> = all.iter().map(f).collect();
@@ -40,6 +50,12 @@ pub fn run() -> Result<()> {
         v[v.len() / 2]
     };
     let early_and_system = med(|t| t.initramfs + t.system_init);
+    let node_med = |f: fn(&(Duration, Duration)) -> Duration| {
+        let mut v: Vec<Duration> = node.iter().map(f).collect();
+        v.sort();
+        v[v.len() / 2]
+    };
+    let node_total = node_med(|(e, sys)| *e + *sys);
     println!("bench boot: QEMU start to system ready (TCG, 1 vCPU), median of {RUNS} boots");
     println!("  total                 {:.2} s", s(med(BootTimes::total)));
     println!(
@@ -50,15 +66,47 @@ pub fn run() -> Result<()> {
     println!("  initramfs             {:.2} s", s(med(|t| t.initramfs)));
     println!("  system init           {:.2} s", s(med(|t| t.system_init)));
     println!(
-        "  initramfs + system init {:.2} s (goal < 1.00 s): {}",
+        "  initramfs + system init {:.2} s by console arrival (goal < 1.00 s): {}",
         s(early_and_system),
-        if early_and_system < Duration::from_secs(1) {
-            "met"
-        } else {
-            "NOT met"
-        }
+        verdict(early_and_system)
+    );
+    println!(
+        "  by the node's clock: initramfs {:.2} s + system init {:.2} s = {:.2} s (goal < 1.00 s): {}",
+        s(node_med(|(e, _)| *e)),
+        s(node_med(|(_, sys)| *sys)),
+        s(node_total),
+        verdict(node_total)
     );
     Ok(())
+}
+
+fn verdict(d: Duration) -> &'static str {
+    if d < Duration::from_secs(1) {
+        "met"
+    } else {
+        "NOT met"
+    }
+}
+
+/// Initramfs (its `/init` started → switch root) and system init (switch
+/// root → `system ready`) by the node's `CLOCK_BOOTTIME`.
+fn node_clock(vm: &mut Vm) -> Result<(Duration, Duration)> {
+    let out = vm.run("cat /run/tandem/status.json", Duration::from_secs(60))?;
+    // Kernel messages can land in the middle of the output.
+    let json: Vec<&str> = out
+        .lines()
+        .filter(|l| !(l.trim_start().starts_with('[') && l.contains("] ")))
+        .collect();
+    let status: Status =
+        serde_json::from_str(&json.join("\n")).context("parsing /run/tandem/status.json")?;
+    let b = &status.boot;
+    let (Some(start), Some(switch), Some(ready)) =
+        (b.initramfs_started_us, b.switch_root_us, b.system_ready_us)
+    else {
+        anyhow::bail!("status.json lacks boot timestamps: {:?}", b);
+    };
+    let us = |from: u64, to: u64| Duration::from_micros(to.saturating_sub(from));
+    Ok((us(start, switch), us(switch, ready)))
 }
 
 fn s(d: Duration) -> f64 {
