@@ -63,7 +63,7 @@ impl Build {
         format!(
             "[image]\nname = \"{IMAGE}\"\nversion = \"{v}\"\nchannel = \"stable\"\n\n\
              [kernel]\npackage = \"linux-image-cloud-amd64\"\n\
-             initramfs-modules = [\"sha256_ssse3\", \"virtio_pci\", \"virtio_blk\", \"dm_verity\", \"erofs\", \"softdog\"]\n\n\
+             initramfs-modules = [\"virtio_pci\", \"virtio_blk\", \"dm_verity\", \"erofs\", \"softdog\"]\n\n\
              [usr]\npackages = [\"busybox-static\"]\nbusybox-applets = true\n\n\
              [[usr.files]]\nsource = \"motd\"\ntarget = \"/usr/share/tandem/motd\"\n{broken}\n\
              [update]\ntrusted-keys = [\"keys/test-release.pub\"]\n",
