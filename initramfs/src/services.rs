@@ -20,6 +20,7 @@ use serde::Deserialize;
 
 use crate::error::{Error, ServiceFileError};
 use crate::status::ServiceStatus;
+use crate::sys::{ChildIo, SpawnRequest};
 
 /// Services that come with the image.
 pub const IMAGE_DIR: &str = "/usr/lib/tandem/services";
@@ -622,20 +623,44 @@ fn spawn(def: &ServiceDef, console: &Path) -> Result<i32, Error> {
             .map_err(fail)
     };
     let null = Path::new("/dev/null");
-    let stdio: [File; 3] = match spec.stdio {
+    let tty = spec.stdio == StdioMode::Tty;
+    let files: Option<[File; 3]> = match spec.stdio {
         StdioMode::Log => {
             let log = open_log(&def.name).map_err(fail)?;
-            [open(null, false)?, log.try_clone().map_err(fail)?, log]
+            Some([open(null, false)?, log.try_clone().map_err(fail)?, log])
         }
         StdioMode::Console => {
             let out = open(Path::new("/dev/console"), true)?;
-            [open(null, false)?, out.try_clone().map_err(fail)?, out]
+            Some([open(null, false)?, out.try_clone().map_err(fail)?, out])
         }
-        StdioMode::Null => [open(null, false)?, open(null, true)?, open(null, true)?],
+        StdioMode::Null => Some([open(null, false)?, open(null, true)?, open(null, true)?]),
         StdioMode::Tty => {
             if !spec.env.contains_key("TERM") {
                 env.push(("TERM".into(), "vt100".into()));
             }
+            None
+        }
+    };
+    if spec.user.is_none() && spec.group.is_none() {
+        let env: Vec<String> = env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let stdio = match &files {
+            Some(f) => ChildIo::Fds(f.each_ref().map(|f| f.as_raw_fd())),
+            None => ChildIo::Terminal(console),
+        };
+        return crate::sys::spawn(&SpawnRequest {
+            program: &program,
+            argv: &spec.exec,
+            env: &env,
+            cwd,
+            stdio,
+        })
+        .map_err(fail);
+    }
+    // Other credentials need code between fork and exec, which posix_spawn
+    // cannot run.
+    let [stdin, stdout, stderr] = match files {
+        Some(f) => f,
+        None => {
             let t = OpenOptions::new()
                 .read(true)
                 .write(true)
@@ -648,21 +673,6 @@ fn spawn(def: &ServiceDef, console: &Path) -> Result<i32, Error> {
             ]
         }
     };
-    let tty = spec.stdio == StdioMode::Tty;
-    if !tty && spec.user.is_none() && spec.group.is_none() {
-        let env: Vec<String> = env.iter().map(|(k, v)| format!("{k}={v}")).collect();
-        return crate::sys::spawn(&crate::sys::SpawnRequest {
-            program: &program,
-            argv: &spec.exec,
-            env: &env,
-            cwd,
-            stdio: stdio.each_ref().map(|f| f.as_raw_fd()),
-        })
-        .map_err(fail);
-    }
-    // A controlling terminal or other credentials need code between fork
-    // and exec, which posix_spawn cannot run.
-    let [stdin, stdout, stderr] = stdio;
     let mut cmd = Command::new(&program);
     cmd.args(spec.exec.get(1..).unwrap_or_default())
         .env_clear()

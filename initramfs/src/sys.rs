@@ -315,7 +315,17 @@ pub struct SpawnRequest<'a> {
     /// Working directory.
     pub cwd: &'a Path,
     /// Standard input, output and error.
-    pub stdio: [RawFd; 3],
+    pub stdio: ChildIo<'a>,
+}
+
+/// Where a spawned program's standard input, output and error go.
+#[derive(Debug)]
+pub enum ChildIo<'a> {
+    /// These descriptors, in order.
+    Fds([RawFd; 3]),
+    /// This terminal, opened by the child after it became a session leader,
+    /// so that it becomes the child's controlling terminal (as getty does).
+    Terminal(&'a Path),
 }
 
 /// Starts a program with posix_spawn(3) in a session of its own, with an
@@ -333,6 +343,14 @@ pub fn spawn(req: &SpawnRequest) -> io::Result<libc::pid_t> {
         .collect::<io::Result<_>>()?;
     let env: Vec<CString> = req.env.iter().map(|e| cstr(e)).collect::<io::Result<_>>()?;
     let cwd = cpath(req.cwd)?;
+    enum Io {
+        Fds([RawFd; 3]),
+        Terminal(CString),
+    }
+    let stdio = match req.stdio {
+        ChildIo::Fds(fds) => Io::Fds(fds),
+        ChildIo::Terminal(path) => Io::Terminal(cpath(path)?),
+    };
     let mut argv_ptrs: Vec<*mut libc::c_char> = argv.iter().map(|a| a.as_ptr() as *mut _).collect();
     argv_ptrs.push(std::ptr::null_mut());
     let mut env_ptrs: Vec<*mut libc::c_char> = env.iter().map(|e| e.as_ptr() as *mut _).collect();
@@ -367,12 +385,32 @@ pub fn spawn(req: &SpawnRequest) -> io::Result<libc::pid_t> {
             let flags = libc::POSIX_SPAWN_SETSID
                 | (libc::POSIX_SPAWN_SETSIGMASK | libc::POSIX_SPAWN_SETSIGDEF) as libc::c_short;
             err(libc::posix_spawnattr_setflags(&mut attr, flags))?;
-            for (target, fd) in req.stdio.iter().enumerate() {
-                err(libc::posix_spawn_file_actions_adddup2(
-                    &mut actions,
-                    *fd,
-                    target as libc::c_int,
-                ))?;
+            match &stdio {
+                Io::Fds(fds) => {
+                    for (target, fd) in fds.iter().enumerate() {
+                        err(libc::posix_spawn_file_actions_adddup2(
+                            &mut actions,
+                            *fd,
+                            target as libc::c_int,
+                        ))?;
+                    }
+                }
+                Io::Terminal(tty) => {
+                    err(libc::posix_spawn_file_actions_addopen(
+                        &mut actions,
+                        0,
+                        tty.as_ptr(),
+                        libc::O_RDWR,
+                        0,
+                    ))?;
+                    for target in [1, 2] {
+                        err(libc::posix_spawn_file_actions_adddup2(
+                            &mut actions,
+                            0,
+                            target,
+                        ))?;
+                    }
+                }
             }
             err(libc::posix_spawn_file_actions_addchdir_np(
                 &mut actions,
@@ -398,6 +436,7 @@ pub fn spawn(req: &SpawnRequest) -> io::Result<libc::pid_t> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::PathBuf;
 
     #[test]
     fn spawn_sets_up_the_child_as_asked() {
@@ -422,7 +461,7 @@ mod tests {
             argv: &["sh".into(), "-c".into(), script.into()],
             env: &["GREETING=hello".into(), "PATH=/usr/bin:/bin".into()],
             cwd: &dir,
-            stdio: [null.as_raw_fd(), out.as_raw_fd(), out.as_raw_fd()],
+            stdio: ChildIo::Fds([null.as_raw_fd(), out.as_raw_fd(), out.as_raw_fd()]),
         });
         // SAFETY: restoring the mask saved above.
         unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut()) };
@@ -438,13 +477,50 @@ mod tests {
     }
 
     #[test]
+    fn spawn_on_a_terminal_makes_it_the_controlling_terminal() {
+        // SAFETY: standard pty set-up on a descriptor we own.
+        let (master, slave) = unsafe {
+            let m = libc::posix_openpt(libc::O_RDWR | libc::O_NOCTTY);
+            assert!(m >= 0, "posix_openpt");
+            assert_eq!(libc::grantpt(m), 0);
+            assert_eq!(libc::unlockpt(m), 0);
+            let name = std::ffi::CStr::from_ptr(libc::ptsname(m));
+            (m, PathBuf::from(name.to_string_lossy().into_owned()))
+        };
+        // Field 7 of /proc/<pid>/stat is the controlling terminal (0: none).
+        let pid = spawn(&SpawnRequest {
+            program: "/bin/sh",
+            argv: &[
+                "sh".into(),
+                "-c".into(),
+                "read -r a b c d e f tty rest < /proc/self/stat; echo \"ctty=$tty\"".into(),
+            ],
+            env: &[],
+            cwd: Path::new("/"),
+            stdio: ChildIo::Terminal(&slave),
+        })
+        .expect("spawn");
+        let mut status = 0;
+        // SAFETY: waiting for our own child.
+        unsafe { libc::waitpid(pid, &mut status, 0) };
+        let mut buf = [0u8; 256];
+        // SAFETY: reading into a buffer we own from the pty master.
+        let n = unsafe { libc::read(master, buf.as_mut_ptr().cast(), buf.len()) };
+        // SAFETY: closing the master we opened.
+        unsafe { libc::close(master) };
+        let text = String::from_utf8_lossy(&buf[..n.max(0) as usize]).into_owned();
+        assert!(text.contains("ctty="), "{text}");
+        assert!(!text.contains("ctty=0"), "no controlling terminal: {text}");
+    }
+
+    #[test]
     fn spawn_reports_a_missing_program() {
         let err = spawn(&SpawnRequest {
             program: "/nonexistent/program",
             argv: &["program".into()],
             env: &[],
             cwd: Path::new("/"),
-            stdio: [0, 1, 2],
+            stdio: ChildIo::Fds([0, 1, 2]),
         })
         .expect_err("missing");
         assert_eq!(err.kind(), io::ErrorKind::NotFound, "{err}");

@@ -9,13 +9,20 @@ use initramfs::Role;
 fn main() -> ExitCode {
     let argv0 = std::env::args_os().next().unwrap_or_default();
     match initramfs::role(&argv0) {
-        Some(Role::Ctl) => match ctl() {
-            Ok(code) => code,
-            Err(e) => {
-                eprintln!("tandemctl: {e:#}");
-                ExitCode::FAILURE
+        Some(Role::Ctl) => {
+            // A command-line tool ends quietly when its reader goes away
+            // (`tandemctl status | head`) instead of panicking on EPIPE; the
+            // daemons keep Rust's ignored SIGPIPE for their sockets.
+            // SAFETY: setting a signal disposition before any thread exists.
+            unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+            match ctl() {
+                Ok(code) => code,
+                Err(e) => {
+                    eprintln!("tandemctl: {e:#}");
+                    ExitCode::FAILURE
+                }
             }
-        },
+        }
         Some(Role::Updated) => match updater::daemon::run(updater::daemon::Options::default()) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
