@@ -303,6 +303,24 @@ pub fn unblock_all_signals() -> io::Result<()> {
     Ok(())
 }
 
+/// Raises the calling thread's CPU weight to `nice` (negative) while every
+/// thread or process it creates starts at nice 0 (`SCHED_RESET_ON_FORK`).
+pub fn raise_priority_not_inherited(nice: libc::c_int) -> io::Result<()> {
+    // SAFETY: sched_param is plain old data; all zero is priority 0 (the
+    // only one SCHED_OTHER takes; musl's has more fields than glibc's).
+    let param: libc::sched_param = unsafe { std::mem::zeroed() };
+    // SAFETY: plain syscalls on the calling thread with a valid sched_param.
+    unsafe {
+        check(libc::sched_setscheduler(
+            0,
+            libc::SCHED_OTHER | libc::SCHED_RESET_ON_FORK,
+            &param,
+        ))?;
+        check(libc::setpriority(libc::PRIO_PROCESS, 0, nice))?;
+    }
+    Ok(())
+}
+
 /// What [`spawn`] starts.
 #[derive(Debug)]
 pub struct SpawnRequest<'a> {
@@ -511,6 +529,29 @@ mod tests {
         let text = String::from_utf8_lossy(&buf[..n.max(0) as usize]).into_owned();
         assert!(text.contains("ctty="), "{text}");
         assert!(!text.contains("ctty=0"), "no controlling terminal: {text}");
+    }
+
+    #[test]
+    fn raised_priority_is_not_inherited() {
+        if unsafe { libc::geteuid() } != 0 {
+            eprintln!("skipped: a negative nice value needs root");
+            return;
+        }
+        // In a thread of its own: nice is per thread on Linux.
+        let (own, child) = std::thread::spawn(|| {
+            raise_priority_not_inherited(-5).expect("raise");
+            // SAFETY: reading this thread's nice value.
+            let own = unsafe { libc::getpriority(libc::PRIO_PROCESS, 0) };
+            let out = std::process::Command::new("/bin/sh")
+                .args(["-c", "read -r a b c d e f g h i j k l m n o p q r nice rest < /proc/self/stat; echo $nice"])
+                .output()
+                .expect("sh");
+            (own, String::from_utf8_lossy(&out.stdout).trim().to_string())
+        })
+        .join()
+        .expect("thread");
+        assert_eq!(own, -5);
+        assert_eq!(child, "0", "the child inherited the raised priority");
     }
 
     #[test]

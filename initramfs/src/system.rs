@@ -35,6 +35,8 @@ pub const MODULES_LIST: &str = "/usr/lib/tandem/modules.load";
 pub const MODULES_BASE: &str = "/usr/lib/modules";
 /// How long "system ready" waits for the first DHCP lease.
 pub const NETWORK_WAIT: Duration = Duration::from_secs(5);
+/// PID 1's nice value (services run at 0).
+pub const PID1_NICE: libc::c_int = -5;
 /// How long to wait for an Ethernet interface to appear.
 const INTERFACE_WAIT: Duration = Duration::from_secs(5);
 
@@ -515,6 +517,14 @@ pub fn main() -> ! {
         std::process::exit(2);
     }
     let started_us = sys::boottime_us();
+    // PID 1's own work (the boot steps up to `system ready`, then reaping,
+    // restarts and the watchdog) goes ahead of the services it starts,
+    // which would otherwise take most of a small machine's CPU for their
+    // own start-up while PID 1 still has steps to do. Services and threads
+    // start at nice 0.
+    if let Err(err) = sys::raise_priority_not_inherited(PID1_NICE) {
+        system_log!("warning: raising PID 1's CPU priority failed: {err}");
+    }
     reopen_console();
     // Block before any thread exists, so every thread inherits the mask and
     // the signals queue for signalfd (PID 1 would otherwise ignore them).
