@@ -604,12 +604,13 @@ fn spawn(def: &ServiceDef, console: &Path) -> Result<i32, Error> {
         program: program.clone(),
         err,
     };
-    let mut env = vec![
+    // The service's [env] overrides the defaults.
+    let mut env = BTreeMap::from([
         ("PATH".to_string(), DEFAULT_PATH.to_string()),
         ("HOME".to_string(), "/root".to_string()),
         ("TANDEM_SERVICE".to_string(), def.name.clone()),
-    ];
-    env.extend(spec.env.iter().map(|(k, v)| (k.clone(), v.clone())));
+    ]);
+    env.extend(spec.env.clone());
     let cwd = spec
         .working_directory
         .as_deref()
@@ -635,9 +636,7 @@ fn spawn(def: &ServiceDef, console: &Path) -> Result<i32, Error> {
         }
         StdioMode::Null => Some([open(null, false)?, open(null, true)?, open(null, true)?]),
         StdioMode::Tty => {
-            if !spec.env.contains_key("TERM") {
-                env.push(("TERM".into(), "vt100".into()));
-            }
+            env.entry("TERM".into()).or_insert_with(|| "vt100".into());
             None
         }
     };
@@ -930,6 +929,33 @@ mod tests {
         s.terminate_all();
         s.network_settled(t0);
         assert_eq!(s.next_due(), None);
+    }
+
+    #[test]
+    fn spawned_service_gets_its_environment_and_directory() {
+        let dir = std::env::temp_dir().join(format!("tandem-service-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let def = ServiceDef {
+            name: "probe".into(),
+            source: "test".into(),
+            spec: parse(&format!(
+                "exec = [\"/bin/sh\", \"-c\", \"echo $PATH $TANDEM_SERVICE $X $(pwd) > out\"]\n\
+                 stdio = \"null\"\nworking_directory = \"{}\"\n\
+                 [env]\nPATH = \"/bin:/usr/bin\"\nX = \"y\"\n",
+                dir.display()
+            ))
+            .expect("valid"),
+        };
+        let pid = spawn(&def, Path::new("/dev/null")).expect("spawn");
+        let mut status = 0;
+        // SAFETY: waiting for our own child.
+        unsafe { libc::waitpid(pid, &mut status, 0) };
+        let out = std::fs::read_to_string(dir.join("out")).expect("output");
+        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!(
+            out.trim(),
+            format!("/bin:/usr/bin probe y {}", dir.display())
+        );
     }
 
     #[test]
