@@ -35,6 +35,10 @@ pub const MODULES_LIST: &str = "/usr/lib/tandem/modules.load";
 pub const MODULES_BASE: &str = "/usr/lib/modules";
 /// How long "system ready" waits for the first DHCP lease.
 pub const NETWORK_WAIT: Duration = Duration::from_secs(5);
+/// The kernel's console log level setting.
+const PRINTK: &str = "/proc/sys/kernel/printk";
+/// Console log level after the switch root: errors and worse (levels 0-3).
+const CONSOLE_LOGLEVEL: &str = "4";
 /// PID 1's nice value (services run at 0).
 pub const PID1_NICE: libc::c_int = -5;
 /// How long to wait for an Ethernet interface to appear.
@@ -298,6 +302,29 @@ fn ensure_machine_id(warnings: &mut Vec<String>) -> Option<String> {
         ),
     }
     Some(id)
+}
+
+/// From here on the console is the shell's: like Debian's default
+/// `kernel.printk = 4 4 1 7`, only kernel errors and worse still go to it
+/// (`dmesg` keeps everything), so that informational messages do not land
+/// in the middle of a command's output. A `loglevel=`, `quiet` or `debug` on
+/// the kernel command line is the administrator's choice and stays.
+fn quiet_console(cmdline: &str, warnings: &mut Vec<String>) {
+    if cmdline
+        .split_whitespace()
+        .any(|a| a.starts_with("loglevel=") || a == "quiet" || a == "debug")
+    {
+        return;
+    }
+    if let Err(err) = std::fs::write(PRINTK, CONSOLE_LOGLEVEL) {
+        warn(
+            warnings,
+            &Error::Write {
+                path: PRINTK.into(),
+                err,
+            },
+        );
+    }
 }
 
 fn load_system_modules(warnings: &mut Vec<String>) {
@@ -616,6 +643,7 @@ fn run(started_us: u64, sigfd: &OwnedFd) -> (Shutdown, Option<Watchdog>) {
         .ok()
         .and_then(|t| os_release_value(&t, "VERSION_ID"));
     let cmdline = std::fs::read_to_string(crate::cmdline::PROC_CMDLINE).unwrap_or_default();
+    quiet_console(&cmdline, &mut warnings);
     let slot = crate::cmdline::running_slot(&cmdline).map(|s| s.to_string());
     let early: Option<EarlyBoot> = status::read_json(Path::new(status::EARLY_FILE)).ok();
     t.step("machine id and host name set");
