@@ -18,6 +18,9 @@ use updater::node::Status;
 use crate::{artifacts, setup};
 
 const RUNS: usize = 5;
+
+/// One phase of a boot as the console markers split it.
+type Part = fn(&BootTimes) -> Duration;
 const READY: Duration = Duration::from_secs(180);
 
 /// Initramfs (its `/init` started → switch root) and system init (switch
@@ -72,26 +75,16 @@ pub fn run() -> Result<()> {
     }
     let early_and_system = median(&console, |t| t.initramfs + t.system_init);
     println!("bench boot: QEMU start to system ready (TCG, 1 vCPU), median of {RUNS} boots");
-    println!(
-        "  total                 {:.2} s",
-        s(median(&console, BootTimes::total))
-    );
-    println!(
-        "  firmware + bootloader {:.2} s",
-        s(median(&console, |t| t.firmware_and_bootloader))
-    );
-    println!(
-        "  kernel                {:.2} s",
-        s(median(&console, |t| t.kernel))
-    );
-    println!(
-        "  initramfs             {:.2} s",
-        s(median(&console, |t| t.initramfs))
-    );
-    println!(
-        "  system init           {:.2} s",
-        s(median(&console, |t| t.system_init))
-    );
+    let parts: [(&str, Part); 5] = [
+        ("total", BootTimes::total),
+        ("firmware + bootloader", |t| t.firmware_and_bootloader),
+        ("kernel", |t| t.kernel),
+        ("initramfs", |t| t.initramfs),
+        ("system init", |t| t.system_init),
+    ];
+    for (name, part) in parts {
+        println!("  {name:<21} {:.2} s", s(median(&console, part)));
+    }
     println!(
         "  initramfs + system init {:.2} s by console arrival (goal < 1.00 s): {}",
         s(early_and_system),
