@@ -309,13 +309,14 @@ pub fn raise_priority_not_inherited(nice: libc::c_int) -> io::Result<()> {
     // SAFETY: sched_param is plain old data; all zero is priority 0 (the
     // only one SCHED_OTHER takes; musl's has more fields than glibc's).
     let param: libc::sched_param = unsafe { std::mem::zeroed() };
+    // The raw system call: musl's sched_setscheduler() always fails with
+    // ENOSYS (POSIX makes it per process, Linux's call is per thread).
     // SAFETY: plain syscalls on the calling thread with a valid sched_param.
     unsafe {
-        check(libc::sched_setscheduler(
-            0,
-            libc::SCHED_OTHER | libc::SCHED_RESET_ON_FORK,
-            &param,
-        ))?;
+        let policy = libc::SCHED_OTHER | libc::SCHED_RESET_ON_FORK;
+        if libc::syscall(libc::SYS_sched_setscheduler, 0, policy, &param) == -1 {
+            return Err(io::Error::last_os_error());
+        }
         check(libc::setpriority(libc::PRIO_PROCESS, 0, nice))?;
     }
     Ok(())

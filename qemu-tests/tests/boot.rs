@@ -56,6 +56,15 @@ fn boots_slot_a_with_verified_usr_and_network() -> Result<()> {
     let s: serde_json::Value = serde_json::from_str(&status)?;
     assert_eq!(s["slot"], "A", "{status}");
     assert_eq!(s["version"], "1.0.0", "{status}");
+    // A clean boot of the example image has nothing to warn about.
+    assert_eq!(s["warnings"], serde_json::json!([]), "{status}");
+    let warned: Vec<String> = vm
+        .lines()
+        .into_iter()
+        .map(|l| l.text)
+        .filter(|t| t.starts_with("tandem") && t.contains(": warning:"))
+        .collect();
+    assert!(warned.is_empty(), "warnings on the console: {warned:?}");
 
     vm.send("poweroff\n")?;
     let exit = vm.wait_exit(Duration::from_secs(60))?;

@@ -21,6 +21,23 @@ pub fn run(filter: Option<&str>) -> Result<()> {
         "--exclude",
         "bootloader",
     ]);
+    // The node crates run on musl in the image: test them there too (musl
+    // and glibc differ, e.g. musl's sched_setscheduler() is ENOSYS).
+    let mut node = util::cargo();
+    node.args([
+        "test",
+        "--lib",
+        "--target",
+        "x86_64-unknown-linux-musl",
+        "-p",
+        "initramfs",
+        "-p",
+        "updater",
+        "-p",
+        "agent",
+        "-p",
+        "tandem-slot",
+    ]);
     let mut boot = util::cargo();
     boot.args(["test", "-p", "bootloader", "--lib"]);
     let mut e2e = util::cargo();
@@ -29,7 +46,7 @@ pub fn run(filter: Option<&str>) -> Result<()> {
         .env("TANDEM_BIN", &a.tandem)
         .env("TANDEM_IMAGE", &image)
         .env("TANDEM_CACHE", util::out_dir().join("cache"));
-    for cmd in [&mut unit, &mut boot, &mut e2e] {
+    for cmd in [&mut unit, &mut node, &mut boot, &mut e2e] {
         if let Some(f) = filter {
             cmd.args(["--", f]);
         }
