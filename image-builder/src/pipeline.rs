@@ -147,9 +147,7 @@ impl Builder<'_> {
         let system_modules = kernel.load_order(&index, &def.kernel.system_modules)?;
 
         // The rest of /usr.
-        progress.step("usr tree", |_| {
-            self.populate_usr(&usr, init_bin, &system_modules)
-        })?;
+        progress.step("usr tree", |_| self.populate_usr(&usr, &system_modules))?;
 
         // /usr file system and its hash tree.
         let usr_img = self.work.join(outputs::USR);
@@ -372,21 +370,15 @@ impl Builder<'_> {
         Ok(refs)
     }
 
-    fn populate_usr(
-        &mut self,
-        usr: &Path,
-        init_bin: &Path,
-        system_modules: &[String],
-    ) -> Result<()> {
+    fn populate_usr(&mut self, usr: &Path, system_modules: &[String]) -> Result<()> {
         let def = self.def;
         let tandem_lib = usr.join("lib/tandem");
         usr_tree::mkdirs(&tandem_lib)?;
+        // The init is in the initramfs only: PID 1 goes on from there.
         let node_bin = self.opts.artifacts_dir.join(NODE_BINARY);
-        for (name, src) in [(INIT_BINARY, init_bin), (NODE_BINARY, node_bin.as_path())] {
-            let dst = tandem_lib.join(name);
-            std::fs::copy(src, &dst).io("copy node binary to", &dst)?;
-            usr_tree::set_mode(&dst, 0o755)?;
-        }
+        let dst = tandem_lib.join(NODE_BINARY);
+        std::fs::copy(&node_bin, &dst).io("copy node binary to", &dst)?;
+        usr_tree::set_mode(&dst, 0o755)?;
         usr_tree::link_if_absent(&usr.join("bin/tandemctl"), "../lib/tandem/tandem-node")?;
         if def.usr.busybox_applets {
             let n = usr_tree::busybox_applets(usr)?;

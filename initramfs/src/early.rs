@@ -4,14 +4,21 @@
 //! `/etc/tandem/modules.load`, finds the slot's /usr partition by the
 //! PARTUUID on the command line, puts dm-verity over it, mounts ROOT
 //! read-write on /sysroot and the verified /usr read-only on /sysroot/usr,
-//! switches root and execs the system init. Any failure prints
-//! `tandem-init: FATAL: …; rebooting in 5 s` and reboots: a failed boot must
-//! reach the bootloader again so the slot's tries counter can do its job.
+//! switches root and goes on as the system init ([`crate::system`]) in the
+//! same process. Any failure prints `tandem-init: FATAL: …; rebooting in
+//! 5 s` and reboots: a failed boot must reach the bootloader again so the
+//! slot's tries counter can do its job.
+//!
+//! Why no exec of a system init from /usr: this binary already is the
+//! system init, of the same build as the slot's /usr (the image builder
+//! makes both; an update writes both). Executing a second copy from /usr
+//! would read it through dm-verity first (150 ms of hashing on a busy
+//! 1-vCPU TCG guest) without adding trust: the initramfs comes from the
+//! same ESP as the kernel and the verity root hash, so whoever can change
+//! it can change what is verified in the first place.
 
 use std::io::Read;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 use tandem_slot::Slot;
@@ -30,8 +37,6 @@ use crate::watchdog::{self, Watchdog};
 
 /// Where the real root is assembled.
 pub const SYSROOT: &str = "/sysroot";
-/// The system init, inside /usr.
-pub const SYSTEM_INIT: &str = "/usr/lib/tandem/tandem-init";
 /// The initramfs module list.
 pub const MODULES_LIST: &str = "/etc/tandem/modules.load";
 /// Base of the initramfs modules (`<release>/` is appended).
@@ -43,7 +48,8 @@ pub const ROOT_PARTITION: u32 = 9;
 /// Device-mapper name of the verified /usr.
 pub const DM_NAME: &str = "usr";
 
-/// Entry point of `/init`. Never returns: it execs the system init or reboots.
+/// Entry point of `/init`. Never returns: it goes on as the system init or
+/// reboots.
 pub fn main() -> ! {
     let started = sys::boottime_us();
     if sys::getpid() != 1 {
@@ -54,10 +60,7 @@ pub fn main() -> ! {
     // "did not stop" warning) through a FATAL reboot as well.
     let mut watchdog = None;
     match run(started, &mut watchdog) {
-        Ok(()) => {
-            let err = exec_system_init(watchdog.as_ref());
-            fatal(&err)
-        }
+        Ok(early) => crate::system::main(early, watchdog),
         Err(err) => fatal(&err),
     }
 }
@@ -135,7 +138,7 @@ fn arm_watchdog() -> Option<Watchdog> {
     }
 }
 
-fn run(started: u64, watchdog: &mut Option<Watchdog>) -> Result<(), Error> {
+fn run(started: u64, watchdog: &mut Option<Watchdog>) -> Result<EarlyBoot, Error> {
     let mut t = Timeline::default();
     mount_api()?;
     early_log!("initramfs started");
@@ -204,8 +207,6 @@ fn run(started: u64, watchdog: &mut Option<Watchdog>) -> Result<(), Error> {
         None,
     )?;
     t.step("/usr mounted");
-    preflight(&usr_node)?;
-    t.step("system init read through verity");
 
     early_log!("/usr verified (slot {}), switching root", args.slot);
     if let Some(w) = watchdog.as_mut() {
@@ -224,7 +225,8 @@ fn run(started: u64, watchdog: &mut Option<Watchdog>) -> Result<(), Error> {
         steps: t.0,
     };
     status::write_json(Path::new(status::EARLY_FILE), &early)?;
-    crate::switch_root::switch_root(Path::new(SYSROOT))
+    crate::switch_root::switch_root(Path::new(SYSROOT))?;
+    Ok(early)
 }
 
 /// The partition named on the command line must be the slot's partition
@@ -298,50 +300,4 @@ fn setup_verity(args: &BootArgs, usr_node: &Path) -> Result<PathBuf, Error> {
         .and_then(|mut f| f.read_exact(&mut block))
         .map_err(fail)?;
     Ok(dev)
-}
-
-/// Reads the whole system init through verity before executing it: a
-/// corrupted block would otherwise surface as SIGBUS in PID 1 (a kernel
-/// panic) instead of a FATAL line naming the cause.
-fn preflight(usr_node: &Path) -> Result<(), Error> {
-    let path = Path::new(SYSROOT).join(SYSTEM_INIT.trim_start_matches('/'));
-    let mut file = std::fs::File::open(&path).map_err(|err| Error::Exec {
-        path: path.clone(),
-        err,
-    })?;
-    let mut buf = vec![0u8; 1 << 16];
-    loop {
-        match file.read(&mut buf) {
-            Ok(0) => return Ok(()),
-            Ok(_) => {}
-            Err(err) if err.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(err) => {
-                return Err(Error::Verity {
-                    what: SYSTEM_INIT.to_string(),
-                    partition: usr_node.to_path_buf(),
-                    err,
-                });
-            }
-        }
-    }
-}
-
-fn exec_system_init(watchdog: Option<&Watchdog>) -> Error {
-    let mut cmd = Command::new(SYSTEM_INIT);
-    cmd.env_clear().env("PATH", "/usr/bin:/usr/sbin").env(
-        "TERM",
-        std::env::var("TERM").unwrap_or_else(|_| "linux".into()),
-    );
-    if let Some(w) = watchdog {
-        match w.keep_across_exec() {
-            Ok(fd) => {
-                cmd.env(watchdog::FD_ENV, fd.to_string());
-            }
-            Err(err) => early_log!("warning: keeping the watchdog open across exec failed: {err}"),
-        }
-    }
-    Error::Exec {
-        path: SYSTEM_INIT.into(),
-        err: cmd.exec(),
-    }
 }

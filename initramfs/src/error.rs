@@ -88,7 +88,10 @@ pub enum Error {
         err: io::Error,
     },
     /// A mount failed.
-    #[error("mounting {source_dev} ({fstype}) on {target} failed: {err}")]
+    #[error(
+        "mounting {source_dev} ({fstype}) on {target} failed: {err}{}",
+        no_driver_hint(err, fstype)
+    )]
     Mount {
         /// What was mounted.
         source_dev: String,
@@ -283,4 +286,33 @@ pub enum Error {
     /// A cluster or lock command failed (`agent::cli`).
     #[error(transparent)]
     Cluster(#[from] agent::cli::Error),
+}
+
+/// ENODEV from mount(2) means the kernel does not know the file system type.
+fn no_driver_hint(err: &io::Error, fstype: &str) -> String {
+    if err.raw_os_error() == Some(libc::ENODEV) {
+        format!(
+            " (the kernel has no {fstype} driver loaded: list its module in the image definition's [kernel] modules)"
+        )
+    } else {
+        String::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_file_system_driver_is_named() {
+        let mount = |errno| Error::Mount {
+            source_dev: "/dev/dm-0".into(),
+            target: "/sysroot/usr".into(),
+            fstype: "erofs".into(),
+            err: io::Error::from_raw_os_error(errno),
+        };
+        let text = mount(libc::ENODEV).to_string();
+        assert!(text.contains("no erofs driver loaded"), "{text}");
+        assert!(!mount(libc::EIO).to_string().contains("driver"));
+    }
 }

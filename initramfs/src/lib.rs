@@ -1,10 +1,12 @@
-//! Tandem's init, as a library behind one static multi-call binary
-//! (`tandem-init`, also installed as the initramfs `/init` and as `tandemctl`).
+//! Tandem's init and node tools, as a library behind two static binaries:
+//! `tandem-init`, the initramfs `/init` (small: it is in every initramfs),
+//! and the multi-call `tandem-node` in /usr (`tandemctl`, `tandem-updated`,
+//! `tandem-agent`).
 //!
 //! - [`early`]: PID 1 in the initramfs: modules, watchdog, dm-verity /usr,
 //!   ROOT, switch root ([`cmdline`], [`modules`], [`disk`], [`devmapper`],
 //!   [`mount`], [`switch_root`], [`watchdog`], [`grow`]);
-//! - [`system`]: PID 1 after switch root: mounts, machine-id, hostname,
+//! - [`system`]: the same PID 1 after switch root: mounts, machine-id, hostname,
 //!   network ([`net`] over the pure [`dhcp`] codec), services ([`services`]),
 //!   status under /run/tandem ([`status`]), shutdown;
 //! - [`ctl`]: the `tandemctl` command line;
@@ -51,10 +53,8 @@ use std::path::Path;
 /// What the binary does, chosen by the name it was started under.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Role {
-    /// `/init` in the initramfs.
+    /// `/init` in the initramfs (then the system init, in the same process).
     Early,
-    /// `/usr/lib/tandem/tandem-init` after switch root.
-    System,
     /// `tandemctl`.
     Ctl,
     /// `tandem-updated`: the update daemon.
@@ -67,7 +67,6 @@ pub enum Role {
 pub fn role(argv0: &OsStr) -> Option<Role> {
     match Path::new(argv0).file_name()?.to_str()? {
         "init" => Some(Role::Early),
-        "tandem-init" => Some(Role::System),
         "tandemctl" => Some(Role::Ctl),
         "tandem-updated" => Some(Role::Updated),
         "tandem-agent" => Some(Role::Agent),
@@ -83,10 +82,7 @@ mod tests {
     fn dispatch_on_basename() {
         assert_eq!(role(OsStr::new("/init")), Some(Role::Early));
         assert_eq!(role(OsStr::new("init")), Some(Role::Early));
-        assert_eq!(
-            role(OsStr::new("/usr/lib/tandem/tandem-init")),
-            Some(Role::System)
-        );
+        assert_eq!(role(OsStr::new("/usr/lib/tandem/tandem-init")), None);
         assert_eq!(role(OsStr::new("tandemctl")), Some(Role::Ctl));
         assert_eq!(
             role(OsStr::new("/usr/lib/tandem/tandem-updated")),

@@ -229,20 +229,6 @@ pub fn kernel_release() -> io::Result<String> {
     Ok(String::from_utf8_lossy(&bytes).into_owned())
 }
 
-/// Sets or clears close-on-exec on `fd`.
-pub fn set_cloexec(fd: RawFd, on: bool) -> io::Result<()> {
-    // SAFETY: fcntl on an fd we own; F_GETFD/F_SETFD take plain ints.
-    let flags = check(unsafe { libc::fcntl(fd, libc::F_GETFD) })?;
-    let flags = if on {
-        flags | libc::FD_CLOEXEC
-    } else {
-        flags & !libc::FD_CLOEXEC
-    };
-    // SAFETY: as above.
-    check(unsafe { libc::fcntl(fd, libc::F_SETFD, flags) })?;
-    Ok(())
-}
-
 /// ioctl(2) with a pointer argument.
 ///
 /// # Safety

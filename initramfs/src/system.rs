@@ -1,4 +1,5 @@
-//! The system init: PID 1 after the switch root.
+//! The system init: PID 1 after the switch root, the same process as the
+//! early init, which hands over what it found and the armed watchdog.
 //!
 //! Mounts what a system needs besides what the early init carried over,
 //! makes sure ROOT has its basic layout, sets machine-id and host name, loads
@@ -21,7 +22,7 @@ use crate::services::{self, Event, Exit, Supervisor};
 use crate::status::{self, BootTimes, EarlyBoot, NetworkStatus, Status, Timeline};
 use crate::sys;
 use crate::system_log;
-use crate::watchdog::{self, Watchdog};
+use crate::watchdog::Watchdog;
 
 /// The machine's identity.
 pub const MACHINE_ID: &str = "/etc/machine-id";
@@ -536,13 +537,7 @@ impl Init {
 }
 
 /// Entry point of the system init. Never returns.
-pub fn main() -> ! {
-    if sys::getpid() != 1 {
-        eprintln!(
-            "tandem-init: the system init must run as PID 1; for the command line use tandemctl"
-        );
-        std::process::exit(2);
-    }
+pub fn main(early: EarlyBoot, watchdog: Option<Watchdog>) -> ! {
     let started_us = sys::boottime_us();
     // PID 1's own work (the boot steps up to `system ready`, then reaping,
     // restarts and the watchdog) goes ahead of the services it starts,
@@ -576,7 +571,7 @@ pub fn main() -> ! {
         Err(e) => crate::early::fatal(&e),
     };
     sys::disable_ctrl_alt_del();
-    let how = run(started_us, &sigfd);
+    let how = run(started_us, early, watchdog, &sigfd);
     finish(how)
 }
 
@@ -597,19 +592,17 @@ fn reopen_console() {
     }
 }
 
-fn run(started_us: u64, sigfd: &OwnedFd) -> (Shutdown, Option<Watchdog>) {
+fn run(
+    started_us: u64,
+    early: EarlyBoot,
+    mut watchdog: Option<Watchdog>,
+    sigfd: &OwnedFd,
+) -> (Shutdown, Option<Watchdog>) {
     let mut warnings = Vec::new();
     let mut t = Timeline(vec![status::Step {
         step: "system init started".into(),
         at_us: started_us,
     }]);
-    let mut watchdog = Watchdog::inherited(std::env::var(watchdog::FD_ENV).ok().as_deref())
-        .or_else(|| {
-            Path::new(watchdog::DEVICE)
-                .exists()
-                .then(|| Watchdog::open(Path::new(watchdog::DEVICE)).ok())
-                .flatten()
-        });
     if let Some(w) = watchdog.as_mut() {
         let _ = w.pet();
     }
@@ -645,7 +638,6 @@ fn run(started_us: u64, sigfd: &OwnedFd) -> (Shutdown, Option<Watchdog>) {
     let cmdline = std::fs::read_to_string(crate::cmdline::PROC_CMDLINE).unwrap_or_default();
     quiet_console(&cmdline, &mut warnings);
     let slot = crate::cmdline::running_slot(&cmdline).map(|s| s.to_string());
-    let early: Option<EarlyBoot> = status::read_json(Path::new(status::EARLY_FILE)).ok();
     t.step("machine id and host name set");
 
     load_system_modules(&mut warnings);
@@ -702,13 +694,13 @@ fn run(started_us: u64, sigfd: &OwnedFd) -> (Shutdown, Option<Watchdog>) {
             machine_id,
             hostname: Some(hostname),
             boot: BootTimes {
-                initramfs_started_us: early.as_ref().map(|e| e.initramfs_started_us),
-                switch_root_us: early.as_ref().map(|e| e.switch_root_us),
+                initramfs_started_us: Some(early.initramfs_started_us),
+                switch_root_us: Some(early.switch_root_us),
                 system_started_us: started_us,
                 system_ready_us: None,
                 steps: t.0,
             },
-            early,
+            early: Some(early),
             network: None,
             services: Vec::new(),
             warnings,

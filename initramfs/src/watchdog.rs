@@ -1,20 +1,17 @@
 //! The boot watchdog (/dev/watchdog, softdog in a VM): armed by the early init
-//! as soon as its driver is loaded, handed to the system init across the
-//! switch root as an open file descriptor, petted by the system init's main
-//! loop, and disarmed (magic close) only on a clean shutdown. A hang anywhere
-//! in between ends in a reboot, so the slot's tries counter can work.
+//! as soon as its driver is loaded, kept open by PID 1 across the switch
+//! root, petted by the system init's main loop, and disarmed (magic close)
+//! only on a clean shutdown. A hang anywhere in between ends in a reboot,
+//! so the slot's tries counter can work.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
-use std::os::fd::{AsRawFd, FromRawFd, RawFd};
-use std::os::unix::fs::FileTypeExt;
+use std::os::fd::AsRawFd;
 use std::path::Path;
 use std::time::Duration;
 
 /// The device node.
 pub const DEVICE: &str = "/dev/watchdog";
-/// Environment variable carrying the open descriptor over the exec.
-pub const FD_ENV: &str = "TANDEM_WATCHDOG_FD";
 
 /// _IOWR('W', 6, int)
 const WDIOC_SETTIMEOUT: u64 = 0xC004_5706;
@@ -32,33 +29,6 @@ impl Watchdog {
     pub fn open(path: &Path) -> io::Result<Watchdog> {
         let file = OpenOptions::new().write(true).open(path)?;
         Ok(Watchdog { file })
-    }
-
-    /// Takes over the descriptor the early init passed in [`FD_ENV`], if it
-    /// is a character device. `None` when there is none (no watchdog, or
-    /// started without the initramfs).
-    pub fn inherited(env_value: Option<&str>) -> Option<Watchdog> {
-        let fd: RawFd = env_value?.parse().ok()?;
-        if fd < 3 {
-            return None;
-        }
-        // SAFETY: fcntl(F_GETFD) only tells whether fd is open.
-        if unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
-            return None;
-        }
-        // SAFETY: fd is open and was passed to us for exactly this purpose;
-        // nothing else in this process owns it.
-        let file = unsafe { File::from_raw_fd(fd) };
-        if !file
-            .metadata()
-            .is_ok_and(|m| m.file_type().is_char_device())
-        {
-            std::mem::forget(file); // not ours to close after all
-            return None;
-        }
-        // Services must not inherit it.
-        let _ = crate::sys::set_cloexec(fd, true);
-        Some(Watchdog { file })
     }
 
     /// Resets the timer.
@@ -81,14 +51,6 @@ impl Watchdog {
         // SAFETY: WDIOC_GETTIMEOUT writes one int.
         unsafe { crate::sys::ioctl_ptr(self.file.as_raw_fd(), WDIOC_GETTIMEOUT, &mut secs) }?;
         Ok(Duration::from_secs(u64::try_from(secs).unwrap_or(0)))
-    }
-
-    /// Keeps the descriptor open across exec and returns its number for
-    /// [`FD_ENV`].
-    pub fn keep_across_exec(&self) -> io::Result<RawFd> {
-        let fd = self.file.as_raw_fd();
-        crate::sys::set_cloexec(fd, false)?;
-        Ok(fd)
     }
 
     /// Stops the watchdog: magic close ('V', then close), honoured because

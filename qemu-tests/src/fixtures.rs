@@ -28,9 +28,14 @@ pub enum Build {
     V2Big,
     /// 1.2.0.
     V3,
-    /// 1.2.0 whose system init cannot start (it exits at once).
+    /// 1.2.0 that cannot boot: its initramfs lacks the /usr file system
+    /// driver (erofs), so the early init cannot mount /usr
+    /// ([`BROKEN_BOOT`] on the console) and reboots.
     V3Broken,
 }
+
+/// Part of the FATAL line of a boot of [`Build::V3Broken`].
+pub const BROKEN_BOOT: &str = "no erofs driver loaded";
 
 impl Build {
     /// The image version.
@@ -51,21 +56,22 @@ impl Build {
     }
 
     fn definition(self) -> String {
-        let broken = match self {
-            Build::V3Broken => {
-                "\n[[usr.files]]\nsource = \"broken-init\"\ntarget = \"/usr/lib/tandem/tandem-init\"\nmode = \"0755\"\n"
-            }
+        let blob = match self {
             Build::V2Big => {
                 "\n[[usr.files]]\nsource = \"blob\"\ntarget = \"/usr/share/tandem/blob\"\n"
             }
             _ => "",
         };
+        let fs_driver = match self {
+            Build::V3Broken => "",
+            _ => ", \"erofs\"",
+        };
         format!(
             "[image]\nname = \"{IMAGE}\"\nversion = \"{v}\"\nchannel = \"stable\"\n\n\
              [kernel]\npackage = \"linux-image-cloud-amd64\"\n\
-             initramfs-modules = [\"virtio_pci\", \"virtio_blk\", \"dm_verity\", \"erofs\", \"softdog\"]\n\n\
+             initramfs-modules = [\"virtio_pci\", \"virtio_blk\", \"dm_verity\"{fs_driver}, \"softdog\"]\n\n\
              [usr]\npackages = [\"busybox-static\"]\nbusybox-applets = true\n\n\
-             [[usr.files]]\nsource = \"motd\"\ntarget = \"/usr/share/tandem/motd\"\n{broken}\n\
+             [[usr.files]]\nsource = \"motd\"\ntarget = \"/usr/share/tandem/motd\"\n{blob}\n\
              [update]\ntrusted-keys = [\"keys/test-release.pub\"]\n",
             v = self.version()
         )
@@ -137,10 +143,6 @@ impl Fixtures {
         std::fs::write(
             src.join("motd"),
             format!("Tandem fixture image {}\n", build.version()),
-        )?;
-        std::fs::write(
-            src.join("broken-init"),
-            "#!/bin/sh\necho 'fixture: this system init is broken on purpose' >&2\nexit 1\n",
         )?;
         if build == Build::V2Big && !src.join("blob").exists() {
             std::fs::write(src.join("blob"), incompressible(24 << 20))?;

@@ -12,7 +12,7 @@ use agent::lock::Lock;
 use agent::semaphore;
 use anyhow::{Context, Result, bail, ensure};
 use qemu_tests::etcd::EtcdCluster;
-use qemu_tests::fixtures::Build;
+use qemu_tests::fixtures::{BROKEN_BOOT, Build};
 use qemu_tests::lab::{Lab, NodeSetup};
 use qemu_tests::vm::{Vm, VmConfig};
 
@@ -269,11 +269,10 @@ fn a_version_that_rolls_back_stops_the_cluster() -> Result<()> {
     // One node takes the lock, reboots into 1.2.0, fails, rolls back.
     let deadline = Instant::now() + ROLL;
     let first = loop {
-        if let Some(i) = nodes.iter().position(|(vm, _)| {
-            vm.lines()
-                .iter()
-                .any(|l| l.text.contains("this system init is broken on purpose"))
-        }) {
+        if let Some(i) = nodes
+            .iter()
+            .position(|(vm, _)| vm.lines().iter().any(|l| l.text.contains(BROKEN_BOOT)))
+        {
             break i;
         }
         ensure!(Instant::now() < deadline, "no node tried 1.2.0");
