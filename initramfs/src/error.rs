@@ -203,15 +203,6 @@ pub enum Error {
         #[source]
         err: io::Error,
     },
-    /// exec failed.
-    #[error("starting {path} failed: {err}")]
-    Exec {
-        /// The program.
-        path: PathBuf,
-        /// The cause.
-        #[source]
-        err: io::Error,
-    },
     /// The watchdog could not be armed.
     #[error("arming {path} failed: {err}")]
     Watchdog {
