@@ -732,7 +732,7 @@ mod tests {
         let spec = parse(
             r#"
             description = "update agent"
-            exec = ["/usr/lib/tandem/tandem-init", "agent", "--verbose"]
+            exec = ["/usr/lib/tandem/tandem-agent", "--config", "/etc/tandem/agent.toml"]
             restart = "always"
             restart_delay_ms = 1000
             stop_timeout_secs = 30

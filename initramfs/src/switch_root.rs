@@ -15,8 +15,8 @@ const TMPFS_MAGIC: i64 = 0x0102_1994;
 pub const CARRIED: [&str; 4] = ["/dev", "/proc", "/sys", "/run"];
 
 /// Moves [`CARRIED`] into `new_root`, empties the initramfs and makes
-/// `new_root` the root directory of this process. The caller then execs the
-/// next init.
+/// `new_root` the root directory of this process, which then goes on as the
+/// system init.
 pub fn switch_root(new_root: &Path) -> Result<(), Error> {
     let step = |what: &'static str| move |err| Error::SwitchRoot { step: what, err };
 

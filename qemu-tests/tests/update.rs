@@ -73,9 +73,8 @@ fn v1_to_v2_to_v3_through_both_slots() -> Result<()> {
 }
 
 /// Scenario 2: a release that cannot boot (its initramfs cannot mount /usr).
-/// The node boots it
-/// once, falls back to the old slot by itself, reports the rollback, and
-/// never tries that version again.
+/// The node boots it once, falls back to the old slot by itself, reports the
+/// rollback, and never tries that version again.
 #[test]
 fn broken_release_rolls_back_and_is_not_retried() -> Result<()> {
     let lab = Lab::new("update-broken")?;
