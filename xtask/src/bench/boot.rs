@@ -12,8 +12,8 @@
 //! is fixed and not Tandem's, so its time shows how fast the host ran QEMU
 //! during the bench. Its spread over the boots says how much steal time
 //! blurred the figures, and the ratio of initramfs + system init to it
-//! depends much less on the host's speed than either figure does: compare
-//! it between runs on different days.
+//! depends less on the host's speed than either figure does: compare it
+//! between runs on different days.
 
 use std::time::Duration;
 
