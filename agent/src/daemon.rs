@@ -48,7 +48,7 @@ pub struct Options {
 impl Default for Options {
     fn default() -> Self {
         Options {
-            socket: updater::node::SOCKET.into(),
+            socket: tandem_contract::run::UPDATER_SOCKET.into(),
             config: ConfigPaths::default(),
             machine_id: updater::node::Paths::default().machine_id,
             hostname: "/proc/sys/kernel/hostname".into(),

@@ -32,10 +32,11 @@ pub mod lock;
 pub mod semaphore;
 pub mod window;
 
-/// Asks PID 1 to reboot, as busybox's `reboot` does.
+/// Asks PID 1 to reboot, as `tandemctl reboot` and busybox's `reboot` do.
 pub fn reboot_via_init() -> std::io::Result<()> {
+    let signal = tandem_contract::run::Shutdown::Reboot.signal();
     // SAFETY: kill(2) with a constant pid and signal.
-    if unsafe { libc::kill(1, libc::SIGTERM) } == 0 {
+    if unsafe { libc::kill(1, signal) } == 0 {
         Ok(())
     } else {
         Err(std::io::Error::last_os_error())

@@ -7,7 +7,8 @@ use alloc::vec::Vec;
 
 use tandem_slot::{Guid, Slot};
 
-use crate::paths;
+use tandem_contract::cmdline::slot_args;
+use tandem_contract::esp::{SlotFiles, uefi_path};
 
 /// Everything the command line is made of, in contract order.
 #[derive(Clone, Copy, Debug)]
@@ -29,12 +30,10 @@ impl Cmdline<'_> {
     /// tandem.usr=PARTUUID=<guid> <slot-x.conf options> <OEM cmdline>`, one
     /// space between pieces, empty pieces left out.
     pub fn render(&self) -> String {
-        let letter = self.slot.letter();
         let pieces = [
-            format!("initrd={}", paths::initrd(self.slot)),
+            format!("initrd={}", uefi_path(&SlotFiles::of(self.slot).initrd)),
             self.loader_options.trim().into(),
-            format!("tandem.slot={letter}"),
-            format!("tandem.usr=PARTUUID={}", partuuid(self.partuuid)),
+            slot_args(self.slot, self.partuuid),
             self.slot_options.trim().into(),
             self.oem.trim().into(),
         ];
@@ -47,11 +46,6 @@ impl Cmdline<'_> {
         }
         line
     }
-}
-
-/// A partition GUID as Linux writes PARTUUIDs: lower case.
-pub fn partuuid(guid: Guid) -> String {
-    format!("{guid}").to_ascii_lowercase()
 }
 
 /// The command line cannot be passed as UEFI load options.

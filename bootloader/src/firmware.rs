@@ -14,13 +14,17 @@ use uefi::proto::loaded_image::LoadedImage;
 use uefi::{Handle, Status, boot};
 
 use crate::cmdline::Cmdline;
-use crate::config::{self, ConfigWarning, LoaderConf, Parsed};
 use crate::console::{self, say};
 use crate::disk::{self, BootDisk, UefiDisk, open_shared};
 use crate::error::{DiskError, KernelError, SetupError};
 use crate::menu::Menu;
 use crate::plan::{self, Firmware};
-use crate::{esp, kernel, paths};
+use crate::{esp, kernel};
+use tandem_contract::Partition;
+use tandem_contract::esp::{
+    self as files, ConfigWarning, LOADER_CONF, LoaderConf, OEM_CMDLINE, Parsed, SlotFiles,
+    uefi_path,
+};
 
 /// Entry point: boots a slot or says why not, waits for a key and resets.
 pub fn main() -> Status {
@@ -112,16 +116,16 @@ fn warn_all(what: &str, warnings: &[ConfigWarning]) {
 }
 
 fn read_loader_conf(esp: Handle) -> LoaderConf {
-    match esp::read_optional(esp, paths::LOADER_CONF) {
+    let path = uefi_path(LOADER_CONF);
+    match esp::read_optional(esp, &path) {
         Ok(Some(bytes)) => {
-            let Parsed { value, warnings } = config::parse_loader_conf(&bytes);
-            warn_all(paths::LOADER_CONF, &warnings);
+            let Parsed { value, warnings } = files::parse_loader_conf(&bytes);
+            warn_all(&path, &warnings);
             value
         }
         Ok(None) => {
             say(&format!(
-                "tandem-boot: warning: {} is missing; booting without its options",
-                paths::LOADER_CONF
+                "tandem-boot: warning: {path} is missing; booting without its options"
             ));
             LoaderConf::default()
         }
@@ -137,19 +141,19 @@ fn read_loader_conf(esp: Handle) -> LoaderConf {
 /// Extra kernel arguments from the OEM partition's `cmdline`; empty when
 /// there is no OEM partition, no FAT on it or no such file.
 fn read_oem_cmdline(gpt: &Gpt) -> String {
-    let Some(entry) = gpt.partition(paths::OEM_PARTITION) else {
+    let oem = Partition::Oem.number();
+    let Some(entry) = gpt.partition(oem) else {
         return String::new();
     };
     let Some(volume) = esp::find_volume(entry.unique_guid) else {
         say(&format!(
-            "tandem-boot: note: OEM partition {} has no file system the firmware can read; no OEM kernel arguments",
-            paths::OEM_PARTITION
+            "tandem-boot: note: OEM partition {oem} has no file system the firmware can read; no OEM kernel arguments"
         ));
         return String::new();
     };
-    match esp::read_optional(volume, paths::OEM_CMDLINE) {
+    match esp::read_optional(volume, &uefi_path(OEM_CMDLINE)) {
         Ok(Some(bytes)) => {
-            let Parsed { value, warnings } = config::parse_oem_cmdline(&bytes);
+            let Parsed { value, warnings } = files::parse_oem_cmdline(&bytes);
             warn_all("OEM partition \\cmdline", &warnings);
             value
         }
@@ -165,8 +169,8 @@ fn read_oem_cmdline(gpt: &Gpt) -> String {
 
 /// The version in a slot's .conf, for the menu; `None` if unreadable.
 fn slot_version(esp: Handle, slot: Slot) -> Option<String> {
-    let bytes = esp::read(esp, &paths::slot_conf(slot)).ok()?;
-    config::parse_slot_conf(&bytes).value.version
+    let bytes = esp::read(esp, &uefi_path(&SlotFiles::of(slot).conf)).ok()?;
+    files::parse_slot_conf(&bytes).value.version
 }
 
 /// This machine, as the boot plan sees it.
@@ -194,14 +198,15 @@ impl Firmware for Machine {
         // A slot's kernel, initrd and .conf are installed together; one
         // missing means the slot is incomplete, so give it up here rather
         // than let the kernel fail later.
-        let conf_path = paths::slot_conf(slot);
+        let paths = SlotFiles::of(slot);
+        let conf_path = uefi_path(&paths.conf);
         let bytes = esp::read(self.esp, &conf_path)?;
         let Parsed {
             value: conf,
             warnings,
-        } = config::parse_slot_conf(&bytes);
+        } = files::parse_slot_conf(&bytes);
         warn_all(&conf_path, &warnings);
-        esp::check_file(self.esp, &paths::initrd(slot))?;
+        esp::check_file(self.esp, &uefi_path(&paths.initrd))?;
 
         let partuuid = usr_entry(&self.gpt, slot)?.unique_guid;
         let line = Cmdline {
@@ -216,7 +221,7 @@ impl Firmware for Machine {
         Err(kernel::load_and_start(
             self.esp,
             &self.esp_path,
-            &paths::kernel(slot),
+            &uefi_path(&paths.kernel),
             &line,
             || say(&marker),
         ))

@@ -215,7 +215,7 @@ fn run(started: u64, watchdog: &mut Option<Watchdog>) -> Result<EarlyBoot, Error
     let early = EarlyBoot {
         initramfs_started_us: started,
         switch_root_us: sys::boottime_us(),
-        slot: args.slot.to_string(),
+        slot: args.slot,
         disk: usr.disk_path().to_string_lossy().into_owned(),
         usr_partition: usr_node.to_string_lossy().into_owned(),
         usr_device: usr_dev.to_string_lossy().into_owned(),
@@ -283,9 +283,9 @@ fn root_partition(usr: &Located) -> Result<PathBuf, Error> {
 fn setup_verity(args: &BootArgs, usr_node: &Path) -> Result<PathBuf, Error> {
     let verity = Verity {
         device: disk::dev_numbers(usr_node)?,
-        data_blocks: args.data_blocks,
-        root_hash: args.root_hash.clone(),
-        salt: args.salt.clone(),
+        data_blocks: args.verity.data_blocks,
+        root_hash: args.verity.root_hash.clone(),
+        salt: args.verity.salt.clone(),
     };
     let uuid = format!("TANDEM-USR-{}", args.slot);
     let dev =

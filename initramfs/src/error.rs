@@ -8,35 +8,7 @@ use std::time::Duration;
 
 use tandem_slot::{Guid, Slot};
 
-/// A `tandem.*` kernel argument is missing or malformed.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum CmdlineError {
-    /// The argument is absent or empty.
-    #[error("{0} is missing from the kernel command line (the bootloader's slot .conf sets it)")]
-    Missing(&'static str),
-    /// The value does not parse.
-    #[error("{key}={value} on the kernel command line is invalid: expected {expected}")]
-    Invalid {
-        /// Argument name.
-        key: &'static str,
-        /// The value given.
-        value: String,
-        /// What was expected.
-        expected: &'static str,
-    },
-    /// The argument appears twice with different values.
-    #[error(
-        "{key} is given twice on the kernel command line ({first} and {second}); refusing to guess (extra arguments, e.g. the OEM cmdline, must not set tandem.*)"
-    )]
-    Conflict {
-        /// Argument name.
-        key: String,
-        /// First value.
-        first: String,
-        /// Second value.
-        second: String,
-    },
-}
+pub use tandem_contract::cmdline::CmdlineError;
 
 /// A line of `modules.load` is malformed.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -268,15 +240,6 @@ pub enum Error {
         /// What is wrong.
         msg: String,
     },
-    /// tandemctl was called wrongly.
-    #[error("{0}")]
-    Usage(String),
-    /// `tandemctl update` failed.
-    #[error(transparent)]
-    Update(#[from] updater::Error),
-    /// A cluster or lock command failed (`agent::cli`).
-    #[error(transparent)]
-    Cluster(#[from] agent::cli::Error),
 }
 
 /// ENODEV from mount(2) means the kernel does not know the file system type.

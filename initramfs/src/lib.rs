@@ -1,7 +1,8 @@
-//! Tandem's init and node tools, as a library behind two static binaries:
-//! `tandem-init`, the initramfs `/init` (small: it is in every initramfs),
-//! and the multi-call `tandem-node` in /usr (`tandemctl`, `tandem-updated`,
-//! `tandem-agent`).
+//! Tandem's PID 1, `tandem-init`: the initramfs `/init` (small: it is in
+//! every initramfs), which goes on as the system init after the switch
+//! root. It links no network client, TLS or signature code: the node's
+//! tools and daemons are the `node-tools` crate (`tandem-node`), which uses
+//! this library for the status files, the boot disk and PID 1's signals.
 //!
 //! - [`early`]: PID 1 in the initramfs: modules, watchdog, dm-verity /usr,
 //!   ROOT, switch root ([`cmdline`], [`modules`], [`disk`], [`devmapper`],
@@ -9,10 +10,6 @@
 //! - [`system`]: the same PID 1 after switch root: mounts, machine-id, hostname,
 //!   network ([`net`] over the pure [`dhcp`] codec), services ([`services`]),
 //!   status under /run/tandem ([`status`]), shutdown;
-//! - [`ctl`]: the `tandemctl` command line;
-//! - the update daemon (`tandem-updated`, crate `updater`) and the reboot
-//!   agent (`tandem-agent`, crate `agent`), run as services of the system
-//!   init from the same binary.
 //!
 //! Everything that decides something (command line, module lists, the verity
 //! table and the device-mapper ioctl buffers, DHCP packets, service files and
@@ -22,12 +19,10 @@
 //! ```
 //! use initramfs::{role, Role};
 //! assert_eq!(role("/init".as_ref()), Some(Role::Early));
-//! assert_eq!(role("/usr/bin/tandemctl".as_ref()), Some(Role::Ctl));
+//! assert_eq!(role("/usr/bin/tandemctl".as_ref()), None);
 //! ```
 #![warn(missing_docs)]
 
-pub mod cmdline;
-pub mod ctl;
 pub mod devmapper;
 pub mod dhcp;
 pub mod disk;
@@ -46,6 +41,8 @@ pub mod system;
 pub mod watchdog;
 
 pub use error::Error;
+/// The `tandem.*` kernel arguments (defined in `tandem-contract`).
+pub use tandem_contract::cmdline;
 
 use std::ffi::OsStr;
 use std::path::Path;
@@ -55,21 +52,12 @@ use std::path::Path;
 pub enum Role {
     /// `/init` in the initramfs (then the system init, in the same process).
     Early,
-    /// `tandemctl`.
-    Ctl,
-    /// `tandem-updated`: the update daemon.
-    Updated,
-    /// `tandem-agent`: the reboot agent.
-    Agent,
 }
 
 /// The role for `argv[0]` (only its file name counts).
 pub fn role(argv0: &OsStr) -> Option<Role> {
     match Path::new(argv0).file_name()?.to_str()? {
         "init" => Some(Role::Early),
-        "tandemctl" => Some(Role::Ctl),
-        "tandem-updated" => Some(Role::Updated),
-        "tandem-agent" => Some(Role::Agent),
         _ => None,
     }
 }
@@ -83,15 +71,7 @@ mod tests {
         assert_eq!(role(OsStr::new("/init")), Some(Role::Early));
         assert_eq!(role(OsStr::new("init")), Some(Role::Early));
         assert_eq!(role(OsStr::new("/usr/lib/tandem/tandem-init")), None);
-        assert_eq!(role(OsStr::new("tandemctl")), Some(Role::Ctl));
-        assert_eq!(
-            role(OsStr::new("/usr/lib/tandem/tandem-updated")),
-            Some(Role::Updated)
-        );
-        assert_eq!(
-            role(OsStr::new("/usr/lib/tandem/tandem-agent")),
-            Some(Role::Agent)
-        );
+        assert_eq!(role(OsStr::new("tandemctl")), None);
         assert_eq!(role(OsStr::new("/sbin/busybox")), None);
         assert_eq!(role(OsStr::new("")), None);
     }

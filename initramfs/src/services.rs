@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use serde::Deserialize;
 
 use crate::error::{Error, ServiceFileError};
-use crate::status::ServiceStatus;
+use crate::status::{ServiceState, ServiceStatus};
 use crate::sys::{ChildIo, SpawnRequest};
 
 /// Services that come with the image.
@@ -553,18 +553,18 @@ impl Supervisor {
             .iter()
             .map(|u| {
                 let (state, pid) = match u.state {
-                    State::Disabled => ("disabled".to_string(), None),
+                    State::Disabled => (ServiceState::Disabled, None),
                     State::Due(_) if u.last_exit.is_some() => {
-                        ("waiting to restart".to_string(), None)
+                        (ServiceState::WaitingToRestart, None)
                     }
-                    State::Due(_) => ("starting".to_string(), None),
-                    State::WaitingForNetwork => ("waiting for the network".to_string(), None),
-                    State::Running { pid, .. } => ("running".to_string(), Some(pid)),
-                    State::Stopping { pid } => ("stopping".to_string(), Some(pid)),
+                    State::Due(_) => (ServiceState::Starting, None),
+                    State::WaitingForNetwork => (ServiceState::WaitingForNetwork, None),
+                    State::Running { pid, .. } => (ServiceState::Running, Some(pid)),
+                    State::Stopping { pid } => (ServiceState::Stopping, Some(pid)),
                     State::Done if u.last_exit.is_some_and(Exit::success) => {
-                        ("exited".to_string(), None)
+                        (ServiceState::Exited, None)
                     }
-                    State::Done => ("failed".to_string(), None),
+                    State::Done => (ServiceState::Failed, None),
                 };
                 let last_exit = match (&u.last_error, u.last_exit) {
                     (Some(e), _) => Some(e.clone()),
@@ -905,13 +905,17 @@ mod tests {
         assert_eq!(s.next_due(), Some(t0), "the console is due at once");
         s.units[0].state = State::Running { pid: 10, since: t0 };
         assert_eq!(s.next_due(), None, "nothing else is due before the network");
-        assert_eq!(s.status()[1].state, "waiting for the network");
+        assert_eq!(s.status()[1].state, ServiceState::WaitingForNetwork);
 
         let t1 = t0 + Duration::from_millis(80);
         s.network_settled(t1);
         assert_eq!(s.next_due(), Some(t1));
-        assert_eq!(s.status()[1].state, "starting");
-        assert_eq!(s.status()[2].state, "disabled", "disabled stays disabled");
+        assert_eq!(s.status()[1].state, ServiceState::Starting);
+        assert_eq!(
+            s.status()[2].state,
+            ServiceState::Disabled,
+            "disabled stays disabled"
+        );
 
         // A restart after the network settled does not wait again.
         s.units[1].state = State::Running { pid: 11, since: t1 };
@@ -987,9 +991,9 @@ mod tests {
         );
         assert_eq!(s.next_due(), Some(t1 + Duration::from_millis(500)));
         let st = s.status();
-        assert_eq!(st[0].state, "waiting to restart");
+        assert_eq!(st[0].state, ServiceState::WaitingToRestart);
         assert_eq!(st[0].restarts, 1);
-        assert_eq!(st[1].state, "failed");
+        assert_eq!(st[1].state, ServiceState::Failed);
         assert_eq!(st[1].last_exit.as_deref(), Some("exit status 1"));
         // At shutdown nothing is restarted.
         s.terminate_all();

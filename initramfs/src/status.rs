@@ -9,8 +9,8 @@
 //! Times are microseconds of `CLOCK_BOOTTIME` (time since the kernel started,
 //! the clock of the kernel log's timestamps).
 //!
-//! The types live in `updater::node` (the update daemon reads them for the
-//! boot disk and for health) and are re-exported here.
+//! The types are defined in `tandem_contract::run` (the update daemon reads
+//! them for the boot disk and for health) and re-exported here.
 
 use std::io::Write;
 use std::path::Path;
@@ -19,9 +19,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
 
-pub use updater::node::{
-    BootTimes, EARLY_FILE, EarlyBoot, FORMAT, NetworkStatus, RUN_DIR, STATUS_FILE, ServiceStatus,
-    Status, Step,
+pub use tandem_contract::run::{
+    BootTimes, EARLY_FILE, EarlyBoot, FORMAT, NetworkStatus, RUN_DIR, STATUS_FILE, ServiceState,
+    ServiceStatus, Status, Step,
 };
 
 /// Records steps as they finish.
@@ -83,7 +83,7 @@ mod tests {
     fn status_round_trips() {
         let s = Status {
             format: FORMAT,
-            slot: Some("A".into()),
+            slot: Some(tandem_slot::Slot::A),
             version: Some("1.0.0".into()),
             boot: BootTimes {
                 initramfs_started_us: Some(2_714_000),
@@ -92,7 +92,7 @@ mod tests {
             },
             services: vec![ServiceStatus {
                 name: "console".into(),
-                state: "running".into(),
+                state: ServiceState::Running,
                 pid: Some(42),
                 ..Default::default()
             }],

@@ -15,6 +15,8 @@ use std::path::Path;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use tandem_slot::Slot;
+
 use crate::error::Error;
 use crate::mount::{self, MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_RDONLY};
 use crate::net::{self, NetEvent};
@@ -45,37 +47,17 @@ pub const PID1_NICE: libc::c_int = -5;
 /// How long to wait for an Ethernet interface to appear.
 const INTERFACE_WAIT: Duration = Duration::from_secs(5);
 
-/// What to do at the end.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Shutdown {
-    /// reboot(RB_AUTOBOOT).
-    Reboot,
-    /// reboot(RB_POWER_OFF).
-    PowerOff,
-    /// reboot(RB_HALT_SYSTEM).
-    Halt,
+/// What to do at the end (and which signal to PID 1 asks for it).
+pub use tandem_contract::run::Shutdown;
+
+/// How PID 1 carries out and names a [`Shutdown`].
+trait Action {
+    fn verb(self) -> &'static str;
+    fn noun(self) -> &'static str;
+    fn reboot_cmd(self) -> libc::c_int;
 }
 
-impl Shutdown {
-    /// The action busybox's `reboot`/`poweroff`/`halt` ask for with a signal.
-    pub fn from_signal(signal: i32) -> Option<Shutdown> {
-        match signal {
-            libc::SIGTERM | libc::SIGINT => Some(Shutdown::Reboot),
-            libc::SIGUSR2 => Some(Shutdown::PowerOff),
-            libc::SIGUSR1 => Some(Shutdown::Halt),
-            _ => None,
-        }
-    }
-
-    /// The signal `tandemctl` sends PID 1 for this action.
-    pub fn signal(self) -> i32 {
-        match self {
-            Shutdown::Reboot => libc::SIGTERM,
-            Shutdown::PowerOff => libc::SIGUSR2,
-            Shutdown::Halt => libc::SIGUSR1,
-        }
-    }
-
+impl Action for Shutdown {
     fn verb(self) -> &'static str {
         match self {
             Shutdown::Reboot => "rebooting",
@@ -144,13 +126,13 @@ fn valid_hostname(h: &str) -> bool {
 }
 
 /// The value of `key` in an os-release file (shared with the updater).
-pub use updater::node::os_release_value;
+pub use tandem_contract::os_release::value as os_release_value;
 
 /// The "system ready" line.
-pub fn ready_line(slot: Option<&str>, version: Option<&str>) -> String {
+pub fn ready_line(slot: Option<Slot>, version: Option<&str>) -> String {
     format!(
         "system ready (slot {}, version {})",
-        slot.unwrap_or("unknown"),
+        slot.map_or("unknown".to_string(), |s| s.to_string()),
         version.unwrap_or("unknown")
     )
 }
@@ -523,7 +505,7 @@ impl Init {
         self.write_status();
         system_log!(
             "{}",
-            ready_line(self.status.slot.as_deref(), self.status.version.as_deref())
+            ready_line(self.status.slot, self.status.version.as_deref())
         );
     }
 
@@ -637,7 +619,7 @@ fn run(
         .and_then(|t| os_release_value(&t, "VERSION_ID"));
     let cmdline = std::fs::read_to_string(crate::cmdline::PROC_CMDLINE).unwrap_or_default();
     quiet_console(&cmdline, &mut warnings);
-    let slot = crate::cmdline::running_slot(&cmdline).map(|s| s.to_string());
+    let slot = crate::cmdline::running_slot(&cmdline);
     t.step("machine id and host name set");
 
     load_system_modules(&mut warnings);
@@ -946,7 +928,7 @@ mod tests {
     #[test]
     fn ready_marker() {
         assert_eq!(
-            ready_line(Some("A"), Some("1.0.0")),
+            ready_line(Some(Slot::A), Some("1.0.0")),
             "system ready (slot A, version 1.0.0)"
         );
         assert_eq!(

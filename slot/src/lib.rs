@@ -2,7 +2,8 @@
 //! attributes (ChromeOS / CoreOS convention).
 //!
 //! - [`attr`]: the attribute bits (priority, tries, successful);
-//! - [`slot`]: the two slots;
+//! - [`slot`], [`guid`]: the two slots and GPT GUIDs, re-exported from
+//!   `tandem-contract`, which defines the disk layout once;
 //! - [`state`]: the selection rule and the transitions, pure and exhaustively
 //!   tested;
 //! - [`gpt`] and [`device`]: the on-disk table with both CRC-checked copies,
@@ -31,10 +32,19 @@
 pub mod attr;
 pub mod device;
 pub mod gpt;
-pub mod guid;
-pub mod slot;
 pub mod state;
 pub mod table;
+
+/// GPT GUIDs and the layout's partition types (defined in `tandem-contract`).
+pub mod guid {
+    pub use tandem_contract::guid::*;
+    pub use tandem_contract::partition::types;
+}
+/// The two /usr slots (defined in `tandem-contract`).
+pub mod slot {
+    pub use tandem_contract::slot::*;
+}
+pub use tandem_contract::{Guid, Slot};
 #[cfg(feature = "verity")]
 pub mod verity;
 
@@ -43,7 +53,5 @@ pub use attr::GptPrio;
 pub use device::FileDisk;
 pub use device::{BlockDevice, MemDisk};
 pub use gpt::{GeometryError, Gpt, GptError};
-pub use guid::Guid;
-pub use slot::Slot;
 pub use state::{BootDecision, SlotPair, TransitionError};
 pub use table::{LayoutError, TableError};

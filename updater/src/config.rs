@@ -17,31 +17,7 @@ use serde::{Deserialize, Serialize};
 use crate::clock::parse_duration;
 use crate::error::Error;
 
-/// What the agent does when an update waits for a reboot.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum RebootStrategy {
-    /// Reboot as soon as the update is installed.
-    #[default]
-    Reboot,
-    /// Never reboot; report that a reboot is needed.
-    Off,
-    /// Take a slot of the cluster's etcd semaphore first.
-    EtcdLock,
-    /// Ask a FleetLock server first.
-    Fleetlock,
-}
-
-impl std::fmt::Display for RebootStrategy {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            RebootStrategy::Reboot => "reboot",
-            RebootStrategy::Off => "off",
-            RebootStrategy::EtcdLock => "etcd-lock",
-            RebootStrategy::Fleetlock => "fleetlock",
-        })
-    }
-}
+pub use tandem_contract::RebootStrategy;
 
 /// An administrator's health check: a program whose exit status 0 means
 /// the node works.

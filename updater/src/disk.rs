@@ -12,14 +12,15 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use tandem_contract::Partition;
 use tandem_slot::{FileDisk, Gpt, Slot, SlotPair, TransitionError, table};
 
 use crate::error::Error;
 
 /// ESP partition number.
-pub const ESP: u32 = 1;
+pub const ESP: u32 = Partition::Esp.number();
 /// OEM partition number.
-pub const OEM: u32 = 6;
+pub const OEM: u32 = Partition::Oem.number();
 
 /// A byte range of an open file or block device: one partition.
 #[derive(Clone, Debug)]

@@ -283,7 +283,8 @@ pub fn install(
     let running_size = esp::read_slot_conf(&esp_region, running)
         .ok()
         .flatten()
-        .and_then(|c| c.usr_blocks)
+        .and_then(|c| c.usr_verity())
+        .map(|v| v.data_blocks)
         .map_or(running_region.len(), apply::image_size);
     let job = SlotJob {
         manifest: m,

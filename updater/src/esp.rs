@@ -11,15 +11,14 @@
 
 use std::io::{Read, Write};
 
+use tandem_contract::Partition;
+use tandem_contract::esp::{self as files, SlotConf, SlotFiles, Writer};
 use tandem_slot::Slot;
 
 use crate::clock;
 use crate::disk::{Cursor, Region};
 use crate::error::Error;
 use crate::repo::Verity;
-
-/// Directory of the slots' files.
-pub const DIR: &str = "EFI/tandem";
 
 /// FAT time stamps from the system clock (fatfs defaults to 1980-01-01).
 #[derive(Debug)]
@@ -66,8 +65,9 @@ impl std::fmt::Debug for Fat {
 }
 
 impl Fat {
-    /// Opens the FAT file system of `region`; `label` names it in messages.
-    pub fn open(region: &Region, label: &'static str) -> Result<Fat, Error> {
+    /// Opens the FAT file system of `region`, the partition `part`.
+    pub fn open(region: &Region, part: Partition) -> Result<Fat, Error> {
+        let label = part.label();
         let opts = fatfs::FsOptions::new().time_provider(&SYSTEM_TIME);
         let fs = fatfs::FileSystem::new(region.cursor(), opts).map_err(|err| Error::Fat {
             what: format!("opening the FAT file system of {}", region.name()),
@@ -102,8 +102,9 @@ impl Fat {
         Ok(Some(out))
     }
 
-    /// Removes `dir/name` if it exists.
-    pub fn remove(&self, dir: &str, name: &str) -> Result<(), Error> {
+    /// Removes `path` (`dir/name`) if it exists.
+    pub fn remove(&self, path: &str) -> Result<(), Error> {
+        let (dir, name) = split(path);
         let d = match self.fs.root_dir().open_dir(dir) {
             Ok(d) => d,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
@@ -117,9 +118,10 @@ impl Fat {
         }
     }
 
-    /// Writes `dir/name.new`, then renames it to `dir/name` (removing an
-    /// old `dir/name` first: fatfs cannot rename over a file).
-    pub fn replace(&self, dir: &str, name: &str, data: &[u8]) -> Result<(), Error> {
+    /// Writes `dir/name.new`, then renames it to `path` = `dir/name`
+    /// (removing an old `dir/name` first: fatfs cannot rename over a file).
+    pub fn replace(&self, path: &str, data: &[u8]) -> Result<(), Error> {
+        let (dir, name) = split(path);
         let d = match self.fs.root_dir().open_dir(dir) {
             Ok(d) => d,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => self
@@ -130,7 +132,7 @@ impl Fat {
             Err(e) => return Err(self.err(format!("opening {dir}"), e)),
         };
         let tmp = format!("{name}.new");
-        self.remove(dir, &tmp)?;
+        self.remove(&format!("{path}.new"))?;
         {
             let mut f = d
                 .create_file(&tmp)
@@ -141,7 +143,7 @@ impl Fat {
                 .and_then(|()| f.flush())
                 .map_err(|e| self.err(format!("writing {dir}/{tmp}"), e))?;
         }
-        self.remove(dir, name)?;
+        self.remove(path)?;
         d.rename(&tmp, &d, name)
             .map_err(|e| self.err(format!("renaming {dir}/{tmp} to {name}"), e))
     }
@@ -162,66 +164,22 @@ impl Fat {
     }
 }
 
-/// What a `slot-<x>.conf` says.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct SlotConf {
-    /// `version`.
-    pub version: Option<String>,
-    /// `tandem.usrblocks=` of the options.
-    pub usr_blocks: Option<u64>,
-    /// `tandem.usrhash=` of the options.
-    pub usr_hash: Option<String>,
-}
-
-/// Parses a slot file (`key value` lines, `#` comments; a repeated
-/// `version` takes the last value, `options` lines add up).
-pub fn parse_slot_conf(text: &str) -> SlotConf {
-    let mut conf = SlotConf::default();
-    for line in text.lines() {
-        let line = line.split('#').next().unwrap_or("").trim();
-        let (key, value) = line.split_once(char::is_whitespace).unwrap_or((line, ""));
-        match key {
-            "version" => conf.version = Some(value.trim().to_string()),
-            "options" => {
-                for word in value.split_whitespace() {
-                    if let Some(n) = word.strip_prefix("tandem.usrblocks=") {
-                        conf.usr_blocks = n.parse().ok();
-                    } else if let Some(h) = word.strip_prefix("tandem.usrhash=") {
-                        conf.usr_hash = Some(h.to_string());
-                    }
-                }
-            }
-            _ => {}
-        }
-    }
-    conf
-}
-
-/// The `slot-<x>.conf` for `version` with `verity` (as the image builder writes it).
-pub fn slot_conf(version: &str, verity: &Verity) -> String {
-    format!(
-        "# written by tandem-updated\nversion {version}\noptions tandem.usrhash={} tandem.usrsalt={} tandem.usrblocks={}\n",
-        verity.root_hash, verity.salt, verity.data_blocks
-    )
-}
-
-/// File names of a slot's files: kernel, initramfs, slot file.
-pub fn slot_files(slot: Slot) -> [String; 3] {
-    let x = slot.letter();
-    [
-        format!("vmlinuz-{x}"),
-        format!("initrd-{x}"),
-        format!("slot-{x}.conf"),
-    ]
+/// `dir/name` as (`dir`, `name`); a name at the root has the directory `""`.
+fn split(path: &str) -> (&str, &str) {
+    path.rsplit_once('/').unwrap_or(("", path))
 }
 
 /// Reads a slot's `slot-<x>.conf`, if any.
 pub fn read_slot_conf(esp: &Region, slot: Slot) -> Result<Option<SlotConf>, Error> {
-    let fat = Fat::open(esp, "EFI-SYSTEM")?;
-    let [_, _, conf] = slot_files(slot);
+    let fat = Fat::open(esp, Partition::Esp)?;
     Ok(fat
-        .read(&format!("{DIR}/{conf}"))?
-        .map(|b| parse_slot_conf(&String::from_utf8_lossy(&b))))
+        .read(&SlotFiles::of(slot).conf)?
+        .map(|b| files::parse_slot_conf(&b).value))
+}
+
+/// The `slot-<x>.conf` for `version` with `verity`.
+pub fn slot_conf(version: &str, verity: &Verity) -> String {
+    SlotConf::new(version, verity).render(Writer::Updater)
 }
 
 /// Installs a slot's kernel, initramfs and slot file (all verified by the
@@ -235,25 +193,30 @@ pub fn install_slot(
     conf: &str,
     step: &mut dyn FnMut(&str),
 ) -> Result<(), Error> {
-    let fat = Fat::open(esp, "EFI-SYSTEM")?;
-    let [k, i, c] = slot_files(slot);
-    step(&format!("removing the old {DIR}/{c}, {k}, {i}"));
-    for name in [&c, &k, &i] {
-        fat.remove(DIR, name)?;
-        fat.remove(DIR, &format!("{name}.new"))?;
+    let fat = Fat::open(esp, Partition::Esp)?;
+    let files = SlotFiles::of(slot);
+    step(&format!(
+        "removing the old {}, {}, {}",
+        files.conf, files.kernel, files.initrd
+    ));
+    for path in [&files.conf, &files.kernel, &files.initrd] {
+        fat.remove(path)?;
+        fat.remove(&format!("{path}.new"))?;
     }
-    step(&format!("writing {DIR}/{k}"));
-    fat.replace(DIR, &k, kernel)?;
-    step(&format!("writing {DIR}/{i}"));
-    fat.replace(DIR, &i, initrd)?;
-    step(&format!("writing {DIR}/{c}"));
-    fat.replace(DIR, &c, conf.as_bytes())?;
+    for (path, bytes) in files
+        .in_write_order()
+        .into_iter()
+        .zip([kernel, initrd, conf.as_bytes()])
+    {
+        step(&format!("writing {path}"));
+        fat.replace(path, bytes)?;
+    }
     fat.close()
 }
 
 /// The OEM partition's `update.toml`, if any.
 pub fn read_oem_file(oem: &Region, name: &str) -> Result<Option<String>, Error> {
-    let fat = Fat::open(oem, "OEM")?;
+    let fat = Fat::open(oem, Partition::Oem)?;
     Ok(fat
         .read(name)?
         .map(|b| String::from_utf8_lossy(&b).into_owned()))
@@ -271,15 +234,14 @@ mod tests {
             data_blocks: 1234,
         };
         let text = slot_conf("1.2.0", &v);
-        let conf = parse_slot_conf(&text);
+        let conf = files::parse_slot_conf(text.as_bytes()).value;
         assert_eq!(conf.version.as_deref(), Some("1.2.0"));
-        assert_eq!(conf.usr_blocks, Some(1234));
-        assert_eq!(conf.usr_hash.as_deref(), Some(v.root_hash.as_str()));
-        let builder = "# written by tandem build\nversion 1.0.0\noptions tandem.usrhash=aa tandem.usrsalt=bb tandem.usrblocks=77 # x\n";
-        assert_eq!(parse_slot_conf(builder).usr_blocks, Some(77));
-        assert_eq!(
-            slot_files(Slot::B),
-            ["vmlinuz-b", "initrd-b", "slot-b.conf"]
+        assert_eq!(conf.usr_verity(), Some(v));
+        let hash = "aa".repeat(32);
+        let builder = format!(
+            "# written by tandem build\nversion 1.0.0\noptions tandem.usrhash={hash} tandem.usrsalt=bb tandem.usrblocks=77 # x\n"
         );
+        let conf = files::parse_slot_conf(builder.as_bytes()).value;
+        assert_eq!(conf.usr_verity().map(|v| v.data_blocks), Some(77));
     }
 }

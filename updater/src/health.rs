@@ -24,16 +24,13 @@ pub fn system_ok(status: Option<&node::Status>) -> Result<(), String> {
         return Err("the system is not ready yet".into());
     }
     for svc in &s.services {
-        match svc.state.as_str() {
-            "running" | "exited" | "disabled" => {}
-            other => {
-                let last = svc
-                    .last_exit
-                    .as_ref()
-                    .map(|l| format!(", last: {l}"))
-                    .unwrap_or_default();
-                return Err(format!("service {} is {other}{last}", svc.name));
-            }
+        if !svc.state.is_healthy() {
+            let last = svc
+                .last_exit
+                .as_ref()
+                .map(|l| format!(", last: {l}"))
+                .unwrap_or_default();
+            return Err(format!("service {} is {}{last}", svc.name, svc.state));
         }
     }
     Ok(())
@@ -150,9 +147,9 @@ pub fn run_checks(checks: &[HealthCheck]) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::node::{BootTimes, ServiceStatus, Status};
+    use crate::node::{BootTimes, ServiceState, ServiceStatus, Status};
 
-    fn status(ready: bool, services: &[(&str, &str)]) -> Status {
+    fn status(ready: bool, services: &[(&str, ServiceState)]) -> Status {
         Status {
             boot: BootTimes {
                 system_ready_us: ready.then_some(1),
@@ -162,7 +159,7 @@ mod tests {
                 .iter()
                 .map(|(n, s)| ServiceStatus {
                     name: n.to_string(),
-                    state: s.to_string(),
+                    state: *s,
                     ..Default::default()
                 })
                 .collect(),
@@ -181,13 +178,20 @@ mod tests {
         assert!(
             system_ok(Some(&status(
                 true,
-                &[("a", "running"), ("b", "disabled"), ("c", "exited")]
+                &[
+                    ("a", ServiceState::Running),
+                    ("b", ServiceState::Disabled),
+                    ("c", ServiceState::Exited)
+                ]
             )))
             .is_ok()
         );
         let e = system_ok(Some(&status(
             true,
-            &[("a", "running"), ("web", "waiting to restart")],
+            &[
+                ("a", ServiceState::Running),
+                ("web", ServiceState::WaitingToRestart),
+            ],
         )))
         .unwrap_err();
         assert_eq!(e, "service web is waiting to restart");

@@ -1,154 +1,21 @@
-//! What the node's init publishes and the updater reads: the status files
-//! under /run/tandem (written by the early and the system init, crate
-//! `initramfs`, which re-exports these types), `/usr/lib/os-release`, and
-//! where everything lives ([`Paths`], rooted elsewhere in tests).
-//!
-//! Times in the status files are microseconds of `CLOCK_BOOTTIME` (time
-//! since the kernel started, the clock of the kernel log's timestamps).
+//! What the updater reads of the node: the status files under /run/tandem
+//! (their types are defined in `tandem_contract::run`, re-exported here),
+//! `/usr/lib/os-release`, and where everything lives ([`Paths`], rooted
+//! elsewhere in tests).
 
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use tandem_slot::Slot;
 
 use crate::error::Error;
 
-/// Directory of the status files.
-pub const RUN_DIR: &str = "/run/tandem";
-/// The early init's hand-over.
-pub const EARLY_FILE: &str = "/run/tandem/early.json";
-/// The system status.
-pub const STATUS_FILE: &str = "/run/tandem/status.json";
-/// Version of the status format; bumped on incompatible changes.
-pub const FORMAT: u32 = 1;
+pub use tandem_contract::run::{
+    BootTimes, EARLY_FILE, EarlyBoot, NetworkStatus, STATUS_FILE, ServiceState, ServiceStatus,
+    Status, UPDATER_SOCKET,
+};
 
-/// One boot step and when it ended, for "where did the time go".
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Step {
-    /// What was done.
-    pub step: String,
-    /// When it was done.
-    pub at_us: u64,
-}
-
-/// What the early init found and when (`/run/tandem/early.json`).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct EarlyBoot {
-    /// When `/init` started.
-    pub initramfs_started_us: u64,
-    /// Just before the switch root.
-    pub switch_root_us: u64,
-    /// Slot booted (`A`/`B`).
-    pub slot: String,
-    /// The boot disk (`/dev/vda`).
-    pub disk: String,
-    /// The /usr partition (`/dev/vda3`).
-    pub usr_partition: String,
-    /// The verity device mounted on /usr (`/dev/dm-0`).
-    pub usr_device: String,
-    /// The ROOT partition (`/dev/vda9`).
-    pub root_partition: String,
-    /// Modules of the initramfs list that failed to load, with the reason.
-    #[serde(default)]
-    pub modules_failed: Vec<String>,
-    /// What growing ROOT did on this boot, if anything.
-    #[serde(default)]
-    pub root_grow: Option<String>,
-    /// The early init's steps.
-    #[serde(default)]
-    pub steps: Vec<Step>,
-}
-
-/// Boot timestamps, microseconds of `CLOCK_BOOTTIME`.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct BootTimes {
-    /// The initramfs `/init` started.
-    pub initramfs_started_us: Option<u64>,
-    /// The early init switched root.
-    pub switch_root_us: Option<u64>,
-    /// The system init started.
-    pub system_started_us: u64,
-    /// "system ready" was printed.
-    pub system_ready_us: Option<u64>,
-    /// The system init's steps up to "system ready".
-    #[serde(default)]
-    pub steps: Vec<Step>,
-}
-
-/// The network as configured by DHCP.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct NetworkStatus {
-    /// Interface name.
-    pub interface: String,
-    /// MAC address.
-    pub mac: String,
-    /// `state`: `configured`, `waiting` (no lease yet) or `failed: …`.
-    pub state: String,
-    /// Address with prefix length (`10.0.2.15/24`).
-    pub address: Option<String>,
-    /// Default gateway.
-    pub gateway: Option<String>,
-    /// DNS servers.
-    #[serde(default)]
-    pub dns: Vec<String>,
-    /// The DHCP server.
-    pub dhcp_server: Option<String>,
-    /// Lease length in seconds.
-    pub lease_seconds: Option<u32>,
-}
-
-/// One supervised service.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ServiceStatus {
-    /// Name (file name without `.toml`).
-    pub name: String,
-    /// The file it came from (or `built-in`).
-    pub source: String,
-    /// `starting`, `running`, `waiting to restart`, `stopping`, `exited`,
-    /// `failed`, `disabled`.
-    pub state: String,
-    /// PID while running.
-    pub pid: Option<i32>,
-    /// How often it was restarted.
-    pub restarts: u32,
-    /// How it last ended (`exit status 1`, `killed by signal 9`).
-    pub last_exit: Option<String>,
-}
-
-/// The node's status (`/run/tandem/status.json`).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Status {
-    /// [`FORMAT`].
-    pub format: u32,
-    /// Booted slot (`A`/`B`), from `tandem.slot`.
-    pub slot: Option<String>,
-    /// `VERSION_ID` of /usr/lib/os-release.
-    pub version: Option<String>,
-    /// /etc/machine-id.
-    pub machine_id: Option<String>,
-    /// Host name.
-    pub hostname: Option<String>,
-    /// Boot timestamps.
-    pub boot: BootTimes,
-    /// What the early init found.
-    pub early: Option<EarlyBoot>,
-    /// The network.
-    pub network: Option<NetworkStatus>,
-    /// Services.
-    #[serde(default)]
-    pub services: Vec<ServiceStatus>,
-    /// Problems worth a look (a module that failed, an invalid service file).
-    #[serde(default)]
-    pub warnings: Vec<String>,
-}
-
-/// The value of `key` in an os-release file (quotes removed).
-pub fn os_release_value(text: &str, key: &str) -> Option<String> {
-    text.lines().find_map(|line| {
-        let (k, v) = line.trim().split_once('=')?;
-        (k == key).then(|| v.trim().trim_matches(|c| c == '"' || c == '\'').to_string())
-    })
-}
+pub use tandem_contract::os_release::value as os_release_value;
 
 /// Where the updater finds and keeps things. [`Paths::default`] is the
 /// node's layout; [`Paths::under`] roots every path in a directory (tests).
@@ -174,9 +41,6 @@ pub struct Paths {
     pub status: PathBuf,
 }
 
-/// The updater's socket on a node.
-pub const SOCKET: &str = "/run/tandem/updater.sock";
-
 impl Default for Paths {
     fn default() -> Self {
         Paths {
@@ -186,7 +50,7 @@ impl Default for Paths {
             os_release: "/usr/lib/os-release".into(),
             machine_id: "/etc/machine-id".into(),
             state_dir: "/var/lib/tandem/updater".into(),
-            socket: SOCKET.into(),
+            socket: UPDATER_SOCKET.into(),
             early: EARLY_FILE.into(),
             status: STATUS_FILE.into(),
         }
@@ -286,13 +150,6 @@ impl BootFacts {
                 .and_then(|s| s.early)
                 .ok_or(first)
         })?;
-        let slot = Slot::parse(&early.slot).ok_or_else(|| Error::Node {
-            what: format!(
-                "{} names no slot ({:?}): was this node booted by the Tandem initramfs?",
-                paths.early.display(),
-                early.slot
-            ),
-        })?;
         if early.disk.is_empty() {
             return Err(Error::Node {
                 what: format!("{} names no boot disk", paths.early.display()),
@@ -300,7 +157,7 @@ impl BootFacts {
         }
         Ok(BootFacts {
             disk: early.disk.into(),
-            slot,
+            slot: early.slot,
         })
     }
 }

@@ -142,17 +142,9 @@ pub struct UsrImage {
     pub chunks: Vec<Chunk>,
 }
 
-/// dm-verity parameters (format 1, sha256, 4096-byte blocks).
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
-pub struct Verity {
-    /// Root hash, hex.
-    pub root_hash: String,
-    /// Salt, hex.
-    pub salt: String,
-    /// File system size in 4096-byte blocks; the tree starts there.
-    pub data_blocks: u64,
-}
+/// dm-verity parameters of a slot image (defined with the kernel command
+/// line that carries them).
+pub use tandem_contract::cmdline::UsrVerity as Verity;
 
 /// One chunk of the slot image.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]

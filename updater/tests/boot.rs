@@ -11,7 +11,7 @@ use tandem_slot::{GptPrio, Slot, SlotPair};
 use updater::engine::{self, BootOutcome, CheckOutcome, Engine};
 use updater::error::Error;
 use updater::http::Http;
-use updater::node::{BootTimes, ServiceStatus, Status};
+use updater::node::{BootTimes, ServiceState, ServiceStatus, Status};
 use updater::policy::Refusal;
 use updater::state::State;
 use updater::status::{BootHealth, UpdateState};
@@ -82,7 +82,7 @@ fn reboot(w: &World) -> Slot {
     d.slot
 }
 
-fn system_status(w: &World, services: &[(&str, &str)]) {
+fn system_status(w: &World, services: &[(&str, ServiceState)]) {
     let s = Status {
         format: 1,
         boot: BootTimes {
@@ -93,7 +93,7 @@ fn system_status(w: &World, services: &[(&str, &str)]) {
             .iter()
             .map(|(n, st)| ServiceStatus {
                 name: n.to_string(),
-                state: st.to_string(),
+                state: *st,
                 ..Default::default()
             })
             .collect(),
@@ -141,9 +141,9 @@ fn a_healthy_new_slot_is_marked_successful() {
     system_status(
         &w,
         &[
-            ("console", "running"),
-            ("web", "running"),
-            ("old", "disabled"),
+            ("console", ServiceState::Running),
+            ("web", ServiceState::Running),
+            ("old", ServiceState::Disabled),
         ],
     );
     let mut e = Engine::new(w.node.paths.clone());
@@ -171,7 +171,13 @@ fn a_healthy_new_slot_is_marked_successful() {
 fn a_failing_service_keeps_the_slot_on_trial() {
     let w = installed("health-grace = \"0s\"\nhealth-deadline = \"1000d\"\n");
     reboot(&w);
-    system_status(&w, &[("console", "running"), ("web", "waiting to restart")]);
+    system_status(
+        &w,
+        &[
+            ("console", ServiceState::Running),
+            ("web", ServiceState::WaitingToRestart),
+        ],
+    );
     let mut e = Engine::new(w.node.paths.clone());
     e.boot_outcome().expect("outcome");
     let (_, reboot_fn) = recorder();
@@ -189,7 +195,7 @@ fn an_unhealthy_new_slot_is_given_up_and_the_rollback_is_recorded() {
         "health-grace = \"0s\"\nhealth-deadline = \"1s\"\n[[health-check]]\nname = \"db\"\nexec = [\"/bin/sh\", \"-c\", \"exit 3\"]\n",
     );
     reboot(&w);
-    system_status(&w, &[("console", "running")]);
+    system_status(&w, &[("console", ServiceState::Running)]);
     let mut e = Engine::new(w.node.paths.clone());
     let (reboots, reboot_fn) = recorder();
     assert!(!e.health_tick(&reboot_fn).expect("checks run and fail"));
@@ -265,7 +271,7 @@ fn without_a_fallback_an_unhealthy_slot_is_kept() {
     // A is gone meanwhile.
     w.node
         .set_slots(SlotPair::new(GptPrio::new(1, 0, false), w.node.slots().b));
-    system_status(&w, &[("web", "failed")]);
+    system_status(&w, &[("web", ServiceState::Failed)]);
     let mut e = Engine::new(w.node.paths.clone());
     let (reboots, reboot_fn) = recorder();
     assert!(e.health_tick(&reboot_fn).expect("tick"));

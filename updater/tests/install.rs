@@ -101,13 +101,14 @@ fn assert_installed(w: &World, img: &SlotImage, p: &Published) {
             .expect("slot-b.conf"),
     )
     .expect("utf8");
-    let parsed = updater::esp::parse_slot_conf(&conf);
+    let parsed = tandem_contract::esp::parse_slot_conf(conf.as_bytes()).value;
     assert_eq!(
         parsed.version.as_deref(),
         Some(p.manifest.version.to_string().as_str())
     );
-    assert_eq!(parsed.usr_blocks, Some(img.data_blocks));
-    assert_eq!(parsed.usr_hash.as_deref(), Some(img.root.as_str()));
+    let verity = parsed.usr_verity().expect("verity arguments");
+    assert_eq!(verity.data_blocks, img.data_blocks);
+    assert_eq!(verity.root_hash, img.root);
     assert!(
         conf.contains(&format!("tandem.usrsalt={}", hex::encode(&img.salt))),
         "{conf}"

@@ -27,6 +27,8 @@ pub fn build() -> Result<Artifacts> {
         "node",
         "-p",
         "initramfs",
+        "-p",
+        "node-tools",
         "--target",
         "x86_64-unknown-linux-musl",
     ]))?;

@@ -43,6 +43,8 @@ pub fn run() -> Result<()> {
         "clippy",
         "-p",
         "initramfs",
+        "-p",
+        "node-tools",
         "--target",
         "x86_64-unknown-linux-musl",
         "--",

@@ -15,6 +15,8 @@ pub const PACKAGES: &[&str] = &[
     "dosfstools",
     "mtools",
     "dpkg",
+    // the initramfs archive test compares with GNU cpio
+    "cpio",
     // checks and compatibility oracles in tests
     "cgpt",
     "gdisk",

@@ -34,6 +34,8 @@ pub fn run(filter: Option<&str>) -> Result<()> {
         "-p",
         "updater",
         "-p",
+        "tandem-contract",
+        "-p",
         "agent",
         "-p",
         "tandem-slot",

@@ -12,8 +12,10 @@ use std::process::Command;
 use std::sync::{Arc, Mutex};
 
 use sha2::{Digest, Sha256};
+use tandem_contract::Partition;
+use tandem_contract::cmdline::UsrVerity;
+use tandem_contract::esp::{self, SlotConf, SlotFiles, Writer};
 use tandem_slot::gpt::Entry;
-use tandem_slot::guid::types;
 use tandem_slot::{FileDisk, Gpt, GptPrio, Guid, Slot, SlotPair, verity};
 use updater::keys::PrivateKey;
 use updater::node::{EarlyBoot, Paths};
@@ -288,12 +290,12 @@ fn fat_image(path: &Path, mib: u64, fat32: bool, files: &[(&str, &[u8])]) {
 
 /// The `slot-a.conf` the image builder writes.
 pub fn slot_conf(version: &str, img: &SlotImage) -> String {
-    format!(
-        "# written by tandem build\nversion {version}\noptions tandem.usrhash={} tandem.usrsalt={} tandem.usrblocks={}\n",
-        img.root,
-        hex::encode(&img.salt),
-        img.data_blocks
-    )
+    let verity = UsrVerity {
+        root_hash: img.root.clone(),
+        salt: hex::encode(&img.salt),
+        data_blocks: img.data_blocks,
+    };
+    SlotConf::new(version, &verity).render(Writer::Builder)
 }
 
 /// Options of a test node.
@@ -312,13 +314,15 @@ pub fn node(dir: &Path, spec: NodeSpec<'_>) -> Node {
     let mib = 1u64 << 20;
     let bs = 512u64;
     // p1 at 1 MiB, then 3, 4, 6, 9 back to back.
-    let layout: [(u32, Guid, u64, &str); 5] = [
-        (1, types::EFI_SYSTEM, ESP_MIB, "EFI-SYSTEM"),
-        (3, types::USR, USR_MIB, "USR-A"),
-        (4, types::USR, USR_MIB, "USR-B"),
-        (6, types::LINUX_DATA, OEM_MIB, "OEM"),
-        (9, types::ROOT, 1, "ROOT"),
-    ];
+    let layout = Partition::ALL.map(|p| {
+        let mib = match p {
+            Partition::Esp => ESP_MIB,
+            Partition::UsrA | Partition::UsrB => USR_MIB,
+            Partition::Oem => OEM_MIB,
+            Partition::Root => 1,
+        };
+        (p.number(), p.type_guid(), mib, p.label())
+    });
     let total_mib = 1 + layout.iter().map(|l| l.2).sum::<u64>() + 1;
     let f = std::fs::File::create(&disk).expect("disk");
     f.set_len(total_mib * mib).expect("size");
@@ -347,9 +351,10 @@ pub fn node(dir: &Path, spec: NodeSpec<'_>) -> Node {
             .expect("open");
         f.write_all_at(bytes, offset).expect("write");
     };
-    put(offsets[&3], &spec.running.bytes);
+    put(offsets[&Slot::A.partition_number()], &spec.running.bytes);
     let esp = dir.join("esp.img");
     let conf = slot_conf(spec.version, spec.running);
+    let files = SlotFiles::of(Slot::A);
     let kernel = b"running kernel".repeat(100);
     let initrd = b"running initrd".repeat(100);
     fat_image(
@@ -357,20 +362,26 @@ pub fn node(dir: &Path, spec: NodeSpec<'_>) -> Node {
         ESP_MIB,
         true,
         &[
-            ("EFI/BOOT/BOOTX64.EFI", b"bootloader"),
-            ("EFI/tandem/loader.conf", b"timeout 0\n"),
-            ("EFI/tandem/vmlinuz-a", &kernel),
-            ("EFI/tandem/initrd-a", &initrd),
-            ("EFI/tandem/slot-a.conf", conf.as_bytes()),
+            (esp::BOOTLOADER, b"bootloader"),
+            (esp::LOADER_CONF, b"timeout 0\n"),
+            (&files.kernel, &kernel),
+            (&files.initrd, &initrd),
+            (&files.conf, conf.as_bytes()),
         ],
     );
-    put(offsets[&1], &std::fs::read(&esp).expect("esp"));
+    put(
+        offsets[&Partition::Esp.number()],
+        &std::fs::read(&esp).expect("esp"),
+    );
     let oem = dir.join("oem.img");
     match &spec.oem_toml {
         Some(t) => fat_image(&oem, OEM_MIB, false, &[("update.toml", t.as_bytes())]),
         None => fat_image(&oem, OEM_MIB, false, &[]),
     }
-    put(offsets[&6], &std::fs::read(&oem).expect("oem"));
+    put(
+        offsets[&Partition::Oem.number()],
+        &std::fs::read(&oem).expect("oem"),
+    );
 
     let w = |p: &Path, text: &str| {
         std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
@@ -405,10 +416,16 @@ pub fn node(dir: &Path, spec: NodeSpec<'_>) -> Node {
 /// Writes early.json as the early init would after booting `slot`.
 pub fn set_running(paths: &Paths, disk: &Path, slot: Slot) {
     let early = EarlyBoot {
-        slot: slot.to_string(),
+        slot,
         disk: disk.display().to_string(),
         usr_partition: format!("{}{}", disk.display(), slot.partition_number()),
-        ..Default::default()
+        initramfs_started_us: 0,
+        switch_root_us: 0,
+        usr_device: String::new(),
+        root_partition: String::new(),
+        modules_failed: Vec::new(),
+        root_grow: None,
+        steps: Vec::new(),
     };
     std::fs::create_dir_all(paths.early.parent().expect("run")).expect("mkdir");
     std::fs::write(&paths.early, serde_json::to_vec(&early).expect("json")).expect("write");
@@ -451,15 +468,18 @@ impl Node {
 
     pub fn esp_file(&self, path: &str) -> Option<Vec<u8>> {
         let d = self.boot_disk();
-        let esp =
-            updater::esp::Fat::open(&d.partition(1).expect("esp"), "EFI-SYSTEM").expect("fat");
+        let esp = updater::esp::Fat::open(
+            &d.partition(Partition::Esp.number()).expect("esp"),
+            Partition::Esp,
+        )
+        .expect("fat");
         esp.read(path).expect("read")
     }
 
     /// The ESP partition copied out, for fsck.vfat.
     pub fn esp_copy(&self, to: &Path) {
         let d = self.boot_disk();
-        let esp = d.partition(1).expect("esp");
+        let esp = d.partition(Partition::Esp.number()).expect("esp");
         let mut buf = vec![0; esp.len() as usize];
         esp.read_at(0, &mut buf).expect("read");
         std::fs::write(to, buf).expect("write");

@@ -2,8 +2,13 @@
 
 use core::fmt;
 
+use crate::partition::Partition;
+
 /// One of the two /usr slots, USR-A (partition 3) or USR-B (partition 4).
+///
+/// Serialised (in `/run/tandem` files and the node's state) as `A`/`B`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[cfg_attr(feature = "std", derive(serde::Serialize, serde::Deserialize))]
 pub enum Slot {
     /// USR-A, partition 3.
     A,
@@ -23,29 +28,29 @@ impl Slot {
         }
     }
 
+    /// The slot's partition in the disk layout.
+    pub fn partition(self) -> Partition {
+        match self {
+            Slot::A => Partition::UsrA,
+            Slot::B => Partition::UsrB,
+        }
+    }
+
     /// GPT partition number (1-based) of this slot.
     pub fn partition_number(self) -> u32 {
-        match self {
-            Slot::A => 3,
-            Slot::B => 4,
-        }
+        self.partition().number()
     }
 
     /// The slot stored at a partition number, if any.
     pub fn from_partition_number(number: u32) -> Option<Slot> {
-        match number {
-            3 => Some(Slot::A),
-            4 => Some(Slot::B),
-            _ => None,
-        }
+        Slot::ALL
+            .into_iter()
+            .find(|s| s.partition_number() == number)
     }
 
     /// GPT partition label of this slot.
     pub fn label(self) -> &'static str {
-        match self {
-            Slot::A => "USR-A",
-            Slot::B => "USR-B",
-        }
+        self.partition().label()
     }
 
     /// Lower-case letter used in file names (`vmlinuz-a`) and on the kernel

@@ -1,14 +1,110 @@
-//! The kernel command line: the `tandem.*` arguments of docs/boot-chain.md.
+//! The kernel command line: the `tandem.*` arguments of docs/boot-chain.md,
+//! written by the bootloader (slot and partition) and by whoever writes a
+//! `slot-<x>.conf` (the /usr verity arguments), read by the early init and
+//! the node tools.
 
-use std::collections::BTreeMap;
-use std::str::FromStr;
+use alloc::collections::BTreeMap;
+use alloc::format;
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
+use core::str::FromStr;
 
-use tandem_slot::{Guid, Slot};
-
-use crate::error::CmdlineError;
+use crate::guid::Guid;
+use crate::slot::Slot;
 
 /// Where the kernel publishes its command line.
 pub const PROC_CMDLINE: &str = "/proc/cmdline";
+
+/// `tandem.slot=<a|b>`: the slot the bootloader chose.
+pub const SLOT: &str = "tandem.slot";
+/// `tandem.usr=PARTUUID=<guid>`: that slot's partition.
+pub const USR: &str = "tandem.usr";
+/// `tandem.usrhash=<hex>`: the /usr dm-verity root hash.
+pub const USR_HASH: &str = "tandem.usrhash";
+/// `tandem.usrsalt=<hex|->`: the /usr dm-verity salt.
+pub const USR_SALT: &str = "tandem.usrsalt";
+/// `tandem.usrblocks=<n>`: /usr file system size in 4096-byte blocks.
+pub const USR_BLOCKS: &str = "tandem.usrblocks";
+
+/// The arguments Tandem reads; a second, different value for one of them is
+/// refused: the OEM cmdline comes last and must not override the verity root
+/// hash of a verified /usr.
+const TANDEM_KEYS: [&str; 5] = [SLOT, USR, USR_HASH, USR_SALT, USR_BLOCKS];
+
+/// A `tandem.*` argument is missing, malformed or given twice.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum CmdlineError {
+    /// The argument is absent or empty.
+    #[error("{0} is missing from the kernel command line (the bootloader's slot .conf sets it)")]
+    Missing(&'static str),
+    /// The value does not parse.
+    #[error("{key}={value} on the kernel command line is invalid: expected {expected}")]
+    Invalid {
+        /// Argument name.
+        key: &'static str,
+        /// The value given.
+        value: String,
+        /// What was expected.
+        expected: &'static str,
+    },
+    /// The argument appears twice with different values.
+    #[error(
+        "{key} is given twice on the kernel command line ({first} and {second}); refusing to guess (extra arguments, e.g. the OEM cmdline, must not set tandem.*)"
+    )]
+    Conflict {
+        /// Argument name.
+        key: String,
+        /// First value.
+        first: String,
+        /// Second value.
+        second: String,
+    },
+}
+
+/// How a slot's /usr is verified (dm-verity format 1, sha256, 4096-byte
+/// blocks): what `slot-<x>.conf` puts on the command line, the early init
+/// hands to dm-verity and a release manifest signs (`usr.verity`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(
+    feature = "std",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(deny_unknown_fields)
+)]
+pub struct UsrVerity {
+    /// Root hash, lower-case hex.
+    pub root_hash: String,
+    /// Salt, lower-case hex, `-` for none.
+    pub salt: String,
+    /// File system size in 4096-byte blocks; the hash tree starts there.
+    pub data_blocks: u64,
+}
+
+impl UsrVerity {
+    /// `tandem.usrhash=… tandem.usrsalt=… tandem.usrblocks=…`.
+    pub fn render(&self) -> String {
+        format!(
+            "{USR_HASH}={} {USR_SALT}={} {USR_BLOCKS}={}",
+            self.root_hash, self.salt, self.data_blocks
+        )
+    }
+
+    /// The three arguments from a line, if all are there and well formed.
+    pub fn from_args(line: &str) -> Option<UsrVerity> {
+        let map = tandem_args(line).ok()?;
+        verity(&map).ok()
+    }
+}
+
+/// The slot's arguments the bootloader adds:
+/// `tandem.slot=<x> tandem.usr=PARTUUID=<guid>`, the GUID in lower case as
+/// Linux writes PARTUUIDs.
+pub fn slot_args(slot: Slot, partuuid: Guid) -> String {
+    format!(
+        "{SLOT}={} {USR}=PARTUUID={}",
+        slot.letter(),
+        partuuid.to_string().to_ascii_lowercase()
+    )
+}
 
 /// What the early init needs from the command line to set up /usr.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -17,25 +113,9 @@ pub struct BootArgs {
     pub slot: Slot,
     /// `tandem.usr=PARTUUID=`: that slot's partition.
     pub usr_partuuid: Guid,
-    /// `tandem.usrhash`: dm-verity root hash, lower-case hex.
-    pub root_hash: String,
-    /// `tandem.usrsalt`: dm-verity salt, lower-case hex, `-` for none.
-    pub salt: String,
-    /// `tandem.usrblocks`: filesystem size in 4096-byte blocks; the hash tree
-    /// starts at this block.
-    pub data_blocks: u64,
+    /// The /usr verity arguments.
+    pub verity: UsrVerity,
 }
-
-/// The arguments Tandem reads; a second, different value for one of them is
-/// refused: the OEM cmdline comes last and must not override the verity root
-/// hash of a verified /usr.
-const TANDEM_KEYS: [&str; 5] = [
-    "tandem.slot",
-    "tandem.usr",
-    "tandem.usrhash",
-    "tandem.usrsalt",
-    "tandem.usrblocks",
-];
 
 /// Splits a command line into `key` / `key=value` words as the kernel does:
 /// whitespace separates words except inside double quotes, and the quotes
@@ -46,7 +126,7 @@ pub fn words(cmdline: &str) -> Vec<(String, Option<String>)> {
     let mut quoted = false;
     let mut push = |word: &mut String| {
         if !word.is_empty() {
-            let w = std::mem::take(word);
+            let w = core::mem::take(word);
             match w.split_once('=') {
                 Some((k, v)) => out.push((k.to_string(), Some(v.to_string()))),
                 None => out.push((w, None)),
@@ -113,55 +193,62 @@ fn is_hex(s: &str) -> bool {
 pub fn parse(cmdline: &str) -> Result<BootArgs, CmdlineError> {
     let map = tandem_args(cmdline)?;
 
-    let slot_text = required(&map, "tandem.slot")?;
+    let slot_text = required(&map, SLOT)?;
     let slot = match slot_text {
         "a" | "A" => Slot::A,
         "b" | "B" => Slot::B,
-        other => return Err(invalid("tandem.slot", other, "a or b")),
+        other => return Err(invalid(SLOT, other, "a or b")),
     };
 
-    let usr = required(&map, "tandem.usr")?;
+    let usr = required(&map, USR)?;
     let guid_text = usr
         .strip_prefix("PARTUUID=")
-        .ok_or_else(|| invalid("tandem.usr", usr, "PARTUUID=<partition GUID>"))?;
-    let usr_partuuid = Guid::from_str(guid_text)
-        .map_err(|_| invalid("tandem.usr", usr, "PARTUUID=<partition GUID>"))?;
+        .ok_or_else(|| invalid(USR, usr, "PARTUUID=<partition GUID>"))?;
+    let usr_partuuid =
+        Guid::from_str(guid_text).map_err(|_| invalid(USR, usr, "PARTUUID=<partition GUID>"))?;
 
-    let hash = required(&map, "tandem.usrhash")?;
+    Ok(BootArgs {
+        slot,
+        usr_partuuid,
+        verity: verity(&map)?,
+    })
+}
+
+/// The /usr verity arguments of a map of `tandem.*` arguments.
+fn verity(map: &BTreeMap<String, String>) -> Result<UsrVerity, CmdlineError> {
+    let hash = required(map, USR_HASH)?;
     if hash.len() != 64 || !is_hex(hash) {
         return Err(invalid(
-            "tandem.usrhash",
+            USR_HASH,
             hash,
             "64 hex digits (a sha256 root hash)",
         ));
     }
 
-    let salt = required(&map, "tandem.usrsalt")?;
+    let salt = required(map, USR_SALT)?;
     // dm-verity takes up to 256 bytes of salt, or `-` for none.
     if salt != "-" && (salt.len() % 2 != 0 || salt.len() > 512 || !is_hex(salt)) {
         return Err(invalid(
-            "tandem.usrsalt",
+            USR_SALT,
             salt,
             "an even number of hex digits (at most 512) or -",
         ));
     }
 
-    let blocks = required(&map, "tandem.usrblocks")?;
+    let blocks = required(map, USR_BLOCKS)?;
     let data_blocks = match blocks.parse::<u64>() {
         // Sector count n*8 must fit in u64 with room to spare.
         Ok(n) if n > 0 && n < (1 << 50) => n,
         _ => {
             return Err(invalid(
-                "tandem.usrblocks",
+                USR_BLOCKS,
                 blocks,
                 "a positive number of 4096-byte blocks",
             ));
         }
     };
 
-    Ok(BootArgs {
-        slot,
-        usr_partuuid,
+    Ok(UsrVerity {
         root_hash: hash.to_ascii_lowercase(),
         salt: salt.to_ascii_lowercase(),
         data_blocks,
@@ -172,13 +259,13 @@ pub fn parse(cmdline: &str) -> Result<BootArgs, CmdlineError> {
 /// work even when other arguments are absent (a development boot).
 pub fn running_slot(cmdline: &str) -> Option<Slot> {
     let map = tandem_args(cmdline).ok()?;
-    Slot::parse(map.get("tandem.slot")?)
+    Slot::parse(map.get(SLOT)?)
 }
 
 /// The `tandem.usr` PARTUUID alone.
 pub fn usr_partuuid(cmdline: &str) -> Option<Guid> {
     let map = tandem_args(cmdline).ok()?;
-    Guid::from_str(map.get("tandem.usr")?.strip_prefix("PARTUUID=")?).ok()
+    Guid::from_str(map.get(USR)?.strip_prefix("PARTUUID=")?).ok()
 }
 
 #[cfg(test)]
@@ -204,9 +291,9 @@ mod tests {
             args.usr_partuuid.to_string(),
             "0B4C3A1E-5D6F-4A7B-8C9D-0E1F2A3B4C5D"
         );
-        assert_eq!(args.root_hash, HASH);
-        assert_eq!(args.salt, SALT);
-        assert_eq!(args.data_blocks, 1234);
+        assert_eq!(args.verity.root_hash, HASH);
+        assert_eq!(args.verity.salt, SALT);
+        assert_eq!(args.verity.data_blocks, 1234);
     }
 
     #[test]
@@ -215,7 +302,7 @@ mod tests {
             .replace(HASH, &HASH.to_ascii_uppercase())
             .replace("slot=a", "slot=B");
         let args = parse(&line).expect("valid");
-        assert_eq!(args.root_hash, HASH);
+        assert_eq!(args.verity.root_hash, HASH);
         assert_eq!(args.slot, Slot::B);
     }
 
@@ -268,7 +355,7 @@ mod tests {
     #[test]
     fn empty_salt_is_dash() {
         let line = good().replace(SALT, "-");
-        assert_eq!(parse(&line).expect("valid").salt, "-");
+        assert_eq!(parse(&line).expect("valid").verity.salt, "-");
     }
 
     #[test]

@@ -4,11 +4,36 @@
 
 use std::process::ExitCode;
 
-use initramfs::Role;
+mod ctl;
+mod error;
+
+use std::ffi::OsStr;
+use std::path::Path;
+
+/// What the binary does, chosen by the name it was started under.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Role {
+    /// `tandemctl`.
+    Ctl,
+    /// `tandem-updated`: the update daemon.
+    Updated,
+    /// `tandem-agent`: the reboot agent.
+    Agent,
+}
+
+/// The role for `argv[0]` (only its file name counts).
+fn role(argv0: &OsStr) -> Option<Role> {
+    match Path::new(argv0).file_name()?.to_str()? {
+        "tandemctl" => Some(Role::Ctl),
+        "tandem-updated" => Some(Role::Updated),
+        "tandem-agent" => Some(Role::Agent),
+        _ => None,
+    }
+}
 
 fn main() -> ExitCode {
     let argv0 = std::env::args_os().next().unwrap_or_default();
-    match initramfs::role(&argv0) {
+    match role(&argv0) {
         Some(Role::Ctl) => {
             // A command-line tool ends quietly when its reader goes away
             // (`tandemctl status | head`) instead of panicking on EPIPE; the
@@ -47,5 +72,26 @@ fn ctl() -> anyhow::Result<ExitCode> {
         .skip(1)
         .map(|a| a.to_string_lossy().into_owned())
         .collect();
-    Ok(ExitCode::from(initramfs::ctl::run(&args)?))
+    Ok(ExitCode::from(ctl::run(&args)?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dispatch_on_basename() {
+        assert_eq!(role(OsStr::new("tandemctl")), Some(Role::Ctl));
+        assert_eq!(
+            role(OsStr::new("/usr/lib/tandem/tandem-updated")),
+            Some(Role::Updated)
+        );
+        assert_eq!(
+            role(OsStr::new("/usr/lib/tandem/tandem-agent")),
+            Some(Role::Agent)
+        );
+        assert_eq!(role(OsStr::new("/init")), None, "the init is tandem-init");
+        assert_eq!(role(OsStr::new("/sbin/busybox")), None);
+        assert_eq!(role(OsStr::new("")), None);
+    }
 }

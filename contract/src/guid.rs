@@ -7,19 +7,6 @@ use core::str::FromStr;
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Default, PartialOrd, Ord)]
 pub struct Guid(pub [u8; 16]);
 
-/// Partition type and well-known GUIDs of the Tandem layout.
-pub mod types {
-    use super::Guid;
-    /// EFI system partition.
-    pub const EFI_SYSTEM: Guid = Guid::from_u128(0xC12A7328_F81F_11D2_BA4B_00A0C93EC93B);
-    /// CoreOS/Flatcar "/usr" partition, used by USR-A and USR-B.
-    pub const USR: Guid = Guid::from_u128(0x5DFBF5F4_2848_4BAC_AA5E_0D9A20B745A6);
-    /// Linux filesystem data, used by OEM.
-    pub const LINUX_DATA: Guid = Guid::from_u128(0x0FC63DAF_8483_4772_8E79_3D69D8477DE4);
-    /// CoreOS/Flatcar resizable root, used by ROOT.
-    pub const ROOT: Guid = Guid::from_u128(0x3884DD41_8582_4404_B9A8_E9B84F2DF50E);
-}
-
 /// The text is not a GUID of the form `XXXXXXXX-XXXX-XXXX-XXXX-XXXXXXXXXXXX`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct GuidParseError;
@@ -114,6 +101,7 @@ impl FromStr for Guid {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::partition::types;
     extern crate alloc;
     use alloc::string::ToString;
 

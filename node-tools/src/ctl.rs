@@ -13,9 +13,11 @@ use std::path::{Path, PathBuf};
 
 use tandem_slot::{FileDisk, Gpt, GptPrio, Slot, SlotPair, table};
 
+use initramfs::Error as NodeError;
+use initramfs::status::{self, EarlyBoot, Status};
+use initramfs::system::Shutdown;
+
 use crate::error::Error;
-use crate::status::{self, EarlyBoot, Status};
-use crate::system::Shutdown;
 
 /// Usage text.
 pub const USAGE: &str = "usage:
@@ -42,7 +44,10 @@ pub fn run(args: &[String]) -> Result<u8, Error> {
         ["slot", "status"] => slot_status(false),
         ["slot", "status", "--json"] => slot_status(true),
         ["slot", "mark-good"] => mark_good(),
-        ["update", rest @ ..] => Ok(updater::cli::run(rest, Path::new(updater::node::SOCKET))?),
+        ["update", rest @ ..] => Ok(updater::cli::run(
+            rest,
+            Path::new(tandem_contract::run::UPDATER_SOCKET),
+        )?),
         ["cluster" | "lock", ..] => {
             let defaults = agent::cli::Defaults {
                 config: Some(agent::config::ConfigPaths::default()),
@@ -65,7 +70,7 @@ pub fn run(args: &[String]) -> Result<u8, Error> {
 fn print_status(json: bool) -> Result<u8, Error> {
     let path = Path::new(status::STATUS_FILE);
     if json {
-        let text = std::fs::read_to_string(path).map_err(|err| Error::Read {
+        let text = std::fs::read_to_string(path).map_err(|err| NodeError::Read {
             path: path.into(),
             err,
         })?;
@@ -76,7 +81,7 @@ fn print_status(json: bool) -> Result<u8, Error> {
     print!("{}", render_status(&s));
     println!(
         "update:     {}",
-        updater::cli::status_line(Path::new(updater::node::SOCKET))
+        updater::cli::status_line(Path::new(tandem_contract::run::UPDATER_SOCKET))
     );
     Ok(0)
 }
@@ -87,7 +92,7 @@ pub fn render_status(s: &Status) -> String {
     let mut out = String::new();
     out.push_str(&format!(
         "slot:       {}\n",
-        s.slot.clone().unwrap_or_else(unknown)
+        s.slot.map_or_else(unknown, |slot| slot.to_string())
     ));
     out.push_str(&format!(
         "version:    {}\n",
@@ -200,30 +205,33 @@ fn boot_disk() -> Result<PathBuf, Error> {
         return Ok(PathBuf::from(e.disk));
     }
     let cmdline =
-        std::fs::read_to_string(crate::cmdline::PROC_CMDLINE).map_err(|err| Error::Read {
-            path: crate::cmdline::PROC_CMDLINE.into(),
-            err,
+        std::fs::read_to_string(tandem_contract::cmdline::PROC_CMDLINE).map_err(|err| {
+            NodeError::Read {
+                path: tandem_contract::cmdline::PROC_CMDLINE.into(),
+                err,
+            }
         })?;
-    let guid = crate::cmdline::usr_partuuid(&cmdline).ok_or_else(|| {
+    let guid = tandem_contract::cmdline::usr_partuuid(&cmdline).ok_or_else(|| {
         Error::Usage(
             "no tandem.usr=PARTUUID= on the kernel command line: which disk is the boot disk?"
                 .into(),
         )
     })?;
-    let mut seen = crate::disk::Seen::default();
-    match crate::disk::scan(guid, &mut seen)? {
+    let mut seen = initramfs::disk::Seen::default();
+    match initramfs::disk::scan(guid, &mut seen)? {
         Some(found) => Ok(found.disk_path()),
-        None => Err(Error::PartitionNotFound {
+        None => Err(NodeError::PartitionNotFound {
             partuuid: guid,
             waited: std::time::Duration::ZERO,
             seen: seen.to_string(),
-        }),
+        }
+        .into()),
     }
 }
 
 fn running_slot() -> Option<Slot> {
-    let cmdline = std::fs::read_to_string(crate::cmdline::PROC_CMDLINE).ok()?;
-    crate::cmdline::running_slot(&cmdline)
+    let cmdline = std::fs::read_to_string(tandem_contract::cmdline::PROC_CMDLINE).ok()?;
+    tandem_contract::cmdline::running_slot(&cmdline)
 }
 
 fn describe(p: GptPrio) -> String {
@@ -264,11 +272,11 @@ pub fn render_slots(pair: &SlotPair, running: Option<Slot>) -> String {
 
 fn slot_status(json: bool) -> Result<u8, Error> {
     let disk_path = boot_disk()?;
-    let gpt_err = |msg: String| Error::Gpt {
+    let gpt_err = |msg: String| NodeError::Gpt {
         disk: disk_path.clone(),
         msg,
     };
-    let mut disk = FileDisk::open_read_only(&disk_path).map_err(|err| Error::Read {
+    let mut disk = FileDisk::open_read_only(&disk_path).map_err(|err| NodeError::Read {
         path: disk_path.clone(),
         err,
     })?;
@@ -307,7 +315,7 @@ fn mark_good() -> Result<u8, Error> {
         Error::Usage("no tandem.slot on the kernel command line: which slot is running?".into())
     })?;
     let disk_path = boot_disk()?;
-    let mut disk = FileDisk::open(&disk_path).map_err(|err| Error::Write {
+    let mut disk = FileDisk::open(&disk_path).map_err(|err| NodeError::Write {
         path: disk_path.clone(),
         err,
     })?;
@@ -315,7 +323,7 @@ fn mark_good() -> Result<u8, Error> {
         p.mark_successful(running);
         Ok(())
     })
-    .map_err(|e| Error::Gpt {
+    .map_err(|e| NodeError::Gpt {
         disk: disk_path.clone(),
         msg: e.to_string(),
     })?;
@@ -328,7 +336,7 @@ fn mark_good() -> Result<u8, Error> {
 }
 
 fn signal_init(how: Shutdown) -> Result<u8, Error> {
-    crate::sys::kill(1, how.signal()).map_err(|err| Error::Sys {
+    initramfs::sys::kill(1, how.signal()).map_err(|err| NodeError::Sys {
         what: "signalling PID 1",
         err,
     })?;
@@ -338,7 +346,7 @@ fn signal_init(how: Shutdown) -> Result<u8, Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::status::{BootTimes, NetworkStatus, ServiceStatus};
+    use initramfs::status::{BootTimes, NetworkStatus, ServiceStatus};
 
     #[test]
     fn usage_errors() {
@@ -353,7 +361,7 @@ mod tests {
     fn status_text() {
         let s = Status {
             format: status::FORMAT,
-            slot: Some("A".into()),
+            slot: Some(Slot::A),
             version: Some("1.0.0".into()),
             boot: BootTimes {
                 initramfs_started_us: Some(2_700_000),
@@ -372,7 +380,7 @@ mod tests {
             }),
             services: vec![ServiceStatus {
                 name: "console".into(),
-                state: "running".into(),
+                state: tandem_contract::run::ServiceState::Running,
                 pid: Some(80),
                 ..Default::default()
             }],

@@ -1,12 +1,83 @@
-//! `loader.conf`, `slot-<x>.conf` and the OEM `cmdline` file.
+//! The files on the EFI system partition and the OEM partition
+//! (docs/boot-chain.md): where they live, and the one writer and the one
+//! parser of `loader.conf`, `slot-<x>.conf` and the OEM `cmdline` file.
 //!
-//! The formats are lenient on purpose: a typo in a text file on the ESP must
+//! The parsers are lenient on purpose: a typo in a text file on the ESP must
 //! not stop a machine from booting, so problems become warnings that the
 //! bootloader prints, and the rest of the file still counts. Unknown keys are
 //! ignored so that older bootloaders can read newer files.
 
+use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
+
+use crate::cmdline::UsrVerity;
+use crate::slot::Slot;
+
+/// The removable-media bootloader path the firmware starts.
+pub const BOOTLOADER: &str = "EFI/BOOT/BOOTX64.EFI";
+/// Directory of Tandem's files on the ESP.
+pub const DIR: &str = "EFI/tandem";
+/// Options for every boot.
+pub const LOADER_CONF: &str = "EFI/tandem/loader.conf";
+/// Extra kernel arguments, at the root of the OEM partition.
+pub const OEM_CMDLINE: &str = "cmdline";
+
+/// A slot's three files on the ESP. The slot file is written last: the
+/// bootloader counts a slot as installed only when all three exist.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SlotFiles {
+    /// `EFI/tandem/vmlinuz-<x>`.
+    pub kernel: String,
+    /// `EFI/tandem/initrd-<x>`.
+    pub initrd: String,
+    /// `EFI/tandem/slot-<x>.conf`.
+    pub conf: String,
+}
+
+impl SlotFiles {
+    /// The files of `slot`, as paths relative to the ESP's root with `/`.
+    pub fn of(slot: Slot) -> SlotFiles {
+        let x = slot.letter();
+        SlotFiles {
+            kernel: format!("{DIR}/vmlinuz-{x}"),
+            initrd: format!("{DIR}/initrd-{x}"),
+            conf: format!("{DIR}/slot-{x}.conf"),
+        }
+    }
+
+    /// The three, in the order they are written.
+    pub fn in_write_order(&self) -> [&str; 3] {
+        [&self.kernel, &self.initrd, &self.conf]
+    }
+}
+
+/// A path relative to the ESP's root (`EFI/tandem/initrd-a`) as UEFI and the
+/// kernel's `initrd=` want it: `\EFI\tandem\initrd-a`.
+pub fn uefi_path(path: &str) -> String {
+    let mut out = String::with_capacity(path.len() + 1);
+    out.push('\\');
+    out.push_str(&path.replace('/', "\\"));
+    out
+}
+
+/// Name of the component that writes a file, on its first line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Writer {
+    /// `tandem build`.
+    Builder,
+    /// The node's update engine.
+    Updater,
+}
+
+impl Writer {
+    fn comment(self) -> &'static str {
+        match self {
+            Writer::Builder => "# written by tandem build\n",
+            Writer::Updater => "# written by tandem-updated\n",
+        }
+    }
+}
 
 /// A problem in a configuration file; the file was still used.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -50,6 +121,18 @@ pub struct LoaderConf {
     pub options: String,
 }
 
+impl LoaderConf {
+    /// The file's text.
+    pub fn render(&self, by: Writer) -> String {
+        format!(
+            "{}timeout {}\noptions {}\n",
+            by.comment(),
+            self.timeout,
+            self.options
+        )
+    }
+}
+
 /// `slot-<x>.conf`: what a slot holds.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct SlotConf {
@@ -57,6 +140,32 @@ pub struct SlotConf {
     pub version: Option<String>,
     /// The slot's own kernel arguments (verity root hash and salt).
     pub options: String,
+}
+
+impl SlotConf {
+    /// The file for a slot holding `version`, whose /usr is `verity`.
+    pub fn new(version: &str, verity: &UsrVerity) -> SlotConf {
+        SlotConf {
+            version: Some(version.into()),
+            options: verity.render(),
+        }
+    }
+
+    /// The file's text.
+    pub fn render(&self, by: Writer) -> String {
+        let mut text = String::from(by.comment());
+        if let Some(v) = &self.version {
+            text.push_str(&format!("version {v}\n"));
+        }
+        text.push_str(&format!("options {}\n", self.options));
+        text
+    }
+
+    /// The /usr verity arguments of the options, where all three are there
+    /// and well formed.
+    pub fn usr_verity(&self) -> Option<UsrVerity> {
+        UsrVerity::from_args(&self.options)
+    }
 }
 
 /// Parses `loader.conf`. A repeated `timeout` takes the last value.
@@ -262,6 +371,45 @@ mod tests {
             parsed.value.options,
             alloc::format!("tandem.usrhash={hash} tandem.usrsalt={hash} tandem.usrblocks=1234")
         );
+    }
+
+    #[test]
+    fn slot_conf_round_trips_through_its_one_writer() {
+        let verity = UsrVerity {
+            root_hash: "ab".repeat(32),
+            salt: "cd".repeat(32),
+            data_blocks: 1234,
+        };
+        for by in [Writer::Builder, Writer::Updater] {
+            let conf = SlotConf::new("1.2.0", &verity);
+            let parsed = parse_slot_conf(conf.render(by).as_bytes());
+            assert_eq!(parsed.warnings, []);
+            assert_eq!(parsed.value, conf);
+            assert_eq!(parsed.value.usr_verity(), Some(verity.clone()));
+        }
+        let loader = LoaderConf {
+            timeout: 3,
+            options: "console=ttyS0 panic=10".into(),
+        };
+        assert_eq!(
+            parse_loader_conf(loader.render(Writer::Builder).as_bytes()).value,
+            loader
+        );
+    }
+
+    #[test]
+    fn slot_files_and_uefi_paths() {
+        let f = SlotFiles::of(Slot::B);
+        assert_eq!(
+            f.in_write_order(),
+            [
+                "EFI/tandem/vmlinuz-b",
+                "EFI/tandem/initrd-b",
+                "EFI/tandem/slot-b.conf"
+            ]
+        );
+        assert_eq!(uefi_path(&f.initrd), r"\EFI\tandem\initrd-b");
+        assert_eq!(uefi_path(LOADER_CONF), r"\EFI\tandem\loader.conf");
     }
 
     #[test]

@@ -1,0 +1,49 @@
+//! What Tandem's components agree on, defined once: the image builder
+//! writes it, the bootloader and the init read it, the node tools and the
+//! release tooling read and write it (docs/architecture.md).
+//!
+//! - [`partition`]: partition numbers, labels and type GUIDs;
+//! - [`slot`]: the two /usr slots;
+//! - [`esp`]: the files on the ESP and OEM partitions, with the one writer
+//!   and the one parser of `loader.conf` and `slot-<x>.conf`;
+//! - [`cmdline`]: the `tandem.*` kernel arguments;
+//! - [`os_release`]: what an image says about itself;
+//! - `run` (feature `std`): the `/run/tandem` status files and service
+//!   states;
+//! - `strategy` (feature `std`): reboot strategies.
+//!
+//! Without the `std` feature it builds for the UEFI bootloader (`alloc`
+//! only).
+//!
+//! ```
+//! use tandem_contract::esp::{self, SlotConf, SlotFiles, Writer};
+//! use tandem_contract::cmdline::UsrVerity;
+//! use tandem_contract::Slot;
+//!
+//! let verity = UsrVerity { root_hash: "ab".repeat(32), salt: "-".into(), data_blocks: 7 };
+//! let text = SlotConf::new("1.2.0", &verity).render(Writer::Builder);
+//! let back = esp::parse_slot_conf(text.as_bytes()).value;
+//! assert_eq!(back.usr_verity(), Some(verity));
+//! assert_eq!(SlotFiles::of(Slot::B).conf, "EFI/tandem/slot-b.conf");
+//! ```
+#![cfg_attr(not(feature = "std"), no_std)]
+#![warn(missing_docs)]
+
+extern crate alloc;
+
+pub mod cmdline;
+pub mod esp;
+pub mod guid;
+pub mod os_release;
+pub mod partition;
+#[cfg(feature = "std")]
+pub mod run;
+pub mod slot;
+#[cfg(feature = "std")]
+pub mod strategy;
+
+pub use guid::Guid;
+pub use partition::Partition;
+pub use slot::Slot;
+#[cfg(feature = "std")]
+pub use strategy::RebootStrategy;

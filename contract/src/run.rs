@@ -1,0 +1,287 @@
+//! The status files under `/run/tandem`: written by the early init and the
+//! system init (PID 1), read by the update engine (health), `tandemctl`
+//! and the tests. One definition of each file, its path and its states.
+//!
+//! Times are microseconds of `CLOCK_BOOTTIME` (time since the kernel
+//! started, the clock of the kernel log's timestamps).
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::Slot;
+
+/// Directory of the status files.
+pub const RUN_DIR: &str = "/run/tandem";
+/// The early init's hand-over.
+pub const EARLY_FILE: &str = "/run/tandem/early.json";
+/// The system status.
+pub const STATUS_FILE: &str = "/run/tandem/status.json";
+/// Version of the status format; bumped on incompatible changes.
+pub const FORMAT: u32 = 1;
+
+/// One boot step and when it ended, for "where did the time go".
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Step {
+    /// What was done.
+    pub step: String,
+    /// When it was done.
+    pub at_us: u64,
+}
+
+/// What the early init found and when (`/run/tandem/early.json`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EarlyBoot {
+    /// When `/init` started.
+    pub initramfs_started_us: u64,
+    /// Just before the switch root.
+    pub switch_root_us: u64,
+    /// Slot booted.
+    pub slot: Slot,
+    /// The boot disk (`/dev/vda`).
+    pub disk: String,
+    /// The /usr partition (`/dev/vda3`).
+    pub usr_partition: String,
+    /// The verity device mounted on /usr (`/dev/dm-0`).
+    pub usr_device: String,
+    /// The ROOT partition (`/dev/vda9`).
+    pub root_partition: String,
+    /// Modules of the initramfs list that failed to load, with the reason.
+    #[serde(default)]
+    pub modules_failed: Vec<String>,
+    /// What growing ROOT did on this boot, if anything.
+    #[serde(default)]
+    pub root_grow: Option<String>,
+    /// The early init's steps.
+    #[serde(default)]
+    pub steps: Vec<Step>,
+}
+
+/// Boot timestamps, microseconds of `CLOCK_BOOTTIME`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BootTimes {
+    /// The initramfs `/init` started.
+    pub initramfs_started_us: Option<u64>,
+    /// The early init switched root.
+    pub switch_root_us: Option<u64>,
+    /// The system init started.
+    pub system_started_us: u64,
+    /// "system ready" was printed.
+    pub system_ready_us: Option<u64>,
+    /// The system init's steps up to "system ready".
+    #[serde(default)]
+    pub steps: Vec<Step>,
+}
+
+/// The network as configured by DHCP.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetworkStatus {
+    /// Interface name.
+    pub interface: String,
+    /// MAC address.
+    pub mac: String,
+    /// `state`: `configured`, `waiting` (no lease yet) or `failed: …`.
+    pub state: String,
+    /// Address with prefix length (`10.0.2.15/24`).
+    pub address: Option<String>,
+    /// Default gateway.
+    pub gateway: Option<String>,
+    /// DNS servers.
+    #[serde(default)]
+    pub dns: Vec<String>,
+    /// The DHCP server.
+    pub dhcp_server: Option<String>,
+    /// Lease length in seconds.
+    pub lease_seconds: Option<u32>,
+}
+
+/// One supervised service.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceStatus {
+    /// Name (file name without `.toml`).
+    pub name: String,
+    /// The file it came from (or `built-in`).
+    pub source: String,
+    /// Its state.
+    pub state: ServiceState,
+    /// PID while running.
+    pub pid: Option<i32>,
+    /// How often it was restarted.
+    pub restarts: u32,
+    /// How it last ended (`exit status 1`, `killed by signal 9`).
+    pub last_exit: Option<String>,
+}
+
+/// The node's status (`/run/tandem/status.json`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Status {
+    /// [`FORMAT`].
+    pub format: u32,
+    /// Booted slot, from `tandem.slot`.
+    pub slot: Option<Slot>,
+    /// `VERSION_ID` of /usr/lib/os-release.
+    pub version: Option<String>,
+    /// /etc/machine-id.
+    pub machine_id: Option<String>,
+    /// Host name.
+    pub hostname: Option<String>,
+    /// Boot timestamps.
+    pub boot: BootTimes,
+    /// What the early init found.
+    pub early: Option<EarlyBoot>,
+    /// The network.
+    pub network: Option<NetworkStatus>,
+    /// Services.
+    #[serde(default)]
+    pub services: Vec<ServiceStatus>,
+    /// Problems worth a look (a module that failed, an invalid service file).
+    #[serde(default)]
+    pub warnings: Vec<String>,
+}
+
+/// A service's state as the system init reports it. The health check
+/// judges it by [`ServiceState::is_healthy`], never by its text, so renaming
+/// a state cannot silently fail every health check.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum ServiceState {
+    /// Not started on purpose (`enabled = false`).
+    #[serde(rename = "disabled")]
+    Disabled,
+    /// About to start for the first time.
+    #[default]
+    #[serde(rename = "starting")]
+    Starting,
+    /// Waiting for the network to be configured (`after_network`).
+    #[serde(rename = "waiting for the network")]
+    WaitingForNetwork,
+    /// Ended and due to start again after its restart delay.
+    #[serde(rename = "waiting to restart")]
+    WaitingToRestart,
+    /// Its process runs.
+    #[serde(rename = "running")]
+    Running,
+    /// Asked to stop; its process has not ended yet.
+    #[serde(rename = "stopping")]
+    Stopping,
+    /// Ended with status 0 and is not restarted (a one-shot job done).
+    #[serde(rename = "exited")]
+    Exited,
+    /// Ended badly and is not restarted.
+    #[serde(rename = "failed")]
+    Failed,
+}
+
+impl ServiceState {
+    /// Every state.
+    pub const ALL: [ServiceState; 8] = [
+        ServiceState::Disabled,
+        ServiceState::Starting,
+        ServiceState::WaitingForNetwork,
+        ServiceState::WaitingToRestart,
+        ServiceState::Running,
+        ServiceState::Stopping,
+        ServiceState::Exited,
+        ServiceState::Failed,
+    ];
+
+    /// Whether a service in this state counts for a healthy system: running,
+    /// done with success, or not meant to run.
+    pub fn is_healthy(self) -> bool {
+        matches!(
+            self,
+            ServiceState::Running | ServiceState::Exited | ServiceState::Disabled
+        )
+    }
+
+    /// The text in status files and on screens.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ServiceState::Disabled => "disabled",
+            ServiceState::Starting => "starting",
+            ServiceState::WaitingForNetwork => "waiting for the network",
+            ServiceState::WaitingToRestart => "waiting to restart",
+            ServiceState::Running => "running",
+            ServiceState::Stopping => "stopping",
+            ServiceState::Exited => "exited",
+            ServiceState::Failed => "failed",
+        }
+    }
+}
+
+impl fmt::Display for ServiceState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How PID 1 is asked to end the system: `tandemctl reboot|poweroff|halt`
+/// and the agent send it a signal, as busybox's `reboot` does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Shutdown {
+    /// Reboot (`SIGTERM`, or `SIGINT` from ctrl-alt-del).
+    Reboot,
+    /// Power off (`SIGUSR2`).
+    PowerOff,
+    /// Halt (`SIGUSR1`).
+    Halt,
+}
+
+impl Shutdown {
+    /// The action a signal to PID 1 asks for.
+    pub fn from_signal(signal: i32) -> Option<Shutdown> {
+        match signal {
+            libc::SIGTERM | libc::SIGINT => Some(Shutdown::Reboot),
+            libc::SIGUSR2 => Some(Shutdown::PowerOff),
+            libc::SIGUSR1 => Some(Shutdown::Halt),
+            _ => None,
+        }
+    }
+
+    /// The signal that asks PID 1 for this action.
+    pub fn signal(self) -> i32 {
+        match self {
+            Shutdown::Reboot => libc::SIGTERM,
+            Shutdown::PowerOff => libc::SIGUSR2,
+            Shutdown::Halt => libc::SIGUSR1,
+        }
+    }
+}
+
+/// The updater's socket.
+pub const UPDATER_SOCKET: &str = "/run/tandem/updater.sock";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shutdown_signals_round_trip() {
+        for how in [Shutdown::Reboot, Shutdown::PowerOff, Shutdown::Halt] {
+            assert_eq!(Shutdown::from_signal(how.signal()), Some(how));
+        }
+        assert_eq!(Shutdown::from_signal(libc::SIGINT), Some(Shutdown::Reboot));
+        assert_eq!(Shutdown::from_signal(libc::SIGHUP), None);
+    }
+
+    #[test]
+    fn service_states_serialise_as_their_text() {
+        for s in ServiceState::ALL {
+            let json = serde_json::to_string(&s).expect("serialise");
+            assert_eq!(json, format!("\"{s}\""));
+            let back: ServiceState = serde_json::from_str(&json).expect("parse");
+            assert_eq!(back, s);
+        }
+        let healthy: Vec<_> = ServiceState::ALL
+            .into_iter()
+            .filter(|s| s.is_healthy())
+            .collect();
+        assert_eq!(
+            healthy,
+            [
+                ServiceState::Disabled,
+                ServiceState::Running,
+                ServiceState::Exited
+            ]
+        );
+    }
+}

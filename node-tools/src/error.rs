@@ -1,0 +1,20 @@
+//! What can go wrong in `tandemctl`: a node-level step (reading a file, the
+//! partition table, a system call), or a command of the update daemon or
+//! of the cluster.
+
+/// A failed `tandemctl` command.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Reading the node's state or signalling PID 1 failed.
+    #[error(transparent)]
+    Node(#[from] initramfs::Error),
+    /// `tandemctl update` failed.
+    #[error(transparent)]
+    Update(#[from] updater::Error),
+    /// A cluster or lock command failed (`agent::cli`).
+    #[error(transparent)]
+    Cluster(#[from] agent::cli::Error),
+    /// tandemctl was called wrongly.
+    #[error("{0}")]
+    Usage(String),
+}
