@@ -159,7 +159,7 @@ pub fn after_check(
 ) -> Next {
     let version = offer.pointer.version.to_string();
     if let UpdateState::UpdatedNeedReboot { version: v, .. } = current
-        && *v == version
+        && same_version(v, &version)
     {
         return Next::Show(current.clone());
     }
@@ -178,6 +178,14 @@ pub fn after_check(
         eligible_at: offer.eligible_at,
         waiting_for,
     })
+}
+
+/// Whether two version texts (from the status, the agent, a refusal) name
+/// the same version: `1.1`, `1.01` and `1.1.0` do.
+pub(crate) fn same_version(a: &str, b: &str) -> bool {
+    a == b
+        || a.parse::<Version>()
+            .is_ok_and(|a| b.parse::<Version>().is_ok_and(|b| a == b))
 }
 
 /// The status, shared between the engine, its install thread and the
@@ -694,7 +702,7 @@ impl Engine {
                 (
                     UpdateState::RolledBack { version, .. },
                     Error::Refused(policy::Refusal::FailedBefore { version: v }),
-                ) => version == v,
+                ) => same_version(version, v),
                 _ => false,
             }
         });
@@ -941,7 +949,7 @@ impl Engine {
         let UpdateState::UpdatedNeedReboot { version: v, slot } = self.status.get().state else {
             return Ok(());
         };
-        if v != version {
+        if !same_version(&v, version) {
             return Ok(());
         }
         let b = self.boot()?.clone();
@@ -1180,5 +1188,15 @@ mod tests {
             after_check(&offer("1.2", 100), 200, false, true, &waiting),
             Next::Install
         );
+        // The same version spelt differently is still the one waiting.
+        for same in ["1.01", "1.1.0"] {
+            assert_eq!(
+                after_check(&offer(same, 100), 200, true, true, &waiting),
+                Next::Show(waiting.clone()),
+                "{same}"
+            );
+        }
+        assert!(same_version("1.1", "1.1.0") && !same_version("1.1", "1.10"));
+        assert!(!same_version("x", "y") && same_version("x", "x"));
     }
 }
