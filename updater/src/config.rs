@@ -454,4 +454,36 @@ mod tests {
             assert!(!valid_channel(bad), "{bad}");
         }
     }
+
+    #[test]
+    fn layers_are_read_in_order_and_the_admin_channel_is_written() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let image = dir.path().join("image.toml");
+        let admin = dir.path().join("etc/update.toml");
+        std::fs::write(&image, "channel = \"beta\"\n").expect("write");
+        let (sources, errors) = read_layers(&image, None, &admin);
+        assert!(errors.is_empty(), "{errors:?}");
+        assert_eq!(sources.len(), 1, "a missing admin file is no layer");
+
+        assert!(matches!(
+            write_admin_channel(&admin, "../x"),
+            Err(Error::Usage(_))
+        ));
+        assert!(!admin.exists(), "nothing written for a bad name");
+        std::fs::create_dir_all(dir.path().join("etc")).expect("mkdir");
+        std::fs::write(&admin, "# mine\ncheck-interval = \"1h\"\n").expect("write");
+        write_admin_channel(&admin, "stable").expect("write");
+        let (sources, errors) = read_layers(&image, None, &admin);
+        assert!(errors.is_empty(), "{errors:?}");
+        let c = merge(&sources).expect("valid");
+        assert_eq!(c.channel.as_deref(), Some("stable"), "the admin layer wins");
+        assert_eq!(c.check_interval, Duration::from_secs(3600));
+        let text = std::fs::read_to_string(&admin).expect("read");
+        assert!(text.starts_with("# mine\n"), "{text}");
+
+        // An unreadable layer is an error, the others still count.
+        let (sources, errors) = read_layers(dir.path(), None, &admin);
+        assert_eq!((sources.len(), errors.len()), (1, 1));
+        assert!(matches!(errors[0], Error::Read { .. }), "{:?}", errors[0]);
+    }
 }
