@@ -423,7 +423,7 @@ pub fn read_oem_layer(node: &updater::node::Paths) -> Result<Option<Source>, Con
         msg: e.to_string(),
     };
     let disk = updater::disk::BootDisk::open(&boot.disk, false).map_err(err)?;
-    let Ok(oem) = disk.partition(updater::disk::OEM) else {
+    let Ok(oem) = disk.partition(tandem_contract::Partition::Oem) else {
         return Ok(None);
     };
     Ok(updater::esp::read_oem_file(&oem, OEM_FILE)

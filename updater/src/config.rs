@@ -9,13 +9,21 @@
 //! `[[health-check]]` entries of all layers are combined; an entry with the
 //! name of an earlier one replaces it. Unknown keys are errors: a layer
 //! with an error is reported and the last good configuration stays in force.
+//!
+//! Merging ([`merge`]) and editing ([`set_channel`]) are pure functions of
+//! the text; [`read_layers`] reads the files and the OEM partition,
+//! [`write_admin_channel`] writes the administrator's file.
 
+use std::path::Path;
 use std::time::Duration;
+use tandem_contract::Partition;
 
 use serde::{Deserialize, Serialize};
 
 use crate::clock::parse_duration;
+use crate::disk::BootDisk;
 use crate::error::Error;
+use crate::esp;
 
 pub use tandem_contract::RebootStrategy;
 
@@ -259,6 +267,72 @@ pub fn file_source(path: &std::path::Path) -> Result<Option<Source>, Error> {
     }
 }
 
+/// The OEM partition's `update.toml` on the boot disk `disk_path` as a
+/// configuration layer; `None` without an OEM partition or file.
+pub fn read_oem_config(disk_path: &Path) -> Result<Option<Source>, Error> {
+    let disk = BootDisk::open(disk_path, false)?;
+    let Ok(oem) = disk.partition(Partition::Oem) else {
+        return Ok(None);
+    };
+    Ok(esp::read_oem_file(&oem, "update.toml")?.map(|text| Source {
+        origin: format!("{} (OEM partition): update.toml", oem.name()),
+        text,
+    }))
+}
+
+/// The layers that exist, in merge order (image, OEM partition of
+/// `oem_disk` if the boot disk is known, administrator), and the errors of
+/// those that cannot be read.
+pub fn read_layers(
+    image: &Path,
+    oem_disk: Option<&Path>,
+    admin: &Path,
+) -> (Vec<Source>, Vec<Error>) {
+    let mut sources = Vec::new();
+    let mut errors = Vec::new();
+    let oem = oem_disk.map(read_oem_config).unwrap_or(Ok(None));
+    for layer in [file_source(image), oem, file_source(admin)] {
+        match layer {
+            Ok(s) => sources.extend(s),
+            Err(e) => errors.push(e),
+        }
+    }
+    (sources, errors)
+}
+
+/// Sets `channel` in the administrator's `update.toml` at `path`
+/// ([`set_channel`]), keeping everything else, after checking that the
+/// result is a valid layer; written atomically, so a failure leaves the
+/// file as it was.
+pub fn write_admin_channel(path: &Path, channel: &str) -> Result<(), Error> {
+    if !valid_channel(channel) {
+        return Err(Error::Usage(format!(
+            "{channel:?} is not a channel name: use a-z, 0-9, '.', '_' and '-'"
+        )));
+    }
+    let old = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(err) => {
+            return Err(Error::Read {
+                path: path.into(),
+                err,
+            });
+        }
+    };
+    let new = set_channel(&old, channel);
+    merge(&[Source {
+        origin: path.display().to_string(),
+        text: new.clone(),
+    }])
+    .map_err(|es| {
+        es.into_iter()
+            .next()
+            .unwrap_or(Error::Usage("invalid".into()))
+    })?;
+    crate::state::write_durable(path, new.as_bytes())
+}
+
 /// Modification time and size of a file, to notice edits.
 pub fn fingerprint(path: &std::path::Path) -> Option<(std::time::SystemTime, u64)> {
     let m = std::fs::metadata(path).ok()?;
@@ -356,5 +430,37 @@ mod tests {
         for bad in ["", "Stable", "../x", ".hidden", "a/b", "a b"] {
             assert!(!valid_channel(bad), "{bad}");
         }
+    }
+
+    #[test]
+    fn layers_are_read_in_order_and_the_admin_channel_is_written() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let image = dir.path().join("image.toml");
+        let admin = dir.path().join("etc/update.toml");
+        std::fs::write(&image, "channel = \"beta\"\n").expect("write");
+        let (sources, errors) = read_layers(&image, None, &admin);
+        assert!(errors.is_empty(), "{errors:?}");
+        assert_eq!(sources.len(), 1, "a missing admin file is no layer");
+
+        assert!(matches!(
+            write_admin_channel(&admin, "../x"),
+            Err(Error::Usage(_))
+        ));
+        assert!(!admin.exists(), "nothing written for a bad name");
+        std::fs::create_dir_all(dir.path().join("etc")).expect("mkdir");
+        std::fs::write(&admin, "# mine\ncheck-interval = \"1h\"\n").expect("write");
+        write_admin_channel(&admin, "stable").expect("write");
+        let (sources, errors) = read_layers(&image, None, &admin);
+        assert!(errors.is_empty(), "{errors:?}");
+        let c = merge(&sources).expect("valid");
+        assert_eq!(c.channel.as_deref(), Some("stable"), "the admin layer wins");
+        assert_eq!(c.check_interval, Duration::from_secs(3600));
+        let text = std::fs::read_to_string(&admin).expect("read");
+        assert!(text.starts_with("# mine\n"), "{text}");
+
+        // An unreadable layer is an error, the others still count.
+        let (sources, errors) = read_layers(dir.path(), None, &admin);
+        assert_eq!((sources.len(), errors.len()), (1, 1));
+        assert!(matches!(errors[0], Error::Read { .. }), "{:?}", errors[0]);
     }
 }

@@ -17,11 +17,6 @@ use tandem_slot::{FileDisk, Gpt, Slot, SlotPair, TransitionError, table};
 
 use crate::error::Error;
 
-/// ESP partition number.
-pub const ESP: u32 = Partition::Esp.number();
-/// OEM partition number.
-pub const OEM: u32 = Partition::Oem.number();
-
 /// A byte range of an open file or block device: one partition.
 #[derive(Clone, Debug)]
 pub struct Region {
@@ -218,8 +213,9 @@ impl BootDisk {
         &self.path
     }
 
-    /// Partition `number` as a region.
-    pub fn partition(&self, number: u32) -> Result<Region, Error> {
+    /// A partition of the layout as a region.
+    pub fn partition(&self, part: Partition) -> Result<Region, Error> {
+        let number = part.number();
         let e = self.gpt.partition(number).ok_or_else(|| Error::Disk {
             what: "finding a partition",
             disk: self.path.clone(),
@@ -241,7 +237,7 @@ impl BootDisk {
             disk: self.path.clone(),
             msg: e.to_string(),
         })?;
-        self.partition(slot.partition_number())
+        self.partition(slot.partition())
     }
 
     /// Both slots' attributes, read from the disk now.

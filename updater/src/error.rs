@@ -35,6 +35,16 @@ pub enum Error {
         /// Parser message.
         msg: String,
     },
+    /// A state file could not be serialised; the previous file is untouched.
+    #[error(
+        "cannot serialise {path} ({msg}); the previous file is kept: this is a bug, please report it"
+    )]
+    Serialize {
+        /// The file that was not written.
+        path: PathBuf,
+        /// Serialiser message.
+        msg: String,
+    },
     /// A configuration layer is invalid; the last good configuration stays in force.
     #[error("{origin}: {msg}")]
     Config {

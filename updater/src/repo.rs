@@ -30,7 +30,12 @@ pub fn pointer_path(image: &str, channel: &str) -> String {
     format!("{image}/channels/{channel}.json")
 }
 
-/// Directory of a version.
+/// Directory of a version: `<image>/<version>` with the version's spelling
+/// ([`Version`]'s `Display`: no leading zeros, so `1.01` and `1.1` share
+/// `<image>/1.1`). Nodes never derive it: they fetch the paths the signed
+/// pointer and manifest name. Equal versions written with a different
+/// number of parts (`1.0`, `1.0.0`) still get different directories; the
+/// publisher must not publish a version under a second spelling.
 pub fn version_dir(image: &str, version: &Version) -> String {
     format!("{image}/{version}")
 }

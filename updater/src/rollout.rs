@@ -1,5 +1,5 @@
 //! Staged rollouts: each node derives a stable number in [0, 1) from
-//! sha256(machine id, version) and becomes eligible at
+//! sha256(machine id, canonical version) and becomes eligible at
 //! `start + number × duration`. The number is spread evenly over the whole
 //! window (Bottlerocket's wave code bunches hosts at a wave's end by
 //! interpolating with the absolute seed), and differs per version, so the
@@ -10,12 +10,14 @@ use sha2::{Digest, Sha256};
 use crate::repo::Rollout;
 use crate::version::Version;
 
-/// The node's stable position in [0, 1) for `version`.
+/// The node's stable position in [0, 1) for `version`. The version enters
+/// the hash in its [canonical form](Version::canonical), so equal versions
+/// (`1.1`, `1.01`, `1.1.0`) give the same position.
 pub fn position(machine_id: &str, version: &Version) -> f64 {
     let h = Sha256::new()
         .chain_update(machine_id.trim().as_bytes())
         .chain_update(b"\0")
-        .chain_update(version.to_string().as_bytes())
+        .chain_update(version.canonical().as_bytes())
         .finalize();
     let mut top = [0u8; 8];
     top.copy_from_slice(&h[..8]);
@@ -48,6 +50,16 @@ mod tests {
         );
         assert!((0.0..1.0).contains(&p));
         assert_ne!(p, position("0123456789abcdef0123456789abcdef", &v("1.3.0")));
+    }
+
+    #[test]
+    fn equal_versions_have_one_position() {
+        let id = "0123456789abcdef0123456789abcdef";
+        let p = position(id, &v("1.1"));
+        for same in ["1.01", "1.1.0", "01.001.0.0"] {
+            assert_eq!(p, position(id, &v(same)), "{same}");
+        }
+        assert_ne!(p, position(id, &v("1.10")));
     }
 
     #[test]

@@ -10,6 +10,7 @@
 
 use std::io::Write;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::{Deserialize, Serialize};
 
@@ -91,9 +92,11 @@ impl State {
         }
     }
 
-    /// Writes `state.json` durably.
+    /// Writes `state.json` durably ([`write_durable`]). If the state
+    /// cannot be serialised or written, the previous file stays as it was
+    /// and the error says why.
     pub fn save(&self, path: &Path) -> Result<(), Error> {
-        let mut text = serde_json::to_vec_pretty(self).unwrap_or_default();
+        let mut text = to_json(path, serde_json::to_vec_pretty(self))?;
         text.push(b'\n');
         write_durable(path, &text)
     }
@@ -226,33 +229,60 @@ impl Progress {
         Bitmap::from_hex(&self.verified, chunks)
     }
 
-    /// Writes `progress.json` durably.
+    /// Writes `progress.json` durably ([`write_durable`]); on failure the
+    /// previous file stays as it was.
     pub fn save(&self, path: &Path) -> Result<(), Error> {
-        write_durable(path, &serde_json::to_vec(self).unwrap_or_default())
+        write_durable(path, &to_json(path, serde_json::to_vec(self))?)
     }
+}
+
+/// The serialised bytes, or an error naming the file that was not written.
+fn to_json(path: &Path, r: Result<Vec<u8>, serde_json::Error>) -> Result<Vec<u8>, Error> {
+    r.map_err(|e| Error::Serialize {
+        path: path.into(),
+        msg: e.to_string(),
+    })
 }
 
 /// Writes `bytes` to `path` so that after a crash the file is either the
 /// old or the new content: temporary file, fsync, rename, fsync of the
-/// directory.
+/// directory. If any step fails, the previous file is untouched, the
+/// temporary file is removed and the error names `path`.
 pub fn write_durable(path: &Path, bytes: &[u8]) -> Result<(), Error> {
+    write_durable_with(path, |f| f.write_all(bytes))
+}
+
+/// [`write_durable`] with the content written by `fill`.
+fn write_durable_with(
+    path: &Path,
+    fill: impl FnOnce(&mut std::fs::File) -> std::io::Result<()>,
+) -> Result<(), Error> {
     let fail = |err| Error::Write {
         path: path.into(),
         err,
     };
-    let dir = path.parent().unwrap_or(Path::new("."));
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
     std::fs::create_dir_all(dir).map_err(fail)?;
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp"));
-    let mut f = std::fs::File::create(&tmp).map_err(fail)?;
-    f.write_all(bytes)
-        .and_then(|()| f.sync_all())
-        .map_err(fail)?;
-    drop(f);
-    std::fs::rename(&tmp, path).map_err(fail)?;
+    // Unique per writer: two threads saving the same file must not share
+    // (and truncate) one temporary file.
+    static SEQ: AtomicU64 = AtomicU64::new(0);
+    let seq = SEQ.fetch_add(1, Ordering::Relaxed);
+    let tmp = dir.join(format!(".{name}.{}.{seq}.tmp", std::process::id()));
+    let written = std::fs::File::create(&tmp).and_then(|mut f| {
+        fill(&mut f)?;
+        f.sync_all()
+    });
+    if let Err(err) = written.and_then(|()| std::fs::rename(&tmp, path)) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(fail(err));
+    }
     std::fs::File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(fail)
@@ -320,5 +350,39 @@ mod tests {
         assert!(!back.forget_failed(&"1.1".parse().expect("v")));
         std::fs::write(&path, "{").expect("write");
         assert!(matches!(State::load(&path), Err(Error::Format { .. })));
+    }
+
+    #[test]
+    fn a_failed_write_keeps_the_previous_state() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("state.json");
+        let mut s = State::load(&path).expect("missing is empty");
+        s.channel = Some("stable".into());
+        s.save(&path).expect("save");
+        let before = std::fs::read(&path).expect("read");
+        // The write breaks off half way.
+        let e = write_durable_with(&path, |f| {
+            f.write_all(b"{\"format\": 1, \"pen")?;
+            Err(std::io::Error::other("disk full"))
+        })
+        .expect_err("must fail");
+        assert!(
+            matches!(&e, Error::Write { path: p, .. } if *p == path),
+            "{e}"
+        );
+        assert!(e.to_string().contains("disk full"), "{e}");
+        assert_eq!(std::fs::read(&path).expect("read"), before);
+        assert_eq!(State::load(&path).expect("load"), s);
+        // No temporary file is left behind.
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .expect("dir")
+            .map(|e| e.expect("entry").file_name())
+            .collect();
+        assert_eq!(names, ["state.json"]);
+        // A rename that fails (a directory in the way) also says so.
+        let blocked = dir.path().join("blocked");
+        std::fs::create_dir_all(blocked.join("x")).expect("mkdir");
+        assert!(matches!(s.save(&blocked), Err(Error::Write { .. })));
+        assert!(blocked.join("x").is_dir());
     }
 }

@@ -468,18 +468,16 @@ impl Node {
 
     pub fn esp_file(&self, path: &str) -> Option<Vec<u8>> {
         let d = self.boot_disk();
-        let esp = updater::esp::Fat::open(
-            &d.partition(Partition::Esp.number()).expect("esp"),
-            Partition::Esp,
-        )
-        .expect("fat");
+        let esp =
+            updater::esp::Fat::open(&d.partition(Partition::Esp).expect("esp"), Partition::Esp)
+                .expect("fat");
         esp.read(path).expect("read")
     }
 
     /// The ESP partition copied out, for fsck.vfat.
     pub fn esp_copy(&self, to: &Path) {
         let d = self.boot_disk();
-        let esp = d.partition(Partition::Esp.number()).expect("esp");
+        let esp = d.partition(Partition::Esp).expect("esp");
         let mut buf = vec![0; esp.len() as usize];
         esp.read_at(0, &mut buf).expect("read");
         std::fs::write(to, buf).expect("write");

@@ -1,0 +1,276 @@
+//! The engine on this boot: noticing what became of a pending update
+//! (classified by [`super::classify_boot`]), confirming a healthy new slot
+//! or giving it up, withdrawing an update that failed elsewhere, and
+//! forgetting failed versions. Reads and writes the slot table and
+//! `state.json`.
+
+use tandem_slot::Slot;
+
+use crate::clock::{self, now_unix};
+use crate::disk::BootDisk;
+use crate::error::Error;
+use crate::health::{self, Step};
+use crate::node::{self, BootFacts};
+use crate::state::State;
+use crate::status::{BootHealth, Rollback, UpdateState};
+use crate::version::Version;
+
+use super::{BootOutcome, Engine, RebootFn, classify_boot, same_version};
+
+impl Engine {
+    /// Looks at this boot once, at start: a pending update that came up,
+    /// still waits for its reboot, or rolled back.
+    pub fn boot_outcome(&mut self) -> Result<BootOutcome, Error> {
+        let b = self.boot()?.clone();
+        let pair = BootDisk::open(&b.disk, false)?.slots()?;
+        let file = self.paths.state_file();
+        let mut state = State::load(&file)?;
+        let outcome = classify_boot(state.pending.as_ref(), b.slot, pair);
+        match (&outcome, state.pending.clone()) {
+            (BootOutcome::WaitingForReboot, Some(p)) => {
+                self.status.set_state(UpdateState::UpdatedNeedReboot {
+                    version: p.version.to_string(),
+                    slot: p.slot,
+                });
+            }
+            (BootOutcome::RolledBack, Some(p)) => {
+                let reason = p.failure.clone().unwrap_or_else(|| {
+                    format!(
+                        "slot {} did not confirm a healthy boot of {} within its tries (it did not come up, or nothing confirmed it); the bootloader went back to slot {}",
+                        p.slot, p.version, b.slot
+                    )
+                });
+                crate::log!("{} rolled back: {reason}", p.version);
+                state.add_failed(p.version.clone(), now_unix(), reason.clone());
+                state.pending = None;
+                state.save(&file)?;
+                let rb = Rollback {
+                    version: p.version.to_string(),
+                    reason: reason.clone(),
+                    at: now_unix(),
+                };
+                self.status.update(|s| {
+                    s.rollback = Some(rb);
+                    s.failed_versions =
+                        state.failed.iter().map(|f| f.version.to_string()).collect();
+                });
+                self.status.set_state(UpdateState::RolledBack {
+                    version: p.version.to_string(),
+                    reason,
+                });
+            }
+            (BootOutcome::BootedNew, Some(p)) if pair.get(b.slot).successful() => {
+                // Confirmed before this daemon got to it (`tandemctl slot mark-good`).
+                crate::log!("update to {} confirmed", p.version);
+                state.pending = None;
+                state.save(&file)?;
+            }
+            (BootOutcome::Stale, Some(p)) => {
+                crate::log!(
+                    "forgetting the pending record of {} in slot {}: the slot is not activated",
+                    p.version,
+                    p.slot
+                );
+                state.pending = None;
+                state.save(&file)?;
+            }
+            _ => {}
+        }
+        self.status.update(|s| {
+            s.failed_versions = state.failed.iter().map(|f| f.version.to_string()).collect();
+            s.boot = if pair.get(b.slot).successful() {
+                BootHealth::Confirmed
+            } else {
+                s.boot.clone()
+            };
+        });
+        Ok(outcome)
+    }
+
+    /// One health step for an unconfirmed running slot. Returns `true`
+    /// once there is nothing more to do (confirmed, or given up).
+    pub fn health_tick(&mut self, reboot: &RebootFn) -> Result<bool, Error> {
+        let b = self.boot()?.clone();
+        let disk = BootDisk::open(&b.disk, false)?;
+        let attrs = disk.slots()?.get(b.slot);
+        if attrs.successful() {
+            self.confirmed(&b, "the running slot is marked successful")?;
+            return Ok(true);
+        }
+        let now = clock::since_boot();
+        let node_status: Option<node::Status> = node::read_json(&self.paths.status).ok();
+        let system = health::system_ok(node_status.as_ref());
+        let (grace, deadline) = (self.config.health_grace, self.config.health_deadline);
+        match self.health.observe(now, system, grace, deadline) {
+            Step::Wait(detail) => {
+                self.status.update(|s| {
+                    s.boot = BootHealth::Checking {
+                        detail,
+                        deadline_secs: deadline.as_secs(),
+                    }
+                });
+                Ok(false)
+            }
+            Step::RunChecks => match health::run_checks(&self.config.health_checks) {
+                Ok(()) => {
+                    // Re-read the table and mark only the slot we run on, and
+                    // only while it is still on trial.
+                    let (marked, _) = BootDisk::open(&b.disk, true)?.modify(
+                        "marking the running slot successful",
+                        |p| {
+                            let a = p.get(b.slot);
+                            if a.successful() || a.priority() == 0 {
+                                return Ok(false);
+                            }
+                            p.mark_successful(b.slot);
+                            Ok(true)
+                        },
+                    )?;
+                    let how = if marked {
+                        "healthy: marked the running slot successful"
+                    } else {
+                        "the running slot was confirmed meanwhile"
+                    };
+                    self.confirmed(&b, how)?;
+                    Ok(true)
+                }
+                Err(reason) => {
+                    self.health.checks_failed(now, reason.clone());
+                    self.status.update(|s| {
+                        s.boot = BootHealth::Checking {
+                            detail: reason,
+                            deadline_secs: deadline.as_secs(),
+                        }
+                    });
+                    Ok(false)
+                }
+            },
+            Step::GiveUp(reason) => {
+                self.give_up(
+                    &b,
+                    &disk,
+                    &format!("not healthy {} s after boot: {reason}", deadline.as_secs()),
+                    reboot,
+                )?;
+                Ok(true)
+            }
+        }
+    }
+
+    fn confirmed(&mut self, b: &BootFacts, how: &str) -> Result<(), Error> {
+        crate::log!("slot {}: {how}", b.slot);
+        self.status.update(|s| s.boot = BootHealth::Confirmed);
+        let file = self.paths.state_file();
+        let mut state = State::load(&file)?;
+        if let Some(p) = state
+            .pending
+            .take_if(|p| Slot::parse(&p.slot) == Some(b.slot))
+        {
+            crate::log!("update to {} confirmed", p.version);
+            state.save(&file)?;
+            self.status.update(|s| {
+                s.last_result = Some(format!("updated from {} to {}", p.from_version, p.version))
+            });
+        }
+        Ok(())
+    }
+
+    fn give_up(
+        &mut self,
+        b: &BootFacts,
+        disk: &BootDisk,
+        reason: &str,
+        reboot: &RebootFn,
+    ) -> Result<(), Error> {
+        let other = b.slot.other();
+        if !disk.slots()?.get(other).is_bootable() {
+            let msg = format!(
+                "{reason}; slot {other} is not bootable, so this slot is kept: fix the node and confirm it with `tandemctl slot mark-good`"
+            );
+            crate::log!("{msg}");
+            self.status
+                .update(|s| s.boot = BootHealth::Failed { reason: msg });
+            return Ok(());
+        }
+        let file = self.paths.state_file();
+        let mut state = State::load(&file)?;
+        if let Some(p) = state
+            .pending
+            .as_mut()
+            .filter(|p| Slot::parse(&p.slot) == Some(b.slot))
+        {
+            p.failure = Some(reason.to_string());
+            state.save(&file)?;
+        }
+        BootDisk::open(&b.disk, true)?.modify("giving up the running slot", |p| {
+            p.mark_unbootable(b.slot);
+            Ok(())
+        })?;
+        let msg = format!(
+            "{reason}; slot {} marked unbootable, rebooting into slot {other}",
+            b.slot
+        );
+        crate::log!("{msg}");
+        self.status.update(|s| {
+            s.boot = BootHealth::Failed {
+                reason: msg.clone(),
+            }
+        });
+        reboot(&msg);
+        Ok(())
+    }
+
+    /// Takes back an installed update that waits for its reboot, because
+    /// its version rolled back elsewhere in the cluster: its slot is made
+    /// unbootable again (priority 0), so no reboot, planned or not, starts
+    /// it. The version stays refused while the cluster's record stands.
+    pub fn withdraw_pending(&mut self, version: &str) -> Result<(), Error> {
+        let UpdateState::UpdatedNeedReboot { version: v, slot } = self.status.get().state else {
+            return Ok(());
+        };
+        if !same_version(&v, version) {
+            return Ok(());
+        }
+        let b = self.boot()?.clone();
+        let disk = BootDisk::open(&b.disk, true)?;
+        disk.modify("withdrawing an update that failed elsewhere", |p| {
+            p.clear_inactive(b.slot);
+            Ok(())
+        })?;
+        let file = self.paths.state_file();
+        let mut state = State::load(&file)?;
+        state.pending = None;
+        state.save(&file)?;
+        let reason = format!(
+            "{v} rolled back elsewhere in the cluster: withdrawn from slot {slot} (no longer bootable)"
+        );
+        crate::log!("{reason}");
+        self.status.set_state(UpdateState::Error {
+            reason,
+            action: format!(
+                "`tandemctl cluster status` shows where and why; `tandemctl cluster forget-failed {v}` allows it again"
+            ),
+        });
+        Ok(())
+    }
+
+    /// Forgets a failed version; whether it was recorded.
+    pub fn forget_failed(&mut self, version: &Version) -> Result<bool, Error> {
+        let file = self.paths.state_file();
+        let mut state = State::load(&file)?;
+        let found = state.forget_failed(version);
+        if found {
+            state.save(&file)?;
+        }
+        let current = self.status.get().state;
+        if let UpdateState::RolledBack { version: v, .. } = &current
+            && v.parse::<Version>().is_ok_and(|v| v == *version)
+        {
+            self.status.set_state(UpdateState::Idle);
+        }
+        self.status.update(|s| {
+            s.failed_versions = state.failed.iter().map(|f| f.version.to_string()).collect()
+        });
+        Ok(found)
+    }
+}

@@ -1,0 +1,204 @@
+//! The whole apply of one offer into the inactive slot, runnable on its own
+//! thread: it needs only an [`InstallContext`], a fetcher and the shared
+//! status.
+
+use std::time::{Duration, Instant};
+use tandem_contract::Partition;
+
+use crate::apply::{self, SlotJob};
+use crate::clock::now_unix;
+use crate::disk::BootDisk;
+use crate::error::Error;
+use crate::esp;
+use crate::http::Fetch;
+use crate::node::{BootFacts, Identity, Paths};
+use crate::policy;
+use crate::state::{Pending, State};
+use crate::status::{ApplyReport, Transfer, UpdateState};
+
+use super::{Offer, Shared};
+
+/// Everything an install needs, cloneable onto a thread.
+#[derive(Clone, Debug)]
+pub struct InstallContext {
+    /// File locations.
+    pub paths: Paths,
+    /// Boot disk and running slot.
+    pub boot: BootFacts,
+    /// The running image.
+    pub identity: Identity,
+}
+
+/// Installs `offer` into the inactive slot and activates it:
+///
+/// 1. refuse unless the running slot is confirmed;
+/// 2. clear the inactive slot's attributes (persisted: both GPT copies,
+///    fsync) before the first byte;
+/// 3. write it chunk by chunk ([`apply::write_slot`]: verified, in place,
+///    copied or downloaded; resumable);
+/// 4. re-read it against the verity root hash;
+/// 5. kernel, initramfs and `slot-<x>.conf` to the ESP, each verified first;
+/// 6. record the pending update in `state.json`, then activate the slot
+///    (priority 2, one try; the running slot priority 1).
+pub fn install(
+    ctx: &InstallContext,
+    offer: &Offer,
+    fetch: &mut dyn Fetch,
+    status: &Shared,
+) -> Result<ApplyReport, Error> {
+    let started = Instant::now();
+    let m = &offer.manifest;
+    let version = m.version.to_string();
+    let running = ctx.boot.slot;
+    let inactive = running.other();
+    let slot_name = inactive.to_string();
+    let disk = BootDisk::open(&ctx.boot.disk, true)?;
+    let pair = disk.slots()?;
+    if !pair.get(running).successful() {
+        return Err(Error::NotConfirmed { slot: running });
+    }
+    let target = disk.slot(inactive)?;
+    if target.len() < m.usr.size {
+        return Err(Error::SlotTooSmall {
+            slot: inactive,
+            partition: target.len(),
+            need: m.usr.size,
+            version,
+        });
+    }
+    let esp_region = disk.partition(Partition::Esp)?;
+    let progress_file = ctx.paths.progress_file();
+    if pair.get(inactive).priority() != 0 {
+        // The slot was bootable: whatever progress.json says about it is
+        // older than its current content. In-place checks still find
+        // chunks that are there.
+        let _ = std::fs::remove_file(&progress_file);
+    }
+    let state_file = ctx.paths.state_file();
+    let mut state = State::load(&state_file)?;
+    if state.pending.as_ref().is_some_and(|p| p.slot == slot_name) {
+        state.pending = None;
+        state.save(&state_file)?;
+    }
+    disk.modify("clearing the inactive slot before writing it", |p| {
+        p.clear_inactive(running);
+        Ok(())
+    })?;
+
+    // The running image's size, from its slot file, bounds the local index.
+    let running_region = disk.slot(running)?;
+    let running_size = esp::read_slot_conf(&esp_region, running)
+        .ok()
+        .flatten()
+        .and_then(|c| c.usr_verity())
+        .map(|v| v.data_blocks)
+        .map_or(running_region.len(), apply::image_size);
+    let job = SlotJob {
+        manifest: m,
+        manifest_sha256: &offer.manifest_sha256,
+        slot: inactive,
+        target: &target,
+        running: Some((&running_region, running_size)),
+        progress_file: &progress_file,
+    };
+    let mut last: Option<Instant> = None;
+    let counters = apply::write_slot(&job, fetch, &mut |c| {
+        // Every chunk would be a lot of locking for a status nobody reads
+        // that often; a few times a second is plenty.
+        if last.is_none_or(|t| t.elapsed() >= Duration::from_millis(200))
+            || c.bytes_done == c.bytes_total
+        {
+            last = Some(Instant::now());
+            status.set_state(UpdateState::Downloading(Transfer {
+                version: version.clone(),
+                slot: slot_name.clone(),
+                bytes_done: c.bytes_done,
+                bytes_total: c.bytes_total,
+                percent: (1000 * c.bytes_done / c.bytes_total.max(1)) as f64 / 10.0,
+                downloaded_bytes: c.downloaded,
+                copied_bytes: c.copied,
+                present_bytes: c.present,
+            }));
+        }
+    })?;
+
+    let total = m.usr.verity.data_blocks * tandem_slot::verity::BLOCK_SIZE as u64;
+    let verifying = |done| {
+        status.set_state(UpdateState::Verifying {
+            version: version.clone(),
+            slot: slot_name.clone(),
+            bytes_done: done,
+            bytes_total: total,
+        })
+    };
+    verifying(0);
+    if let Err(detail) = apply::verify_slot(&target, &m.usr, verifying) {
+        // Distrust the recorded progress: the next attempt re-checks every chunk.
+        let _ = std::fs::remove_file(&progress_file);
+        return Err(Error::VerityMismatch {
+            slot: inactive,
+            detail,
+        });
+    }
+
+    let finalizing = |step: &str| {
+        status.set_state(UpdateState::Finalizing {
+            version: version.clone(),
+            slot: slot_name.clone(),
+            step: step.to_string(),
+        })
+    };
+    let mut downloaded = counters.downloaded;
+    let mut files = Vec::new();
+    for f in [&m.kernel, &m.initrd] {
+        finalizing(&format!("downloading {}", f.path));
+        let bytes = fetch.get(&f.path, f.size)?;
+        policy::check_file(&bytes, f).map_err(|detail| Error::FileCorrupt {
+            path: f.path.clone(),
+            detail,
+        })?;
+        downloaded += bytes.len() as u64;
+        files.push(bytes);
+    }
+    let conf = esp::slot_conf(&version, &m.usr.verity);
+    esp::install_slot(
+        &esp_region,
+        inactive,
+        &files[0],
+        &files[1],
+        &conf,
+        &mut |s| finalizing(s),
+    )?;
+
+    finalizing(&format!("activating slot {inactive}"));
+    state.pending = Some(Pending {
+        version: m.version.clone(),
+        slot: slot_name.clone(),
+        from_version: ctx.identity.version.clone(),
+        from_slot: running.to_string(),
+        activated_at: now_unix(),
+        failure: None,
+    });
+    // From now on the node may run an image built for another channel
+    // (promoted): remember the one it follows (see `State::channel`).
+    if state.channel.is_none() {
+        state.channel = ctx.identity.channel.clone();
+    }
+    state.save(&state_file)?;
+    disk.modify("activating the updated slot", |p| {
+        p.activate_inactive(running);
+        Ok(())
+    })?;
+    let _ = std::fs::remove_file(&progress_file);
+    Ok(ApplyReport {
+        version,
+        slot: slot_name,
+        image_bytes: m.usr.size,
+        downloaded_bytes: downloaded,
+        copied_bytes: counters.copied,
+        present_bytes: counters.present,
+        chunks: counters.chunks,
+        range_requests: counters.range_requests,
+        seconds: started.elapsed().as_secs(),
+    })
+}
