@@ -1,6 +1,8 @@
 //! Durations and times as people write and read them on the release side:
 //! the duration syntax is the node's (`updater::clock`), plus compact and
-//! approximate durations for summaries and HTTP dates for `tandem serve`.
+//! approximate durations for summaries and HTTP dates for `tandem serve`
+//! (written by `httpdate`). Durations stay the node's own parser, not
+//! `humantime`: that one takes other units (`2w`, `1month`) nodes refuse.
 
 use std::str::FromStr;
 
@@ -57,22 +59,13 @@ pub fn utc(secs: u64) -> String {
 }
 
 /// An HTTP date (RFC 9110 IMF-fixdate): `Sun, 06 Nov 1994 08:49:37 GMT`.
+/// Times past the format's last second (a file's mtime can be anything)
+/// are written as that second: `httpdate` panics on them.
 pub fn http_date(secs: u64) -> String {
-    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
-    let c = updater::clock::civil(secs);
-    format!(
-        "{}, {:02} {} {:04} {:02}:{:02}:{:02} GMT",
-        DAYS[(secs / 86_400 % 7) as usize],
-        c.day,
-        MONTHS[(c.month as usize).saturating_sub(1) % 12],
-        c.year,
-        c.hour,
-        c.minute,
-        c.second
-    )
+    /// `Fri, 31 Dec 9999 23:59:59 GMT`.
+    const LAST: u64 = 253_402_300_799;
+    let secs = std::time::Duration::from_secs(secs.min(LAST));
+    httpdate::fmt_http_date(std::time::UNIX_EPOCH + secs)
 }
 
 #[cfg(test)]
@@ -110,5 +103,6 @@ mod tests {
         assert_eq!(utc(951_782_400), "2000-02-29 00:00:00 UTC");
         assert_eq!(utc(1_700_000_000), "2023-11-14 22:13:20 UTC");
         assert_eq!(http_date(784_111_777), "Sun, 06 Nov 1994 08:49:37 GMT");
+        assert_eq!(http_date(u64::MAX), "Fri, 31 Dec 9999 23:59:59 GMT");
     }
 }

@@ -8,8 +8,8 @@ use tandem_slot::gpt::Copy;
 use tandem_slot::guid::types;
 use tandem_slot::{FileDisk, Gpt, GptPrio, Slot, table, verity};
 
+use crate::build::fat;
 use crate::error::{Error, IoContext, Result};
-use crate::fat;
 
 /// Everything `inspect` found.
 #[derive(Clone, Debug, Serialize)]

@@ -1,9 +1,9 @@
 //! Tandem's image builder: turns an image definition into a dual-root GPT
 //! disk image (ESP, USR-A with dm-verity, empty USR-B, OEM, ROOT) plus the
 //! per-slot artefacts the update tooling publishes; inspects disks; and the
-//! release side of updates: signing keys ([`keys`]), publishing versions
-//! and channels to an update repository ([`release`]) and a small server
-//! for it ([`serve`]).
+//! release side of updates: signing keys ([`release::keys`]), publishing
+//! versions and channels to an update repository ([`release`]) and a small
+//! server for it ([`serve`]).
 //!
 //! The binary is `tandem` (`tandem build`, `inspect`, `keygen`, `release`,
 //! `serve`); this library is what it calls. Steps that the field does with
@@ -11,28 +11,13 @@
 //! dpkg-deb); the GPT, FAT, cpio and dm-verity work is done in Rust.
 #![warn(missing_docs)]
 
-pub mod apt;
+pub mod build;
 pub mod clock;
-pub mod cpio;
-pub mod definition;
-pub mod disk;
-pub mod erofs;
 pub mod error;
-pub mod ext4;
-pub mod fat;
-pub mod initrd;
 pub mod inspect;
-pub mod kernel;
-pub mod keys;
-pub mod layout;
-pub mod manifest;
-pub mod pipeline;
 pub mod progress;
 pub mod release;
 pub mod serve;
-pub mod tools;
-pub mod usr_tree;
 
-pub use definition::Definition;
+pub use build::{BuildOptions, Definition, build};
 pub use error::{Error, Result};
-pub use pipeline::{BuildOptions, build};

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use image_builder::keys;
+use image_builder::release::keys;
 
 /// Arguments of `tandem keygen`.
 #[derive(clap::Args, Debug)]

@@ -133,7 +133,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
 fn publish(args: PublishArgs) -> anyhow::Result<u8> {
     let started = Instant::now();
     let build = BuildDir::load(&args.build_dir)?;
-    let (key, key_notes) = image_builder::keys::load_signing_key(&args.key)?;
+    let (key, key_notes) = image_builder::release::keys::load_signing_key(&args.key)?;
     let opts = PublishOptions {
         repo: &args.repo,
         channel: &args.channel,
@@ -194,7 +194,7 @@ fn publish(args: PublishArgs) -> anyhow::Result<u8> {
 }
 
 fn promote(args: PromoteArgs) -> anyhow::Result<u8> {
-    let (key, key_notes) = image_builder::keys::load_signing_key(&args.key)?;
+    let (key, key_notes) = image_builder::release::keys::load_signing_key(&args.key)?;
     let opts = PromoteOptions {
         repo: &args.repo,
         image: args.image.as_deref(),
@@ -230,7 +230,7 @@ fn promote(args: PromoteArgs) -> anyhow::Result<u8> {
 }
 
 fn status(args: StatusArgs) -> anyhow::Result<u8> {
-    let trusted = image_builder::keys::load_public_keys(&args.trust)?;
+    let trusted = image_builder::release::keys::load_public_keys(&args.trust)?;
     let st = release::status(&args.repo, &trusted, clock::now())?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&st)?);

@@ -29,10 +29,10 @@ use updater::repo::{
 };
 use updater::version::Version;
 
+use crate::build::manifest::{self, Artifact, BuildManifest};
+use crate::build::pipeline::outputs;
 use crate::clock;
 use crate::error::{Error, IoContext, Result};
-use crate::manifest::{self, Artifact, BuildManifest};
-use crate::pipeline::outputs;
 use crate::progress::Progress;
 
 /// File names inside a version directory.
@@ -79,6 +79,7 @@ fn check_channel(name: &str) -> Result<()> {
 
 mod build_dir;
 mod files_io;
+pub mod keys;
 mod lock;
 mod pointer;
 mod promote;

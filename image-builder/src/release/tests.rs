@@ -1,6 +1,6 @@
 //! Release tooling tests.
 use super::*;
-use crate::manifest::{DiskInfo, ImageInfo, KernelInfo, UsrInfo, VerityInfo};
+use crate::build::manifest::{DiskInfo, ImageInfo, KernelInfo, UsrInfo, VerityInfo};
 use updater::policy::{NodeFacts, Offer};
 
 const NOW: u64 = 1_800_000_000;

@@ -5,8 +5,8 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::build::tools::{DEBUGFS, MKE2FS};
 use crate::error::{Error, Result};
-use crate::tools::{DEBUGFS, MKE2FS};
 
 /// One thing to create in the file system.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -8,18 +8,18 @@ use std::path::{Path, PathBuf};
 
 use tandem_slot::{GptPrio, Slot, verity};
 
-use crate::apt;
-use crate::definition::{Definition, KernelSource};
-use crate::disk;
+use crate::build::apt;
+use crate::build::definition::{Definition, KernelSource};
+use crate::build::disk;
+use crate::build::ext4::{self, Node};
+use crate::build::fat::{self, Content};
+use crate::build::initrd;
+use crate::build::kernel::Kernel;
+use crate::build::layout::{self, DiskPlan, Identity};
+use crate::build::manifest::{self, Artifact, BuildManifest};
+use crate::build::usr_tree;
 use crate::error::{Error, IoContext, Result};
-use crate::ext4::{self, Node};
-use crate::fat::{self, Content};
-use crate::initrd;
-use crate::kernel::Kernel;
-use crate::layout::{self, DiskPlan, Identity};
-use crate::manifest::{self, Artifact, BuildManifest};
 use crate::progress::Progress;
-use crate::usr_tree;
 
 /// PID 1 (initramfs /init and system init) in the artefacts directory.
 pub const INIT_BINARY: &str = "tandem-init";
@@ -152,7 +152,7 @@ impl Builder<'_> {
         // /usr file system and its hash tree.
         let usr_img = self.work.join(outputs::USR);
         let fs_size = progress.step("usr file system (mkfs.erofs)", |_| {
-            crate::erofs::build(&usr_img, &usr, &ids.uuid("usr"), epoch)
+            crate::build::erofs::build(&usr_img, &usr, &ids.uuid("usr"), epoch)
         })?;
         let salt = ids.verity_salt();
         let tree = progress.step("dm-verity hash tree", |s| {
@@ -624,7 +624,7 @@ pub const NODE_SERVICES: [(&str, &str); 2] =
 /// image it was first installed with (os-release `TANDEM_CHANNEL`, recorded
 /// by the engine on first start), so an image promoted from another channel
 /// does not move it.
-pub fn update_toml(update: &crate::definition::UpdateSection) -> String {
+pub fn update_toml(update: &crate::build::definition::UpdateSection) -> String {
     // Every value is checked when the definition is loaded: no quotes or
     // backslashes to escape.
     let mut s = String::from(
@@ -772,7 +772,7 @@ fn epoch_u32(epoch: i64) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::definition::{RebootStrategy, UpdateSection};
+    use crate::build::definition::{RebootStrategy, UpdateSection};
 
     fn keys(text: &str) -> Vec<(String, toml::Value)> {
         let table: toml::Table = toml::from_str(text).expect("valid TOML");

@@ -11,8 +11,8 @@ use std::sync::mpsc;
 use sha2::{Digest, Sha256};
 use tandem_slot::{FileDisk, Gpt};
 
+use crate::build::layout::{BLOCK, DiskPlan};
 use crate::error::{Error, IoContext, Result};
-use crate::layout::{BLOCK, DiskPlan};
 
 /// A partition's content: its number, the image file, attribute bits.
 #[derive(Clone, Copy, Debug)]

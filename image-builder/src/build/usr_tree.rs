@@ -6,7 +6,7 @@
 use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
 
-use crate::definition::FileEntry;
+use crate::build::definition::FileEntry;
 use crate::error::{Error, IoContext, Result};
 
 /// Where a package's top-level directory lands inside /usr, if anywhere.

@@ -5,8 +5,8 @@
 
 use std::path::Path;
 
+use crate::build::tools::MKFS_EROFS;
 use crate::error::{IoContext, Result};
-use crate::tools::MKFS_EROFS;
 
 /// Builds `image` from the directory `tree` (which becomes the file
 /// system's root, i.e. /usr) and pads it to whole 4096-byte blocks.

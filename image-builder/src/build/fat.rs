@@ -9,8 +9,8 @@
 use std::io::Write;
 use std::path::Path;
 
+use crate::build::tools::{MCOPY, MKFS_VFAT, MMD};
 use crate::error::{IoContext, Result};
-use crate::tools::{MCOPY, MKFS_VFAT, MMD};
 
 /// What a file on the FAT volume holds.
 #[derive(Clone, Debug)]

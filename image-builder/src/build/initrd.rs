@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use crate::cpio::CpioWriter;
+use crate::build::cpio::CpioWriter;
 use crate::error::{IoContext, Result};
 
 /// zstd level: fast to build, and decompression speed hardly depends on it.

@@ -7,7 +7,7 @@ use tandem_slot::gpt::Entry;
 use tandem_slot::guid::types;
 use tandem_slot::{Guid, Slot};
 
-use crate::definition::PartitionSizes;
+use crate::build::definition::PartitionSizes;
 
 /// Bytes per logical block of the image.
 pub const BLOCK: u64 = 512;

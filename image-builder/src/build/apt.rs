@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
+use crate::build::tools::{APT_CACHE, APT_GET, DPKG_DEB};
 use crate::error::{Error, IoContext, Result};
-use crate::tools::{APT_CACHE, APT_GET, DPKG_DEB};
 
 /// The candidate version of a package as apt's lists describe it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -155,7 +155,7 @@ impl Cache {
     /// An apt command that keeps apt's binary package cache in this cache:
     /// Debian's container images disable it (`Dir::Cache::pkgcache ""`),
     /// which makes every apt call re-parse all package lists (~1 s).
-    fn apt(&self, tool: crate::tools::Tool) -> std::process::Command {
+    fn apt(&self, tool: crate::build::tools::Tool) -> std::process::Command {
         let mut cmd = tool.command();
         let bin = self.dir.join("apt");
         if std::fs::create_dir_all(&bin).is_ok() && writable(&bin) {

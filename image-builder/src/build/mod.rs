@@ -1,0 +1,30 @@
+//! `tandem build`: an image definition ([`definition`]) becomes a dual-root
+//! GPT disk image and the per-slot artefacts the release side publishes
+//! ([`pipeline`] runs the steps).
+//!
+//! - inputs: [`definition`] (image.toml), [`apt`] (Debian packages),
+//!   [`kernel`] (the kernel and its modules), [`tools`] (the host programs
+//!   the steps run);
+//! - file systems and archives: [`usr_tree`] (the /usr tree), [`erofs`]
+//!   (/usr image), [`ext4`] (OEM and ROOT), [`fat`] (the ESP), [`cpio`] and
+//!   [`initrd`] (the initramfs);
+//! - the disk: [`layout`] (partition plan, identities) and [`disk`] (GPT);
+//! - the output's description: [`manifest`] (build.json).
+
+pub mod apt;
+pub mod cpio;
+pub mod definition;
+pub mod disk;
+pub mod erofs;
+pub mod ext4;
+pub mod fat;
+pub mod initrd;
+pub mod kernel;
+pub mod layout;
+pub mod manifest;
+pub mod pipeline;
+pub mod tools;
+pub mod usr_tree;
+
+pub use definition::Definition;
+pub use pipeline::{BuildOptions, build};
