@@ -2,6 +2,8 @@
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
+use tandem_contract::Partition as Layout;
+use tandem_contract::esp::{self, SlotConf, SlotFiles};
 
 use serde::Serialize;
 use tandem_slot::gpt::Copy;
@@ -114,11 +116,8 @@ pub fn inspect(path: &Path, verify: bool) -> Result<Inspection> {
             attributes: format!("{:#018x}", e.attributes),
         })
         .collect();
-    for (number, label, ty) in [
-        (1, "EFI-SYSTEM", types::EFI_SYSTEM),
-        (6, "OEM", types::LINUX_DATA),
-        (9, "ROOT", types::ROOT),
-    ] {
+    for part in [Layout::Esp, Layout::Oem, Layout::Root] {
+        let (number, label, ty) = (part.number(), part.label(), part.type_guid());
         match gpt.partition(number) {
             None => problems.push(format!(
                 "partition {number} ({label}) is missing: not a Tandem disk"
@@ -131,7 +130,7 @@ pub fn inspect(path: &Path, verify: bool) -> Result<Inspection> {
         }
     }
 
-    let esp = gpt.partition(1).map(|e| {
+    let esp = gpt.partition(Layout::Esp.number()).map(|e| {
         (
             e.first_lba * gpt.block_size,
             e.num_blocks() * gpt.block_size,
@@ -181,36 +180,38 @@ fn slot_state(
     verify: bool,
     problems: &mut Vec<String>,
 ) -> Result<SlotState> {
-    let l = slot.letter();
+    let files = SlotFiles::of(slot);
     let reader = esp.and_then(|(off, size)| fat::FatReader::open(path, off, size).ok());
     let conf = reader
         .as_ref()
-        .and_then(|r| r.read(&format!("EFI/tandem/slot-{l}.conf")).ok())
-        .map(|b| String::from_utf8_lossy(&b).into_owned());
-    let option = |key: &str| conf.as_deref().and_then(|c| conf_option(c, key));
-    let version = conf.as_deref().and_then(|c| conf_value(c, "version"));
-    let root_hash = option("tandem.usrhash");
+        .and_then(|r| r.read(&files.conf).ok())
+        .map(|b| esp::parse_slot_conf(&b).value);
+    let verity = conf.as_ref().and_then(SlotConf::usr_verity);
+    let version = conf.as_ref().and_then(|c| c.version.clone());
+    let root_hash = verity.as_ref().map(|v| v.root_hash.clone());
     let boot_files = conf.is_some()
-        && reader.as_ref().is_some_and(|r| {
-            r.exists(&format!("EFI/tandem/initrd-{l}"))
-                && r.exists(&format!("EFI/tandem/vmlinuz-{l}"))
-        });
+        && reader
+            .as_ref()
+            .is_some_and(|r| r.exists(&files.initrd) && r.exists(&files.kernel));
     if attrs.is_bootable() && !boot_files {
-        problems.push(format!("slot {slot} is bootable but its kernel, initramfs or slot-{l}.conf is missing from the ESP: the bootloader will give it up"));
+        problems.push(format!("slot {slot} is bootable but its kernel, initramfs or {} is missing from the ESP: the bootloader will give it up", files.conf));
+    }
+    if conf.is_some() && verity.is_none() {
+        problems.push(format!("slot {slot}: {} has no valid tandem.usrhash, tandem.usrsalt and tandem.usrblocks: the initramfs will refuse to boot it", files.conf));
     }
     let mut verified = None;
-    if verify
-        && let (Some(root), Some(salt), Some(blocks)) = (
-            root_hash.clone(),
-            option("tandem.usrsalt"),
-            option("tandem.usrblocks").and_then(|b| b.parse::<u64>().ok()),
-        )
-    {
+    if verify && let Some(v) = &verity {
         let entry = table::usr_entry(gpt, slot).map_err(|e| Error::BadDisk {
             path: path.into(),
             message: e.to_string(),
         })?;
-        let ok = verify_slot(path, entry.first_lba * gpt.block_size, blocks, &salt, &root)?;
+        let ok = verify_slot(
+            path,
+            entry.first_lba * gpt.block_size,
+            v.data_blocks,
+            &v.salt,
+            &v.root_hash,
+        )?;
         if !ok {
             problems.push(format!("slot {slot}: /usr does not match its dm-verity root hash (damaged or tampered): it will not boot"));
         }
@@ -248,26 +249,6 @@ fn verify_slot(
         std::io::BufReader::with_capacity(1 << 20, f.take(blocks * verity::BLOCK_SIZE as u64));
     let tree = verity::build(&mut r, blocks, &salt, |_| {}).io("hash slot in", path)?;
     Ok(verity::hex(&tree.root) == root_hex)
-}
-
-/// The value of a `key value` line.
-fn conf_value(conf: &str, key: &str) -> Option<String> {
-    conf.lines()
-        .map(str::trim)
-        .filter(|l| !l.starts_with('#'))
-        .find_map(|l| {
-            l.strip_prefix(key)
-                .filter(|rest| rest.starts_with([' ', '\t']))
-                .map(|v| v.trim().to_string())
-        })
-}
-
-/// The value of `key=` inside the `options` line.
-fn conf_option(conf: &str, key: &str) -> Option<String> {
-    let options = conf_value(conf, "options")?;
-    options
-        .split_whitespace()
-        .find_map(|o| o.strip_prefix(key)?.strip_prefix('=').map(String::from))
 }
 
 fn type_name(g: tandem_slot::Guid) -> &'static str {
@@ -360,11 +341,18 @@ mod tests {
 
     #[test]
     fn conf_parsing() {
-        let c = "# x\nversion 1.2.3\noptions tandem.usrhash=ab tandem.usrblocks=7\n";
-        assert_eq!(conf_value(c, "version").as_deref(), Some("1.2.3"));
-        assert_eq!(conf_option(c, "tandem.usrhash").as_deref(), Some("ab"));
-        assert_eq!(conf_option(c, "tandem.usrblocks").as_deref(), Some("7"));
-        assert_eq!(conf_option(c, "tandem.usr"), None);
-        assert_eq!(conf_value(c, "versio"), None);
+        // inspect reads slot files with the one parser the bootloader uses.
+        let hash = "ab".repeat(32);
+        let c = format!(
+            "# x\nversion 1.2.3\noptions tandem.usrhash={hash} tandem.usrsalt=- tandem.usrblocks=7\n"
+        );
+        let conf = esp::parse_slot_conf(c.as_bytes()).value;
+        assert_eq!(conf.version.as_deref(), Some("1.2.3"));
+        let v = conf.usr_verity().expect("verity");
+        assert_eq!(v.root_hash, hash);
+        assert_eq!(v.data_blocks, 7);
+        let short =
+            esp::parse_slot_conf(b"version 1\noptions tandem.usrhash=ab tandem.usrblocks=7\n");
+        assert_eq!(short.value.usr_verity(), None, "a short hash is no verity");
     }
 }

@@ -252,6 +252,18 @@ pub fn valid_channel(name: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
 }
 
+/// Whether `name` can be an image name (`IMAGE_ID`, a manifest's `image`,
+/// a directory of the repository): `[a-z0-9-]`, 1–64 characters, not
+/// starting with a dash. One rule for image definitions, release tooling
+/// and nodes.
+pub fn valid_image(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && !name.starts_with('-')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}
+
 /// Whether `s` is 64 lower-case hex digits.
 pub fn is_sha256(s: &str) -> bool {
     s.len() == 64

@@ -125,31 +125,7 @@ pub struct UpdateSection {
 }
 
 /// How a node reboots into an installed update (`update.reboot-strategy`).
-#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "kebab-case")]
-pub enum RebootStrategy {
-    /// Reboot as soon as the update is written.
-    #[default]
-    Reboot,
-    /// Never reboot on its own; the new version runs after the next reboot.
-    Off,
-    /// Take a slot of the cluster's reboot semaphore in etcd first.
-    EtcdLock,
-    /// Ask a FleetLock server first.
-    Fleetlock,
-}
-
-impl RebootStrategy {
-    /// The name as written in configuration files.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RebootStrategy::Reboot => "reboot",
-            RebootStrategy::Off => "off",
-            RebootStrategy::EtcdLock => "etcd-lock",
-            RebootStrategy::Fleetlock => "fleetlock",
-        }
-    }
-}
+pub use tandem_contract::RebootStrategy;
 
 /// `[partitions]`: sizes in MiB.
 #[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
@@ -370,15 +346,13 @@ impl Definition {
 
     fn check(&self) -> Result<()> {
         let img = &self.image;
-        if img.name.is_empty()
-            || !img
-                .name
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        {
+        if !updater::repo::valid_image(&img.name) {
             return Err(self.invalid(
                 "image.name",
-                format!("{:?}: use lower-case letters, digits and dashes", img.name),
+                format!(
+                    "{:?}: use 1 to 64 lower-case letters, digits and dashes, not starting with a dash",
+                    img.name
+                ),
             ));
         }
         if let Err(e) = img.version.parse::<updater::Version>() {

@@ -11,14 +11,16 @@ use std::sync::mpsc;
 use sha2::{Digest, Sha256};
 use tandem_slot::{FileDisk, Gpt};
 
+use tandem_contract::Partition;
+
 use crate::build::layout::{BLOCK, DiskPlan};
 use crate::error::{Error, IoContext, Result};
 
-/// A partition's content: its number, the image file, attribute bits.
+/// A partition's content: which partition, the image file, attribute bits.
 #[derive(Clone, Copy, Debug)]
 pub struct Content<'a> {
-    /// GPT partition number.
-    pub number: u32,
+    /// The partition.
+    pub part: Partition,
     /// The file system image to copy in, if any.
     pub image: Option<&'a Path>,
     /// GPT attribute bits.
@@ -46,7 +48,7 @@ pub fn assemble(path: &Path, plan: &DiskPlan, contents: &[Content<'_>]) -> Resul
     // Each content image with the byte range it occupies.
     let mut sources = Vec::new();
     for c in contents {
-        let (Some(image), Some(part)) = (c.image, plan.partition(c.number)) else {
+        let (Some(image), Some(part)) = (c.image, plan.partition(c.part)) else {
             continue;
         };
         let len = std::fs::metadata(image).io("stat", image)?.len();
@@ -165,7 +167,7 @@ fn write_table(path: &Path, plan: &DiskPlan, contents: &[Content<'_>]) -> Result
         let mut entry = part.entry();
         entry.attributes = contents
             .iter()
-            .find(|c| c.number == part.number)
+            .find(|c| c.part == part.part)
             .map_or(0, |c| c.attributes);
         if let Some(slot) = gpt.partition_mut(part.number) {
             *slot = entry;

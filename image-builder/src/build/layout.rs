@@ -3,9 +3,9 @@
 //! reproducible.
 
 use sha2::{Digest, Sha256};
+use tandem_contract::Partition;
+use tandem_slot::Guid;
 use tandem_slot::gpt::Entry;
-use tandem_slot::guid::types;
-use tandem_slot::{Guid, Slot};
 
 use crate::build::definition::PartitionSizes;
 
@@ -17,6 +17,8 @@ const MIB_BLOCKS: u64 = MIB / BLOCK;
 /// One partition's place on the disk.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PartitionPlan {
+    /// Which partition of the layout.
+    pub part: Partition,
     /// GPT partition number.
     pub number: u32,
     /// GPT label.
@@ -67,9 +69,9 @@ pub struct DiskPlan {
 }
 
 impl DiskPlan {
-    /// The partition with GPT number `n`.
-    pub fn partition(&self, n: u32) -> Option<&PartitionPlan> {
-        self.partitions.iter().find(|p| p.number == n)
+    /// Where partition `part` goes.
+    pub fn partition(&self, part: Partition) -> Option<&PartitionPlan> {
+        self.partitions.iter().find(|p| p.part == part)
     }
     /// Total size in bytes.
     pub fn size(&self) -> u64 {
@@ -80,37 +82,25 @@ impl DiskPlan {
 /// Lays out the disk: 1 MiB aligned partitions from 1 MiB on, 1 MiB left at
 /// the end for the backup table.
 pub fn plan(sizes: &PartitionSizes, ids: &Identity) -> DiskPlan {
-    let table = [
-        (1, "EFI-SYSTEM", "esp", types::EFI_SYSTEM, sizes.esp),
-        (
-            Slot::A.partition_number(),
-            Slot::A.label(),
-            "usr",
-            types::USR,
-            sizes.usr,
-        ),
-        (
-            Slot::B.partition_number(),
-            Slot::B.label(),
-            "usr",
-            types::USR,
-            sizes.usr,
-        ),
-        (6, "OEM", "oem", types::LINUX_DATA, sizes.oem),
-        (9, "ROOT", "root", types::ROOT, sizes.root),
-    ];
+    let table = Partition::ALL.map(|part| match part {
+        Partition::Esp => (part, "esp", sizes.esp),
+        Partition::UsrA | Partition::UsrB => (part, "usr", sizes.usr),
+        Partition::Oem => (part, "oem", sizes.oem),
+        Partition::Root => (part, "root", sizes.root),
+    });
     let mut next = MIB_BLOCKS;
     let partitions = table
         .into_iter()
-        .map(|(number, label, size_key, type_guid, mib)| {
+        .map(|(part, size_key, mib)| {
             let first = next;
             next += mib * MIB_BLOCKS;
             PartitionPlan {
-                number,
-                label,
+                part,
+                number: part.number(),
+                label: part.label(),
                 size_key,
-                type_guid,
-                guid: ids.guid(label),
+                type_guid: part.type_guid(),
+                guid: ids.guid(part.label()),
                 first_lba: first,
                 last_lba: next - 1,
             }
@@ -194,7 +184,10 @@ mod tests {
             assert_eq!(part.first_lba % 2048, 0);
             assert_eq!(part.size() % MIB, 0);
         }
-        assert_eq!(p.partition(3).map(PartitionPlan::size), Some(1024 * MIB));
+        assert_eq!(
+            p.partition(Partition::UsrA).map(PartitionPlan::size),
+            Some(1024 * MIB)
+        );
         assert_eq!(p.size(), (1 + 256 + 2048 + 64 + 512 + 1) * MIB);
     }
 

@@ -6,6 +6,10 @@
 
 use std::path::{Path, PathBuf};
 
+use tandem_contract::Partition;
+use tandem_contract::cmdline::UsrVerity;
+use tandem_contract::esp::{self, LoaderConf, SlotConf, SlotFiles, Writer};
+use tandem_contract::os_release::OsRelease;
 use tandem_slot::{GptPrio, Slot, verity};
 
 use crate::build::apt;
@@ -159,15 +163,13 @@ impl Builder<'_> {
             append_verity(&usr_img, fs_size, &salt, s)
         })?;
         let usr_size = fs_size + tree.tree.len() as u64;
-        let usr_part = plan
-            .partition(Slot::A.partition_number())
-            .map_or(0, |p| p.size());
+        let usr_part = plan.partition(Slot::A.partition()).map_or(0, |p| p.size());
         if usr_size > usr_part {
             return Err(too_large(
                 "/usr file system with its hash tree",
                 usr_size,
                 &plan,
-                Slot::A.partition_number(),
+                Slot::A.partition(),
             ));
         }
 
@@ -185,7 +187,7 @@ impl Builder<'_> {
         })?;
         let kernel_out = self.work.join(outputs::KERNEL);
         std::fs::copy(&kernel.vmlinuz, &kernel_out).io("copy kernel to", &kernel_out)?;
-        let slot_conf = slot_conf(&def.image.version, &tree, &salt);
+        let slot_conf = slot_conf(&def.image.version, &tree, &salt).render(Writer::Builder);
         let esp = self.work.join("esp.img");
         progress.step("EFI system partition", |_| {
             self.esp(
@@ -207,27 +209,27 @@ impl Builder<'_> {
         let disk_path = self.work.join(outputs::DISK);
         let contents = [
             disk::Content {
-                number: 1,
+                part: Partition::Esp,
                 image: Some(&esp),
                 attributes: 0,
             },
             disk::Content {
-                number: Slot::A.partition_number(),
+                part: Slot::A.partition(),
                 image: Some(&usr_img),
                 attributes: GptPrio::new(1, 0, true).0,
             },
             disk::Content {
-                number: Slot::B.partition_number(),
+                part: Slot::B.partition(),
                 image: None,
                 attributes: GptPrio::new(0, 0, false).0,
             },
             disk::Content {
-                number: 6,
+                part: Partition::Oem,
                 image: Some(&oem),
                 attributes: 0,
             },
             disk::Content {
-                number: 9,
+                part: Partition::Root,
                 image: Some(&root),
                 attributes: 0,
             },
@@ -391,7 +393,14 @@ impl Builder<'_> {
         let img = &def.image;
         write_file(
             &usr.join("lib/os-release"),
-            usr_tree::os_release(&img.name, &img.version, &img.channel, &img.arch).as_bytes(),
+            OsRelease {
+                image: &img.name,
+                version: &img.version,
+                channel: &img.channel,
+                arch: &img.arch,
+            }
+            .render()
+            .as_bytes(),
             0o644,
         )?;
         let mut list = String::from(
@@ -443,38 +452,38 @@ impl Builder<'_> {
         initrd: &Path,
         slot_conf: &str,
     ) -> Result<()> {
-        let part = plan.partition(1).map_or(0, |p| p.size());
+        let part = plan.partition(Partition::Esp).map_or(0, |p| p.size());
         // Room for both slots' kernel and initramfs, plus 10 %: an update
         // must never find the ESP full (Flatcar's 128 MiB ESP did).
         let per_slot = file_size(kernel)? + file_size(initrd)? + slot_conf.len() as u64;
         let need = (file_size(bootloader)? + 2 * per_slot) * 11 / 10 + (2 << 20);
         if need > part {
-            return Err(too_large("two slots' kernel and initramfs", need, plan, 1));
+            return Err(too_large(
+                "two slots' kernel and initramfs",
+                need,
+                plan,
+                Partition::Esp,
+            ));
         }
-        let letter = Slot::A.letter();
-        let loader_conf = loader_conf(self.def.boot.timeout, &self.def.boot.cmdline);
+        let loader_conf = LoaderConf {
+            timeout: self.def.boot.timeout,
+            options: self.def.boot.cmdline.join(" "),
+        }
+        .render(Writer::Builder);
+        let slot = SlotFiles::of(Slot::A);
         let files = [
+            (esp::BOOTLOADER.to_string(), Content::File(bootloader)),
             (
-                "EFI/BOOT/BOOTX64.EFI".to_string(),
-                Content::File(bootloader),
-            ),
-            (
-                "EFI/tandem/loader.conf".to_string(),
+                esp::LOADER_CONF.to_string(),
                 Content::Bytes(loader_conf.as_bytes()),
             ),
-            (
-                format!("EFI/tandem/vmlinuz-{letter}"),
-                Content::File(kernel),
-            ),
-            (format!("EFI/tandem/initrd-{letter}"), Content::File(initrd)),
-            (
-                format!("EFI/tandem/slot-{letter}.conf"),
-                Content::Bytes(slot_conf.as_bytes()),
-            ),
+            (slot.kernel, Content::File(kernel)),
+            (slot.initrd, Content::File(initrd)),
+            (slot.conf, Content::Bytes(slot_conf.as_bytes())),
         ];
         let vol = fat::Volume {
             size: part,
-            label: "EFI-SYSTEM",
+            label: Partition::Esp.label(),
             volume_id: ids.volume_id("esp"),
             fat32: true,
             epoch: self.opts.source_date_epoch,
@@ -499,7 +508,7 @@ impl Builder<'_> {
             .collect();
         let mut files: Vec<fat::FatFile<'_>> = Vec::new();
         if !cmdline.is_empty() {
-            files.push(("cmdline".into(), Content::Bytes(cmdline.as_bytes())));
+            files.push((esp::OEM_CMDLINE.into(), Content::Bytes(cmdline.as_bytes())));
         }
         for (f, src) in oem.files.iter().zip(&sources) {
             if src.is_dir() {
@@ -517,10 +526,10 @@ impl Builder<'_> {
                 Content::File(src),
             ));
         }
-        let size = plan.partition(6).map_or(0, |p| p.size());
+        let size = plan.partition(Partition::Oem).map_or(0, |p| p.size());
         let vol = fat::Volume {
             size,
-            label: "OEM",
+            label: Partition::Oem.label(),
             volume_id: ids.volume_id("oem"),
             fat32: false,
             epoch: self.opts.source_date_epoch,
@@ -572,11 +581,11 @@ impl Builder<'_> {
                 f.mode_bits().unwrap_or(0o644),
             ));
         }
-        let size = plan.partition(9).map_or(0, |p| p.size());
+        let size = plan.partition(Partition::Root).map_or(0, |p| p.size());
         ext4::build(
             path,
             size,
-            "ROOT",
+            Partition::Root.label(),
             &ids.uuid("root"),
             self.opts.source_date_epoch,
             &nodes,
@@ -652,21 +661,15 @@ pub fn service_toml(role: &str) -> String {
     )
 }
 
-/// `EFI/tandem/loader.conf`.
-pub fn loader_conf(timeout: u32, cmdline: &[String]) -> String {
-    format!(
-        "# written by tandem build\ntimeout {timeout}\noptions {}\n",
-        cmdline.join(" ")
-    )
-}
-
-/// `EFI/tandem/slot-<x>.conf` for a slot holding `version` with `tree`.
-pub fn slot_conf(version: &str, tree: &verity::HashTree, salt: &[u8]) -> String {
-    format!(
-        "# written by tandem build\nversion {version}\noptions tandem.usrhash={} tandem.usrsalt={} tandem.usrblocks={}\n",
-        verity::hex(&tree.root),
-        verity::hex(salt),
-        tree.data_blocks
+/// `slot-<x>.conf` for a slot holding `version` with `tree`.
+pub fn slot_conf(version: &str, tree: &verity::HashTree, salt: &[u8]) -> SlotConf {
+    SlotConf::new(
+        version,
+        &UsrVerity {
+            root_hash: verity::hex(&tree.root),
+            salt: verity::hex(salt),
+            data_blocks: tree.data_blocks,
+        },
     )
 }
 
@@ -714,7 +717,7 @@ fn disk_info(plan: &DiskPlan, contents: &[disk::Content<'_>]) -> manifest::DiskI
                     "{:#018x}",
                     contents
                         .iter()
-                        .find(|c| c.number == p.number)
+                        .find(|c| c.part == p.part)
                         .map_or(0, |c| c.attributes)
                 ),
             })
@@ -754,8 +757,8 @@ fn file_size(p: &Path) -> Result<u64> {
     Ok(std::fs::metadata(p).io("stat", p)?.len())
 }
 
-fn too_large(what: &str, need: u64, plan: &DiskPlan, number: u32) -> Error {
-    let part = plan.partition(number);
+fn too_large(what: &str, need: u64, plan: &DiskPlan, part: Partition) -> Error {
+    let part = plan.partition(part);
     Error::TooLarge {
         what: what.into(),
         partition: part.map_or("?", |p| p.label).into(),

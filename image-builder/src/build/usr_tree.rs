@@ -183,13 +183,6 @@ pub fn busybox_applets(usr: &Path) -> Result<usize> {
     Ok(n)
 }
 
-/// `/usr/lib/os-release` for the image.
-pub fn os_release(name: &str, version: &str, channel: &str, arch: &str) -> String {
-    format!(
-        "NAME=\"Tandem\"\nID=tandem\nVERSION=\"{version}\"\nVERSION_ID={version}\nPRETTY_NAME=\"Tandem {name} {version} ({channel})\"\nIMAGE_ID={name}\nIMAGE_VERSION={version}\nTANDEM_CHANNEL={channel}\nTANDEM_ARCH={arch}\nHOME_URL=\"https://github.com/tandem-os/tandem\"\n"
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -53,17 +53,7 @@ pub const LOCK_FILE: &str = ".tandem-release.lock";
 /// How long a new pointer is valid unless told otherwise.
 pub const DEFAULT_EXPIRES_IN: u64 = 30 * 86_400;
 
-pub use updater::repo::valid_channel;
-
-/// Whether `name` is a valid image name: lower-case letters, digits, `-`.
-pub fn valid_image(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 64
-        && !name.starts_with('-')
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-}
+pub use updater::repo::{valid_channel, valid_image};
 
 fn check_channel(name: &str) -> Result<()> {
     if valid_channel(name) {
