@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use super::failover::{Attempt, Auth, Failover};
 use super::tls::{Tls, tls_config};
 use super::wire::{b64, header_revision, num_i64, num_u64, parse_kv, prefix_end, read_body};
-use super::{CONNECT_TIMEOUT, Error, REQUEST_TIMEOUT, code};
+use super::{CONNECT_TIMEOUT, Error, Miss, REQUEST_TIMEOUT, TlsSetting, WireError, code};
 
 /// A key and its value, as of a read.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -100,9 +100,9 @@ impl Etcd {
         if tls.is_set()
             && let Some(plain) = endpoints.iter().find(|e| e.starts_with("http://"))
         {
-            return Err(Error::Tls(format!(
-                "TLS files are set but endpoint {plain} is http://: use https:// endpoints (or drop ca-file/cert-file/key-file)"
-            )));
+            return Err(Error::Tls(TlsSetting::PlainEndpoint {
+                endpoint: plain.clone(),
+            }));
         }
         let mut config = ureq::Agent::config_builder()
             .http_status_as_error(false)
@@ -248,7 +248,7 @@ impl Etcd {
         )?;
         match v.get("ID").and_then(num_i64) {
             Some(id) if id != 0 => Ok(id),
-            _ => Err(self.protocol("lease grant", &what, "no lease ID")),
+            _ => Err(self.protocol("lease grant", &what, WireError::NoLeaseId)),
         }
     }
 
@@ -320,7 +320,7 @@ impl Etcd {
             let token = match self.token(endpoint) {
                 Ok(t) => t,
                 Err(a) => {
-                    fo.failed(self, a.not_reauth(), "watch", key, endpoint)?;
+                    fo.failed(self, a.not_reauth(endpoint), "watch", key, endpoint)?;
                     continue;
                 }
             };
@@ -344,7 +344,7 @@ impl Etcd {
                 Err(e) => {
                     fo.failed(
                         self,
-                        self.send_failed("watch", key, endpoint, &e),
+                        self.send_failed("watch", key, endpoint, e),
                         "watch",
                         key,
                         endpoint,
@@ -374,7 +374,10 @@ impl Etcd {
                             op: "watch",
                             key: key.to_string(),
                             endpoints: endpoint.clone(),
-                            detail: format!("the watch stream broke: {e}"),
+                            last: Box::new(Miss::StreamBroke {
+                                endpoint: endpoint.clone(),
+                                source: e,
+                            }),
                         });
                     }
                 };
@@ -410,7 +413,9 @@ impl Etcd {
             if Instant::now() + Duration::from_millis(5) >= deadline {
                 return Ok(None);
             }
-            let ended = Attempt::Next(format!("{endpoint}: the watch stream ended"));
+            let ended = Attempt::Next(Miss::StreamEnded {
+                endpoint: endpoint.clone(),
+            });
             fo.failed(self, ended, "watch", key, endpoint)?;
         }
         Err(fo.exhausted(self, "watch", key))
@@ -421,19 +426,19 @@ impl Etcd {
             return Ok(Vec::new());
         };
         let Some(list) = list.as_array() else {
-            return Err(self.protocol(op, key, "kvs is not a list"));
+            return Err(self.protocol(op, key, WireError::KvsNotList));
         };
         list.iter()
             .map(|item| parse_kv(item).map_err(|m| self.protocol(op, key, m)))
             .collect()
     }
 
-    fn protocol(&self, op: &'static str, key: &str, msg: impl Into<String>) -> Error {
+    fn protocol(&self, op: &'static str, key: &str, problem: WireError) -> Error {
         Error::Protocol {
             endpoint: self.endpoint().to_string(),
             op,
             key: key.to_string(),
-            msg: msg.into(),
+            problem,
         }
     }
 }

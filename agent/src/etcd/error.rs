@@ -47,18 +47,19 @@ pub enum Error {
         endpoint: String,
     },
     /// A TLS file cannot be read or does not hold what it should.
-    #[error("etcd TLS: {what} {path}: {msg}")]
+    #[error("etcd TLS: {what} {}: {problem}", path.display())]
     TlsFile {
         /// `ca-file`, `cert-file` or `key-file`.
         what: &'static str,
         /// The file.
         path: PathBuf,
         /// What is wrong.
-        msg: String,
+        #[source]
+        problem: Box<TlsFileProblem>,
     },
     /// The TLS settings do not fit together.
     #[error("etcd TLS: {0}")]
-    Tls(String),
+    Tls(#[source] TlsSetting),
     /// No TLS session with any endpoint: etcd's certificate is not trusted,
     /// or etcd refused the client's (a setting to fix, not an outage).
     #[error("etcd at {endpoint}: {op} {key}: TLS handshake failed: {msg}: {hint}")]
@@ -76,7 +77,7 @@ pub enum Error {
     },
     /// No endpoint answered (refused, timed out, or "unavailable").
     #[error(
-        "etcd unreachable: {op} {key}: {detail} (tried {endpoints}): check that etcd runs and that [etcd] endpoints lists its client URLs"
+        "etcd unreachable: {op} {key}: {last} (tried {endpoints}): check that etcd runs and that [etcd] endpoints lists its client URLs"
     )]
     Unavailable {
         /// The operation (`range`, `txn`, ...).
@@ -86,7 +87,8 @@ pub enum Error {
         /// Every endpoint tried.
         endpoints: String,
         /// What happened at the last one.
-        detail: String,
+        #[source]
+        last: Box<Miss>,
     },
     /// etcd answered with an error.
     #[error("etcd at {endpoint}: {op} {key} failed: {message} (code {code}){hint}")]
@@ -118,7 +120,7 @@ pub enum Error {
     },
     /// The answer is not what etcd's gateway sends.
     #[error(
-        "etcd at {endpoint}: {op} {key}: unexpected answer ({msg}): is this the client URL of an etcd 3.4 or later?"
+        "etcd at {endpoint}: {op} {key}: unexpected answer ({problem}): is this the client URL of an etcd 3.4 or later?"
     )]
     Protocol {
         /// The endpoint.
@@ -128,8 +130,167 @@ pub enum Error {
         /// The key.
         key: String,
         /// What is wrong.
-        msg: String,
+        #[source]
+        problem: WireError,
     },
+}
+
+/// What is wrong with a TLS file ([`Error::TlsFile`]).
+#[derive(Debug, thiserror::Error)]
+pub enum TlsFileProblem {
+    /// The file cannot be read.
+    #[error("cannot be read: {0}")]
+    Read(#[source] std::io::Error),
+    /// The PEM text is broken.
+    #[error("not valid PEM: {0}")]
+    Pem(#[source] ureq::Error),
+    /// No `BEGIN CERTIFICATE` in it.
+    #[error("holds no PEM certificate (BEGIN CERTIFICATE)")]
+    NoCertificate,
+    /// rustls refuses a CA certificate.
+    #[error("not a usable CA certificate: {0}")]
+    Ca(#[source] rustls::Error),
+    /// No private key in it.
+    #[error("holds no PEM private key: {0}")]
+    NoKey(#[source] ureq::Error),
+    /// A kind of private key rustls does not take.
+    #[error("unsupported private key: {why} (cert-file {})", cert.display())]
+    UnsupportedKey {
+        /// The client certificate it goes with.
+        cert: PathBuf,
+        /// What rustls said.
+        why: &'static str,
+    },
+    /// The key does not belong to the client certificate.
+    #[error("does not fit the client certificate or is not usable: {source} (cert-file {})", cert.display())]
+    KeyMismatch {
+        /// The client certificate.
+        cert: PathBuf,
+        /// What rustls said.
+        source: rustls::Error,
+    },
+}
+
+/// TLS settings that do not fit together ([`Error::Tls`]).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum TlsSetting {
+    /// TLS files with a plain `http://` endpoint.
+    #[error(
+        "TLS files are set but endpoint {endpoint} is http://: use https:// endpoints (or drop ca-file/cert-file/key-file)"
+    )]
+    PlainEndpoint {
+        /// The `http://` endpoint.
+        endpoint: String,
+    },
+    /// A client certificate without its key, or a key without its certificate.
+    #[error("cert-file and key-file go together: set both (client certificate) or neither")]
+    CertWithoutKey,
+}
+
+/// Why one endpoint gave no usable answer (the last one is in
+/// [`Error::Unavailable`]).
+#[derive(Debug, thiserror::Error)]
+pub enum Miss {
+    /// No endpoint was tried.
+    #[error("no endpoint was tried")]
+    NotTried,
+    /// The request could not be sent or got no answer (refused, timed out).
+    #[error("{endpoint}: {source}")]
+    Send {
+        /// The endpoint.
+        endpoint: String,
+        /// What ureq said.
+        source: ureq::Error,
+    },
+    /// The answer could not be read.
+    #[error("{endpoint}: {source}")]
+    Body {
+        /// The endpoint.
+        endpoint: String,
+        /// What is wrong with it.
+        source: WireError,
+    },
+    /// etcd said to try another member, or refused the auth token.
+    #[error("{endpoint}: {message}")]
+    Etcd {
+        /// The endpoint.
+        endpoint: String,
+        /// etcd's message.
+        message: String,
+    },
+    /// An HTTP error without etcd's error body (a proxy, a crash).
+    #[error("{endpoint}: HTTP {status}")]
+    Status {
+        /// The endpoint.
+        endpoint: String,
+        /// The HTTP status.
+        status: u16,
+    },
+    /// A watch stream ended before an event or the deadline.
+    #[error("{endpoint}: the watch stream ended")]
+    StreamEnded {
+        /// The endpoint.
+        endpoint: String,
+    },
+    /// A watch stream broke off in the middle of an answer.
+    #[error("{endpoint}: the watch stream broke: {source}")]
+    StreamBroke {
+        /// The endpoint.
+        endpoint: String,
+        /// What the JSON reader said.
+        source: serde_json::Error,
+    },
+}
+
+/// What is wrong with an answer of etcd's gateway ([`Error::Protocol`]).
+#[derive(Debug, thiserror::Error)]
+pub enum WireError {
+    /// Reading the body failed.
+    #[error("reading the answer: {0}")]
+    Read(#[source] std::io::Error),
+    /// The body is larger than the client reads.
+    #[error("answer larger than {limit} bytes")]
+    TooLarge {
+        /// The limit.
+        limit: u64,
+    },
+    /// The body is not JSON.
+    #[error("not JSON: {0}")]
+    NotJson(#[source] serde_json::Error),
+    /// An HTTP status that is neither 200 nor an etcd error.
+    #[error("HTTP {status}: {body}")]
+    Status {
+        /// The HTTP status.
+        status: u16,
+        /// The start of the body.
+        body: String,
+    },
+    /// `kvs` is there but not a list.
+    #[error("kvs is not a list")]
+    KvsNotList,
+    /// An entry of `kvs` without a key.
+    #[error("an entry without a key")]
+    NoKey,
+    /// A field that must be base64 is not.
+    #[error("{field} is not base64: {source}")]
+    NotBase64 {
+        /// The field.
+        field: &'static str,
+        /// The decoder's complaint.
+        source: base64::DecodeError,
+    },
+    /// A field that must be a string is not.
+    #[error("{field} is not a string")]
+    NotString {
+        /// The field.
+        field: &'static str,
+    },
+    /// A lease grant without the lease's ID.
+    #[error("no lease ID")]
+    NoLeaseId,
+    /// An authentication answer without a token.
+    #[error("no token in the answer")]
+    NoToken,
 }
 
 impl Error {

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use super::client::Etcd;
 use super::error::hint;
 use super::wire::{grpc_error, num_i64, read_body};
-use super::{Error, code};
+use super::{Error, Miss, WireError, code};
 
 /// How the client authenticates.
 #[derive(Clone, Default, PartialEq, Eq)]
@@ -39,8 +39,9 @@ impl fmt::Debug for Auth {
 /// One failed attempt at one endpoint.
 pub(super) enum Attempt {
     /// Try the next endpoint.
-    Next(String),
-    /// The token was refused: authenticate again, then retry.
+    Next(Miss),
+    /// The token was refused (etcd's message): authenticate again, then
+    /// retry.
     Reauth(String),
     /// TLS failed at this endpoint: try the next; this is the error if
     /// none answers.
@@ -52,9 +53,12 @@ pub(super) enum Attempt {
 impl Attempt {
     /// A refused token while getting one (authenticating) is this
     /// endpoint's failure: go on to the next.
-    pub(super) fn not_reauth(self) -> Attempt {
+    pub(super) fn not_reauth(self, endpoint: &str) -> Attempt {
         match self {
-            Attempt::Reauth(d) => Attempt::Next(d),
+            Attempt::Reauth(message) => Attempt::Next(Miss::Etcd {
+                endpoint: endpoint.to_string(),
+                message,
+            }),
             other => other,
         }
     }
@@ -107,18 +111,26 @@ impl Etcd {
             .map_err(
                 |e| match self.tls_failure("authenticate", user, endpoint, &e) {
                     Some(t) => Attempt::Tls(t),
-                    None => Attempt::Next(format!("{endpoint}: {e}")),
+                    None => Attempt::Next(Miss::Send {
+                        endpoint: endpoint.to_string(),
+                        source: e,
+                    }),
                 },
             )?;
         let status = resp.status().as_u16();
-        let text = read_body(resp).map_err(|e| Attempt::Next(format!("{endpoint}: {e}")))?;
+        let text = read_body(resp).map_err(|source| {
+            Attempt::Next(Miss::Body {
+                endpoint: endpoint.to_string(),
+                source,
+            })
+        })?;
         if status == 200 {
             let v: Value = serde_json::from_str(&text).map_err(|e| {
                 Attempt::Fail(Error::Protocol {
                     endpoint: endpoint.to_string(),
                     op: "authenticate",
                     key: user.clone(),
-                    msg: e.to_string(),
+                    problem: WireError::NotJson(e),
                 })
             })?;
             let token = v.get("token").and_then(Value::as_str).unwrap_or("");
@@ -127,7 +139,7 @@ impl Etcd {
                     endpoint: endpoint.to_string(),
                     op: "authenticate",
                     key: user.clone(),
-                    msg: "no token in the answer".into(),
+                    problem: WireError::NoToken,
                 }));
             }
             if let Ok(mut t) = self.token.lock() {
@@ -141,7 +153,10 @@ impl Etcd {
             return Ok(None);
         }
         if code == Some(code::UNAVAILABLE) || status >= 500 && code.is_none() {
-            return Err(Attempt::Next(format!("{endpoint}: {message}")));
+            return Err(Attempt::Next(Miss::Etcd {
+                endpoint: endpoint.to_string(),
+                message,
+            }));
         }
         Err(Attempt::Fail(Error::Auth {
             endpoint: endpoint.to_string(),
@@ -162,27 +177,33 @@ impl Etcd {
         let (code, message) = grpc_error(text);
         let Some(code) = code else {
             return if status >= 500 {
-                Attempt::Next(format!("{endpoint}: HTTP {status}"))
+                Attempt::Next(Miss::Status {
+                    endpoint: endpoint.to_string(),
+                    status,
+                })
             } else {
                 Attempt::Fail(Error::Protocol {
                     endpoint: endpoint.to_string(),
                     op,
                     key: key.to_string(),
-                    msg: format!(
-                        "HTTP {status}: {}",
-                        text.chars().take(200).collect::<String>()
-                    ),
+                    problem: WireError::Status {
+                        status,
+                        body: text.chars().take(200).collect(),
+                    },
                 })
             };
         };
         if code == code::UNAVAILABLE {
-            return Attempt::Next(format!("{endpoint}: {message}"));
+            return Attempt::Next(Miss::Etcd {
+                endpoint: endpoint.to_string(),
+                message,
+            });
         }
         if code == code::UNAUTHENTICATED
             || message.contains("invalid auth token")
             || message.contains("revision of auth store is old")
         {
-            return Attempt::Reauth(format!("{endpoint}: {message}"));
+            return Attempt::Reauth(message);
         }
         Attempt::Fail(Error::Refused {
             endpoint: endpoint.to_string(),
@@ -209,7 +230,7 @@ impl Etcd {
             let token = match self.token(endpoint) {
                 Ok(t) => t,
                 Err(a) => {
-                    fo.failed(self, a.not_reauth(), op, key, endpoint)?;
+                    fo.failed(self, a.not_reauth(endpoint), op, key, endpoint)?;
                     continue;
                 }
             };
@@ -228,14 +249,12 @@ impl Etcd {
                     let status = resp.status().as_u16();
                     match read_body(resp) {
                         Ok(t) => (status, t),
-                        Err(e) => {
-                            fo.failed(
-                                self,
-                                Attempt::Next(format!("{endpoint}: {e}")),
-                                op,
-                                key,
-                                endpoint,
-                            )?;
+                        Err(source) => {
+                            let miss = Miss::Body {
+                                endpoint: endpoint.clone(),
+                                source,
+                            };
+                            fo.failed(self, Attempt::Next(miss), op, key, endpoint)?;
                             continue;
                         }
                     }
@@ -243,7 +262,7 @@ impl Etcd {
                 Err(e) => {
                     fo.failed(
                         self,
-                        self.send_failed(op, key, endpoint, &e),
+                        self.send_failed(op, key, endpoint, e),
                         op,
                         key,
                         endpoint,
@@ -256,7 +275,7 @@ impl Etcd {
                     endpoint: endpoint.clone(),
                     op,
                     key: key.to_string(),
-                    msg: format!("not JSON: {e}"),
+                    problem: WireError::NotJson(e),
                 })?;
                 // Streaming endpoints (keepalive) answer 200 with an error inside.
                 let Some(err) = v.get("error").filter(|e| e.is_object()) else {
@@ -286,11 +305,14 @@ impl Etcd {
         op: &'static str,
         key: &str,
         endpoint: &str,
-        e: &ureq::Error,
+        e: ureq::Error,
     ) -> Attempt {
-        match self.tls_failure(op, key, endpoint, e) {
+        match self.tls_failure(op, key, endpoint, &e) {
             Some(t) => Attempt::Tls(t),
-            None => Attempt::Next(format!("{endpoint}: {e}")),
+            None => Attempt::Next(Miss::Send {
+                endpoint: endpoint.to_string(),
+                source: e,
+            }),
         }
     }
 }
@@ -300,7 +322,7 @@ impl Etcd {
 pub(super) struct Failover {
     start: usize,
     tried: usize,
-    last: String,
+    last: Miss,
     tls_failed: Option<Error>,
     reauthed: bool,
 }
@@ -310,7 +332,7 @@ impl Failover {
         Failover {
             start: etcd.current.load(Ordering::Relaxed),
             tried: 0,
-            last: String::new(),
+            last: Miss::NotTried,
             tls_failed: None,
             reauthed: false,
         }
@@ -342,13 +364,16 @@ impl Failover {
                 self.tried += 1;
             }
             Attempt::Tls(e) => {
-                self.last = e.to_string();
+                // No need for `last`: with a TLS failure, that is the error.
                 self.tls_failed = Some(e);
                 self.tried += 1;
             }
-            Attempt::Reauth(d) if !self.reauthed => {
+            Attempt::Reauth(message) if !self.reauthed => {
                 self.reauthed = true;
-                self.last = d;
+                self.last = Miss::Etcd {
+                    endpoint: endpoint.to_string(),
+                    message,
+                };
                 etcd.clear_token();
             }
             Attempt::Reauth(d) => return Err(etcd.refused_auth(op, key, endpoint, d)),
@@ -364,7 +389,7 @@ impl Failover {
             op,
             key: key.to_string(),
             endpoints: etcd.endpoints.join(", "),
-            detail: self.last,
+            last: Box::new(self.last),
         })
     }
 }

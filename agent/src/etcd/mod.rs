@@ -60,7 +60,7 @@ mod tls;
 mod wire;
 
 pub use client::{Etcd, Expect, Kv};
-pub use error::{Error, code};
+pub use error::{Error, Miss, TlsFileProblem, TlsSetting, WireError, code};
 pub use failover::Auth;
 pub use tls::Tls;
 pub use wire::prefix_end;

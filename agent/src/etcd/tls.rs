@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::client::Etcd;
-use super::{CONNECT_TIMEOUT, Error};
+use super::{CONNECT_TIMEOUT, Error, TlsFileProblem, TlsSetting};
 
 /// TLS files, all PEM. Only used for `https://` endpoints; none set means
 /// the server is checked against the Mozilla roots built in.
@@ -119,7 +119,7 @@ fn read_file(what: &'static str, path: &Path) -> Result<Vec<u8>, Error> {
     std::fs::read(path).map_err(|e| Error::TlsFile {
         what,
         path: path.to_path_buf(),
-        msg: format!("cannot be read: {e}"),
+        problem: Box::new(TlsFileProblem::Read(e)),
     })
 }
 
@@ -147,7 +147,7 @@ pub(super) fn tls_config(
                     return Err(Error::TlsFile {
                         what,
                         path: path.to_path_buf(),
-                        msg: format!("not valid PEM: {e}"),
+                        problem: Box::new(TlsFileProblem::Pem(e)),
                     });
                 }
             }
@@ -156,7 +156,7 @@ pub(super) fn tls_config(
             return Err(Error::TlsFile {
                 what,
                 path: path.to_path_buf(),
-                msg: "holds no PEM certificate (BEGIN CERTIFICATE)".into(),
+                problem: Box::new(TlsFileProblem::NoCertificate),
             });
         }
         Ok(out)
@@ -173,7 +173,7 @@ pub(super) fn tls_config(
                 .map_err(|e| Error::TlsFile {
                     what: "ca-file",
                     path: path.clone(),
-                    msg: format!("not a usable CA certificate: {e}"),
+                    problem: Box::new(TlsFileProblem::Ca(e)),
                 })?;
         }
         builder = builder.root_certs(RootCerts::new_with_certs(&roots));
@@ -182,10 +182,7 @@ pub(super) fn tls_config(
     match (&tls.cert_file, &tls.key_file) {
         (None, None) => {}
         (Some(_), None) | (None, Some(_)) => {
-            return Err(Error::Tls(
-                "cert-file and key-file go together: set both (client certificate) or neither"
-                    .into(),
-            ));
+            return Err(Error::Tls(TlsSetting::CertWithoutKey));
         }
         (Some(cert_path), Some(key_path)) => {
             let chain = certs("cert-file", cert_path)?;
@@ -193,12 +190,12 @@ pub(super) fn tls_config(
             let key = PrivateKey::from_pem(&pem).map_err(|e| Error::TlsFile {
                 what: "key-file",
                 path: key_path.clone(),
-                msg: format!("holds no PEM private key: {e}"),
+                problem: Box::new(TlsFileProblem::NoKey(e)),
             })?;
-            check_key(&chain, &key).map_err(|msg| Error::TlsFile {
+            check_key(&chain, &key, cert_path).map_err(|problem| Error::TlsFile {
                 what: "key-file",
                 path: key_path.clone(),
-                msg: format!("{msg} (cert-file {})", cert_path.display()),
+                problem: Box::new(problem),
             })?;
             if let Ok(key_der) = rustls::pki_types::PrivateKeyDer::try_from(key.der().to_vec()) {
                 let chain_der: Vec<_> = chain
@@ -232,11 +229,14 @@ pub(super) fn tls_config(
 fn check_key(
     chain: &[ureq::tls::Certificate<'static>],
     key: &ureq::tls::PrivateKey<'static>,
-) -> Result<(), String> {
+    cert_path: &Path,
+) -> Result<(), TlsFileProblem> {
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
     let der = key.der().to_vec();
-    let key_der =
-        PrivateKeyDer::try_from(der).map_err(|e| format!("unsupported private key: {e}"))?;
+    let key_der = PrivateKeyDer::try_from(der).map_err(|why| TlsFileProblem::UnsupportedKey {
+        cert: cert_path.to_path_buf(),
+        why,
+    })?;
     let certs = chain
         .iter()
         .map(|c| CertificateDer::from(c.der().to_vec()))
@@ -244,5 +244,8 @@ fn check_key(
     let provider = rustls::crypto::ring::default_provider();
     rustls::sign::CertifiedKey::from_der(certs, key_der, &provider)
         .map(|_| ())
-        .map_err(|e| format!("does not fit the client certificate or is not usable: {e}"))
+        .map_err(|source| TlsFileProblem::KeyMismatch {
+            cert: cert_path.to_path_buf(),
+            source,
+        })
 }

@@ -8,7 +8,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use serde_json::Value;
 
-use super::Kv;
+use super::{Kv, WireError};
 
 /// The largest answer read (a range over many fleet records).
 const MAX_BODY: u64 = 32 << 20;
@@ -30,15 +30,15 @@ pub(super) fn grpc_error(text: &str) -> (Option<i32>, String) {
     }
 }
 
-pub(super) fn read_body(resp: ureq::http::Response<ureq::Body>) -> Result<String, String> {
+pub(super) fn read_body(resp: ureq::http::Response<ureq::Body>) -> Result<String, WireError> {
     let mut out = Vec::new();
     resp.into_body()
         .into_reader()
         .take(MAX_BODY + 1)
         .read_to_end(&mut out)
-        .map_err(|e| format!("reading the answer: {e}"))?;
+        .map_err(WireError::Read)?;
     if out.len() as u64 > MAX_BODY {
-        return Err(format!("answer larger than {MAX_BODY} bytes"));
+        return Err(WireError::TooLarge { limit: MAX_BODY });
     }
     Ok(String::from_utf8_lossy(&out).into_owned())
 }
@@ -73,20 +73,20 @@ pub(super) fn header_revision(v: &Value) -> u64 {
 }
 
 /// One entry of `kvs`.
-pub(super) fn parse_kv(v: &Value) -> Result<Kv, String> {
-    let bytes = |field: &str| -> Result<Vec<u8>, String> {
+pub(super) fn parse_kv(v: &Value) -> Result<Kv, WireError> {
+    let bytes = |field: &'static str| -> Result<Vec<u8>, WireError> {
         match v.get(field) {
             None => Ok(Vec::new()),
             Some(Value::String(s)) => B64
                 .decode(s)
-                .map_err(|e| format!("{field} is not base64: {e}")),
-            Some(_) => Err(format!("{field} is not a string")),
+                .map_err(|source| WireError::NotBase64 { field, source }),
+            Some(_) => Err(WireError::NotString { field }),
         }
     };
     let n = |field: &str| v.get(field).and_then(num_u64).unwrap_or(0);
     let key = bytes("key")?;
     if key.is_empty() {
-        return Err("an entry without a key".into());
+        return Err(WireError::NoKey);
     }
     let lease = v.get("lease").and_then(num_i64).filter(|l| *l != 0);
     Ok(Kv {
