@@ -116,7 +116,7 @@ fn joined(errors: &[ConfigError]) -> String {
 pub enum ConfigProblem {
     /// The file cannot be read.
     #[error("{0}")]
-    Read(#[source] SharedError),
+    Read(#[source] Shared<updater::Error>),
     /// Not TOML, or a key or value agent.toml does not have.
     #[error("{}", .0.to_string().trim_end().replace('\n', " "))]
     Toml(#[source] toml::de::Error),
@@ -177,33 +177,40 @@ pub enum ConfigProblem {
     CertWithoutKey,
 }
 
-/// An updater error that can be cloned and compared (two are equal when
-/// they say the same), for [`ConfigProblem::Read`].
-#[derive(Clone, Debug)]
-pub struct SharedError(pub Arc<updater::Error>);
+/// An error of another crate that can be cloned and compared (two are
+/// equal when they say the same), for errors that must be `Clone` and
+/// `Eq` ([`ConfigProblem::Read`], [`crate::semaphore::Error::Format`]).
+#[derive(Debug)]
+pub struct Shared<E>(pub Arc<E>);
 
-impl std::fmt::Display for SharedError {
+impl<E> Clone for Shared<E> {
+    fn clone(&self) -> Self {
+        Shared(Arc::clone(&self.0))
+    }
+}
+
+impl<E: std::fmt::Display> std::fmt::Display for Shared<E> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         self.0.fmt(f)
     }
 }
 
-impl std::error::Error for SharedError {
+impl<E: std::error::Error> std::error::Error for Shared<E> {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         self.0.source()
     }
 }
 
-impl PartialEq for SharedError {
+impl<E: std::fmt::Display> PartialEq for Shared<E> {
     fn eq(&self, other: &Self) -> bool {
         Arc::ptr_eq(&self.0, &other.0) || self.0.to_string() == other.0.to_string()
     }
 }
 
-impl Eq for SharedError {}
+impl<E: std::fmt::Display> Eq for Shared<E> {}
 
-impl From<updater::Error> for SharedError {
-    fn from(e: updater::Error) -> Self {
-        SharedError(Arc::new(e))
+impl<E> From<E> for Shared<E> {
+    fn from(e: E) -> Self {
+        Shared(Arc::new(e))
     }
 }
