@@ -214,3 +214,51 @@ impl<E> From<E> for Shared<E> {
         Shared(Arc::new(e))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::config::{EtcdSettings, read_password};
+    use crate::daemon::connect;
+
+    #[test]
+    fn setup_errors_name_the_setting_and_the_file() {
+        let s = EtcdSettings {
+            endpoints: vec!["http://h:2379".into()],
+            username: Some("tandem".into()),
+            ..EtcdSettings::default()
+        };
+        let e = connect(&s).expect_err("no password file");
+        assert!(matches!(e, Error::NoPasswordFile { .. }), "{e:?}");
+        assert!(e.to_string().contains("password-file"), "{e}");
+        let e = read_password(Path::new("/nonexistent/etcd-password")).expect_err("missing");
+        let text = e.to_string();
+        assert!(
+            matches!(e, Error::PasswordFile { .. })
+                && text.contains("/nonexistent/etcd-password")
+                && text.contains("[etcd] password-file"),
+            "{text}"
+        );
+        let s = EtcdSettings {
+            endpoints: vec!["ftp://h".into()],
+            ..EtcdSettings::default()
+        };
+        let e = connect(&s).expect_err("not a URL");
+        assert!(
+            matches!(e, Error::EtcdClient(etcd::Error::Endpoint { .. })),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn shared_errors_compare_by_what_they_say() {
+        let a: Shared<std::io::Error> = std::io::Error::other("x").into();
+        let b: Shared<std::io::Error> = std::io::Error::other("x").into();
+        let c: Shared<std::io::Error> = std::io::Error::other("y").into();
+        assert_eq!(a, b);
+        assert_eq!(a.clone(), a);
+        assert_ne!(a, c);
+    }
+}
