@@ -37,16 +37,52 @@ options: --etcd <url> (repeatable; default: [etcd] of agent.toml), --group <name
 pub enum Error {
     /// The command line is wrong.
     #[error("{0}\nusage:\n{USAGE}")]
-    Usage(String),
-    /// No etcd to talk to.
-    #[error("{0}")]
-    Setup(String),
+    Usage(#[source] Usage),
+    /// No etcd endpoint given or configured.
+    #[error(
+        "no etcd: pass --etcd http://<host>:2379, or set [etcd] endpoints in /etc/tandem/agent.toml"
+    )]
+    NoEtcd,
+    /// agent.toml's `[etcd]` is not usable (password file, TLS files).
+    #[error(transparent)]
+    Setup(#[from] crate::error::Error),
     /// etcd failed.
     #[error(transparent)]
     Etcd(#[from] etcd::Error),
     /// The lock operation failed.
     #[error(transparent)]
     Lock(#[from] lock::Error),
+}
+
+/// What is wrong with a command line.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Usage {
+    /// An option without its value.
+    #[error("{option} needs {what}")]
+    MissingValue {
+        /// The option.
+        option: &'static str,
+        /// What it needs.
+        what: &'static str,
+    },
+    /// An option that does not exist.
+    #[error("unknown option {0}")]
+    UnknownOption(String),
+    /// `lock lock` without an id where there is no machine id.
+    #[error("lock lock: give the holder id (no machine id here)")]
+    NoHolderId,
+    /// `lock lock` with more than one id.
+    #[error("lock lock takes at most one id")]
+    TooManyIds,
+    /// `set-max` with something else than a number.
+    #[error("set-max: {0:?} is not a number")]
+    NotANumber(String),
+    /// No command.
+    #[error("a command is needed")]
+    NoCommand,
+    /// A command that does not exist.
+    #[error("unknown command {0:?}")]
+    UnknownCommand(String),
 }
 
 /// Where the defaults come from.
@@ -78,19 +114,25 @@ fn parse<'a>(args: &[&'a str]) -> Result<Args<'a>, Error> {
             "--json" => a.json = true,
             "--etcd" => a.endpoints.extend(
                 it.next()
-                    .ok_or_else(|| Error::Usage("--etcd needs a URL".into()))?
+                    .ok_or(Error::Usage(Usage::MissingValue {
+                        option: "--etcd",
+                        what: "a URL",
+                    }))?
                     .split(',')
                     .map(str::to_string),
             ),
             "--group" => {
                 a.group = Some(
                     it.next()
-                        .ok_or_else(|| Error::Usage("--group needs a name".into()))?
+                        .ok_or(Error::Usage(Usage::MissingValue {
+                            option: "--group",
+                            what: "a name",
+                        }))?
                         .to_string(),
                 )
             }
             other if other.starts_with("--") => {
-                return Err(Error::Usage(format!("unknown option {other}")));
+                return Err(Error::Usage(Usage::UnknownOption(other.to_string())));
             }
             other => a.words.push(other),
         }
@@ -113,11 +155,8 @@ pub fn run(args: &[&str], defaults: &Defaults) -> Result<u8, Error> {
             return Ok(Etcd::new(&a.endpoints, Auth::None, &Tls::default())?);
         }
         match config.as_ref().and_then(|c| c.etcd.as_ref()) {
-            Some(s) => crate::daemon::connect(s).map_err(Error::Setup),
-            None => Err(Error::Setup(
-                "no etcd: pass --etcd http://<host>:2379, or set [etcd] endpoints in /etc/tandem/agent.toml"
-                    .into(),
-            )),
+            Some(s) => Ok(crate::daemon::connect(s)?),
+            None => Err(Error::NoEtcd),
         }
     };
     match a.words.as_slice() {
@@ -154,10 +193,11 @@ pub fn run(args: &[&str], defaults: &Defaults) -> Result<u8, Error> {
         ["lock", "lock", rest @ ..] => {
             let id = match rest {
                 [id] => id.to_string(),
-                [] => defaults.machine_id.clone().ok_or_else(|| {
-                    Error::Usage("lock lock: give the holder id (no machine id here)".into())
-                })?,
-                _ => return Err(Error::Usage("lock lock takes at most one id".into())),
+                [] => defaults
+                    .machine_id
+                    .clone()
+                    .ok_or(Error::Usage(Usage::NoHolderId))?,
+                _ => return Err(Error::Usage(Usage::TooManyIds)),
             };
             let e = etcd()?;
             match Lock::new(&e, &group).lock(&id)? {
@@ -193,7 +233,7 @@ pub fn run(args: &[&str], defaults: &Defaults) -> Result<u8, Error> {
         ["lock", "set-max", n] => {
             let max: i64 = n
                 .parse()
-                .map_err(|_| Error::Usage(format!("set-max: {n:?} is not a number")))?;
+                .map_err(|_| Error::Usage(Usage::NotANumber(n.to_string())))?;
             let e = etcd()?;
             let (before, after) = Lock::new(&e, &group).set_max(max)?;
             println!(
@@ -204,11 +244,8 @@ pub fn run(args: &[&str], defaults: &Defaults) -> Result<u8, Error> {
             );
             Ok(0)
         }
-        [] => Err(Error::Usage("a command is needed".into())),
-        other => Err(Error::Usage(format!(
-            "unknown command {:?}",
-            other.join(" ")
-        ))),
+        [] => Err(Error::Usage(Usage::NoCommand)),
+        other => Err(Error::Usage(Usage::UnknownCommand(other.join(" ")))),
     }
 }
 

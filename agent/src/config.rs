@@ -33,6 +33,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use updater::config::Source;
 
+use crate::error::ConfigProblem;
 use crate::fleetlock;
 use crate::window::Window;
 
@@ -47,13 +48,14 @@ pub const DEFAULT_GROUP: &str = "default";
 
 /// A layer (or their combination) that is not valid.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("{origin}: {msg}")]
+#[error("{origin}: {problem}")]
 pub struct ConfigError {
     /// The file (or `OEM partition: agent.toml`, or `agent.toml` for the
     /// merged result).
     pub origin: String,
     /// What is wrong and what to write instead.
-    pub msg: String,
+    #[source]
+    pub problem: ConfigProblem,
 }
 
 /// How to reach etcd.
@@ -141,53 +143,61 @@ struct Merged {
     fleetlock: Option<String>,
 }
 
-fn check_url(key: &str, url: &str, schemes: &[&str]) -> Result<(), String> {
-    let rest = schemes
+/// Checks an `http://` or `https://` URL.
+fn check_url(key: &'static str, url: &str) -> Result<(), ConfigProblem> {
+    let rest = ["http://", "https://"]
         .iter()
         .find_map(|s| url.strip_prefix(s))
-        .ok_or_else(|| format!("{key} {url:?} must start with {}", schemes.join(" or ")))?;
+        .ok_or_else(|| ConfigProblem::UrlScheme {
+            key,
+            url: url.to_string(),
+        })?;
     if rest.is_empty() || rest.starts_with('/') || rest.chars().any(char::is_whitespace) {
-        return Err(format!("{key} {url:?} names no host"));
+        return Err(ConfigProblem::UrlNoHost {
+            key,
+            url: url.to_string(),
+        });
     }
     Ok(())
 }
 
-fn check_path(key: &str, p: &Path) -> Result<(), String> {
+fn check_path(key: &'static str, p: &Path) -> Result<(), ConfigProblem> {
     if p.is_absolute() {
         Ok(())
     } else {
-        Err(format!("{key} {:?} must be an absolute path", p.display()))
+        Err(ConfigProblem::RelativePath {
+            key,
+            path: p.to_path_buf(),
+        })
     }
 }
 
 /// Checks one layer on its own: every value that is there must be valid.
-fn check_layer(layer: &Layer) -> Result<(), String> {
+fn check_layer(layer: &Layer) -> Result<(), ConfigProblem> {
     if let Some(g) = &layer.group
         && !fleetlock::valid_group(g)
     {
-        return Err(format!(
-            "group {g:?} is invalid: letters, digits, '.' and '-' (at most 63; the FleetLock rule, so one name works for both)"
-        ));
+        return Err(ConfigProblem::Group(g.clone()));
     }
     if let Some(w) = &layer.window {
         if let Some(s) = w.start.as_deref().filter(|s| !s.trim().is_empty()) {
-            crate::window::Start::parse(s).map_err(|e| e.to_string())?;
+            crate::window::Start::parse(s).map_err(ConfigProblem::Window)?;
         }
         if let Some(l) = &w.length {
-            updater::clock::parse_duration(l).map_err(|e| format!("window length: {e}"))?;
+            updater::clock::parse_duration(l).map_err(ConfigProblem::WindowLength)?;
         }
         if let Some(tz) = &w.timezone {
-            crate::window::Offset::parse(tz).map_err(|e| e.to_string())?;
+            crate::window::Offset::parse(tz).map_err(ConfigProblem::Window)?;
         }
     }
     if let Some(e) = &layer.etcd {
         for url in e.endpoints.iter().flatten() {
-            check_url("etcd endpoint", url, &["http://", "https://"])?;
+            check_url("etcd endpoint", url)?;
         }
         if let Some(u) = &e.username
             && (u.is_empty() || u.chars().any(char::is_control))
         {
-            return Err(format!("etcd username {u:?} is invalid"));
+            return Err(ConfigProblem::Username(u.clone()));
         }
         for (key, p) in [
             ("password-file", &e.password_file),
@@ -203,7 +213,7 @@ fn check_layer(layer: &Layer) -> Result<(), String> {
     if let Some(url) = layer.fleetlock.as_ref().and_then(|f| f.url.as_ref())
         && !url.is_empty()
     {
-        check_url("fleetlock url", url, &["http://", "https://"])?;
+        check_url("fleetlock url", url)?;
     }
     Ok(())
 }
@@ -245,21 +255,23 @@ fn apply(m: &mut Merged, layer: Layer) {
 }
 
 /// Checks the combination of all layers.
-fn finish(m: Merged) -> Result<AgentConfig, String> {
+fn finish(m: Merged) -> Result<AgentConfig, ConfigProblem> {
     let window = match m.window.start.as_deref().map(str::trim) {
         None | Some("") => {
             if m.window.start.is_none() && m.window.length.is_some() {
-                return Err("[window] has a length but no start: add start = \"Thu 23:00\" (or \"23:00\" for every day)".into());
+                return Err(ConfigProblem::LengthWithoutStart);
             }
             None
         }
         Some(start) => {
-            let length = m.window.length.as_deref().ok_or(
-                "[window] has a start but no length: add length = \"2h\" (or remove the window)",
-            )?;
+            let length = m
+                .window
+                .length
+                .as_deref()
+                .ok_or(ConfigProblem::StartWithoutLength)?;
             Some(
                 Window::parse(start, length, m.window.timezone.as_deref())
-                    .map_err(|e| e.to_string())?,
+                    .map_err(ConfigProblem::Window)?,
             )
         }
     };
@@ -267,18 +279,15 @@ fn finish(m: Merged) -> Result<AgentConfig, String> {
     let endpoints = e.endpoints.clone().unwrap_or_default();
     let etcd = if endpoints.is_empty() {
         if e.username.is_some() || e.ca_file.is_some() || e.cert_file.is_some() {
-            return Err(
-                "[etcd] has settings but no endpoints: add endpoints = [\"http://host:2379\"]"
-                    .into(),
-            );
+            return Err(ConfigProblem::EtcdWithoutEndpoints);
         }
         None
     } else {
         if e.username.is_some() != e.password_file.is_some() {
-            return Err("[etcd] username and password-file go together".into());
+            return Err(ConfigProblem::UsernameWithoutPasswordFile);
         }
         if e.cert_file.is_some() != e.key_file.is_some() {
-            return Err("[etcd] cert-file and key-file go together".into());
+            return Err(ConfigProblem::CertWithoutKey);
         }
         Some(EtcdSettings {
             endpoints,
@@ -305,20 +314,20 @@ pub fn merge(sources: &[Source]) -> Result<AgentConfig, Vec<ConfigError>> {
     let mut errors = Vec::new();
     for src in sources {
         let parsed = toml::from_str::<Layer>(&src.text)
-            .map_err(|e| e.to_string().trim_end().replace('\n', " "))
+            .map_err(ConfigProblem::Toml)
             .and_then(|l| check_layer(&l).map(|()| l));
         match parsed {
             Ok(layer) => apply(&mut merged, layer),
-            Err(msg) => errors.push(ConfigError {
+            Err(problem) => errors.push(ConfigError {
                 origin: src.origin.clone(),
-                msg,
+                problem,
             }),
         }
     }
     if !errors.is_empty() {
         return Err(errors);
     }
-    finish(merged).map_err(|msg| {
+    finish(merged).map_err(|problem| {
         vec![ConfigError {
             origin: format!(
                 "agent.toml (layers {})",
@@ -328,7 +337,7 @@ pub fn merge(sources: &[Source]) -> Result<AgentConfig, Vec<ConfigError>> {
                     .collect::<Vec<_>>()
                     .join(", ")
             ),
-            msg,
+            problem,
         }]
     })
 }
@@ -383,7 +392,7 @@ impl ConfigPaths {
                 Ok(s) => sources.extend(s),
                 Err(e) => errors.push(ConfigError {
                     origin: p.display().to_string(),
-                    msg: e.to_string(),
+                    problem: ConfigProblem::Read(e.into()),
                 }),
             }
         };
@@ -420,7 +429,7 @@ pub fn read_oem_layer(node: &updater::node::Paths) -> Result<Option<Source>, Con
     };
     let err = |e: updater::Error| ConfigError {
         origin: format!("OEM partition of {}: {OEM_FILE}", boot.disk.display()),
-        msg: e.to_string(),
+        problem: ConfigProblem::Read(e.into()),
     };
     let disk = updater::disk::BootDisk::open(&boot.disk, false).map_err(err)?;
     let Ok(oem) = disk.partition(tandem_contract::Partition::Oem) else {
@@ -435,11 +444,12 @@ pub fn read_oem_layer(node: &updater::node::Paths) -> Result<Option<Source>, Con
 }
 
 /// The first line of a password file, without its line end.
-pub fn read_password(path: &Path) -> Result<String, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
-        origin: path.display().to_string(),
-        msg: format!("cannot read the etcd password file: {e}"),
-    })?;
+pub fn read_password(path: &Path) -> Result<String, crate::error::Error> {
+    let text =
+        std::fs::read_to_string(path).map_err(|source| crate::error::Error::PasswordFile {
+            path: path.to_path_buf(),
+            source,
+        })?;
     Ok(text.lines().next().unwrap_or("").to_string())
 }
 

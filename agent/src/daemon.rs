@@ -8,6 +8,7 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use updater::api::{self, Request};
@@ -15,8 +16,9 @@ use updater::clock::now_unix;
 use updater::config::RebootStrategy;
 use updater::status::{AgentReport, UpdateStatus};
 
-use crate::config::{AgentConfig, ConfigPaths, EtcdSettings, read_password};
+use crate::config::{AgentConfig, ConfigError, ConfigPaths, EtcdSettings, read_password};
 use crate::decide::{self, Decision, Inputs, LockState, state};
+use crate::error::Error;
 use crate::etcd::{Auth, Etcd, Tls};
 use crate::fleet::{self, FailedRecord, NodeRecord, Presence};
 use crate::fleetlock::FleetLock;
@@ -64,14 +66,14 @@ pub fn log(message: &str) {
 }
 
 /// An etcd client from agent.toml's `[etcd]`.
-pub fn connect(s: &EtcdSettings) -> Result<Etcd, String> {
+pub fn connect(s: &EtcdSettings) -> Result<Etcd, Error> {
     let auth = match (&s.username, &s.password_file) {
         (Some(user), Some(file)) => Auth::Password {
             user: user.clone(),
-            password: read_password(file).map_err(|e| e.to_string())?,
+            password: read_password(file)?,
         },
-        (Some(_), None) => {
-            return Err("[etcd] username is set without password-file".into());
+        (Some(user), None) => {
+            return Err(Error::NoPasswordFile { user: user.clone() });
         }
         _ => Auth::None,
     };
@@ -80,7 +82,7 @@ pub fn connect(s: &EtcdSettings) -> Result<Etcd, String> {
         cert_file: s.cert_file.clone(),
         key_file: s.key_file.clone(),
     };
-    Etcd::new(&s.endpoints, auth, &tls).map_err(|e| e.to_string())
+    Etcd::new(&s.endpoints, auth, &tls).map_err(Error::EtcdClient)
 }
 
 /// The lock service of a strategy.
@@ -136,11 +138,10 @@ struct Agent<'a> {
     reboot: &'a dyn Fn() -> std::io::Result<()>,
     machine_id: String,
     config: AgentConfig,
-    config_error: Option<String>,
+    config_error: Option<Vec<ConfigError>>,
     fingerprints: Vec<Option<(std::time::SystemTime, u64)>>,
     etcd: Option<Etcd>,
-    etcd_error: Option<String>,
-    fleetlock_error: Option<String>,
+    etcd_error: Option<Arc<Error>>,
     lock: LockState,
     reboot_requested_at: Option<u64>,
     rollback_recorded: bool,
@@ -162,7 +163,6 @@ pub fn run(opts: Options, reboot: &dyn Fn() -> std::io::Result<()>) -> ! {
         fingerprints: Vec::new(),
         etcd: None,
         etcd_error: None,
-        fleetlock_error: None,
         lock: LockState::Unknown,
         reboot_requested_at: None,
         rollback_recorded: false,
@@ -217,20 +217,16 @@ impl Agent<'_> {
                 self.config = c;
                 self.config_error = None;
             }
-            Err(errors) => {
-                let text: Vec<String> = errors.iter().map(ToString::to_string).collect();
-                self.config_error = Some(text.join("; "));
-            }
+            Err(errors) => self.config_error = Some(errors),
         }
         self.etcd = None;
         self.etcd_error = None;
         if let Some(s) = &self.config.etcd {
             match connect(s) {
                 Ok(e) => self.etcd = Some(e),
-                Err(e) => self.etcd_error = Some(e),
+                Err(e) => self.etcd_error = Some(Arc::new(e)),
             }
         }
-        self.fleetlock_error = None;
         log(&format!(
             "configuration: group {}, window {}, etcd {}, fleetlock {}",
             self.config.group,
@@ -245,24 +241,21 @@ impl Agent<'_> {
         ));
     }
 
-    fn backend(&self, strategy: RebootStrategy) -> Result<Backend, String> {
-        if let Some(e) = &self.config_error {
-            return Err(format!("agent.toml is not valid: {e}"));
+    fn backend(&self, strategy: RebootStrategy) -> Result<Backend, Error> {
+        if let Some(errors) = &self.config_error {
+            return Err(Error::Config(errors.clone()));
         }
         match strategy {
             RebootStrategy::EtcdLock => match (&self.etcd, &self.etcd_error) {
                 (Some(_), _) => Ok(Backend::Etcd),
-                (None, Some(e)) => Err(format!("[etcd] settings in agent.toml: {e}")),
-                (None, None) => Err(
-                    "no [etcd] endpoints in agent.toml (/etc/tandem/agent.toml or the OEM partition)"
-                        .into(),
-                ),
+                (None, Some(e)) => Err(Error::EtcdSettings(Arc::clone(e))),
+                (None, None) => Err(Error::NoEtcd),
             },
             RebootStrategy::Fleetlock => match &self.config.fleetlock {
                 Some(url) => FleetLock::new(url, &self.machine_id, &self.config.group)
                     .map(Backend::FleetLock)
-                    .map_err(|e| e.to_string()),
-                None => Err("no [fleetlock] url in agent.toml".into()),
+                    .map_err(Error::FleetLockClient),
+                None => Err(Error::NoFleetLockUrl),
             },
             _ => Ok(Backend::None),
         }
@@ -271,16 +264,19 @@ impl Agent<'_> {
     /// Reads what etcd knows for this round: the cluster's failed
     /// versions, whether this node holds the lock (after a restart),
     /// whether this boot's rollback is recorded.
-    fn read_etcd(&mut self, status: &UpdateStatus, strategy: RebootStrategy) -> Result<(), String> {
+    fn read_etcd(&mut self, status: &UpdateStatus, strategy: RebootStrategy) -> Result<(), Error> {
         let Some(etcd) = &self.etcd else {
             return Ok(());
         };
-        let (failed, bad) = fleet::failed(etcd).map_err(|e| e.to_string())?;
+        let (failed, bad) = fleet::failed(etcd).map_err(Error::ReadFailedVersions)?;
         self.cluster_failed = failed.into_iter().map(|f| f.version).collect();
         if strategy == RebootStrategy::EtcdLock && self.lock == LockState::Unknown {
             let s = Lock::new(etcd, &self.config.group)
                 .status()
-                .map_err(|e| e.to_string())?;
+                .map_err(|source| Error::LockStatus {
+                    group: self.config.group.clone(),
+                    source: Box::new(source),
+                })?;
             self.lock = if s.semaphore.holds(&self.machine_id) {
                 log(&format!(
                     "this node holds the reboot lock {} (taken before this agent started)",
@@ -293,7 +289,10 @@ impl Agent<'_> {
         }
         if let Some(rb) = &status.rollback
             && !self.rollback_recorded
-            && fleet::is_failed(etcd, &rb.version).map_err(|e| e.to_string())?
+            && fleet::is_failed(etcd, &rb.version).map_err(|source| Error::RollbackRecorded {
+                version: rb.version.clone(),
+                source: Box::new(source),
+            })?
         {
             self.rollback_recorded = true;
         }
@@ -340,7 +339,7 @@ impl Agent<'_> {
                 strategy,
                 status: &status,
                 lock: self.lock,
-                backend_missing: backend.as_ref().err().cloned(),
+                backend_missing: backend.as_ref().err().map(ToString::to_string),
                 window: self.config.window.as_ref(),
                 now,
                 reboot_requested_at: self.reboot_requested_at,
@@ -372,7 +371,7 @@ impl Agent<'_> {
         backend: &Backend,
         strategy: RebootStrategy,
         status: &UpdateStatus,
-        etcd_down: Option<String>,
+        etcd_down: Option<Error>,
     ) -> Step {
         let now = now_unix();
         match decision {
@@ -479,14 +478,16 @@ impl Agent<'_> {
     }
 
     /// Takes the lock: `None` when held, `Some(holders)` when full.
-    fn take_lock(&self, backend: &Backend) -> Result<Option<String>, String> {
+    fn take_lock(&self, backend: &Backend) -> Result<Option<String>, Error> {
         match backend {
             Backend::Etcd => {
-                let etcd = self.etcd.as_ref().ok_or("etcd is not configured")?;
+                let etcd = self.etcd.as_ref().ok_or(Error::NoEtcd)?;
                 match Lock::new(etcd, &self.config.group)
                     .lock(&self.machine_id)
-                    .map_err(|e| e.to_string())?
-                {
+                    .map_err(|source| Error::TakeLock {
+                        group: self.config.group.clone(),
+                        source: Box::new(source),
+                    })? {
                     Locked::Full { state } => Ok(Some(state.semaphore.holders.join(", "))),
                     _ => Ok(None),
                 }
@@ -494,22 +495,25 @@ impl Agent<'_> {
             Backend::FleetLock(f) => match f.pre_reboot() {
                 Ok(()) => Ok(None),
                 Err(e) if e.is_full() => Ok(Some(format!("other nodes, says {}", f.base()))),
-                Err(e) => Err(e.to_string()),
+                Err(e) => Err(Error::TakeFleetLock(e)),
             },
             Backend::None => Ok(None),
         }
     }
 
-    fn release_lock(&self, backend: &Backend) -> Result<(), String> {
+    fn release_lock(&self, backend: &Backend) -> Result<(), Error> {
         match backend {
-            Backend::FleetLock(f) => f.steady_state().map_err(|e| e.to_string()),
+            Backend::FleetLock(f) => f.steady_state().map_err(Error::ReleaseFleetLock),
             // Strategy etcd-lock, or another strategy on a node that may
             // still hold the lock from before the strategy changed.
             _ => match &self.etcd {
                 Some(etcd) => Lock::new(etcd, &self.config.group)
                     .unlock(&self.machine_id)
                     .map(|_| ())
-                    .map_err(|e| e.to_string()),
+                    .map_err(|source| Error::ReleaseLock {
+                        group: self.config.group.clone(),
+                        source: Box::new(source),
+                    }),
                 None => Ok(()),
             },
         }

@@ -18,13 +18,15 @@
 //!
 //! Pure logic sits in [`semaphore`], [`window`] and [`decide`]; etcd and
 //! HTTP in [`etcd`], [`lock`], [`fleet`] and [`fleetlock`]; the loop in
-//! [`daemon`]; the operators' commands in [`cli`].
+//! [`daemon`]; the operators' commands in [`cli`]; the agent's own
+//! failures in [`error`].
 #![warn(missing_docs)]
 
 pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod decide;
+pub mod error;
 pub mod etcd;
 pub mod fleet;
 pub mod fleetlock;

@@ -503,7 +503,7 @@ mod tests {
     fn errors_say_what_to_do() {
         let e = Error::Value {
             key: semaphore::DEFAULT_KEY.into(),
-            err: semaphore::Error::Format("expected value".into()),
+            err: Semaphore::parse(b"").expect_err("not JSON"),
         };
         let t = e.to_string();
         assert!(t.contains("etcdctl get coreos.com/updateengine/rebootlock/semaphore"));

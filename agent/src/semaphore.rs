@@ -46,7 +46,7 @@ pub const MAX_HOLDER_LEN: usize = 253;
 pub enum Error {
     /// The stored value is not the semaphore's JSON.
     #[error("not a locksmith semaphore ({0})")]
-    Format(String),
+    Format(#[source] crate::error::Shared<serde_json::Error>),
     /// A holder id that cannot be one.
     #[error(
         "holder id {0:?} is invalid: 1 to 253 characters, no spaces or control characters (a machine id)"
@@ -142,14 +142,13 @@ impl Semaphore {
     /// unique, `semaphore = max - holders`. [`Semaphore::is_consistent`]
     /// on the value as stored says whether that changed anything.
     pub fn parse(bytes: &[u8]) -> Result<Semaphore, Error> {
-        let raw: Semaphore =
-            serde_json::from_slice(bytes).map_err(|e| Error::Format(e.to_string()))?;
+        let raw: Semaphore = serde_json::from_slice(bytes).map_err(|e| Error::Format(e.into()))?;
         Ok(raw.normalized())
     }
 
     /// Parses a stored value as it is, without putting it in order.
     pub fn parse_raw(bytes: &[u8]) -> Result<Semaphore, Error> {
-        serde_json::from_slice(bytes).map_err(|e| Error::Format(e.to_string()))
+        serde_json::from_slice(bytes).map_err(|e| Error::Format(e.into()))
     }
 
     /// The same holders and max, in order.
