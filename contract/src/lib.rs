@@ -10,7 +10,8 @@
 //! - [`os_release`]: what an image says about itself;
 //! - `run` (feature `std`): the `/run/tandem` status files and service
 //!   states;
-//! - `strategy` (feature `std`): reboot strategies.
+//! - `strategy` (feature `std`): reboot strategies;
+//! - `version` (feature `std`): release versions, their order and spelling.
 //!
 //! Without the `std` feature it builds for the UEFI bootloader (`alloc`
 //! only).
@@ -41,9 +42,13 @@ pub mod run;
 pub mod slot;
 #[cfg(feature = "std")]
 pub mod strategy;
+#[cfg(feature = "std")]
+pub mod version;
 
 pub use guid::Guid;
 pub use partition::Partition;
 pub use slot::Slot;
 #[cfg(feature = "std")]
 pub use strategy::RebootStrategy;
+#[cfg(feature = "std")]
+pub use version::Version;

@@ -5,7 +5,7 @@
 //!   manifest, chunked payload);
 //! - [`payload`]: cutting a slot image into compressed chunks (release side);
 //! - [`keys`]: ed25519 key files, signing and verification;
-//! - [`version`]: version ordering;
+//! - [`version`]: version ordering (defined in `tandem-contract`);
 //! - [`policy`]: what a node accepts (signature, expiry, version rules,
 //!   manifest identity), as pure functions;
 //! - [`rollout`]: staged rollout arithmetic.
@@ -51,7 +51,11 @@ pub mod repo;
 pub mod rollout;
 pub mod state;
 pub mod status;
-pub mod version;
+/// Release versions (defined in `tandem-contract`: the node's status,
+/// the fleet records and the repository all use them).
+pub mod version {
+    pub use tandem_contract::version::*;
+}
 
 pub use error::Error;
 pub use version::Version;
