@@ -42,6 +42,7 @@ pub mod services;
 pub mod status;
 pub mod switch_root;
 pub mod sys;
+pub mod syscall;
 pub mod system;
 pub mod watchdog;
 
