@@ -257,7 +257,7 @@ pub(super) mod tests {
 
     use super::*;
     use crate::services::{Exit, Restart, ServiceDef, test_def};
-    use crate::syscall::test::TestSyscall;
+    use crate::syscall::test::{Call, TestSyscall};
 
     pub(in crate::system) fn ms(ms: u64) -> Duration {
         Duration::from_millis(ms)
@@ -404,6 +404,4 @@ pub(super) mod tests {
         let first_kill = sys.kills().first().copied().expect("killed");
         assert_eq!(first_kill, (ms(3000), -100, libc::SIGTERM));
     }
-
-    use crate::syscall::test::Call;
 }
