@@ -14,7 +14,9 @@
 //! Everything that decides something (command line, module lists, the verity
 //! table and the device-mapper ioctl buffers, DHCP packets, service files and
 //! restart policy) is pure and unit-tested on the host; system calls sit
-//! behind small functions in [`sys`] and the I/O modules.
+//! behind small functions in [`sys`] and the I/O modules, and those of the
+//! system init's loop and shutdown behind the [`syscall::Syscall`] trait, so
+//! that supervision runs on the host against a recording double.
 //!
 //! ```
 //! use initramfs::{role, Role};
@@ -37,6 +39,7 @@ pub mod services;
 pub mod status;
 pub mod switch_root;
 pub mod sys;
+pub mod syscall;
 pub mod system;
 pub mod watchdog;
 

@@ -1,0 +1,39 @@
+//! Services: declared in TOML files, supervised by the system init.
+//!
+//! Image services live in `/usr/lib/tandem/services/<name>.toml`; a file of
+//! the same name in `/etc/tandem/services/` replaces the image's entirely
+//! (`enabled = false` there turns an image service off). The format is
+//! documented in docs/node-configuration.md.
+//!
+//! The parts that decide (file parsing, merging, restart policy and backoff)
+//! are pure; [`Supervisor`] adds spawning and bookkeeping.
+//!
+//! - [`spec`]: the file format, layers and the built-in console;
+//! - [`restart`]: restart policy and backoff;
+//! - [`supervisor`]: the services' states, driven through
+//!   [`Syscall`](crate::syscall::Syscall);
+//! - [`spawn`](mod@spawn): starting a service's process.
+
+pub mod restart;
+pub mod spawn;
+pub mod spec;
+pub mod supervisor;
+
+pub use restart::{Exit, next_streak, restart_after};
+pub use spawn::{console_tty, spawn};
+#[cfg(test)]
+pub(crate) use spec::test_def;
+pub use spec::{
+    Restart, ServiceDef, ServiceSpec, StdioMode, builtin_console, merge, parse, read_dir,
+    valid_name,
+};
+pub use supervisor::{Event, Supervisor};
+
+/// Services that come with the image.
+pub const IMAGE_DIR: &str = "/usr/lib/tandem/services";
+/// Administrator's services and overrides.
+pub const ADMIN_DIR: &str = "/etc/tandem/services";
+/// Where `stdio = "log"` output goes.
+pub const LOG_DIR: &str = "/run/tandem/log";
+/// Default PATH of services.
+pub const DEFAULT_PATH: &str = "/usr/bin:/usr/sbin:/bin:/sbin";

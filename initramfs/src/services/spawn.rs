@@ -1,0 +1,187 @@
+//! Starting a service's process: environment, working directory, standard
+//! input and output, credentials.
+
+use std::collections::BTreeMap;
+use std::fs::{File, OpenOptions};
+use std::os::fd::AsRawFd;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use super::{DEFAULT_PATH, LOG_DIR, ServiceDef, StdioMode};
+use crate::error::Error;
+use crate::sys::{ChildIo, SpawnRequest};
+
+/// A log file is moved to `<name>.log.1` when a service starts and it is larger.
+const LOG_ROTATE_BYTES: u64 = 1 << 20;
+
+/// The console's terminal device: the last entry of
+/// /sys/class/tty/console/active (the one /dev/console writes to), so that
+/// job control and Ctrl-C work; /dev/console if that cannot be found.
+pub fn console_tty() -> PathBuf {
+    std::fs::read_to_string("/sys/class/tty/console/active")
+        .ok()
+        .and_then(|s| {
+            s.split_whitespace()
+                .last()
+                .map(|t| PathBuf::from("/dev").join(t))
+        })
+        .filter(|p| p.exists())
+        .unwrap_or_else(|| PathBuf::from("/dev/console"))
+}
+
+fn open_log(name: &str) -> std::io::Result<File> {
+    std::fs::create_dir_all(LOG_DIR)?;
+    let path = Path::new(LOG_DIR).join(format!("{name}.log"));
+    if std::fs::metadata(&path).is_ok_and(|m| m.len() > LOG_ROTATE_BYTES) {
+        let _ = std::fs::rename(&path, path.with_extension("log.1"));
+    }
+    OpenOptions::new().create(true).append(true).open(path)
+}
+
+/// Starts `def`'s program in a session of its own (the console terminal is
+/// `console` for `stdio = "tty"`); returns its PID. The child is reaped by
+/// PID 1's `waitpid(-1)` loop.
+pub fn spawn(def: &ServiceDef, console: &Path) -> Result<i32, Error> {
+    let spec = &def.spec;
+    let program = spec.exec.first().cloned().unwrap_or_default();
+    let fail = |err| Error::Spawn {
+        name: def.name.clone(),
+        program: program.clone(),
+        err,
+    };
+    // The service's [env] overrides the defaults.
+    let mut env = BTreeMap::from([
+        ("PATH".to_string(), DEFAULT_PATH.to_string()),
+        ("HOME".to_string(), "/root".to_string()),
+        ("TANDEM_SERVICE".to_string(), def.name.clone()),
+    ]);
+    env.extend(spec.env.clone());
+    let cwd = spec
+        .working_directory
+        .as_deref()
+        .filter(|d| d.is_dir())
+        .unwrap_or(Path::new("/"));
+    let open = |path: &Path, write: bool| {
+        OpenOptions::new()
+            .read(!write)
+            .write(write)
+            .open(path)
+            .map_err(fail)
+    };
+    let null = Path::new("/dev/null");
+    let tty = spec.stdio == StdioMode::Tty;
+    let files: Option<[File; 3]> = match spec.stdio {
+        StdioMode::Log => {
+            let log = open_log(&def.name).map_err(fail)?;
+            Some([open(null, false)?, log.try_clone().map_err(fail)?, log])
+        }
+        StdioMode::Console => {
+            let out = open(Path::new("/dev/console"), true)?;
+            Some([open(null, false)?, out.try_clone().map_err(fail)?, out])
+        }
+        StdioMode::Null => Some([open(null, false)?, open(null, true)?, open(null, true)?]),
+        StdioMode::Tty => {
+            env.entry("TERM".into()).or_insert_with(|| "vt100".into());
+            None
+        }
+    };
+    if spec.user.is_none() && spec.group.is_none() {
+        let env: Vec<String> = env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let stdio = match &files {
+            Some(f) => ChildIo::Fds(f.each_ref().map(|f| f.as_raw_fd())),
+            None => ChildIo::Terminal(console),
+        };
+        return crate::sys::spawn(&SpawnRequest {
+            program: &program,
+            argv: &spec.exec,
+            env: &env,
+            cwd,
+            stdio,
+        })
+        .map_err(fail);
+    }
+    // Other credentials need code between fork and exec, which posix_spawn
+    // cannot run.
+    let [stdin, stdout, stderr] = match files {
+        Some(f) => f,
+        None => {
+            let t = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(console)
+                .map_err(fail)?;
+            [
+                t.try_clone().map_err(fail)?,
+                t.try_clone().map_err(fail)?,
+                t,
+            ]
+        }
+    };
+    let mut cmd = Command::new(&program);
+    cmd.args(spec.exec.get(1..).unwrap_or_default())
+        .env_clear()
+        .envs(env)
+        .current_dir(cwd)
+        .stdin(stdin)
+        .stdout(stdout)
+        .stderr(stderr);
+    if let Some(g) = spec.group {
+        cmd.gid(g);
+    }
+    if let Some(u) = spec.user {
+        cmd.uid(u);
+    }
+    // SAFETY: only async-signal-safe calls between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            // PID 1 blocks the signals it reads through signalfd; children
+            // must start with a clean mask.
+            crate::sys::unblock_all_signals()?;
+            // Own session and process group, so stop can signal the group.
+            if libc::setsid() < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            if tty && libc::ioctl(0, libc::TIOCSCTTY as _, 1) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    // The child is reaped by the init's waitpid(-1) loop, never via Child.
+    let child = cmd.spawn().map_err(fail)?;
+    Ok(child.id() as i32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::services::parse;
+
+    #[test]
+    fn spawned_service_gets_its_environment_and_directory() {
+        let dir = std::env::temp_dir().join(format!("tandem-service-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let def = ServiceDef {
+            name: "probe".into(),
+            source: "test".into(),
+            spec: parse(&format!(
+                "exec = [\"/bin/sh\", \"-c\", \"echo $PATH $TANDEM_SERVICE $X $(pwd) > out\"]\n\
+                 stdio = \"null\"\nworking_directory = \"{}\"\n\
+                 [env]\nPATH = \"/bin:/usr/bin\"\nX = \"y\"\n",
+                dir.display()
+            ))
+            .expect("valid"),
+        };
+        let pid = spawn(&def, Path::new("/dev/null")).expect("spawn");
+        let mut status = 0;
+        // SAFETY: waiting for our own child.
+        unsafe { libc::waitpid(pid, &mut status, 0) };
+        let out = std::fs::read_to_string(dir.join("out")).expect("output");
+        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!(
+            out.trim(),
+            format!("/bin:/usr/bin probe y {}", dir.display())
+        );
+    }
+}

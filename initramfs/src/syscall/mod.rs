@@ -1,0 +1,85 @@
+//! The system calls that PID 1's event loop and the service supervisor
+//! make, behind one trait (youki's `libcontainer::syscall` pattern):
+//! [`LinuxSyscall`] does them over libc; a recording double
+//! (`syscall::test::TestSyscall`, test builds only) writes each call down
+//! and scripts what the system answers (children that exit, signals that
+//! arrive, the passing of time), so the loop's decisions (restarts,
+//! backoff, the order of a shutdown, the watchdog) are tested on the host.
+//!
+//! The boot steps before the loop (mounts, machine id, modules) use the
+//! thin wrappers in [`sys`](crate::sys) directly.
+
+pub mod linux;
+#[cfg(test)]
+pub mod test;
+
+use std::io;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+pub use linux::{LinuxSyscall, Waker};
+
+use crate::error::Error;
+use crate::services::{Exit, ServiceDef};
+use crate::status::Status;
+use crate::system::Shutdown;
+
+/// Which of the loop's descriptors [`Syscall::poll`] found readable.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Ready {
+    /// The signal descriptor: read it with [`Syscall::read_signals`].
+    pub signals: bool,
+    /// The wake-up descriptor (another thread has news): clear it with
+    /// [`Syscall::drain_wake`].
+    pub wake: bool,
+}
+
+/// What one [`Syscall::reap`] collected.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Reaped {
+    /// The children that ended, and how.
+    pub exited: Vec<(i32, Exit)>,
+    /// Whether any child is still running. PID 1 inherits every orphan, so
+    /// `false` means no user process is left.
+    pub children_left: bool,
+}
+
+/// What PID 1 asks of the system once it supervises services.
+pub trait Syscall {
+    /// The monotonic clock.
+    fn now(&self) -> Instant;
+    /// Microseconds of `CLOCK_BOOTTIME` (the status file's timestamps).
+    fn boottime_us(&self) -> u64;
+    /// Sleeps.
+    fn sleep(&mut self, d: Duration);
+    /// Starts a service's process (see [`services::spawn`](fn@crate::services::spawn));
+    /// returns its PID, which is also its process group.
+    fn spawn_service(&mut self, def: &ServiceDef, console: &Path) -> Result<i32, Error>;
+    /// kill(2): `pid` as kill(2) takes it (negative: a process group; -1:
+    /// every process but PID 1).
+    fn kill(&mut self, pid: i32, signal: i32) -> io::Result<()>;
+    /// Reaps every child that ended (waitpid(-1, WNOHANG) until none is left).
+    fn reap(&mut self) -> Reaped;
+    /// Waits up to `timeout` for a signal or a wake-up.
+    fn poll(&mut self, timeout: Duration) -> Ready;
+    /// Reads the signals queued on the signal descriptor.
+    fn read_signals(&mut self) -> Vec<i32>;
+    /// Clears the wake-up descriptor.
+    fn drain_wake(&mut self);
+    /// Pets the watchdog (nothing if there is none).
+    fn pet_watchdog(&mut self) -> io::Result<()>;
+    /// Disarms the watchdog (magic close) before a clean reboot.
+    fn disarm_watchdog(&mut self) -> io::Result<()>;
+    /// Publishes /run/tandem/status.json.
+    fn write_status(&mut self, status: &Status) -> Result<(), Error>;
+    /// sync(2).
+    fn sync(&mut self);
+    /// The mount table (/proc/self/mounts).
+    fn mount_table(&mut self) -> io::Result<String>;
+    /// umount2(2) without flags.
+    fn umount(&mut self, target: &Path) -> io::Result<()>;
+    /// Remounts `target` read-only.
+    fn remount_read_only(&mut self, target: &Path) -> io::Result<()>;
+    /// reboot(2) as `how` asks; returns only on failure.
+    fn reboot(&mut self, how: Shutdown) -> io::Error;
+}
