@@ -150,7 +150,7 @@ pub enum Error {
     },
     /// A key file cannot be read or is not a key of the expected kind.
     #[error("{0}")]
-    Key(#[from] updater::keys::KeyError),
+    Key(#[from] repository::keys::KeyError),
     /// A name that becomes part of repository paths is not acceptable.
     #[error("{what} {name:?} is not valid: {rule}")]
     InvalidName {
@@ -203,7 +203,7 @@ pub enum Error {
         /// The slot image.
         image: PathBuf,
         /// What failed.
-        cause: updater::payload::PayloadError,
+        cause: repository::payload::PayloadError,
     },
     /// Another release command holds the repository.
     #[error(

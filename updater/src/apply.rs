@@ -31,11 +31,12 @@ use sha2::{Digest, Sha256};
 use tandem_slot::Slot;
 use tandem_slot::verity;
 
+use repository::payload;
+use repository::repo::{Chunk, Manifest, UsrImage};
+
 use crate::disk::Region;
 use crate::error::Error;
 use crate::http::Fetch;
-use crate::payload;
-use crate::repo::{Chunk, Manifest, UsrImage};
 use crate::state::{Bitmap, FORMAT, Progress};
 
 /// Where a chunk's bytes come from.

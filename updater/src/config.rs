@@ -120,7 +120,7 @@ pub struct Source {
     pub text: String,
 }
 
-pub use crate::repo::valid_channel;
+pub use repository::repo::valid_channel;
 
 /// Merges layers in order. Every layer is checked; any error makes the
 /// whole result an error (the caller keeps its last good configuration).

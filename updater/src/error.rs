@@ -4,7 +4,7 @@
 use std::io;
 use std::path::PathBuf;
 
-use crate::policy::Refusal;
+use repository::policy::Refusal;
 
 /// Everything the update engine, its daemon and its client can fail at.
 #[derive(Debug, thiserror::Error)]

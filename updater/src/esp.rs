@@ -15,10 +15,11 @@ use tandem_contract::Partition;
 use tandem_contract::esp::{self as files, SlotConf, SlotFiles, Writer};
 use tandem_slot::Slot;
 
+use repository::repo::Verity;
+
 use crate::clock;
 use crate::disk::{Cursor, Region};
 use crate::error::Error;
-use crate::repo::Verity;
 
 /// FAT time stamps from the system clock (fatfs defaults to 1980-01-01).
 #[derive(Debug)]

@@ -1,16 +1,9 @@
-//! Tandem's update engine.
+//! Tandem's update engine, the node side: the `tandem-updated` daemon and
+//! `tandemctl update`. The repository's formats and trust (layout, signed
+//! pointer, manifest, payload chunks, keys, what a node accepts, staged
+//! rollout) are the `repository` crate, shared with the release tooling.
 //!
-//! Shared with the release tooling (`tandem release`, `tandem serve`):
-//! - [`repo`]: the repository layout and formats (signed channel pointer,
-//!   manifest, chunked payload);
-//! - [`payload`]: cutting a slot image into compressed chunks (release side);
-//! - [`keys`]: ed25519 key files, signing and verification;
-//! - [`version`]: version ordering (defined in `tandem-contract`);
-//! - [`policy`]: what a node accepts (signature, expiry, version rules,
-//!   manifest identity), as pure functions;
-//! - [`rollout`]: staged rollout arithmetic.
-//!
-//! The node side (the `tandem-updated` daemon and `tandemctl update`):
+//! Modules:
 //! - [`config`]: `update.toml` in three layers (image, OEM, admin);
 //! - [`node`]: facts the init publishes (`/run/tandem`), os-release, [`node::Paths`];
 //! - [`disk`]: the boot disk, its partitions as byte regions, slot attributes;
@@ -43,12 +36,7 @@ pub mod error;
 pub mod esp;
 pub mod health;
 pub mod http;
-pub mod keys;
 pub mod node;
-pub mod payload;
-pub mod policy;
-pub mod repo;
-pub mod rollout;
 pub mod state;
 pub mod status;
 /// Release versions (defined in `tandem-contract`: the node's status,

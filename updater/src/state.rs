@@ -101,7 +101,7 @@ impl State {
         write_durable(path, &text)
     }
 
-    /// The failed versions, for [`crate::policy::NodeFacts::failed`].
+    /// The failed versions, for [`repository::policy::NodeFacts::failed`].
     pub fn failed_versions(&self) -> Vec<Version> {
         self.failed.iter().map(|f| f.version.clone()).collect()
     }

@@ -7,12 +7,12 @@ mod common;
 use std::sync::{Arc, Mutex};
 
 use common::{NodeSpec, Repo, Server, blocks, set_running, slot_image};
+use repository::policy::Refusal;
 use tandem_slot::{GptPrio, Slot, SlotPair};
 use updater::engine::{self, BootOutcome, CheckOutcome, Engine};
 use updater::error::Error;
 use updater::http::Http;
 use updater::node::{BootTimes, ServiceState, ServiceStatus, Status};
-use updater::policy::Refusal;
 use updater::state::State;
 use updater::status::{BootHealth, UpdateState};
 

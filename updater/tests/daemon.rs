@@ -8,10 +8,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{NodeSpec, Repo, Server, blocks, now, slot_image};
+use repository::repo::Rollout;
 use updater::api::{self, Request, Response};
 use updater::daemon::{self, Options};
 use updater::node::Paths;
-use updater::repo::Rollout;
 use updater::status::{UpdateState, UpdateStatus};
 
 fn call(paths: &Paths, req: Request) -> Response {

@@ -5,12 +5,12 @@
 mod common;
 
 use common::{IMAGE, NodeSpec, Repo, Server, blocks, now, slot_image};
+use repository::keys::PrivateKey;
+use repository::policy::Refusal;
+use repository::repo::Envelope;
 use updater::engine::{CheckOutcome, Engine};
 use updater::error::Error;
 use updater::http::Http;
-use updater::keys::PrivateKey;
-use updater::policy::Refusal;
-use updater::repo::Envelope;
 
 /// Runs a check against what `setup` published and returns its error,
 /// checking that nothing was written.

@@ -32,6 +32,8 @@ pub fn run(filter: Option<&str>) -> Result<()> {
         "-p",
         "initramfs",
         "-p",
+        "repository",
+        "-p",
         "updater",
         "-p",
         "tandem-contract",

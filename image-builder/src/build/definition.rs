@@ -346,7 +346,7 @@ impl Definition {
 
     fn check(&self) -> Result<()> {
         let img = &self.image;
-        if !updater::repo::valid_image(&img.name) {
+        if !repository::repo::valid_image(&img.name) {
             return Err(self.invalid(
                 "image.name",
                 format!(
@@ -355,13 +355,13 @@ impl Definition {
                 ),
             ));
         }
-        if let Err(e) = img.version.parse::<updater::Version>() {
+        if let Err(e) = img.version.parse::<tandem_contract::Version>() {
             return Err(self.invalid(
                 "image.version",
                 format!("{e} (versions are compared number by number)"),
             ));
         }
-        if !updater::repo::valid_channel(&img.channel) {
+        if !repository::repo::valid_channel(&img.channel) {
             return Err(self.invalid(
                 "image.channel",
                 format!(
@@ -460,7 +460,7 @@ impl Definition {
         for key in &self.update.trusted_keys {
             let path = self.resolve(key);
             let text = std::fs::read_to_string(&path).io("read trusted key", &path)?;
-            updater::keys::PublicKey::parse(&text).map_err(|m| {
+            repository::keys::PublicKey::parse(&text).map_err(|m| {
                 self.invalid("update.trusted-keys", format!("{}: {m}", path.display()))
             })?;
         }
@@ -608,7 +608,7 @@ mod tests {
     #[test]
     fn trusted_keys_are_checked_with_the_node_parser() {
         let dir = tempfile::tempdir().expect("tmp");
-        let key = updater::keys::PrivateKey::from_seed([5; 32], "k");
+        let key = repository::keys::PrivateKey::from_seed([5; 32], "k");
         std::fs::write(dir.path().join("good.pub"), key.public().to_file()).expect("write");
         std::fs::write(dir.path().join("private.pub"), key.to_file()).expect("write");
         let def = |file: &str| {

@@ -9,8 +9,8 @@ use image_builder::progress::Progress;
 use image_builder::release::{
     self, BuildDir, ChannelUpdate, PromoteOptions, PublishOptions, RolloutStart, Schedule,
 };
-use updater::Version;
-use updater::payload;
+use repository::payload;
+use tandem_contract::Version;
 
 /// Arguments of `tandem release`.
 #[derive(clap::Args, Debug)]
@@ -183,7 +183,7 @@ fn publish(args: PublishArgs) -> anyhow::Result<u8> {
         mib(p.payload_size),
         100.0 * p.payload_size as f64 / p.image_size.max(1) as f64,
         p.chunks,
-        updater::repo::CHUNK_SIZE >> 10
+        repository::repo::CHUNK_SIZE >> 10
     );
     println!("  boot      kernel + initramfs {:.1} MiB", mib(p.boot_size));
     print_channel(&args.repo, &p.channel, &key.name);

@@ -1,14 +1,14 @@
 //! Update signing keys on the release host. `tandem keygen` writes a key
 //! pair, `tandem release` loads the private key to sign channel pointers,
 //! and image definitions name the public keys their nodes trust. File
-//! formats, signing and verification are [`updater::keys`]: the very code
+//! formats, signing and verification are [`repository::keys`]: the very code
 //! nodes verify with.
 
 use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use updater::keys::{PrivateKey, PublicKey};
+use repository::keys::{PrivateKey, PublicKey};
 
 use crate::error::{Error, IoContext, Result};
 

@@ -3,8 +3,8 @@
 //! manifest), channels are pointed at versions with signed pointers, and
 //! [`status`] reports what a repository serves.
 //!
-//! Formats are [`updater::repo`], signing is [`updater::keys`] and the
-//! checks a node applies are [`updater::policy`]: the release side uses the
+//! Formats are [`repository::repo`], signing is [`repository::keys`] and the
+//! checks a node applies are [`repository::policy`]: the release side uses the
 //! node's own code, so the two cannot drift.
 //!
 //! Crash safety: a version is assembled in a hidden directory inside the
@@ -18,16 +18,16 @@ use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
-use serde::Serialize;
-use sha2::{Digest, Sha256};
-use updater::keys::{PrivateKey, PublicKey};
-use updater::payload;
-use updater::policy;
-use updater::repo::{
+use repository::keys::{PrivateKey, PublicKey};
+use repository::payload;
+use repository::policy;
+use repository::repo::{
     self, CHUNK_SIZE, ChannelPointer, Envelope, FORMAT, FileRef, Manifest, Rollout, Signature,
     UsrImage, Verity,
 };
-use updater::version::Version;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use tandem_contract::Version;
 
 use crate::build::manifest::{self, Artifact, BuildManifest};
 use crate::build::pipeline::outputs;
@@ -53,7 +53,7 @@ pub const LOCK_FILE: &str = ".tandem-release.lock";
 /// How long a new pointer is valid unless told otherwise.
 pub const DEFAULT_EXPIRES_IN: u64 = 30 * 86_400;
 
-pub use updater::repo::{valid_channel, valid_image};
+pub use repository::repo::{valid_channel, valid_image};
 
 fn check_channel(name: &str) -> Result<()> {
     if valid_channel(name) {

@@ -1,7 +1,7 @@
 //! Release tooling tests.
 use super::*;
 use crate::build::manifest::{DiskInfo, ImageInfo, KernelInfo, UsrInfo, VerityInfo};
-use updater::policy::{NodeFacts, Offer};
+use repository::policy::{NodeFacts, Offer};
 
 const NOW: u64 = 1_800_000_000;
 

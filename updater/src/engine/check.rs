@@ -1,9 +1,9 @@
 //! What a check found and what it leads to: pure decisions over a verified
 //! offer (the I/O is [`super::Engine::check`]).
 
-use crate::repo::{ChannelPointer, Manifest};
 use crate::status::UpdateState;
 use crate::version::Version;
+use repository::repo::{ChannelPointer, Manifest};
 
 /// A verified update the channel offers.
 #[derive(Clone, Debug)]
@@ -85,10 +85,10 @@ pub(crate) fn same_version(a: &str, b: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::repo::{FileRef, Rollout};
+    use repository::repo::{FileRef, Rollout};
 
     fn offer(version: &str, eligible_at: u64) -> Offer {
-        let m = crate::repo::tests::sample();
+        let m = repository::repo::testing::sample();
         Offer {
             pointer: ChannelPointer {
                 format: 1,

@@ -5,6 +5,8 @@
 use std::time::{Duration, Instant};
 use tandem_contract::Partition;
 
+use repository::policy;
+
 use crate::apply::{self, SlotJob};
 use crate::clock::now_unix;
 use crate::disk::BootDisk;
@@ -12,7 +14,6 @@ use crate::error::Error;
 use crate::esp;
 use crate::http::Fetch;
 use crate::node::{BootFacts, Identity, Paths};
-use crate::policy;
 use crate::state::{Pending, State};
 use crate::status::{ApplyReport, Transfer, UpdateState};
 

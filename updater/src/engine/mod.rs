@@ -19,16 +19,17 @@ use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
+use repository::keys;
+use repository::policy::{self, NodeFacts, Offer as PolicyOffer};
+use repository::repo;
+
 use crate::clock::{self, now_unix};
 use crate::config::{self, Config};
 use crate::disk::BootDisk;
 use crate::error::Error;
 use crate::health::Tracker;
 use crate::http::{Fetch, Http};
-use crate::keys;
 use crate::node::{self, BootFacts, Identity, Paths};
-use crate::policy::{self, NodeFacts, Offer as PolicyOffer};
-use crate::repo;
 use crate::state::State;
 use crate::status::{UpdateState, UpdateStatus};
 use crate::version::Version;

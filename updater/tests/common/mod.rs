@@ -11,18 +11,18 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Arc, Mutex};
 
+use repository::keys::PrivateKey;
+use repository::payload;
+use repository::repo::{
+    ChannelPointer, Envelope, FileRef, Manifest, Rollout, Signature, UsrImage, Verity,
+};
 use sha2::{Digest, Sha256};
 use tandem_contract::Partition;
 use tandem_contract::cmdline::UsrVerity;
 use tandem_contract::esp::{self, SlotConf, SlotFiles, Writer};
 use tandem_slot::gpt::Entry;
 use tandem_slot::{FileDisk, Gpt, GptPrio, Guid, Slot, SlotPair, verity};
-use updater::keys::PrivateKey;
 use updater::node::{EarlyBoot, Paths};
-use updater::payload;
-use updater::repo::{
-    ChannelPointer, Envelope, FileRef, Manifest, Rollout, Signature, UsrImage, Verity,
-};
 
 pub const IMAGE: &str = "demo";
 pub const CHUNK: u64 = 256 << 10;

@@ -11,12 +11,12 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use qemu_tests::fixtures::{Build, Fixtures};
 use qemu_tests::server::Server;
+use repository::payload::{self, Options};
+use repository::repo::{FileRef, Manifest, UsrImage, Verity};
 use tandem_slot::{Slot, verity};
 use updater::apply::{SlotJob, write_slot};
 use updater::disk::Region;
 use updater::http::Http;
-use updater::payload::{self, Options};
-use updater::repo::{FileRef, Manifest, UsrImage, Verity};
 
 use crate::{artifacts, setup, util};
 
@@ -59,7 +59,7 @@ pub fn run() -> Result<()> {
         sha256: "0".repeat(64),
     };
     let manifest = Manifest {
-        format: updater::repo::FORMAT,
+        format: repository::repo::FORMAT,
         image: "bench".into(),
         arch: "x86_64".into(),
         version: "1.0.0".parse()?,

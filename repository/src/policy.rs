@@ -9,7 +9,9 @@ use sha2::{Digest, Sha256};
 use crate::keys::PublicKey;
 use crate::repo::{ChannelPointer, Envelope, FORMAT, FileRef, Manifest};
 use crate::rollout;
-use crate::version::Version;
+use tandem_contract::version::Version;
+
+pub use crate::error::Refusal;
 
 /// What the node is and allows.
 #[derive(Clone, Debug)]
@@ -30,103 +32,6 @@ pub struct NodeFacts<'a> {
     pub failed: &'a [Version],
     /// The machine id (for the rollout position).
     pub machine_id: &'a str,
-}
-
-/// Why a pointer or manifest was refused.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum Refusal {
-    /// Not JSON of the expected shape.
-    #[error("{what} is malformed ({detail}): the server sent garbage or a truncated file")]
-    Malformed {
-        /// Which document.
-        what: &'static str,
-        /// Parser message.
-        detail: String,
-    },
-    /// No signature by a trusted key.
-    #[error(
-        "channel pointer is signed by no trusted key (signed by {signers:?}; this node trusts {trusted:?}): publish with a key listed in the image's update.trusted-keys"
-    )]
-    UnknownKey {
-        /// Key ids that signed.
-        signers: Vec<String>,
-        /// Key ids the node trusts.
-        trusted: Vec<String>,
-    },
-    /// A trusted key's signature does not verify.
-    #[error(
-        "channel pointer signature by key {key_id} does not verify: the pointer was altered after signing"
-    )]
-    BadSignature {
-        /// The key id.
-        key_id: String,
-    },
-    /// The pointer is for another image or channel.
-    #[error(
-        "channel pointer is for {got} but this node wants {want}: the repository is misconfigured"
-    )]
-    WrongTarget {
-        /// What it is for.
-        got: String,
-        /// What the node wanted.
-        want: String,
-    },
-    /// The pointer expired.
-    #[error(
-        "channel pointer expired at {expires} (now {now}): the release server must re-sign the channel (`tandem release promote` or `publish`); an old pointer could hold nodes back"
-    )]
-    Expired {
-        /// Expiry, Unix seconds.
-        expires: u64,
-        /// Now.
-        now: u64,
-    },
-    /// A lower version without permission.
-    #[error(
-        "channel serves {offered}, lower than the running {running}: downgrades need `allow-downgrade = true` in /etc/tandem/update.toml"
-    )]
-    Downgrade {
-        /// Offered.
-        offered: String,
-        /// Running.
-        running: String,
-    },
-    /// A version that failed here before.
-    #[error(
-        "{version} failed to come up on this node or elsewhere in its cluster before and is not installed again automatically: `tandemctl update forget-failed {version}` (this node) or `tandemctl cluster forget-failed {version}` (the cluster) allows it"
-    )]
-    FailedBefore {
-        /// The version.
-        version: String,
-    },
-    /// The manifest is not the one the pointer names.
-    #[error(
-        "manifest does not match the signed pointer ({detail}): it was altered or the server is serving another file"
-    )]
-    ManifestMismatch {
-        /// What differs.
-        detail: String,
-    },
-    /// The manifest is for another image, architecture or version.
-    #[error("manifest is for {got}, this node needs {want}")]
-    WrongImage {
-        /// What it is for.
-        got: String,
-        /// What the node needs.
-        want: String,
-    },
-    /// The running version is too old to update directly.
-    #[error(
-        "{version} requires at least {min} to update from, this node runs {running}: update to an intermediate version first"
-    )]
-    SourceTooOld {
-        /// Offered version.
-        version: String,
-        /// Minimum source.
-        min: String,
-        /// Running.
-        running: String,
-    },
 }
 
 /// The outcome of checking a channel pointer.
@@ -428,7 +333,7 @@ mod tests {
     fn manifest_must_match_pointer_and_node() {
         let running = v("1.0");
         let n = node(&running, &[]);
-        let m = crate::repo::tests::sample();
+        let m = crate::repo::testing::sample();
         let bytes = serde_json::to_vec(&m).expect("json");
         let mut p = pointer("1.1.0", 2000);
         p.image = "demo".into();

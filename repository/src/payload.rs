@@ -14,7 +14,7 @@
 //! Memory stays bounded (a few chunks per thread in flight).
 //!
 //! ```
-//! use updater::payload::{self, Options};
+//! use repository::payload::{self, Options};
 //!
 //! let image = vec![7u8; 3 << 20];
 //! let mut out = Vec::new();
@@ -32,6 +32,7 @@ use std::sync::{Arc, Mutex};
 
 use sha2::{Digest, Sha256};
 
+pub use crate::error::PayloadError;
 use crate::repo::{CHUNK_SIZE, Chunk, FileRef};
 
 /// zstd level of new payloads. Measured on the example image's 92 MiB
@@ -94,79 +95,6 @@ impl Encoded {
             sha256: self.payload_sha256.clone(),
         }
     }
-}
-
-/// Problems encoding or decoding a payload.
-#[derive(Debug, thiserror::Error)]
-pub enum PayloadError {
-    /// The options cannot work.
-    #[error("invalid payload options: {0}")]
-    Options(String),
-    /// Reading the slot image failed.
-    #[error("cannot read the slot image at offset {offset}: {cause}")]
-    Read {
-        /// Image offset of the chunk being read.
-        offset: u64,
-        /// Why.
-        cause: io::Error,
-    },
-    /// Writing the payload failed.
-    #[error("cannot write the payload at offset {offset}: {cause}")]
-    Write {
-        /// Payload offset of the frame being written.
-        offset: u64,
-        /// Why.
-        cause: io::Error,
-    },
-    /// zstd refused to compress a chunk.
-    #[error("zstd could not compress chunk {index}: {cause}")]
-    Compress {
-        /// Chunk index.
-        index: usize,
-        /// Why.
-        cause: io::Error,
-    },
-    /// A compression thread died.
-    #[error("a payload compression thread panicked: this is a bug in tandem")]
-    Worker,
-    /// A chunk's frame has the wrong size.
-    #[error(
-        "chunk {index}: got {got} compressed bytes, the manifest says {want}: the payload does not belong to this manifest or was cut short"
-    )]
-    FrameSize {
-        /// Chunk index.
-        index: usize,
-        /// Bytes given.
-        got: u64,
-        /// Bytes expected.
-        want: u64,
-    },
-    /// A chunk's frame does not decompress.
-    #[error(
-        "chunk {index} does not decompress ({cause}): the payload is damaged or does not belong to this manifest"
-    )]
-    Decompress {
-        /// Chunk index.
-        index: usize,
-        /// zstd's message.
-        cause: io::Error,
-    },
-    /// A chunk decompressed to other bytes than the manifest names.
-    #[error(
-        "chunk {index} decompresses to {got_len} bytes with sha256 {got_sha256}, the manifest says {want_len} bytes with {want_sha256}: the payload is damaged or does not belong to this manifest"
-    )]
-    Mismatch {
-        /// Chunk index.
-        index: usize,
-        /// Length obtained.
-        got_len: u64,
-        /// Hash obtained.
-        got_sha256: String,
-        /// Length expected.
-        want_len: u64,
-        /// Hash expected.
-        want_sha256: String,
-    },
 }
 
 /// A chunk read from the image, on its way to a compression thread.

@@ -15,7 +15,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::version::Version;
+use tandem_contract::version::Version;
 
 /// Format version of pointers and manifests.
 pub const FORMAT: u32 = 1;
@@ -279,10 +279,14 @@ pub fn safe_path(p: &str) -> bool {
             .all(|c| !c.is_empty() && c != "." && c != ".." && !c.contains('\\'))
 }
 
-#[cfg(test)]
-pub(crate) mod tests {
+/// A consistent sample manifest (three 1 MiB chunks of version `1.1.0` of
+/// image `demo`), for tests here and in the crates that use this one
+/// (feature `test-support`).
+#[cfg(any(test, feature = "test-support"))]
+pub mod testing {
     use super::*;
 
+    /// The sample manifest: it passes [`Manifest::check`].
     pub fn sample() -> Manifest {
         let h = "a".repeat(64);
         Manifest {
@@ -326,6 +330,12 @@ pub(crate) mod tests {
             },
         }
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testing::sample;
+    use super::*;
 
     #[test]
     fn consistent_manifest_passes() {

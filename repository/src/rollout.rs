@@ -8,7 +8,7 @@
 use sha2::{Digest, Sha256};
 
 use crate::repo::Rollout;
-use crate::version::Version;
+use tandem_contract::version::Version;
 
 /// The node's stable position in [0, 1) for `version`. The version enters
 /// the hash in its [canonical form](Version::canonical), so equal versions

@@ -14,26 +14,7 @@ use base64::Engine;
 use ed25519_dalek::{Signer, Verifier};
 use sha2::{Digest, Sha256};
 
-/// Problems with key files.
-#[derive(Debug, thiserror::Error)]
-pub enum KeyError {
-    /// The file could not be read.
-    #[error("cannot read key {path}: {cause}")]
-    Read {
-        /// The key file.
-        path: String,
-        /// Why.
-        cause: std::io::Error,
-    },
-    /// The file's content is not a key of the expected kind.
-    #[error("{path}: {message}")]
-    Format {
-        /// The key file (or `<text>`).
-        path: String,
-        /// What is wrong.
-        message: String,
-    },
-}
+pub use crate::error::KeyError;
 
 /// A public key that signatures are checked against.
 #[derive(Clone, PartialEq, Eq)]
