@@ -22,7 +22,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 ///
 /// - [`Display`](fmt::Display) and serialisation give the *spelling*: the
 ///   numbers without leading zeros, as many as were written (`1.01.0` →
-///   `1.1.0`). Repository paths (`updater::repo::version_dir`), state and
+///   `1.1.0`). Repository paths (`repository::repo::version_dir`), state and
 ///   status files use it, so `1.01` and `1.1` can never name two
 ///   directories. The original text is not kept.
 /// - [`Version::canonical`] is the *identity*: the spelling without

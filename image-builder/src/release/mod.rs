@@ -3,9 +3,10 @@
 //! manifest), channels are pointed at versions with signed pointers, and
 //! [`status`] reports what a repository serves.
 //!
-//! Formats are [`repository::repo`], signing is [`repository::keys`] and the
-//! checks a node applies are [`repository::policy`]: the release side uses the
-//! node's own code, so the two cannot drift.
+//! Formats are [`repository::repo`], chunking is [`repository::payload`],
+//! signing is [`repository::keys`] and the checks a node applies are
+//! [`repository::policy`]: the release side and the node's update engine use
+//! the same `repository` crate, so the two cannot drift.
 //!
 //! Crash safety: a version is assembled in a hidden directory inside the
 //! repository and renamed into place complete, so a half-published version
