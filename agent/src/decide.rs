@@ -1136,7 +1136,7 @@ mod tests {
             Decision::Report { state, message } => {
                 assert_eq!(state, state::WAITING_FOR_WINDOW);
                 assert!(
-                    message.contains("opens at 2026-03-06 01:00:00 UTC (in 2 h 0 min)"),
+                    message.contains("opens at 2026-03-06 01:00:00 UTC (in 2h)"),
                     "{message}"
                 );
             }

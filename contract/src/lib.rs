@@ -11,6 +11,8 @@
 //! - `run` (feature `std`): the `/run/tandem` status files and service
 //!   states;
 //! - `strategy` (feature `std`): reboot strategies;
+//! - `time` (feature `std`): the duration syntax of config files, read and
+//!   written, and UTC dates;
 //! - `version` (feature `std`): release versions, their order and spelling.
 //!
 //! Without the `std` feature it builds for the UEFI bootloader (`alloc`
@@ -42,6 +44,8 @@ pub mod run;
 pub mod slot;
 #[cfg(feature = "std")]
 pub mod strategy;
+#[cfg(feature = "std")]
+pub mod time;
 #[cfg(feature = "std")]
 pub mod version;
 
