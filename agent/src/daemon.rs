@@ -195,7 +195,7 @@ impl Agent<'_> {
             self.failures,
             BACKOFF_FIRST,
             BACKOFF_CAP,
-            crate::lock::jitter(),
+            updater::backoff::random_unit(),
         )
         .max(BACKOFF_FIRST)
     }
