@@ -8,6 +8,7 @@
 //!   and the one parser of `loader.conf` and `slot-<x>.conf`;
 //! - [`cmdline`]: the `tandem.*` kernel arguments;
 //! - [`os_release`]: what an image says about itself;
+//! - `log` (feature `std`): the programs' log lines and their prefixes;
 //! - `run` (feature `std`): the `/run/tandem` status files and service
 //!   states;
 //! - `strategy` (feature `std`): reboot strategies;
@@ -37,6 +38,8 @@ extern crate alloc;
 pub mod cmdline;
 pub mod esp;
 pub mod guid;
+#[cfg(feature = "std")]
+pub mod log;
 pub mod os_release;
 pub mod partition;
 #[cfg(feature = "std")]
