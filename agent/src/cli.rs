@@ -523,7 +523,7 @@ mod tests {
             "gone (no live node record",
             "updated-need-reboot 1.1.0",
             "1.2.0 on node-3",
-            "1 min ago",
+            "1m ago",
         ] {
             assert!(text.contains(want), "{want:?} missing in:\n{text}");
         }

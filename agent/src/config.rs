@@ -427,20 +427,10 @@ pub fn read_oem_layer(node: &updater::node::Paths) -> Result<Option<Source>, Con
     let Ok(boot) = updater::node::BootFacts::read(node) else {
         return Ok(None);
     };
-    let err = |e: updater::Error| ConfigError {
+    updater::config::read_oem_layer(&boot.disk, OEM_FILE).map_err(|e| ConfigError {
         origin: format!("OEM partition of {}: {OEM_FILE}", boot.disk.display()),
         problem: ConfigProblem::Read(e.into()),
-    };
-    let disk = updater::disk::BootDisk::open(&boot.disk, false).map_err(err)?;
-    let Ok(oem) = disk.partition(tandem_contract::Partition::Oem) else {
-        return Ok(None);
-    };
-    Ok(updater::esp::read_oem_file(&oem, OEM_FILE)
-        .map_err(err)?
-        .map(|text| Source {
-            origin: format!("{} (OEM partition): {OEM_FILE}", oem.name()),
-            text,
-        }))
+    })
 }
 
 /// The first line of a password file, without its line end.

@@ -6,7 +6,6 @@
 //! backs off (1 s … 60 s, doubling, with jitter) while etcd or the
 //! FleetLock server fail.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -60,9 +59,7 @@ impl Default for Options {
 
 /// A line on standard output (the service log): `tandem-agent: …`.
 pub fn log(message: &str) {
-    let _ = std::io::stdout()
-        .lock()
-        .write_all(format!("tandem-agent: {message}\n").as_bytes());
+    tandem_contract::log::line(tandem_contract::log::AGENT, format_args!("{message}"));
 }
 
 /// An etcd client from agent.toml's `[etcd]`.
@@ -195,7 +192,7 @@ impl Agent<'_> {
             self.failures,
             BACKOFF_FIRST,
             BACKOFF_CAP,
-            crate::lock::jitter(),
+            updater::backoff::random_unit(),
         )
         .max(BACKOFF_FIRST)
     }

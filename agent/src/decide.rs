@@ -385,11 +385,8 @@ pub fn decide(i: &Inputs<'_>) -> Decision {
 pub fn backoff(failures: u32, first: Duration, cap: Duration, r: f64) -> Duration {
     let first = first.max(Duration::from_millis(10));
     let cap = cap.max(first);
-    let factor = 1u32
-        .checked_shl(failures.saturating_sub(1).min(20))
-        .unwrap_or(u32::MAX);
-    let d = first.saturating_mul(factor).min(cap);
-    d.mul_f64(1.0 + 0.2 * r.clamp(-1.0, 1.0)).clamp(first, cap)
+    let d = updater::backoff::doubling(failures, first, cap);
+    updater::backoff::spread(d, 0.2, r).clamp(first, cap)
 }
 
 #[cfg(test)]
@@ -1136,7 +1133,7 @@ mod tests {
             Decision::Report { state, message } => {
                 assert_eq!(state, state::WAITING_FOR_WINDOW);
                 assert!(
-                    message.contains("opens at 2026-03-06 01:00:00 UTC (in 2 h 0 min)"),
+                    message.contains("opens at 2026-03-06 01:00:00 UTC (in 2h)"),
                     "{message}"
                 );
             }

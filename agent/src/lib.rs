@@ -34,13 +34,8 @@ pub mod lock;
 pub mod semaphore;
 pub mod window;
 
-/// Asks PID 1 to reboot, as `tandemctl reboot` and busybox's `reboot` do.
+/// Asks PID 1 to reboot, as `tandemctl reboot` and busybox's `reboot` do
+/// ([`Shutdown::request`](tandem_contract::run::Shutdown::request)).
 pub fn reboot_via_init() -> std::io::Result<()> {
-    let signal = tandem_contract::run::Shutdown::Reboot.signal();
-    // SAFETY: kill(2) with a constant pid and signal.
-    if unsafe { libc::kill(1, signal) } == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
-    }
+    tandem_contract::run::Shutdown::Reboot.request()
 }

@@ -29,9 +29,9 @@
 //! # Ok::<(), agent::lock::Error>(())
 //! ```
 
-use std::collections::hash_map::RandomState;
-use std::hash::{BuildHasher, Hasher};
 use std::time::Duration;
+
+use updater::backoff::random_unit;
 
 use crate::etcd::{self, Etcd, Expect};
 use crate::semaphore::{self, Outcome, Semaphore};
@@ -192,7 +192,7 @@ impl Waits {
             failures,
             self.first,
             self.cap,
-            jitter(),
+            random_unit(),
         ));
     }
 }
@@ -202,18 +202,6 @@ impl Waits {
 pub struct Lock<'a> {
     etcd: &'a Etcd,
     key: String,
-}
-
-/// A number in [-1, 1], different in every call (for jitter).
-pub fn jitter() -> f64 {
-    let mut h = RandomState::new().build_hasher();
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0),
-    );
-    (h.finish() >> 11) as f64 / (1u64 << 52) as f64 - 1.0
 }
 
 impl<'a> Lock<'a> {
@@ -464,7 +452,7 @@ impl<'a> Lock<'a> {
             });
         }
         let cap_ms = (attempts as u64 * 2).min(50);
-        let ms = ((jitter() + 1.0) / 2.0 * cap_ms as f64) as u64;
+        let ms = ((random_unit() + 1.0) / 2.0 * cap_ms as f64) as u64;
         std::thread::sleep(Duration::from_millis(ms));
         Ok(())
     }
@@ -491,13 +479,6 @@ enum Read {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn jitter_is_in_range_and_varies() {
-        let xs: Vec<f64> = (0..200).map(|_| jitter()).collect();
-        assert!(xs.iter().all(|x| (-1.0..=1.0).contains(x)));
-        assert!(xs.iter().any(|x| *x < -0.2) && xs.iter().any(|x| *x > 0.2));
-    }
 
     #[test]
     fn errors_say_what_to_do() {

@@ -721,11 +721,11 @@ mod tests {
     fn display() {
         assert_eq!(
             w("Thu 23:00", "2h", Some("+02:00")).to_string(),
-            "weekly at Thu 23:00 UTC+02:00 for 2 h 0 min"
+            "weekly at Thu 23:00 UTC+02:00 for 2h"
         );
         assert_eq!(
             w("4:30", "90m", None).to_string(),
-            "daily at 04:30 UTC for 1 h 30 min"
+            "daily at 04:30 UTC for 1h30m"
         );
     }
 }

@@ -8,9 +8,12 @@
 //!   and the one parser of `loader.conf` and `slot-<x>.conf`;
 //! - [`cmdline`]: the `tandem.*` kernel arguments;
 //! - [`os_release`]: what an image says about itself;
+//! - `log` (feature `std`): the programs' log lines and their prefixes;
 //! - `run` (feature `std`): the `/run/tandem` status files and service
 //!   states;
 //! - `strategy` (feature `std`): reboot strategies;
+//! - `time` (feature `std`): the duration syntax of config files, read and
+//!   written, and UTC dates;
 //! - `version` (feature `std`): release versions, their order and spelling.
 //!
 //! Without the `std` feature it builds for the UEFI bootloader (`alloc`
@@ -35,6 +38,8 @@ extern crate alloc;
 pub mod cmdline;
 pub mod esp;
 pub mod guid;
+#[cfg(feature = "std")]
+pub mod log;
 pub mod os_release;
 pub mod partition;
 #[cfg(feature = "std")]
@@ -42,6 +47,8 @@ pub mod run;
 pub mod slot;
 #[cfg(feature = "std")]
 pub mod strategy;
+#[cfg(feature = "std")]
+pub mod time;
 #[cfg(feature = "std")]
 pub mod version;
 

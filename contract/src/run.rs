@@ -245,7 +245,29 @@ impl Shutdown {
             Shutdown::Halt => libc::SIGUSR1,
         }
     }
+
+    /// Asks PID 1 for this action ([`Shutdown::signal`] to process 1), as
+    /// `tandemctl reboot`, the agent, the update engine and busybox's
+    /// `reboot` do. Returns once the signal is sent; PID 1 stops the
+    /// services and then ends the system.
+    pub fn request(self) -> std::io::Result<()> {
+        self.send_to(INIT_PID)
+    }
+
+    /// Sends [`Shutdown::signal`] to `pid` ([`Shutdown::request`] with
+    /// [`INIT_PID`]; tests use a child).
+    pub fn send_to(self, pid: i32) -> std::io::Result<()> {
+        // SAFETY: kill(2) takes plain integers and touches no memory.
+        if unsafe { libc::kill(pid, self.signal()) } == 0 {
+            Ok(())
+        } else {
+            Err(std::io::Error::last_os_error())
+        }
+    }
 }
+
+/// The process that [`Shutdown`] signals go to: PID 1, the system init.
+pub const INIT_PID: i32 = 1;
 
 /// The updater's socket.
 pub const UPDATER_SOCKET: &str = "/run/tandem/updater.sock";
@@ -253,6 +275,24 @@ pub const UPDATER_SOCKET: &str = "/run/tandem/updater.sock";
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_shutdown_request_is_its_signal() {
+        use std::os::unix::process::ExitStatusExt;
+        for how in [Shutdown::Reboot, Shutdown::PowerOff, Shutdown::Halt] {
+            let mut child = std::process::Command::new("sleep")
+                .arg("30")
+                .spawn()
+                .expect("sleep runs");
+            let pid = i32::try_from(child.id()).expect("pid fits");
+            how.send_to(pid).expect("signal sent");
+            let status = child.wait().expect("child ends");
+            assert_eq!(status.signal(), Some(how.signal()), "{how:?}");
+        }
+        // No such process: the error comes back.
+        let err = Shutdown::Reboot.send_to(i32::MAX).expect_err("no such pid");
+        assert_eq!(err.raw_os_error(), Some(libc::ESRCH));
+    }
 
     #[test]
     fn shutdown_signals_round_trip() {

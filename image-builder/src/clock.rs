@@ -1,5 +1,5 @@
 //! Durations and times as people write and read them on the release side:
-//! the duration syntax is the node's (`updater::clock`), plus compact and
+//! the duration syntax is the contract's (`tandem_contract::time`), plus
 //! approximate durations for summaries and HTTP dates for `tandem serve`
 //! (written by `httpdate`). Durations stay the node's own parser, not
 //! `humantime`: that one takes other units (`2w`, `1month`) nodes refuse.
@@ -28,18 +28,13 @@ impl FromStr for Duration {
 /// update.toml (`90s`, `45m`, `2h`, `30d`, `1h30m`, a bare number of
 /// seconds): one syntax for release tooling and nodes.
 pub fn parse_duration(text: &str) -> Result<u64, String> {
-    updater::clock::parse_duration(text).map(|d| d.as_secs())
+    tandem_contract::time::parse_duration(text).map(|d| d.as_secs())
 }
 
-/// Seconds in the largest unit that divides them exactly: `2h`, `90m`, `0`.
+/// Seconds in the config syntax, exactly: `2h`, `1h30m`, `0s`
+/// ([`tandem_contract::time::format_duration`]).
 pub fn format_duration(secs: u64) -> String {
-    match secs {
-        0 => "0".into(),
-        s if s % 86_400 == 0 => format!("{}d", s / 86_400),
-        s if s % 3600 == 0 => format!("{}h", s / 3600),
-        s if s % 60 == 0 => format!("{}m", s / 60),
-        s => format!("{s}s"),
-    }
+    tandem_contract::time::format_duration(std::time::Duration::from_secs(secs))
 }
 
 /// Seconds, roughly, for people: `29d 23h`, `5h 10m`, `42s`.
@@ -55,7 +50,7 @@ pub fn approx_duration(secs: u64) -> String {
 
 /// `2026-05-01 12:00:00 UTC`.
 pub fn utc(secs: u64) -> String {
-    updater::clock::format_unix(secs)
+    tandem_contract::time::format_unix(secs)
 }
 
 /// An HTTP date (RFC 9110 IMF-fixdate): `Sun, 06 Nov 1994 08:49:37 GMT`.
@@ -89,10 +84,14 @@ mod tests {
             let e = parse_duration(bad).expect_err(bad);
             assert!(e.contains("is not a duration"), "{e}");
         }
-        assert_eq!(format_duration(5400), "90m");
+        assert_eq!(format_duration(5400), "1h30m");
         assert_eq!(format_duration(7200), "2h");
         assert_eq!(format_duration(86_400 * 30), "30d");
-        assert_eq!(format_duration(61), "61s");
+        assert_eq!(format_duration(61), "1m1s");
+        assert_eq!(format_duration(0), "0s");
+        for secs in [5400, 7200, 86_400 * 30, 61, 0] {
+            assert_eq!(parse_duration(&format_duration(secs)), Ok(secs));
+        }
         assert_eq!(approx_duration(86_400 * 29 + 3600 * 23 + 5), "29d 23h");
         assert_eq!(approx_duration(42), "42s");
     }

@@ -336,7 +336,7 @@ fn mark_good() -> Result<u8, Error> {
 }
 
 fn signal_init(how: Shutdown) -> Result<u8, Error> {
-    initramfs::sys::kill(1, how.signal()).map_err(|err| NodeError::Sys {
+    how.request().map_err(|err| NodeError::Sys {
         what: "signalling PID 1",
         err,
     })?;

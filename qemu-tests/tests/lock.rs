@@ -15,7 +15,7 @@ use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use agent::etcd::{Auth, Etcd, Tls};
-use agent::lock::{Lock, Locked, Unlocked, Waits, jitter};
+use agent::lock::{Lock, Locked, Unlocked, Waits};
 use anyhow::{Context, Result, bail, ensure};
 use qemu_tests::etcd::{EtcdCluster, cpu_time};
 
@@ -28,7 +28,7 @@ const WAITS: Waits = Waits {
 
 /// A random hold between `lo` and `hi` milliseconds.
 fn hold(lo: u64, hi: u64) -> Duration {
-    let r = (jitter() + 1.0) / 2.0;
+    let r = (updater::backoff::random_unit() + 1.0) / 2.0;
     Duration::from_millis(lo + (r * (hi - lo) as f64) as u64)
 }
 

@@ -270,12 +270,20 @@ pub fn file_source(path: &std::path::Path) -> Result<Option<Source>, Error> {
 /// The OEM partition's `update.toml` on the boot disk `disk_path` as a
 /// configuration layer; `None` without an OEM partition or file.
 pub fn read_oem_config(disk_path: &Path) -> Result<Option<Source>, Error> {
+    read_oem_layer(disk_path, "update.toml")
+}
+
+/// The file `name` on the OEM partition of the boot disk `disk_path` as a
+/// configuration layer (`update.toml`, the agent's `agent.toml`), its
+/// origin `<partition> (OEM partition): <name>`; `None` without an OEM
+/// partition or file.
+pub fn read_oem_layer(disk_path: &Path, name: &str) -> Result<Option<Source>, Error> {
     let disk = BootDisk::open(disk_path, false)?;
     let Ok(oem) = disk.partition(Partition::Oem) else {
         return Ok(None);
     };
-    Ok(esp::read_oem_file(&oem, "update.toml")?.map(|text| Source {
-        origin: format!("{} (OEM partition): update.toml", oem.name()),
+    Ok(esp::read_oem_file(&oem, name)?.map(|text| Source {
+        origin: format!("{} (OEM partition): {name}", oem.name()),
         text,
     }))
 }

@@ -52,15 +52,12 @@ impl Default for Options {
     }
 }
 
-/// Asks PID 1 to reboot the way busybox's `reboot` does (SIGTERM).
+/// Asks PID 1 to reboot the way busybox's `reboot` does
+/// ([`Shutdown::request`](tandem_contract::run::Shutdown::request)).
 pub fn reboot_via_init(why: &str) {
     crate::log!("asking init for a reboot: {why}");
-    // SAFETY: kill(2) with a constant pid and signal.
-    if unsafe { libc::kill(1, libc::SIGTERM) } != 0 {
-        crate::log!(
-            "signalling PID 1 failed: {}",
-            std::io::Error::last_os_error()
-        );
+    if let Err(err) = tandem_contract::run::Shutdown::Reboot.request() {
+        crate::log!("signalling PID 1 failed: {err}");
     }
 }
 

@@ -215,7 +215,8 @@ pub fn install_slot(
     fat.close()
 }
 
-/// The OEM partition's `update.toml`, if any.
+/// The file `name` on the OEM partition (`update.toml`, `agent.toml`), if
+/// any.
 pub fn read_oem_file(oem: &Region, name: &str) -> Result<Option<String>, Error> {
     let fat = Fat::open(oem, Partition::Oem)?;
     Ok(fat

@@ -26,6 +26,7 @@
 
 pub mod api;
 pub mod apply;
+pub mod backoff;
 pub mod cli;
 pub mod clock;
 pub mod config;
@@ -51,9 +52,14 @@ pub use version::Version;
 /// A line on standard output (the service log): `tandem-updated: …`.
 #[macro_export]
 macro_rules! log {
-    ($($arg:tt)*) => {{
-        use std::io::Write as _;
-        let line = format!("tandem-updated: {}\n", format_args!($($arg)*));
-        let _ = std::io::stdout().lock().write_all(line.as_bytes());
-    }};
+    ($($arg:tt)*) => {
+        $crate::log_line(format_args!($($arg)*))
+    };
+}
+
+/// What [`log!`] does: a `tandem-updated: …` line
+/// ([`tandem_contract::log::line`]).
+#[doc(hidden)]
+pub fn log_line(message: std::fmt::Arguments<'_>) {
+    tandem_contract::log::line(tandem_contract::log::UPDATER, message);
 }

@@ -491,7 +491,7 @@ mod tests {
         };
         let l = summary_line(&s, 1000);
         assert!(
-            l.contains("turn in the rollout comes") && l.contains("in 1 h 0 min"),
+            l.contains("turn in the rollout comes") && l.contains("in 1h"),
             "{l}"
         );
         s.state = UpdateState::UpdatedNeedReboot {

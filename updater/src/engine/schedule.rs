@@ -1,7 +1,10 @@
 //! When to check next: the interval with ±10 % jitter, and bounded
-//! exponential backoff after failures. Pure, apart from [`random_unit`].
+//! exponential backoff after failures ([`crate::backoff`]). Pure, apart
+//! from [`random_unit`].
 
 use std::time::Duration;
+
+use crate::backoff;
 
 /// Longest wait between retries after failures.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(3600);
@@ -10,7 +13,7 @@ pub const FIRST_BACKOFF: Duration = Duration::from_secs(30);
 
 /// `d` spread by ±10 %: `r` in [-1, 1] picks where.
 pub fn jitter(d: Duration, r: f64) -> Duration {
-    d.mul_f64(1.0 + 0.1 * r.clamp(-1.0, 1.0))
+    backoff::spread(d, 0.1, r)
 }
 
 /// The wait before the next check: the interval after a success; after
@@ -22,25 +25,13 @@ pub fn next_delay(interval: Duration, failures: u32, r: f64) -> Duration {
         return jitter(interval, r);
     }
     let first = FIRST_BACKOFF.min(interval);
-    let cap = interval.min(MAX_BACKOFF).max(first);
-    let factor = 1u32
-        .checked_shl(failures.saturating_sub(1).min(20))
-        .unwrap_or(u32::MAX);
-    jitter(first.saturating_mul(factor).min(cap), r)
+    jitter(
+        backoff::doubling(failures, first, interval.min(MAX_BACKOFF)),
+        r,
+    )
 }
 
-/// A random number in [-1, 1) for [`jitter`].
-pub fn random_unit() -> f64 {
-    let mut b = [0u8; 8];
-    if getrandom::fill(&mut b).is_err() {
-        // Without randomness, spread by the clock's nanoseconds.
-        let n = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.subsec_nanos());
-        return f64::from(n % 2_000_000) / 1_000_000.0 - 1.0;
-    }
-    (u64::from_le_bytes(b) >> 11) as f64 / (1u64 << 52) as f64 - 1.0
-}
+pub use backoff::random_unit;
 
 #[cfg(test)]
 mod tests {
