@@ -8,6 +8,8 @@
 //!   and the one parser of `loader.conf` and `slot-<x>.conf`;
 //! - [`cmdline`]: the `tandem.*` kernel arguments;
 //! - [`os_release`]: what an image says about itself;
+//! - `node` (feature `std`): the update engine's and the reboot agent's
+//!   states, as the socket, the fleet records and the CLIs carry them;
 //! - `run` (feature `std`): the `/run/tandem` status files and service
 //!   states;
 //! - `strategy` (feature `std`): reboot strategies;
@@ -35,6 +37,8 @@ extern crate alloc;
 pub mod cmdline;
 pub mod esp;
 pub mod guid;
+#[cfg(feature = "std")]
+pub mod node;
 pub mod os_release;
 pub mod partition;
 #[cfg(feature = "std")]
@@ -46,6 +50,8 @@ pub mod strategy;
 pub mod version;
 
 pub use guid::Guid;
+#[cfg(feature = "std")]
+pub use node::{AgentState, UpdateStateKind};
 pub use partition::Partition;
 pub use slot::Slot;
 #[cfg(feature = "std")]
