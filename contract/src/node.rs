@@ -33,9 +33,22 @@ macro_rules! state_enum {
         }
     ) => {
         $(#[$meta])*
-        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
         pub enum $name {
-            $( $(#[$vmeta])* #[serde(rename = $text)] $variant, )+
+            $( $(#[$vmeta])* $variant, )+
+        }
+
+        impl Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(self.as_str())
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let text = String::deserialize(d)?;
+                text.parse().map_err(serde::de::Error::custom)
+            }
         }
 
         impl $name {
@@ -225,7 +238,11 @@ mod tests {
             text.contains("\"dancing\" is not an agent state") && text.contains("holding-lock"),
             "{text}"
         );
-        assert!(serde_json::from_str::<UpdateStateKind>("\"Idle\"").is_err());
+        let e = serde_json::from_str::<UpdateStateKind>("\"Idle\"").expect_err("case matters");
+        assert!(
+            e.to_string().contains("\"Idle\" is not an update state"),
+            "{e}"
+        );
         assert_eq!(format!("{:<6}|", AgentState::Idle), "idle  |");
     }
 

@@ -48,7 +48,7 @@ pub fn install(
 ) -> Result<ApplyReport, Error> {
     let started = Instant::now();
     let m = &offer.manifest;
-    let version = m.version.to_string();
+    let version = m.version.clone();
     let running = ctx.boot.slot;
     let inactive = running.other();
     let slot_name = inactive.to_string();
@@ -63,7 +63,7 @@ pub fn install(
             slot: inactive,
             partition: target.len(),
             need: m.usr.size,
-            version,
+            version: version.to_string(),
         });
     }
     let esp_region = disk.partition(Partition::Esp)?;
@@ -111,7 +111,7 @@ pub fn install(
             last = Some(Instant::now());
             status.set_state(UpdateState::Downloading(Transfer {
                 version: version.clone(),
-                slot: slot_name.clone(),
+                slot: inactive,
                 bytes_done: c.bytes_done,
                 bytes_total: c.bytes_total,
                 percent: (1000 * c.bytes_done / c.bytes_total.max(1)) as f64 / 10.0,
@@ -126,7 +126,7 @@ pub fn install(
     let verifying = |done| {
         status.set_state(UpdateState::Verifying {
             version: version.clone(),
-            slot: slot_name.clone(),
+            slot: inactive,
             bytes_done: done,
             bytes_total: total,
         })
@@ -144,7 +144,7 @@ pub fn install(
     let finalizing = |step: &str| {
         status.set_state(UpdateState::Finalizing {
             version: version.clone(),
-            slot: slot_name.clone(),
+            slot: inactive,
             step: step.to_string(),
         })
     };
@@ -160,7 +160,7 @@ pub fn install(
         downloaded += bytes.len() as u64;
         files.push(bytes);
     }
-    let conf = esp::slot_conf(&version, &m.usr.verity);
+    let conf = esp::slot_conf(&version.to_string(), &m.usr.verity);
     esp::install_slot(
         &esp_region,
         inactive,
@@ -192,7 +192,7 @@ pub fn install(
     let _ = std::fs::remove_file(&progress_file);
     Ok(ApplyReport {
         version,
-        slot: slot_name,
+        slot: inactive,
         image_bytes: m.usr.size,
         downloaded_bytes: downloaded,
         copied_bytes: counters.copied,

@@ -127,11 +127,11 @@ impl Engine {
             s.format = crate::status::FORMAT;
             s.since = now_unix();
             if let Ok(id) = &e.identity {
-                s.running_version = Some(id.version.to_string());
+                s.running_version = Some(id.version.clone());
                 s.image = Some(id.image.clone());
             }
             if let Ok(b) = &e.boot {
-                s.running_slot = Some(b.slot.to_string());
+                s.running_slot = Some(b.slot);
             }
         });
         e.reload_config(true);
@@ -262,10 +262,7 @@ impl Engine {
             .get()
             .agent
             .map(|a| a.cluster_failed)
-            .unwrap_or_default()
-            .iter()
-            .filter_map(|v| v.parse().ok())
-            .collect();
+            .unwrap_or_default();
         for v in cluster {
             if !failed.contains(&v) {
                 failed.push(v);
@@ -284,11 +281,7 @@ impl Engine {
         }
         self.status.update(|s| {
             s.warnings = warnings;
-            s.failed_versions = state
-                .failed_versions()
-                .iter()
-                .map(ToString::to_string)
-                .collect();
+            s.failed_versions = state.failed_versions();
         });
         let facts = NodeFacts {
             image: &id.image,
@@ -365,7 +358,7 @@ impl Engine {
                 (
                     UpdateState::RolledBack { version, .. },
                     Error::Refused(policy::Refusal::FailedBefore { version: v }),
-                ) => same_version(version, v),
+                ) => same_version(&version.to_string(), v),
                 _ => false,
             }
         });
