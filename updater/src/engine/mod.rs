@@ -68,7 +68,7 @@ impl Shared {
     /// Enters `state` (and notes when).
     pub fn set_state(&self, state: UpdateState) {
         self.update(|s| {
-            if s.state.name() != state.name() {
+            if s.state.kind() != state.kind() {
                 s.since = now_unix();
             }
             s.state = state;
