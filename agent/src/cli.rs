@@ -15,6 +15,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde::Serialize;
+use tandem_contract::Version;
 use updater::clock::{format_duration, format_unix, now_unix};
 
 use crate::config::{ConfigPaths, DEFAULT_GROUP};
@@ -74,6 +75,9 @@ pub enum Usage {
     /// `lock lock` with more than one id.
     #[error("lock lock takes at most one id")]
     TooManyIds,
+    /// `forget-failed` with something else than a version.
+    #[error("forget-failed: {0}")]
+    NotAVersion(#[source] tandem_contract::version::VersionError),
     /// `set-max` with something else than a number.
     #[error("set-max: {0:?} is not a number")]
     NotANumber(String),
@@ -173,7 +177,10 @@ pub fn run(args: &[&str], defaults: &Defaults) -> Result<u8, Error> {
             Ok(0)
         }
         ["cluster", "forget-failed", version] => {
-            if fleet::forget_failed(&etcd()?, version)? {
+            let version: Version = version
+                .parse()
+                .map_err(|e| Error::Usage(Usage::NotAVersion(e)))?;
+            if fleet::forget_failed(&etcd()?, &version)? {
                 println!("{version}: failed record deleted; nodes may install it again");
             } else {
                 println!("{version}: no failed record (nothing to do)");
@@ -314,13 +321,14 @@ impl ClusterView {
     /// The text shown to people.
     pub fn render(&self, now: u64) -> String {
         let mut out = format!("etcd:     {} (revision {})\n", self.etcd, self.revision);
-        let mut versions: BTreeMap<&str, usize> = BTreeMap::new();
+        // Unknown versions (`None`) sort first, as the empty text did.
+        let mut versions: BTreeMap<Option<&Version>, usize> = BTreeMap::new();
         for n in &self.nodes {
-            *versions.entry(n.version.as_str()).or_default() += 1;
+            *versions.entry(n.version.as_ref()).or_default() += 1;
         }
         let vs: Vec<String> = versions
             .iter()
-            .map(|(v, n)| format!("{n} on {}", if v.is_empty() { "?" } else { v }))
+            .map(|(v, n)| format!("{n} on {}", v.map_or("?".into(), Version::to_string)))
             .collect();
         out.push_str(&format!(
             "nodes:    {} ({})\n",
@@ -363,9 +371,10 @@ impl ClusterView {
                 "HOST", "MACHINE", "VERSION", "SLOT", "UPDATE", "AGENT", "LOCK", "SEEN"
             ));
             for n in &self.nodes {
+                let update_state = text_or_empty(n.update_state.as_ref());
                 let update = match &n.pending_version {
-                    Some(v) => format!("{} {v}", n.update_state),
-                    None => n.update_state.clone(),
+                    Some(v) => format!("{update_state} {v}"),
+                    None => update_state,
                 };
                 let seen = now.saturating_sub(n.last_seen);
                 let stale = if seen > 2 * KEEPALIVE_EVERY.as_secs() {
@@ -377,10 +386,10 @@ impl ClusterView {
                     "{:<16} {:<12} {:<9} {:<4} {:<22} {:<18} {:<5} {} ago{stale}\n",
                     n.hostname,
                     short(&n.machine_id),
-                    n.version,
-                    n.slot,
+                    text_or_empty(n.version.as_ref()),
+                    text_or_empty(n.slot.as_ref()),
                     update,
-                    n.agent_state,
+                    text_or_empty(n.agent_state.as_ref()),
                     if n.lock { "held" } else { "-" },
                     format_duration(Duration::from_secs(seen)),
                 ));
@@ -411,6 +420,12 @@ impl ClusterView {
             .find(|n| n.machine_id == id)
             .map(|n| n.hostname.clone())
     }
+}
+
+/// A record's value as text; an unknown one as the empty text it was
+/// written as.
+fn text_or_empty(v: Option<&impl std::fmt::Display>) -> String {
+    v.map(ToString::to_string).unwrap_or_default()
 }
 
 fn short(id: &str) -> &str {
@@ -463,6 +478,11 @@ fn render_lock(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tandem_contract::{AgentState, UpdateStateKind};
+
+    fn v(text: &str) -> Version {
+        text.parse().expect("a version")
+    }
 
     #[test]
     fn options_anywhere() {
@@ -482,6 +502,14 @@ mod tests {
         assert_eq!(a.group.as_deref(), Some("g"));
         assert!(matches!(parse(&["--etcd"]), Err(Error::Usage(_))));
         assert!(matches!(parse(&["--bogus"]), Err(Error::Usage(_))));
+        // Not a version: said before etcd is asked (there is none here).
+        let e = run(&["cluster", "forget-failed", "v1.1"], &Defaults::default())
+            .expect_err("not a version");
+        assert!(
+            matches!(e, Error::Usage(Usage::NotAVersion(_)))
+                && e.to_string().contains("\"v1.1\" is not a version"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -498,20 +526,21 @@ mod tests {
             nodes: vec![NodeRecord {
                 machine_id: "aaaa".into(),
                 hostname: "node-1".into(),
-                version: "1.0.0".into(),
-                update_state: "updated-need-reboot".into(),
-                pending_version: Some("1.1.0".into()),
-                agent_state: "rebooting".into(),
+                version: Some(v("1.0.0")),
+                update_state: Some(UpdateStateKind::UpdatedNeedReboot),
+                pending_version: Some(v("1.1.0")),
+                agent_state: Some(AgentState::Rebooting),
                 lock: true,
                 lock_since: Some(100),
                 last_seen: 100,
                 ..Default::default()
             }],
             failed: vec![FailedRecord {
-                version: "1.2.0".into(),
+                version: v("1.2.0"),
+                machine_id: String::new(),
                 hostname: "node-3".into(),
                 reason: "boot failed".into(),
-                ..Default::default()
+                at: 0,
             }],
             unreadable: vec![],
         };

@@ -10,13 +10,14 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use tandem_contract::{AgentState, Version};
 use updater::api::{self, Request};
 use updater::clock::now_unix;
 use updater::config::RebootStrategy;
 use updater::status::{AgentReport, UpdateStatus};
 
 use crate::config::{AgentConfig, ConfigError, ConfigPaths, EtcdSettings, read_password};
-use crate::decide::{self, Decision, Inputs, LockState, state};
+use crate::decide::{self, Decision, Inputs, LockState};
 use crate::error::Error;
 use crate::etcd::{Auth, Etcd, Tls};
 use crate::fleet::{self, FailedRecord, NodeRecord, Presence};
@@ -94,7 +95,7 @@ struct Step {
     /// Decide again at once (the lock or a record changed).
     again: bool,
     /// The state to report.
-    state: &'static str,
+    state: AgentState,
     /// What and why.
     message: String,
     /// A wait other than [`POLL`] (backing off).
@@ -102,7 +103,7 @@ struct Step {
 }
 
 impl Step {
-    fn done(state: &'static str, message: String) -> Step {
+    fn done(state: AgentState, message: String) -> Step {
         Step {
             again: false,
             state,
@@ -111,7 +112,7 @@ impl Step {
         }
     }
 
-    fn again(state: &'static str, message: String) -> Step {
+    fn again(state: AgentState, message: String) -> Step {
         Step {
             again: true,
             state,
@@ -120,7 +121,7 @@ impl Step {
         }
     }
 
-    fn wait(state: &'static str, message: String, wait: Duration) -> Step {
+    fn wait(state: AgentState, message: String, wait: Duration) -> Step {
         Step {
             again: false,
             state,
@@ -142,10 +143,10 @@ struct Agent<'a> {
     lock: LockState,
     reboot_requested_at: Option<u64>,
     rollback_recorded: bool,
-    cluster_failed: Vec<String>,
+    cluster_failed: Vec<Version>,
     failures: u32,
     presence: Presence,
-    last_report: Option<(String, String, Vec<String>)>,
+    last_report: Option<(AgentState, String, Vec<Version>)>,
     last_log: String,
 }
 
@@ -386,7 +387,10 @@ impl Agent<'_> {
             },
             Decision::RecordFailure { version, reason } => {
                 let Some(etcd) = &self.etcd else {
-                    return Step::done(state::ERROR, "no etcd to record the failure in".into());
+                    return Step::done(
+                        AgentState::Error,
+                        "no etcd to record the failure in".into(),
+                    );
                 };
                 let rec = FailedRecord {
                     version: version.clone(),
@@ -407,12 +411,12 @@ impl Agent<'_> {
                             },
                             fleet::failed_key(&version)
                         ));
-                        Step::again(state::IDLE, "failure recorded".into())
+                        Step::again(AgentState::Idle, "failure recorded".into())
                     }
                     Err(e) => {
                         let wait = self.backoff();
                         Step::wait(
-                            state::ERROR,
+                            AgentState::Error,
                             format!(
                                 "cannot record in etcd that {version} rolled back: {e}; retrying in {} s",
                                 wait.as_secs()
@@ -426,16 +430,16 @@ impl Agent<'_> {
                 Ok(None) => {
                     log(&format!("took the reboot lock: {reason}"));
                     self.lock = LockState::Held { since: Some(now) };
-                    Step::again(state::WAITING_FOR_LOCK, reason)
+                    Step::again(AgentState::WaitingForLock, reason)
                 }
                 Ok(Some(holders)) => Step::done(
-                    state::WAITING_FOR_LOCK,
+                    AgentState::WaitingForLock,
                     format!("{reason}; the lock is full (held by {holders}), waiting"),
                 ),
                 Err(e) => {
                     let wait = self.backoff();
                     Step::wait(
-                        state::WAITING_FOR_LOCK,
+                        AgentState::WaitingForLock,
                         format!(
                             "{reason}; cannot take the lock: {e}; retrying in {} s",
                             wait.as_secs()
@@ -450,19 +454,22 @@ impl Agent<'_> {
                 if let Err(e) = (self.reboot)() {
                     log(&format!("asking init to reboot failed: {e}"));
                 }
-                Step::done(state::REBOOTING, format!("rebooting: {reason}"))
+                Step::done(AgentState::Rebooting, format!("rebooting: {reason}"))
             }
             Decision::ReleaseLock { reason } => match self.release_lock(backend) {
                 Ok(()) => {
                     log(&format!("released the reboot lock: {reason}"));
                     self.lock = LockState::Free;
-                    Step::again(state::IDLE, reason)
+                    Step::again(AgentState::Idle, reason)
                 }
                 Err(e) => {
                     let wait = self.backoff();
-                    let running = status.running_version.as_deref().unwrap_or("?");
+                    let running = status
+                        .running_version
+                        .as_ref()
+                        .map_or("?".into(), Version::to_string);
                     Step::wait(
-                        state::HOLDING_LOCK,
+                        AgentState::HoldingLock,
                         format!(
                             "running {running}: {reason}, but releasing the lock failed: {e}; retrying in {} s",
                             wait.as_secs()
@@ -517,7 +524,7 @@ impl Agent<'_> {
     }
 
     /// Writes this node's fleet record (when etcd is configured).
-    fn publish(&mut self, status: &UpdateStatus, agent_state: &str) {
+    fn publish(&mut self, status: &UpdateStatus, agent_state: AgentState) {
         let Some(etcd) = &self.etcd else {
             return;
         };
@@ -538,11 +545,11 @@ impl Agent<'_> {
             machine_id: self.machine_id.clone(),
             hostname: hostname(&self.opts.hostname),
             group: self.config.group.clone(),
-            version: status.running_version.clone().unwrap_or_default(),
-            slot: status.running_slot.clone().unwrap_or_default(),
-            update_state: status.state.name().to_string(),
+            version: status.running_version.clone(),
+            slot: status.running_slot,
+            update_state: Some(status.state.kind()),
             pending_version: pending,
-            agent_state: agent_state.to_string(),
+            agent_state: Some(agent_state),
             lock,
             lock_since,
             last_seen: now_unix(),
@@ -553,12 +560,8 @@ impl Agent<'_> {
     }
 
     /// Tells the updater what the agent does (when it changed).
-    fn report(&mut self, status: &UpdateStatus, state: &'static str, message: String) {
-        let key = (
-            state.to_string(),
-            message.clone(),
-            self.cluster_failed.clone(),
-        );
+    fn report(&mut self, status: &UpdateStatus, state: AgentState, message: String) {
+        let key = (state, message.clone(), self.cluster_failed.clone());
         if self.last_report.as_ref() == Some(&key) {
             return;
         }
@@ -566,7 +569,7 @@ impl Agent<'_> {
         let req = Request::AgentReport {
             report: AgentReport {
                 strategy: status.reboot_strategy,
-                state: state.to_string(),
+                state,
                 message,
                 at: now_unix(),
                 cluster_failed: self.cluster_failed.clone(),

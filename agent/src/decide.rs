@@ -32,7 +32,10 @@
 //! use updater::status::{BootHealth, UpdateState, UpdateStatus};
 //!
 //! let mut status = UpdateStatus::default();
-//! status.state = UpdateState::UpdatedNeedReboot { version: "1.1.0".into(), slot: "B".into() };
+//! status.state = UpdateState::UpdatedNeedReboot {
+//!     version: "1.1.0".parse().expect("a version"),
+//!     slot: tandem_contract::Slot::B,
+//! };
 //! status.boot = BootHealth::Confirmed;
 //! let mut inputs = Inputs::new(RebootStrategy::EtcdLock, &status, 0);
 //! inputs.lock = LockState::Free;
@@ -43,6 +46,7 @@
 
 use std::time::Duration;
 
+use tandem_contract::{AgentState, Version};
 use updater::clock::{format_duration, format_unix};
 use updater::config::RebootStrategy;
 use updater::status::{BootHealth, Rollback, UpdateState, UpdateStatus};
@@ -51,28 +55,6 @@ use crate::window::{Position, Window};
 
 /// A reboot asked for but not happening is asked for again after this long.
 pub const REBOOT_RETRY: Duration = Duration::from_secs(600);
-
-/// The agent's states, as reported to the updater (`agent:` line of
-/// `tandemctl update status`) and published in the fleet record.
-pub mod state {
-    /// Nothing to do.
-    pub const IDLE: &str = "idle";
-    /// Strategy `off`: a reboot is needed, nobody does it.
-    pub const REBOOT_NEEDED: &str = "reboot-needed";
-    /// An update waits for the reboot window.
-    pub const WAITING_FOR_WINDOW: &str = "waiting-for-window";
-    /// An update waits for the cluster's lock.
-    pub const WAITING_FOR_LOCK: &str = "waiting-for-lock";
-    /// The reboot was asked for.
-    pub const REBOOTING: &str = "rebooting";
-    /// The lock is held after the reboot, until this boot is confirmed (or
-    /// for good, when it failed: stop the line).
-    pub const HOLDING_LOCK: &str = "holding-lock";
-    /// The installed version failed elsewhere in the cluster: no reboot into it.
-    pub const BLOCKED: &str = "blocked";
-    /// Something is wrong; the message says what to do.
-    pub const ERROR: &str = "error";
-}
 
 /// What the agent knows about its hold on the cluster's lock.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -117,7 +99,7 @@ pub struct Inputs<'a> {
     /// (`None` when recorded, when there was none, or without etcd).
     pub unrecorded_rollback: Option<&'a Rollback>,
     /// Versions that failed elsewhere in the cluster.
-    pub cluster_failed: &'a [String],
+    pub cluster_failed: &'a [Version],
 }
 
 impl<'a> Inputs<'a> {
@@ -142,8 +124,8 @@ impl<'a> Inputs<'a> {
 pub enum Decision {
     /// Nothing but say what is going on.
     Report {
-        /// One of [`state`].
-        state: &'static str,
+        /// What the agent is doing.
+        state: AgentState,
         /// What and why, and what to do if anything.
         message: String,
     },
@@ -166,25 +148,19 @@ pub enum Decision {
     /// installs it.
     RecordFailure {
         /// The version.
-        version: String,
+        version: Version,
         /// Why it failed (the updater's reason).
         reason: String,
     },
 }
 
-fn report(state: &'static str, message: String) -> Decision {
+fn report(state: AgentState, message: String) -> Decision {
     Decision::Report { state, message }
 }
 
 /// Whether `version` is in `list` (as versions: `1.1` is `1.1.0`).
-pub fn version_listed(version: &str, list: &[String]) -> bool {
-    let parsed = version.parse::<updater::Version>().ok();
-    list.iter().any(|v| {
-        v == version
-            || parsed
-                .as_ref()
-                .is_some_and(|p| v.parse::<updater::Version>().is_ok_and(|q| q == *p))
-    })
+pub fn version_listed(version: &Version, list: &[Version]) -> bool {
+    list.contains(version)
 }
 
 /// "at 2026-03-05 23:00:00 UTC (in 3 h 10 min)".
@@ -243,7 +219,7 @@ pub fn decide(i: &Inputs<'_>) -> Decision {
             ),
             None => format!("strategy `{strategy}` cannot work: {why}"),
         };
-        return report(state::ERROR, what);
+        return report(AgentState::Error, what);
     }
 
     // 3. Stop the line: a boot that failed keeps the lock.
@@ -251,7 +227,7 @@ pub fn decide(i: &Inputs<'_>) -> Decision {
         && let BootHealth::Failed { reason } = &s.boot
     {
         return report(
-            state::HOLDING_LOCK,
+            AgentState::HoldingLock,
             format!(
                 "this boot failed its health checks ({reason}): keeping the {lw} so the rollout stops here; fix the node (or let it roll back), then the lock is released once a boot is confirmed"
             ),
@@ -272,7 +248,7 @@ pub fn decide(i: &Inputs<'_>) -> Decision {
             return release_or(
                 format!("{version} failed elsewhere in the cluster: not rebooting into it"),
                 report(
-                    state::BLOCKED,
+                    AgentState::Blocked,
                     format!(
                         "{version} is installed in slot {slot} but rolled back on another node of the cluster: not rebooting into it (`tandemctl cluster status` shows where and why; `tandemctl cluster forget-failed {version}` allows it again)"
                     ),
@@ -284,7 +260,7 @@ pub fn decide(i: &Inputs<'_>) -> Decision {
             return release_or(
                 "the reboot strategy is `off`".into(),
                 report(
-                    state::REBOOT_NEEDED,
+                    AgentState::RebootNeeded,
                     format!(
                         "reboot needed: {version} is installed in slot {slot}; the reboot strategy is `off`, reboot when convenient (`tandemctl reboot`)"
                     ),
@@ -296,7 +272,7 @@ pub fn decide(i: &Inputs<'_>) -> Decision {
             && i.now.saturating_sub(at) < REBOOT_RETRY.as_secs()
         {
             return report(
-                state::REBOOTING,
+                AgentState::Rebooting,
                 format!(
                     "reboot into {version} (slot {slot}) requested {}",
                     when(at, i.now)
@@ -312,7 +288,7 @@ pub fn decide(i: &Inputs<'_>) -> Decision {
                     "outside the reboot window ({w}): not holding the lock while waiting for it"
                 ),
                 report(
-                    state::WAITING_FOR_WINDOW,
+                    AgentState::WaitingForWindow,
                     format!(
                         "{version} is installed in slot {slot}; waiting for the reboot window ({w}), which opens {}",
                         when(opens_at, i.now)
@@ -348,7 +324,10 @@ pub fn decide(i: &Inputs<'_>) -> Decision {
 
     // 11, 12. After the reboot: release once confirmed, whatever the window.
     if i.lock.maybe_held() {
-        let running = s.running_version.as_deref().unwrap_or("?");
+        let running = s
+            .running_version
+            .as_ref()
+            .map_or("?".into(), Version::to_string);
         if confirmed {
             let why = match &s.rollback {
                 Some(rb) => format!(
@@ -364,7 +343,7 @@ pub fn decide(i: &Inputs<'_>) -> Decision {
             _ => "the updater has not confirmed it yet".into(),
         };
         return report(
-            state::HOLDING_LOCK,
+            AgentState::HoldingLock,
             format!(
                 "running {running}; holding the {lw} until this boot is confirmed healthy ({detail})"
             ),
@@ -373,7 +352,7 @@ pub fn decide(i: &Inputs<'_>) -> Decision {
 
     // 13.
     report(
-        state::IDLE,
+        AgentState::Idle,
         format!("no reboot needed (strategy {strategy})"),
     )
 }
@@ -392,14 +371,18 @@ pub fn backoff(failures: u32, first: Duration, cap: Duration, r: f64) -> Duratio
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn v(text: &str) -> Version {
+        text.parse().expect("a version")
+    }
     use crate::window::Window;
 
     const NOW: u64 = 1_772_751_600; // 2026-03-05 23:00 UTC, a Thursday
 
     fn need() -> UpdateState {
         UpdateState::UpdatedNeedReboot {
-            version: "1.1.0".into(),
-            slot: "B".into(),
+            version: v("1.1.0"),
+            slot: tandem_contract::Slot::B,
         }
     }
 
@@ -407,7 +390,7 @@ mod tests {
         UpdateStatus {
             state,
             boot,
-            running_version: Some("1.0.0".into()),
+            running_version: Some(v("1.0.0")),
             ..Default::default()
         }
     }
@@ -437,7 +420,7 @@ mod tests {
 
     fn rollback() -> Rollback {
         Rollback {
-            version: "1.1.0".into(),
+            version: v("1.1.0"),
             reason: "did not confirm".into(),
             at: NOW - 60,
         }
@@ -454,7 +437,7 @@ mod tests {
             since: Some(NOW - 5),
         };
         let rb = rollback();
-        let cf = ["1.1".to_string()];
+        let cf = [v("1.1")];
         #[allow(clippy::type_complexity)]
         let rows: Vec<(
             &str,
@@ -877,7 +860,7 @@ mod tests {
                 "11 release after a recorded rollback",
                 EtcdLock,
                 UpdateState::RolledBack {
-                    version: "1.1.0".into(),
+                    version: v("1.1.0"),
                     reason: "x".into(),
                 },
                 Confirmed,
@@ -994,7 +977,7 @@ mod tests {
         let open = Window::parse("Thu 22:00", "2h", None).expect("w");
         let closed = Window::parse("Mon 02:00", "1h", None).expect("w");
         let rb = rollback();
-        let cf = ["1.1.0".to_string()];
+        let cf = [v("1.1.0")];
         let strategies = [
             RebootStrategy::Reboot,
             RebootStrategy::Off,
@@ -1006,7 +989,7 @@ mod tests {
             UpdateState::Checking,
             need(),
             UpdateState::RolledBack {
-                version: "1.1.0".into(),
+                version: v("1.1.0"),
                 reason: "x".into(),
             },
             UpdateState::Error {
@@ -1112,7 +1095,7 @@ mod tests {
             }
             Decision::Report { state, message } => {
                 assert!(!message.is_empty(), "{ctx}");
-                if *state == state::IDLE {
+                if *state == AgentState::Idle {
                     assert!(!pending && i.lock == LockState::Free, "{ctx}");
                 }
             }
@@ -1131,7 +1114,7 @@ mod tests {
         i.window = Some(&w);
         match decide(&i) {
             Decision::Report { state, message } => {
-                assert_eq!(state, state::WAITING_FOR_WINDOW);
+                assert_eq!(state, AgentState::WaitingForWindow);
                 assert!(
                     message.contains("opens at 2026-03-06 01:00:00 UTC (in 2h)"),
                     "{message}"
@@ -1139,7 +1122,7 @@ mod tests {
             }
             d => panic!("{d:?}"),
         }
-        let cf = ["1.1".to_string()];
+        let cf = [v("1.1")];
         i.window = None;
         i.cluster_failed = &cf;
         match decide(&i) {
@@ -1152,10 +1135,13 @@ mod tests {
 
     #[test]
     fn versions_compare_as_versions() {
-        let list = ["1.1".to_string(), "x".to_string()];
-        assert!(version_listed("1.1.0", &list));
-        assert!(version_listed("x", &list));
-        assert!(!version_listed("1.1.1", &list));
+        let list = [v("1.1"), v("2")];
+        assert!(version_listed(&v("1.1.0"), &list));
+        assert!(version_listed(&v("2.0"), &list));
+        assert!(!version_listed(&v("1.1.1"), &list));
+        // What is not a version never reaches the list: it fails where it
+        // is read (etcd, the socket).
+        assert!("x".parse::<Version>().is_err());
     }
 
     #[test]

@@ -73,7 +73,7 @@ pub enum Error {
     #[error("checking whether the rollback of {version} is recorded in etcd: {source}")]
     RollbackRecorded {
         /// The version that rolled back.
-        version: String,
+        version: tandem_contract::Version,
         /// Why.
         source: Box<etcd::Error>,
     },

@@ -9,6 +9,8 @@
 //! - [`cmdline`]: the `tandem.*` kernel arguments;
 //! - [`os_release`]: what an image says about itself;
 //! - `log` (feature `std`): the programs' log lines and their prefixes;
+//! - `node` (feature `std`): the update engine's and the reboot agent's
+//!   states, as the socket, the fleet records and the CLIs carry them;
 //! - `run` (feature `std`): the `/run/tandem` status files and service
 //!   states;
 //! - `strategy` (feature `std`): reboot strategies;
@@ -40,6 +42,8 @@ pub mod esp;
 pub mod guid;
 #[cfg(feature = "std")]
 pub mod log;
+#[cfg(feature = "std")]
+pub mod node;
 pub mod os_release;
 pub mod partition;
 #[cfg(feature = "std")]
@@ -53,6 +57,8 @@ pub mod time;
 pub mod version;
 
 pub use guid::Guid;
+#[cfg(feature = "std")]
+pub use node::{AgentState, UpdateStateKind};
 pub use partition::Partition;
 pub use slot::Slot;
 #[cfg(feature = "std")]

@@ -142,7 +142,7 @@ impl Hash for Version {
 /// The spelling: the numbers without leading zeros, as many as written.
 impl fmt::Display for Version {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&join(&self.parts))
+        f.pad(&join(&self.parts))
     }
 }
 

@@ -15,6 +15,17 @@ use qemu_tests::etcd::EtcdCluster;
 use qemu_tests::fixtures::{BROKEN_BOOT, Build};
 use qemu_tests::lab::{Lab, NodeSetup};
 use qemu_tests::vm::{Vm, VmConfig};
+use tandem_contract::{AgentState, Version};
+
+/// A version of the fixture builds.
+fn v(text: &str) -> Version {
+    text.parse().expect("a version")
+}
+
+/// Whether a fleet record says the node runs `version`.
+fn runs(r: &NodeRecord, version: &str) -> bool {
+    r.version == Some(v(version))
+}
 
 const BOOT: Duration = Duration::from_secs(240);
 /// Three nodes rebooting one after the other under TCG.
@@ -162,21 +173,21 @@ fn three_nodes_update_one_reboot_at_a_time() -> Result<()> {
     }
     let records = cluster.wait_nodes("nodes 1 and 2 confirmed on 1.1.0", ROLL, |n| {
         n.iter()
-            .filter(|r| r.version == "1.1.0" && r.agent_state == "idle" && !r.lock)
+            .filter(|r| runs(r, "1.1.0") && r.agent_state == Some(AgentState::Idle) && !r.lock)
             .count()
             == 2
     })?;
     let waiting = records
         .iter()
-        .find(|r| r.version == "1.0.0")
+        .find(|r| runs(r, "1.0.0"))
         .context("node 3 has no record")?
         .clone();
     // Node 3 has 1.1.0 installed, and waits for its window without the lock.
     let records = cluster.wait_nodes("node 3 waiting for its window", BOOT, |n| {
         n.iter().any(|r| {
             r.machine_id == waiting.machine_id
-                && r.agent_state == "waiting-for-window"
-                && r.pending_version.as_deref() == Some("1.1.0")
+                && r.agent_state == Some(AgentState::WaitingForWindow)
+                && r.pending_version == Some(v("1.1.0"))
         })
     })?;
     ensure!(
@@ -204,7 +215,7 @@ fn three_nodes_update_one_reboot_at_a_time() -> Result<()> {
     cluster.wait_nodes("all three confirmed on 1.1.0", ROLL, |n| {
         n.len() == 3
             && n.iter()
-                .all(|r| r.version == "1.1.0" && r.agent_state == "idle" && !r.lock)
+                .all(|r| runs(r, "1.1.0") && r.agent_state == Some(AgentState::Idle) && !r.lock)
     })?;
     ensure!(cluster.holders()?.is_empty(), "the lock was not released");
 
@@ -285,7 +296,7 @@ fn a_version_that_rolls_back_stops_the_cluster() -> Result<()> {
         let deadline = Instant::now() + BOOT;
         loop {
             let (f, _) = fleet::failed(&cluster.client)?;
-            if let Some(r) = f.into_iter().find(|r| r.version == "1.2.0") {
+            if let Some(r) = f.into_iter().find(|r| r.version == v("1.2.0")) {
                 break r;
             }
             ensure!(Instant::now() < deadline, "the failure was not recorded");
@@ -295,7 +306,7 @@ fn a_version_that_rolls_back_stops_the_cluster() -> Result<()> {
     eprintln!("recorded: {failed:?}");
     // It released the lock; the others stay on 1.0.0, their 1.2.0 withdrawn.
     let records = cluster.wait_nodes("everyone on 1.0.0, lock free", BOOT, |n| {
-        n.len() == 3 && n.iter().all(|r| r.version == "1.0.0" && !r.lock)
+        n.len() == 3 && n.iter().all(|r| runs(r, "1.0.0") && !r.lock)
     })?;
     ensure!(
         failed.machine_id

@@ -162,8 +162,10 @@ pub fn run(opts: Options) -> Result<(), Error> {
     let s = d.engine.status.get();
     crate::log!(
         "started: running {} (slot {}), channel {}, server {}",
-        s.running_version.as_deref().unwrap_or("?"),
-        s.running_slot.as_deref().unwrap_or("?"),
+        s.running_version
+            .as_ref()
+            .map_or("?".into(), ToString::to_string),
+        s.running_slot.map_or("?".into(), |slot| slot.to_string()),
         s.channel.as_deref().unwrap_or("?"),
         s.server.as_deref().unwrap_or("(none)")
     );
@@ -294,14 +296,18 @@ impl Daemon {
         let mut fetch = self.engine.fetcher()?;
         let status = self.engine.status.clone();
         let tx = self.tx.clone();
-        let version = offer.pointer.version.to_string();
-        let slot = ctx.boot.slot.other().to_string();
+        let version = offer.pointer.version.clone();
+        let slot = ctx.boot.slot.other();
         crate::log!("installing {version} into slot {slot}");
         status.set_state(UpdateState::Downloading(crate::status::Transfer {
             version: version.clone(),
-            slot: slot.clone(),
+            slot,
+            bytes_done: 0,
             bytes_total: offer.manifest.usr.size,
-            ..Default::default()
+            percent: 0.0,
+            downloaded_bytes: 0,
+            copied_bytes: 0,
+            present_bytes: 0,
         }));
         std::thread::Builder::new()
             .name("install".into())
@@ -332,7 +338,7 @@ impl Daemon {
                     report.present_bytes
                 );
                 self.engine.failures = 0;
-                let (version, slot) = (report.version.clone(), report.slot.clone());
+                let (version, slot) = (report.version.clone(), report.slot);
                 self.engine.status.update(|s| {
                     s.failures = 0;
                     s.last_apply = Some(report);

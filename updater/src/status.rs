@@ -3,6 +3,7 @@
 //! happening, and every error what to do.
 
 use serde::{Deserialize, Serialize};
+use tandem_contract::{AgentState, Slot, UpdateStateKind, Version};
 
 use crate::clock::{format_duration, format_unix};
 use crate::config::RebootStrategy;
@@ -23,7 +24,7 @@ pub enum UpdateState {
     /// confirmed).
     UpdateAvailable {
         /// The version offered.
-        version: String,
+        version: Version,
         /// When this node's turn in the rollout comes (Unix seconds).
         eligible_at: u64,
         /// Why it is not being installed yet, if it is not.
@@ -35,9 +36,9 @@ pub enum UpdateState {
     /// Re-reading the written slot against the verity root hash.
     Verifying {
         /// The version.
-        version: String,
+        version: Version,
         /// The slot.
-        slot: String,
+        slot: Slot,
         /// Bytes hashed.
         bytes_done: u64,
         /// Bytes to hash.
@@ -46,23 +47,23 @@ pub enum UpdateState {
     /// Kernel, initramfs and slot file to the ESP, then the slot flip.
     Finalizing {
         /// The version.
-        version: String,
+        version: Version,
         /// The slot.
-        slot: String,
+        slot: Slot,
         /// What is being done.
         step: String,
     },
     /// Installed and activated; the next boot runs it.
     UpdatedNeedReboot {
         /// The version.
-        version: String,
+        version: Version,
         /// The slot that boots next.
-        slot: String,
+        slot: Slot,
     },
     /// The installed version did not come up; the node runs the old one.
     RolledBack {
         /// The version that failed.
-        version: String,
+        version: Version,
         /// Why.
         reason: String,
     },
@@ -76,12 +77,12 @@ pub enum UpdateState {
 }
 
 /// Progress of writing the inactive slot.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Transfer {
     /// The version.
-    pub version: String,
+    pub version: Version,
     /// The slot written.
-    pub slot: String,
+    pub slot: Slot,
     /// Image bytes done (downloaded, copied or already in place).
     pub bytes_done: u64,
     /// Image bytes in total.
@@ -123,7 +124,7 @@ pub enum BootHealth {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Rollback {
     /// The version that failed.
-    pub version: String,
+    pub version: Version,
     /// Why.
     pub reason: String,
     /// When it was noticed (Unix seconds).
@@ -131,12 +132,12 @@ pub struct Rollback {
 }
 
 /// What the last completed update cost.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ApplyReport {
     /// The version installed.
-    pub version: String,
+    pub version: Version,
     /// The slot written.
-    pub slot: String,
+    pub slot: Slot,
     /// Slot image bytes.
     pub image_bytes: u64,
     /// Bytes received over HTTP: payload ranges, kernel, initramfs.
@@ -158,8 +159,8 @@ pub struct ApplyReport {
 pub struct AgentReport {
     /// The strategy it follows.
     pub strategy: RebootStrategy,
-    /// `idle`, `reboot-needed`, `rebooting`, `error`.
-    pub state: String,
+    /// What it is doing (`idle`, `waiting-for-lock`, …).
+    pub state: AgentState,
     /// What it is doing and why.
     pub message: String,
     /// When (Unix seconds).
@@ -167,7 +168,7 @@ pub struct AgentReport {
     /// Versions that rolled back elsewhere in the cluster (from etcd):
     /// refused like this node's own failed versions.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub cluster_failed: Vec<String>,
+    pub cluster_failed: Vec<Version>,
 }
 
 /// Everything `tandemctl update status` shows.
@@ -181,9 +182,9 @@ pub struct UpdateStatus {
     /// When the state was entered (Unix seconds).
     pub since: u64,
     /// The version this node runs.
-    pub running_version: Option<String>,
+    pub running_version: Option<Version>,
     /// The slot it runs from.
-    pub running_slot: Option<String>,
+    pub running_slot: Option<Slot>,
     /// Whether this boot is confirmed.
     pub boot: BootHealth,
     /// The image name.
@@ -212,7 +213,7 @@ pub struct UpdateStatus {
     pub warnings: Vec<String>,
     /// Versions never installed again automatically.
     #[serde(default)]
-    pub failed_versions: Vec<String>,
+    pub failed_versions: Vec<Version>,
     /// The last rollback noticed.
     pub rollback: Option<Rollback>,
     /// The last completed update.
@@ -222,19 +223,25 @@ pub struct UpdateStatus {
 }
 
 impl UpdateState {
+    /// Which state this is, without its details (the `state` tag in JSON,
+    /// `update_state` of the fleet record).
+    pub fn kind(&self) -> UpdateStateKind {
+        match self {
+            UpdateState::Idle => UpdateStateKind::Idle,
+            UpdateState::Checking => UpdateStateKind::Checking,
+            UpdateState::UpdateAvailable { .. } => UpdateStateKind::UpdateAvailable,
+            UpdateState::Downloading(_) => UpdateStateKind::Downloading,
+            UpdateState::Verifying { .. } => UpdateStateKind::Verifying,
+            UpdateState::Finalizing { .. } => UpdateStateKind::Finalizing,
+            UpdateState::UpdatedNeedReboot { .. } => UpdateStateKind::UpdatedNeedReboot,
+            UpdateState::RolledBack { .. } => UpdateStateKind::RolledBack,
+            UpdateState::Error { .. } => UpdateStateKind::Error,
+        }
+    }
+
     /// The state's name as in JSON (`update-available`).
     pub fn name(&self) -> &'static str {
-        match self {
-            UpdateState::Idle => "idle",
-            UpdateState::Checking => "checking",
-            UpdateState::UpdateAvailable { .. } => "update-available",
-            UpdateState::Downloading(_) => "downloading",
-            UpdateState::Verifying { .. } => "verifying",
-            UpdateState::Finalizing { .. } => "finalizing",
-            UpdateState::UpdatedNeedReboot { .. } => "updated-need-reboot",
-            UpdateState::RolledBack { .. } => "rolled-back",
-            UpdateState::Error { .. } => "error",
-        }
+        self.kind().as_str()
     }
 
     /// Whether an update is being written.
@@ -355,8 +362,10 @@ pub fn render(s: &UpdateStatus, now: u64) -> String {
     }
     let running = format!(
         "{} (slot {})",
-        s.running_version.as_deref().unwrap_or("unknown"),
-        s.running_slot.as_deref().unwrap_or("?")
+        s.running_version
+            .as_ref()
+            .map_or("unknown".into(), Version::to_string),
+        s.running_slot.map_or("?".into(), |slot| slot.to_string())
     );
     line(&mut out, "running:", &running);
     let boot = match &s.boot {
@@ -431,7 +440,8 @@ pub fn render(s: &UpdateStatus, now: u64) -> String {
         );
     }
     if !s.failed_versions.is_empty() {
-        line(&mut out, "failed:", &s.failed_versions.join(", "));
+        let failed: Vec<String> = s.failed_versions.iter().map(Version::to_string).collect();
+        line(&mut out, "failed:", &failed.join(", "));
     }
     for e in &s.config_errors {
         line(
@@ -450,13 +460,17 @@ pub fn render(s: &UpdateStatus, now: u64) -> String {
 mod tests {
     use super::*;
 
+    fn v(text: &str) -> Version {
+        text.parse().expect("a version")
+    }
+
     #[test]
     fn json_is_flat_and_round_trips() {
         let s = UpdateStatus {
             format: FORMAT,
             state: UpdateState::Downloading(Transfer {
-                version: "1.1.0".into(),
-                slot: "B".into(),
+                version: v("1.1.0"),
+                slot: Slot::B,
                 bytes_done: 1 << 20,
                 bytes_total: 4 << 20,
                 percent: 25.0,
@@ -464,7 +478,7 @@ mod tests {
                 copied_bytes: 0,
                 present_bytes: 0,
             }),
-            running_version: Some("1.0.0".into()),
+            running_version: Some(v("1.0.0")),
             boot: BootHealth::Confirmed,
             ..Default::default()
         };
@@ -485,7 +499,7 @@ mod tests {
             ..Default::default()
         };
         s.state = UpdateState::UpdateAvailable {
-            version: "1.1".into(),
+            version: v("1.1"),
             eligible_at: 4600,
             waiting_for: None,
         };
@@ -495,12 +509,12 @@ mod tests {
             "{l}"
         );
         s.state = UpdateState::UpdatedNeedReboot {
-            version: "1.1".into(),
-            slot: "B".into(),
+            version: v("1.1"),
+            slot: Slot::B,
         };
         assert!(summary_line(&s, 0).contains("reboot needed (reboot strategy: off)"));
         s.state = UpdateState::RolledBack {
-            version: "1.1".into(),
+            version: v("1.1"),
             reason: "no".into(),
         };
         assert!(summary_line(&s, 0).contains("forget-failed 1.1"));

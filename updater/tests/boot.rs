@@ -121,8 +121,8 @@ fn before_the_reboot_the_update_waits_for_it() {
     assert_eq!(
         e.status.get().state,
         UpdateState::UpdatedNeedReboot {
-            version: "1.1.0".into(),
-            slot: "B".into()
+            version: v("1.1.0"),
+            slot: tandem_slot::Slot::B
         }
     );
 }
@@ -212,12 +212,12 @@ fn an_unhealthy_new_slot_is_given_up_and_the_rollback_is_recorded() {
     let st = e.status.get();
     match &st.state {
         UpdateState::RolledBack { version, reason } => {
-            assert_eq!(version, "1.1.0");
+            assert_eq!(*version, v("1.1.0"));
             assert!(reason.contains("health check db failed"), "{reason}");
         }
         other => panic!("{other:?}"),
     }
-    assert_eq!(st.failed_versions, ["1.1.0"]);
+    assert_eq!(st.failed_versions, [v("1.1.0")]);
 
     // The channel still serves 1.1.0: refused, and the rollback stays shown.
     let err = e
@@ -287,4 +287,8 @@ fn without_a_fallback_an_unhealthy_slot_is_kept() {
     assert!(
         matches!(e.status.get().boot, BootHealth::Failed { reason } if reason.contains("mark-good"))
     );
+}
+
+fn v(text: &str) -> updater::Version {
+    text.parse().expect("a version")
 }

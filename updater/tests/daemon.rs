@@ -80,8 +80,8 @@ fn the_daemon_serves_status_checks_and_applies() {
     }
 
     let s = status(&paths);
-    assert_eq!(s.running_version.as_deref(), Some("1.0.0"));
-    assert_eq!(s.running_slot.as_deref(), Some("A"));
+    assert_eq!(s.running_version, Some(v("1.0.0")));
+    assert_eq!(s.running_slot, Some(tandem_slot::Slot::A));
     assert_eq!(
         s.server.as_deref(),
         Some(server.url.as_str()),
@@ -100,7 +100,7 @@ fn the_daemon_serves_status_checks_and_applies() {
             eligible_at,
             waiting_for: None,
         } => {
-            assert_eq!(version, "1.1.0");
+            assert_eq!(*version, v("1.1.0"));
             assert_eq!(*eligible_at, ptr.rollout.start);
         }
         other => panic!("{other:?}"),
@@ -121,19 +121,19 @@ fn the_daemon_serves_status_checks_and_applies() {
     assert_eq!(
         s.state,
         UpdateState::UpdatedNeedReboot {
-            version: "1.1.0".into(),
-            slot: "B".into()
+            version: v("1.1.0"),
+            slot: tandem_slot::Slot::B
         },
         "{s:#?}"
     );
     let report = s.last_apply.expect("report");
-    assert_eq!(report.version, "1.1.0");
+    assert_eq!(report.version, v("1.1.0"));
     assert!(report.downloaded_bytes > 0);
 
     // The agent reports; the status shows it.
     let report = updater::status::AgentReport {
         strategy: updater::config::RebootStrategy::Off,
-        state: "reboot-needed".into(),
+        state: tandem_contract::AgentState::RebootNeeded,
         message: "reboot needed".into(),
         at: now(),
         cluster_failed: vec![],
@@ -211,10 +211,10 @@ fn the_daemon_serves_status_checks_and_applies() {
     assert!(node.slots().get(tandem_slot::Slot::B).priority() > 0);
     let report = updater::status::AgentReport {
         strategy: updater::config::RebootStrategy::EtcdLock,
-        state: "blocked".into(),
+        state: tandem_contract::AgentState::Blocked,
         message: "1.1.0 failed elsewhere".into(),
         at: now(),
-        cluster_failed: vec!["1.1.0".into()],
+        cluster_failed: vec![v("1.1.0")],
     };
     assert!(matches!(
         call(&paths, Request::AgentReport { report }),
@@ -228,4 +228,8 @@ fn the_daemon_serves_status_checks_and_applies() {
         other => panic!("{other:?}"),
     }
     assert_eq!(node.slots().get(tandem_slot::Slot::B).priority(), 0);
+}
+
+fn v(text: &str) -> updater::Version {
+    text.parse().expect("a version")
 }

@@ -15,7 +15,7 @@ use crate::state::State;
 use crate::status::{BootHealth, Rollback, UpdateState};
 use crate::version::Version;
 
-use super::{BootOutcome, Engine, RebootFn, classify_boot, same_version};
+use super::{BootOutcome, Engine, RebootFn, classify_boot};
 
 impl Engine {
     /// Looks at this boot once, at start: a pending update that came up,
@@ -28,9 +28,10 @@ impl Engine {
         let outcome = classify_boot(state.pending.as_ref(), b.slot, pair);
         match (&outcome, state.pending.clone()) {
             (BootOutcome::WaitingForReboot, Some(p)) => {
+                // Waiting for its reboot: the pending slot is the other one.
                 self.status.set_state(UpdateState::UpdatedNeedReboot {
-                    version: p.version.to_string(),
-                    slot: p.slot,
+                    version: p.version.clone(),
+                    slot: b.slot.other(),
                 });
             }
             (BootOutcome::RolledBack, Some(p)) => {
@@ -45,17 +46,16 @@ impl Engine {
                 state.pending = None;
                 state.save(&file)?;
                 let rb = Rollback {
-                    version: p.version.to_string(),
+                    version: p.version.clone(),
                     reason: reason.clone(),
                     at: now_unix(),
                 };
                 self.status.update(|s| {
                     s.rollback = Some(rb);
-                    s.failed_versions =
-                        state.failed.iter().map(|f| f.version.to_string()).collect();
+                    s.failed_versions = state.failed_versions();
                 });
                 self.status.set_state(UpdateState::RolledBack {
-                    version: p.version.to_string(),
+                    version: p.version.clone(),
                     reason,
                 });
             }
@@ -77,7 +77,7 @@ impl Engine {
             _ => {}
         }
         self.status.update(|s| {
-            s.failed_versions = state.failed.iter().map(|f| f.version.to_string()).collect();
+            s.failed_versions = state.failed_versions();
             s.boot = if pair.get(b.slot).successful() {
                 BootHealth::Confirmed
             } else {
@@ -224,11 +224,11 @@ impl Engine {
     /// its version rolled back elsewhere in the cluster: its slot is made
     /// unbootable again (priority 0), so no reboot, planned or not, starts
     /// it. The version stays refused while the cluster's record stands.
-    pub fn withdraw_pending(&mut self, version: &str) -> Result<(), Error> {
+    pub fn withdraw_pending(&mut self, version: &Version) -> Result<(), Error> {
         let UpdateState::UpdatedNeedReboot { version: v, slot } = self.status.get().state else {
             return Ok(());
         };
-        if !same_version(&v, version) {
+        if v != *version {
             return Ok(());
         }
         let b = self.boot()?.clone();
@@ -264,13 +264,12 @@ impl Engine {
         }
         let current = self.status.get().state;
         if let UpdateState::RolledBack { version: v, .. } = &current
-            && v.parse::<Version>().is_ok_and(|v| v == *version)
+            && v == version
         {
             self.status.set_state(UpdateState::Idle);
         }
-        self.status.update(|s| {
-            s.failed_versions = state.failed.iter().map(|f| f.version.to_string()).collect()
-        });
+        self.status
+            .update(|s| s.failed_versions = state.failed_versions());
         Ok(found)
     }
 }

@@ -51,9 +51,9 @@ pub fn after_check(
     confirmed: bool,
     current: &UpdateState,
 ) -> Next {
-    let version = offer.pointer.version.to_string();
+    let version = offer.pointer.version.clone();
     if let UpdateState::UpdatedNeedReboot { version: v, .. } = current
-        && same_version(v, &version)
+        && *v == version
     {
         return Next::Show(current.clone());
     }
@@ -141,8 +141,8 @@ mod tests {
             })
         ));
         let waiting = UpdateState::UpdatedNeedReboot {
-            version: "1.1".into(),
-            slot: "B".into(),
+            version: "1.1".parse().expect("a version"),
+            slot: tandem_slot::Slot::B,
         };
         assert_eq!(
             after_check(&offer("1.1", 100), 200, true, true, &waiting),

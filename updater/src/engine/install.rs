@@ -49,7 +49,7 @@ pub fn install(
 ) -> Result<ApplyReport, Error> {
     let started = Instant::now();
     let m = &offer.manifest;
-    let version = m.version.to_string();
+    let version = m.version.clone();
     let running = ctx.boot.slot;
     let inactive = running.other();
     let slot_name = inactive.to_string();
@@ -64,7 +64,7 @@ pub fn install(
             slot: inactive,
             partition: target.len(),
             need: m.usr.size,
-            version,
+            version: version.to_string(),
         });
     }
     let esp_region = disk.partition(Partition::Esp)?;
@@ -112,7 +112,7 @@ pub fn install(
             last = Some(Instant::now());
             status.set_state(UpdateState::Downloading(Transfer {
                 version: version.clone(),
-                slot: slot_name.clone(),
+                slot: inactive,
                 bytes_done: c.bytes_done,
                 bytes_total: c.bytes_total,
                 percent: (1000 * c.bytes_done / c.bytes_total.max(1)) as f64 / 10.0,
@@ -127,7 +127,7 @@ pub fn install(
     let verifying = |done| {
         status.set_state(UpdateState::Verifying {
             version: version.clone(),
-            slot: slot_name.clone(),
+            slot: inactive,
             bytes_done: done,
             bytes_total: total,
         })
@@ -145,7 +145,7 @@ pub fn install(
     let finalizing = |step: &str| {
         status.set_state(UpdateState::Finalizing {
             version: version.clone(),
-            slot: slot_name.clone(),
+            slot: inactive,
             step: step.to_string(),
         })
     };
@@ -161,7 +161,7 @@ pub fn install(
         downloaded += bytes.len() as u64;
         files.push(bytes);
     }
-    let conf = esp::slot_conf(&version, &m.usr.verity);
+    let conf = esp::slot_conf(&version.to_string(), &m.usr.verity);
     esp::install_slot(
         &esp_region,
         inactive,
@@ -193,7 +193,7 @@ pub fn install(
     let _ = std::fs::remove_file(&progress_file);
     Ok(ApplyReport {
         version,
-        slot: slot_name,
+        slot: inactive,
         image_bytes: m.usr.size,
         downloaded_bytes: downloaded,
         copied_bytes: counters.copied,

@@ -69,7 +69,7 @@ impl Shared {
     /// Enters `state` (and notes when).
     pub fn set_state(&self, state: UpdateState) {
         self.update(|s| {
-            if s.state.name() != state.name() {
+            if s.state.kind() != state.kind() {
                 s.since = now_unix();
             }
             s.state = state;
@@ -128,11 +128,11 @@ impl Engine {
             s.format = crate::status::FORMAT;
             s.since = now_unix();
             if let Ok(id) = &e.identity {
-                s.running_version = Some(id.version.to_string());
+                s.running_version = Some(id.version.clone());
                 s.image = Some(id.image.clone());
             }
             if let Ok(b) = &e.boot {
-                s.running_slot = Some(b.slot.to_string());
+                s.running_slot = Some(b.slot);
             }
         });
         e.reload_config(true);
@@ -263,10 +263,7 @@ impl Engine {
             .get()
             .agent
             .map(|a| a.cluster_failed)
-            .unwrap_or_default()
-            .iter()
-            .filter_map(|v| v.parse().ok())
-            .collect();
+            .unwrap_or_default();
         for v in cluster {
             if !failed.contains(&v) {
                 failed.push(v);
@@ -285,11 +282,7 @@ impl Engine {
         }
         self.status.update(|s| {
             s.warnings = warnings;
-            s.failed_versions = state
-                .failed_versions()
-                .iter()
-                .map(ToString::to_string)
-                .collect();
+            s.failed_versions = state.failed_versions();
         });
         let facts = NodeFacts {
             image: &id.image,
@@ -366,7 +359,7 @@ impl Engine {
                 (
                     UpdateState::RolledBack { version, .. },
                     Error::Refused(policy::Refusal::FailedBefore { version: v }),
-                ) => same_version(version, v),
+                ) => same_version(&version.to_string(), v),
                 _ => false,
             }
         });
