@@ -151,7 +151,7 @@ fn the_daemon_serves_status_checks_and_applies() {
 
     // Another channel: written to the admin file, other lines kept.
     std::fs::create_dir_all(paths.admin_config.parent().expect("etc")).expect("mkdir");
-    std::fs::write(&paths.admin_config, "# mine\nallow-downgrade = false\n").expect("admin");
+    replace_file(&paths.admin_config, "# mine\nallow-downgrade = false\n");
     let Response::Done { message, status: s } = call(
         &paths,
         Request::SetChannel {
@@ -181,7 +181,7 @@ fn the_daemon_serves_status_checks_and_applies() {
     ));
 
     // An unknown key is reported, and the last good configuration stays.
-    std::fs::write(&paths.admin_config, "chanel = \"typo\"\n").expect("admin");
+    replace_file(&paths.admin_config, "chanel = \"typo\"\n");
     let s = wait_for(&paths, "the config error", |s| !s.config_errors.is_empty());
     assert!(
         s.config_errors[0].contains("chanel"),
@@ -232,4 +232,13 @@ fn the_daemon_serves_status_checks_and_applies() {
 
 fn v(text: &str) -> updater::Version {
     text.parse().expect("a version")
+}
+
+/// Replaces a file the daemon watches in one step, as an editor's save
+/// does: a plain write truncates first, and a reload that lands between the
+/// truncation and the write would see an empty file.
+fn replace_file(path: &std::path::Path, text: &str) {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, text).expect("write");
+    std::fs::rename(&tmp, path).expect("rename");
 }
