@@ -8,11 +8,6 @@
 //! The serialised names are the wire format (JSON on the socket, in etcd,
 //! `--json` output) and never change.
 
-use std::fmt;
-use std::str::FromStr;
-
-use serde::{Deserialize, Serialize};
-
 /// A text that names none of an enum's states.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("{text:?} is not {what} (one of: {known})")]
@@ -25,6 +20,9 @@ pub struct UnknownState {
     pub known: String,
 }
 
+/// Defines a state enum whose every name is written once: serialised,
+/// displayed and parsed as that text, with [`UnknownState`] naming the
+/// known ones when a text is none of them.
 macro_rules! state_enum {
     (
         $(#[$meta:meta])*
@@ -38,16 +36,16 @@ macro_rules! state_enum {
             $( $(#[$vmeta])* $variant, )+
         }
 
-        impl Serialize for $name {
-            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        impl ::serde::Serialize for $name {
+            fn serialize<S: ::serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
                 s.serialize_str(self.as_str())
             }
         }
 
-        impl<'de> Deserialize<'de> for $name {
-            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-                let text = String::deserialize(d)?;
-                text.parse().map_err(serde::de::Error::custom)
+        impl<'de> ::serde::Deserialize<'de> for $name {
+            fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let text = <String as ::serde::Deserialize>::deserialize(d)?;
+                text.parse().map_err(::serde::de::Error::custom)
             }
         }
 
@@ -63,21 +61,21 @@ macro_rules! state_enum {
             }
         }
 
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        impl ::std::fmt::Display for $name {
+            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
                 f.pad(self.as_str())
             }
         }
 
-        impl FromStr for $name {
-            type Err = UnknownState;
+        impl ::std::str::FromStr for $name {
+            type Err = $crate::node::UnknownState;
 
             fn from_str(s: &str) -> Result<Self, Self::Err> {
                 $name::ALL
                     .iter()
                     .copied()
                     .find(|v| v.as_str() == s)
-                    .ok_or_else(|| UnknownState {
+                    .ok_or_else(|| $crate::node::UnknownState {
                         text: s.to_string(),
                         what: $what,
                         known: $name::ALL
@@ -90,6 +88,8 @@ macro_rules! state_enum {
         }
     };
 }
+
+pub(crate) use state_enum;
 
 state_enum! {
     /// Which state the update engine is in, without its details (the
@@ -177,6 +177,11 @@ pub mod empty_as_none {
 
 #[cfg(test)]
 mod tests {
+    use std::fmt;
+    use std::str::FromStr;
+
+    use serde::{Deserialize, Serialize};
+
     use super::*;
 
     fn round_trip<T>(all: &[T], today: &[&str])

@@ -5,11 +5,10 @@
 //! Times are microseconds of `CLOCK_BOOTTIME` (time since the kernel
 //! started, the clock of the kernel log's timestamps).
 
-use std::fmt;
-
 use serde::{Deserialize, Serialize};
 
 use crate::Slot;
+use crate::node::state_enum;
 
 /// Directory of the status files.
 pub const RUN_DIR: &str = "/run/tandem";
@@ -139,51 +138,33 @@ pub struct Status {
     pub warnings: Vec<String>,
 }
 
-/// A service's state as the system init reports it. The health check
-/// judges it by [`ServiceState::is_healthy`], never by its text, so renaming
-/// a state cannot silently fail every health check.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub enum ServiceState {
-    /// Not started on purpose (`enabled = false`).
-    #[serde(rename = "disabled")]
-    Disabled,
-    /// About to start for the first time.
-    #[default]
-    #[serde(rename = "starting")]
-    Starting,
-    /// Waiting for the network to be configured (`after_network`).
-    #[serde(rename = "waiting for the network")]
-    WaitingForNetwork,
-    /// Ended and due to start again after its restart delay.
-    #[serde(rename = "waiting to restart")]
-    WaitingToRestart,
-    /// Its process runs.
-    #[serde(rename = "running")]
-    Running,
-    /// Asked to stop; its process has not ended yet.
-    #[serde(rename = "stopping")]
-    Stopping,
-    /// Ended with status 0 and is not restarted (a one-shot job done).
-    #[serde(rename = "exited")]
-    Exited,
-    /// Ended badly and is not restarted.
-    #[serde(rename = "failed")]
-    Failed,
+state_enum! {
+    /// A service's state as the system init reports it. The health check
+    /// judges it by [`ServiceState::is_healthy`], never by its text, so
+    /// renaming a state cannot silently fail every health check.
+    #[derive(Default)]
+    ServiceState, "a service state" {
+        /// Not started on purpose (`enabled = false`).
+        Disabled = "disabled",
+        /// About to start for the first time.
+        #[default]
+        Starting = "starting",
+        /// Waiting for the network to be configured (`after_network`).
+        WaitingForNetwork = "waiting for the network",
+        /// Ended and due to start again after its restart delay.
+        WaitingToRestart = "waiting to restart",
+        /// Its process runs.
+        Running = "running",
+        /// Asked to stop; its process has not ended yet.
+        Stopping = "stopping",
+        /// Ended with status 0 and is not restarted (a one-shot job done).
+        Exited = "exited",
+        /// Ended badly and is not restarted.
+        Failed = "failed",
+    }
 }
 
 impl ServiceState {
-    /// Every state.
-    pub const ALL: [ServiceState; 8] = [
-        ServiceState::Disabled,
-        ServiceState::Starting,
-        ServiceState::WaitingForNetwork,
-        ServiceState::WaitingToRestart,
-        ServiceState::Running,
-        ServiceState::Stopping,
-        ServiceState::Exited,
-        ServiceState::Failed,
-    ];
-
     /// Whether a service in this state counts for a healthy system: running,
     /// done with success, or not meant to run.
     pub fn is_healthy(self) -> bool {
@@ -191,26 +172,6 @@ impl ServiceState {
             self,
             ServiceState::Running | ServiceState::Exited | ServiceState::Disabled
         )
-    }
-
-    /// The text in status files and on screens.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ServiceState::Disabled => "disabled",
-            ServiceState::Starting => "starting",
-            ServiceState::WaitingForNetwork => "waiting for the network",
-            ServiceState::WaitingToRestart => "waiting to restart",
-            ServiceState::Running => "running",
-            ServiceState::Stopping => "stopping",
-            ServiceState::Exited => "exited",
-            ServiceState::Failed => "failed",
-        }
-    }
-}
-
-impl fmt::Display for ServiceState {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
     }
 }
 
@@ -305,14 +266,15 @@ mod tests {
 
     #[test]
     fn service_states_serialise_as_their_text() {
-        for s in ServiceState::ALL {
+        for &s in ServiceState::ALL {
             let json = serde_json::to_string(&s).expect("serialise");
             assert_eq!(json, format!("\"{s}\""));
             let back: ServiceState = serde_json::from_str(&json).expect("parse");
             assert_eq!(back, s);
         }
         let healthy: Vec<_> = ServiceState::ALL
-            .into_iter()
+            .iter()
+            .copied()
             .filter(|s| s.is_healthy())
             .collect();
         assert_eq!(

@@ -44,7 +44,7 @@ pub const MODULES_BASE: &str = "/lib/modules";
 /// How long to wait for the /usr disk to appear.
 pub const DEVICE_TIMEOUT: Duration = Duration::from_secs(10);
 /// ROOT's partition number.
-pub const ROOT_PARTITION: u32 = 9;
+pub const ROOT_PARTITION: u32 = tandem_contract::Partition::Root.number();
 /// Device-mapper name of the verified /usr.
 pub const DM_NAME: &str = "usr";
 

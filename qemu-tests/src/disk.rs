@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{Context, Result, bail};
+use tandem_contract::Partition;
+use tandem_contract::esp::SlotFiles;
 use tandem_slot::{FileDisk, Gpt, Slot, SlotPair, table};
 
 /// A disk image private to one test.
@@ -127,26 +129,16 @@ impl Disk {
             .arg(format!("count={}", src.num_blocks() * bs / mib)))?;
         let image = self.esp_image()?;
         let tmp = self.dir.path().join("esp-file");
-        for name in ["vmlinuz", "initrd", "slot"] {
-            let (a, b) = if name == "slot" {
-                (
-                    format!("slot-{}.conf", from.letter()),
-                    format!("slot-{}.conf", to.letter()),
-                )
-            } else {
-                (
-                    format!("{name}-{}", from.letter()),
-                    format!("{name}-{}", to.letter()),
-                )
-            };
+        let (a, b) = (SlotFiles::of(from), SlotFiles::of(to));
+        for (a, b) in a.in_write_order().into_iter().zip(b.in_write_order()) {
             run(Command::new("mcopy")
                 .args(["-o", "-i", &image])
-                .arg(format!("::EFI/tandem/{a}"))
+                .arg(format!("::{a}"))
                 .arg(&tmp))?;
             run(Command::new("mcopy")
                 .args(["-o", "-i", &image])
                 .arg(&tmp)
-                .arg(format!("::EFI/tandem/{b}")))?;
+                .arg(format!("::{b}")))?;
         }
         Ok(())
     }
@@ -164,7 +156,7 @@ impl Disk {
     /// Writes `content` to `path` on the OEM partition (raw copies only),
     /// e.g. the node's `update.toml`.
     pub fn put_oem_file(&self, path: &str, content: &[u8]) -> Result<()> {
-        let image = self.partition_image(6)?;
+        let image = self.partition_image(Partition::Oem)?;
         let tmp = self.dir.path().join("oem-put");
         std::fs::write(&tmp, content)?;
         run(Command::new("mcopy")
@@ -182,11 +174,12 @@ impl Disk {
 
     /// The mtools image spec of the ESP inside a raw copy (`disk@@offset`).
     fn esp_image(&self) -> Result<String> {
-        self.partition_image(1)
+        self.partition_image(Partition::Esp)
     }
 
-    /// The mtools image spec of FAT partition `number` of a raw copy.
-    fn partition_image(&self, number: u32) -> Result<String> {
+    /// The mtools image spec of FAT partition `part` of a raw copy.
+    fn partition_image(&self, part: Partition) -> Result<String> {
+        let number = part.number();
         if self.format != "raw" {
             bail!("changing a partition needs a raw copy (Disk::copy)");
         }
