@@ -32,9 +32,61 @@ pub fn write_line(
     out.flush()
 }
 
+/// An error and its causes as one line, `what: why: why`, each cause
+/// once: Tandem's messages often name their cause already (so that a log
+/// line read alone says it all), and printing the chain as well would say
+/// it again.
+pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = err.to_string();
+    let mut cause = err.source();
+    while let Some(c) = cause {
+        let more = c.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        cause = c.source();
+    }
+    text
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[derive(Debug)]
+    struct Layer(&'static str, Option<Box<Layer>>);
+
+    impl fmt::Display for Layer {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str(self.0)
+        }
+    }
+
+    impl std::error::Error for Layer {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            self.1.as_deref().map(|l| l as _)
+        }
+    }
+
+    #[test]
+    fn each_cause_is_said_once() {
+        let inner = Layer("connection refused", None);
+        let middle = Layer("http://e:1: connection refused", Some(Box::new(inner)));
+        let outer = Layer(
+            "etcd unreachable: range k: http://e:1: connection refused",
+            Some(Box::new(middle)),
+        );
+        assert_eq!(
+            error_chain(&outer),
+            "etcd unreachable: range k: http://e:1: connection refused"
+        );
+        let plain = Layer(
+            "reading /x",
+            Some(Box::new(Layer("No such file or directory", None))),
+        );
+        assert_eq!(error_chain(&plain), "reading /x: No such file or directory");
+    }
 
     #[test]
     fn a_line_is_prefix_colon_message_newline() {

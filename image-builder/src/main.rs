@@ -58,7 +58,10 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            eprintln!("tandem: error: {e:#}");
+            eprintln!(
+                "tandem: error: {}",
+                tandem_contract::log::error_chain(e.as_ref())
+            );
             ExitCode::from(exit::FAILURE)
         }
     }

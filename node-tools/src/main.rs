@@ -43,7 +43,10 @@ fn main() -> ExitCode {
             match ctl() {
                 Ok(code) => code,
                 Err(e) => {
-                    eprintln!("tandemctl: {e:#}");
+                    eprintln!(
+                        "tandemctl: {}",
+                        tandem_contract::log::error_chain(e.as_ref())
+                    );
                     ExitCode::FAILURE
                 }
             }

@@ -15,6 +15,7 @@ pub use tandem_contract::run::{
     Status, UPDATER_SOCKET,
 };
 
+use tandem_contract::os_release;
 pub use tandem_contract::os_release::value as os_release_value;
 
 /// Where the updater finds and keeps things. [`Paths::default`] is the
@@ -47,7 +48,7 @@ impl Default for Paths {
             image_config: "/usr/lib/tandem/update.toml".into(),
             admin_config: "/etc/tandem/update.toml".into(),
             trust_dir: "/usr/lib/tandem/trust".into(),
-            os_release: "/usr/lib/os-release".into(),
+            os_release: os_release::PATH.into(),
             machine_id: "/etc/machine-id".into(),
             state_dir: "/var/lib/tandem/updater".into(),
             socket: UPDATER_SOCKET.into(),
@@ -113,10 +114,10 @@ impl Identity {
 
     /// Parses os-release text.
     pub fn parse(text: &str) -> Result<Identity, String> {
-        let image = os_release_value(text, "IMAGE_ID").ok_or(
+        let image = os_release_value(text, os_release::IMAGE_ID).ok_or(
             "no IMAGE_ID (the image builder writes it): cannot tell which image to update",
         )?;
-        let version = os_release_value(text, "VERSION_ID")
+        let version = os_release_value(text, os_release::VERSION_ID)
             .ok_or("no VERSION_ID: cannot tell which version runs")?;
         let version = version
             .parse()
@@ -124,9 +125,9 @@ impl Identity {
         Ok(Identity {
             image,
             version,
-            arch: os_release_value(text, "TANDEM_ARCH")
+            arch: os_release_value(text, os_release::ARCH)
                 .unwrap_or_else(|| std::env::consts::ARCH.to_string()),
-            channel: os_release_value(text, "TANDEM_CHANNEL"),
+            channel: os_release_value(text, os_release::CHANNEL),
         })
     }
 }

@@ -14,7 +14,7 @@ pub const MACHINE_ID: &str = "/etc/machine-id";
 /// Administrator's host name.
 pub const HOSTNAME: &str = "/etc/hostname";
 /// The image's release file.
-pub const OS_RELEASE: &str = "/usr/lib/os-release";
+pub const OS_RELEASE: &str = tandem_contract::os_release::PATH;
 
 /// Whether `/etc/machine-id` content is a usable id: 32 lower-case hex
 /// digits, not all zero.

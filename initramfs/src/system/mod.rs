@@ -208,7 +208,7 @@ fn run(
     }
     let version = std::fs::read_to_string(OS_RELEASE)
         .ok()
-        .and_then(|t| os_release_value(&t, "VERSION_ID"));
+        .and_then(|t| os_release_value(&t, tandem_contract::os_release::VERSION_ID));
     let cmdline = std::fs::read_to_string(crate::cmdline::PROC_CMDLINE).unwrap_or_default();
     quiet_console(&cmdline, &mut warnings);
     let slot = crate::cmdline::running_slot(&cmdline);
