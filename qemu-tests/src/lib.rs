@@ -13,6 +13,7 @@
 //!   that stalls, drops or throttles connections;
 //! - [`lab`]: a repository, its server and nodes pointed at it, for the
 //!   update scenarios;
+//! - [`examples`]: the repository's example images built for a test;
 //! - [`etcd`]: real etcd members on loopback (killed, restarted, stopped)
 //!   for the reboot-coordination tests and `cargo xtask bench lock`, and a
 //!   key's history read back from etcd.
@@ -23,6 +24,7 @@
 pub mod disk;
 pub mod env;
 pub mod etcd;
+pub mod examples;
 pub mod fixtures;
 pub mod lab;
 pub mod server;

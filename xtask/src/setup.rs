@@ -34,6 +34,8 @@ pub const PACKAGES: &[&str] = &[
     "etcd-client",
     // test certificates of qemu-tests/tests/etcd_security.rs
     "openssl",
+    // the host's SSH client logs in to nodes (qemu-tests/tests/ssh.rs)
+    "openssh-client",
 ];
 
 /// Rust targets beside the host.
