@@ -20,8 +20,9 @@ pub fn examples_dir() -> PathBuf {
 }
 
 /// Builds `examples/<name>` with `replace` (path inside the example →
-/// content) written over its files; returns the output directory.
-pub fn build(env: &Env, name: &str, replace: &[(&str, &[u8])]) -> Result<PathBuf> {
+/// content) written over or beside its files, as `variant` (one output
+/// directory per variant); returns the output directory.
+pub fn build(env: &Env, name: &str, variant: &str, replace: &[(&str, &[u8])]) -> Result<PathBuf> {
     // One build at a time: tests run on parallel threads and share the cache.
     static BUILDING: Mutex<()> = Mutex::new(());
     let _guard = BUILDING
@@ -32,12 +33,16 @@ pub fn build(env: &Env, name: &str, replace: &[(&str, &[u8])]) -> Result<PathBuf
         .parent()
         .and_then(Path::parent)
         .map_or_else(|| env.image.join("examples"), |p| p.join("examples"));
-    let src = base.join("src").join(name);
-    let out = base.join("builds").join(name);
+    let src = base.join("src").join(format!("{name}-{variant}"));
+    let out = base.join("builds").join(format!("{name}-{variant}"));
     let _ = std::fs::remove_dir_all(&src);
     copy_dir(&examples_dir().join(name), &src)?;
     for (path, content) in replace {
-        std::fs::write(src.join(path), content)
+        let dst = src.join(path);
+        if let Some(parent) = dst.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        std::fs::write(&dst, content)
             .with_context(|| format!("write {path} into the copy of examples/{name}"))?;
     }
     let mut h = Sha256::new();

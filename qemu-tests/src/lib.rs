@@ -14,6 +14,7 @@
 //! - [`lab`]: a repository, its server and nodes pointed at it, for the
 //!   update scenarios;
 //! - [`examples`]: the repository's example images built for a test;
+//! - [`registry`]: a container registry on the host and OCI images pushed to it;
 //! - [`etcd`]: real etcd members on loopback (killed, restarted, stopped)
 //!   for the reboot-coordination tests and `cargo xtask bench lock`, and a
 //!   key's history read back from etcd.
@@ -27,6 +28,7 @@ pub mod etcd;
 pub mod examples;
 pub mod fixtures;
 pub mod lab;
+pub mod registry;
 pub mod server;
 pub mod vm;
 

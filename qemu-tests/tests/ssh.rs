@@ -86,8 +86,7 @@ fn host_key_fingerprint(port: u16) -> Result<String> {
 }
 
 #[test]
-fn ssh_server_from_packages_logs_in_with_a_key_and_nodes_have_their_own_host_keys() -> Result<()>
-{
+fn ssh_server_from_packages_logs_in_with_a_key_and_nodes_have_their_own_host_keys() -> Result<()> {
     let env = Env::get()?;
     let keys = tempfile::tempdir()?;
     let key = keys.path().join("id_ed25519");
@@ -97,7 +96,12 @@ fn ssh_server_from_packages_logs_in_with_a_key_and_nodes_have_their_own_host_key
         .status()?;
     assert!(made.success(), "ssh-keygen failed");
     let public = std::fs::read(keys.path().join("id_ed25519.pub"))?;
-    let out = examples::build(&env, "ssh-server", &[("files/authorized_keys", &public)])?;
+    let out = examples::build(
+        &env,
+        "ssh-server",
+        "test",
+        &[("files/authorized_keys", &public)],
+    )?;
 
     // Every package that went in is recorded, with its dependencies.
     let manifest: serde_json::Value =
@@ -108,8 +112,17 @@ fn ssh_server_from_packages_logs_in_with_a_key_and_nodes_have_their_own_host_key
         .iter()
         .filter_map(|p| p["name"].as_str())
         .collect();
-    for needed in ["openssh-server", "openssh-client", "libc6", "libssl3", "zlib1g"] {
-        assert!(names.contains(&needed), "{needed} missing from build.json: {names:?}");
+    for needed in [
+        "openssh-server",
+        "openssh-client",
+        "libc6",
+        "libssl3",
+        "zlib1g",
+    ] {
+        assert!(
+            names.contains(&needed),
+            "{needed} missing from build.json: {names:?}"
+        );
     }
 
     let disk = out.join("disk.raw");
@@ -153,10 +166,16 @@ fn ssh_server_from_packages_logs_in_with_a_key_and_nodes_have_their_own_host_key
 
     // What the maintainer scripts would have done: users, factory /etc,
     // tmpfiles; the host key made on the node, never in the image.
-    let passwd = vm.run("grep -E '^(core|sshd):' /etc/passwd; grep '^core:' /etc/shadow | cut -d: -f2", CMD)?;
+    let passwd = vm.run(
+        "grep -E '^(core|sshd):' /etc/passwd; grep '^core:' /etc/shadow | cut -d: -f2",
+        CMD,
+    )?;
     assert!(passwd.contains("core:x:"), "{passwd}");
     assert!(passwd.contains("sshd:x:"), "{passwd}");
-    assert!(passwd.lines().any(|l| l.trim() == "*"), "core's password must be `*`: {passwd}");
+    assert!(
+        passwd.lines().any(|l| l.trim() == "*"),
+        "core's password must be `*`: {passwd}"
+    );
     vm.run("test -f /etc/ssh/sshd_config && test -d /run/sshd && test -s /etc/ssh/ssh_host_ed25519_key", CMD)?;
     let (in_usr, _) = vm.run_status("ls /usr/share/factory/etc/ssh/ | grep ssh_host_", CMD)?;
     assert_ne!(in_usr, 0, "a host key is in the image");
@@ -170,9 +189,15 @@ fn ssh_server_from_packages_logs_in_with_a_key_and_nodes_have_their_own_host_key
         .find(|s| s["name"] == "sshd")
         .with_context(|| format!("no sshd service: {status}"))?;
     assert_eq!(sshd["state"], "running", "{sshd}");
-    let keygen = services.iter().find(|s| s["name"] == "sshd-keygen").context("no sshd-keygen")?;
+    let keygen = services
+        .iter()
+        .find(|s| s["name"] == "sshd-keygen")
+        .context("no sshd-keygen")?;
     assert_eq!(keygen["state"], "exited", "{keygen}");
-    let cgroup = vm.run("cat /proc/$(cat /sys/fs/cgroup/system/sshd/cgroup.procs | head -1)/cgroup", CMD)?;
+    let cgroup = vm.run(
+        "cat /proc/$(cat /sys/fs/cgroup/system/sshd/cgroup.procs | head -1)/cgroup",
+        CMD,
+    )?;
     assert!(cgroup.contains("sshd"), "{cgroup}");
     let text = vm.run("tandemctl status", CMD)?;
     assert!(text.contains("sshd") && text.contains("MiB"), "{text}");
@@ -181,10 +206,16 @@ fn ssh_server_from_packages_logs_in_with_a_key_and_nodes_have_their_own_host_key
     // dies, they are ended before it is restarted.
     login(&key, port, "setsid sleep 7777 </dev/null >/dev/null 2>&1 &")?;
     vm.run("pgrep -f 'sleep 7777'", CMD)?;
-    vm.run("kill -KILL $(cat /sys/fs/cgroup/system/sshd/cgroup.procs | head -1)", CMD)?;
+    vm.run(
+        "kill -KILL $(cat /sys/fs/cgroup/system/sshd/cgroup.procs | head -1)",
+        CMD,
+    )?;
     let deadline = Instant::now() + Duration::from_secs(30);
     while vm.run_status("pgrep -f 'sleep 7777'", CMD)?.0 == 0 {
-        assert!(Instant::now() < deadline, "the session's sleep outlived sshd");
+        assert!(
+            Instant::now() < deadline,
+            "the session's sleep outlived sshd"
+        );
         std::thread::sleep(Duration::from_secs(1));
     }
     // And sshd is back.
@@ -195,7 +226,10 @@ fn ssh_server_from_packages_logs_in_with_a_key_and_nodes_have_their_own_host_key
     let f1 = host_key_fingerprint(p1)?;
     login(&key, p2, "true")?;
     let f2 = host_key_fingerprint(p2)?;
-    assert!(f1.starts_with("SHA256:") && f2.starts_with("SHA256:"), "{f1} {f2}");
+    assert!(
+        f1.starts_with("SHA256:") && f2.starts_with("SHA256:"),
+        "{f1} {f2}"
+    );
     assert_ne!(f1, f2, "two nodes booted from one image share a host key");
     eprintln!("host keys: ssh-1 {f1}, ssh-2 {f2}");
 

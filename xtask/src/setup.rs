@@ -36,6 +36,8 @@ pub const PACKAGES: &[&str] = &[
     "openssl",
     // the host's SSH client logs in to nodes (qemu-tests/tests/ssh.rs)
     "openssh-client",
+    // the container registry the container host pulls from (qemu-tests/tests/containers.rs)
+    "docker-registry",
 ];
 
 /// Rust targets beside the host.
