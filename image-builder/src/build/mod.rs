@@ -21,8 +21,12 @@ pub mod fat;
 pub mod initrd;
 pub mod kernel;
 pub mod layout;
+pub mod lockfile;
+pub mod maintscripts;
 pub mod manifest;
 pub mod pipeline;
+pub mod resolve;
+pub mod tmpfiles;
 pub mod tools;
 pub mod usr_tree;
 
