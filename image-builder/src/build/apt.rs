@@ -175,53 +175,98 @@ impl Cache {
         cmd
     }
 
-    /// The cached .deb for `pkg`, downloading it if absent or damaged.
-    pub fn fetch(&self, pkg: &PackageInfo) -> Result<PathBuf> {
+    /// Where the .deb of `pkg` is kept.
+    fn deb_path(&self, pkg: &PackageInfo) -> PathBuf {
         let name = Path::new(&pkg.filename)
             .file_name()
             .map(PathBuf::from)
             .unwrap_or_else(|| format!("{}_{}_{}.deb", pkg.name, pkg.version, pkg.arch).into());
-        let path = self.dir.join(name);
-        if path.exists() && sha256_file(&path)? == pkg.sha256 {
-            return Ok(path);
-        }
-        std::fs::create_dir_all(&self.dir).io("create package cache", &self.dir)?;
-        // Download into a private directory, check, then rename into place:
-        // an interrupted download never looks like a cached package.
-        let tmp = self
-            .dir
-            .join(format!(".download-{}-{}", pkg.name, std::process::id()));
-        let _ = std::fs::remove_dir_all(&tmp);
-        std::fs::create_dir_all(&tmp).io("create download directory", &tmp)?;
-        let result = self.download_into(pkg, &tmp, &path);
-        let _ = std::fs::remove_dir_all(&tmp);
-        result?;
-        Ok(path)
+        self.dir.join(name)
     }
 
-    fn download_into(&self, pkg: &PackageInfo, tmp: &Path, dest: &Path) -> Result<()> {
+    /// The cached .deb for `pkg`, downloading it if absent or damaged.
+    pub fn fetch(&self, pkg: &PackageInfo) -> Result<PathBuf> {
+        self.fetch_all(&[pkg])?;
+        Ok(self.deb_path(pkg))
+    }
+
+    /// Whether building with `pkg` needs its .deb (its files or control
+    /// files are not extracted in the cache yet).
+    pub fn needs_deb(&self, pkg: &PackageInfo) -> bool {
+        !(self.extracted_dir("unpacked", pkg).is_dir()
+            && self.extracted_dir("control", pkg).is_dir())
+    }
+
+    /// Makes sure the .deb of each of `pkgs` is in the cache, downloading
+    /// the absent or damaged ones in one `apt-get download` (one start of
+    /// apt and one connection for all) and checking each against the
+    /// sha256 of apt's lists. Downloads go to a private directory and are
+    /// renamed into place once checked: an interrupted download never looks
+    /// like a cached package.
+    pub fn fetch_all(&self, pkgs: &[&PackageInfo]) -> Result<()> {
+        let mut missing = Vec::new();
+        for &p in pkgs {
+            let path = self.deb_path(p);
+            if !(path.exists() && sha256_file(&path)? == p.sha256) {
+                missing.push(p);
+            }
+        }
+        if missing.is_empty() {
+            return Ok(());
+        }
+        std::fs::create_dir_all(&self.dir).io("create package cache", &self.dir)?;
+        let tmp = self.dir.join(format!(".download-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&tmp);
+        std::fs::create_dir_all(&tmp).io("create download directory", &tmp)?;
+        let result = self.download_into(&missing, &tmp);
+        let _ = std::fs::remove_dir_all(&tmp);
+        result
+    }
+
+    fn download_into(&self, pkgs: &[&PackageInfo], tmp: &Path) -> Result<()> {
         let mut cmd = self.apt(APT_GET, None);
-        cmd.current_dir(tmp)
-            .args(["download", "-q", &format!("{}={}", pkg.name, pkg.version)]);
+        cmd.current_dir(tmp).args(["download", "-q", "--"]);
+        cmd.args(pkgs.iter().map(|p| format!("{}={}", p.name, p.version)));
         APT_GET.run(&mut cmd)?;
-        let deb = std::fs::read_dir(tmp)
+        let mut debs: Vec<PathBuf> = std::fs::read_dir(tmp)
             .io("read download directory", tmp)?
             .filter_map(|e| e.ok().map(|e| e.path()))
-            .find(|p| p.extension().is_some_and(|x| x == "deb"))
-            .ok_or_else(|| Error::ToolFailed {
-                command: format!("apt-get download {}", pkg.name),
+            .filter(|p| p.extension().is_some_and(|x| x == "deb"))
+            .collect();
+        debs.sort();
+        let mut placed = vec![false; pkgs.len()];
+        for deb in debs {
+            let got = sha256_file(&deb)?;
+            if let Some(i) = pkgs.iter().position(|p| p.sha256 == got) {
+                let dest = self.deb_path(pkgs[i]);
+                std::fs::rename(&deb, &dest).io("move downloaded package to", &dest)?;
+                placed[i] = true;
+                continue;
+            }
+            // A file no package has the sha256 of: name whose it is.
+            let file = deb
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            if let Some(p) = pkgs
+                .iter()
+                .find(|p| file.starts_with(&format!("{}_", p.name)))
+            {
+                return Err(Error::PackageChecksum {
+                    path: deb,
+                    want: p.sha256.clone(),
+                    got,
+                });
+            }
+        }
+        if let Some(i) = placed.iter().position(|done| !done) {
+            return Err(Error::ToolFailed {
+                command: format!("apt-get download {}={}", pkgs[i].name, pkgs[i].version),
                 status: "no .deb produced".into(),
                 stderr: String::new(),
-            })?;
-        let got = sha256_file(&deb)?;
-        if got != pkg.sha256 {
-            return Err(Error::PackageChecksum {
-                path: deb,
-                want: pkg.sha256.clone(),
-                got,
             });
         }
-        std::fs::rename(&deb, dest).io("move downloaded package to", dest)
+        Ok(())
     }
 }
 
@@ -238,14 +283,18 @@ impl Cache {
         self.extracted("control", pkg, unpack_control)
     }
 
+    fn extracted_dir(&self, kind: &str, pkg: &PackageInfo) -> PathBuf {
+        let hash = pkg.sha256.get(..16).unwrap_or(&pkg.sha256);
+        self.dir.join(kind).join(format!("{}_{hash}", pkg.name))
+    }
+
     fn extracted(
         &self,
         kind: &str,
         pkg: &PackageInfo,
         extract: fn(&Path, &Path) -> Result<()>,
     ) -> Result<PathBuf> {
-        let hash = pkg.sha256.get(..16).unwrap_or(&pkg.sha256);
-        let dir = self.dir.join(kind).join(format!("{}_{hash}", pkg.name));
+        let dir = self.extracted_dir(kind, pkg);
         if dir.is_dir() {
             return Ok(dir);
         }

@@ -472,6 +472,15 @@ impl Builder<'_> {
         let mut var: Vec<(String, usr_tree::VarEntry)> = Vec::new();
         let mut sorted: Vec<&Resolved> = resolved.iter().collect();
         sorted.sort_by(|a, b| a.info.name.cmp(&b.info.name));
+        let needed: Vec<&apt::PackageInfo> = sorted
+            .iter()
+            .map(|r| &r.info)
+            .filter(|p| cache.needs_deb(p))
+            .collect();
+        if !needed.is_empty() {
+            step.detail(&format!("downloading {} packages", needed.len()));
+            cache.fetch_all(&needed)?;
+        }
         for r in sorted {
             let info = &r.info;
             step.detail(&info.name);
