@@ -210,7 +210,14 @@ pub fn failure(stdout: &str, stderr: &str, requested: &[String]) -> Error {
             continue;
         }
         if indented && in_block {
-            explained.push(t.to_string());
+            // Items join their header: `…provided by: mawk 1.3.4, gawk 1:5.2.1-2`.
+            if let Some(last) = explained.last_mut() {
+                if !last.ends_with(':') {
+                    last.push(',');
+                }
+                last.push(' ');
+                last.push_str(t);
+            }
             continue;
         }
         in_block = false;
@@ -612,7 +619,10 @@ Package awk is a virtual package provided by:
             text.contains("E: Package 'awk' has no installation candidate"),
             "{text}"
         );
-        assert!(text.contains("mawk 1.3.4"), "{text}");
+        assert!(
+            text.contains("Package awk is a virtual package provided by: original-awk 2022-09-12-1, mawk 1.3.4.20200120-3.1, gawk 1:5.2.1-2"),
+            "{text}"
+        );
         assert!(text.contains("name the one you want"), "{text}");
 
         let stdout = "Some packages could not be installed. This may mean that you have

@@ -110,7 +110,10 @@ fn package_debs(build: &Path, cache: &Path) -> Result<String> {
     let text = std::fs::read_to_string(build.join("build.json"))?;
     let m: serde_json::Value = serde_json::from_str(&text)?;
     let mut debs = Vec::new();
-    for p in m["packages"].as_array().context("build.json has no packages")? {
+    for p in m["packages"]
+        .as_array()
+        .context("build.json has no packages")?
+    {
         let s = |k: &str| p[k].as_str().unwrap_or_default();
         let version = s("version");
         let version = version.split_once(':').map_or(version, |(_, v)| v);
