@@ -4,8 +4,9 @@
 //!
 //! The scripts are read with a small shell lexer (quotes, `$(…)`,
 //! here-documents, `case` patterns, functions), one simple command at a
-//! time; no branch is evaluated, so a command only run on upgrades is
-//! reported like any other. Each command is
+//! time. Nothing is evaluated, except that the branches of an `if` only an
+//! upgrade enters ([`upgrade_only`]) are skipped: an image is always a
+//! first installation. Each command is
 //!
 //! - glue that does not matter on Tandem (service enablement with
 //!   deb-systemd-helper, systemctl, update-rc.d, invoke-rc.d; debconf;
@@ -161,7 +162,7 @@ pub fn classify(
     let mut seen: BTreeSet<(Script, String, String)> = BTreeSet::new();
     for (script, cmds) in [(Script::Preinst, &pre), (Script::Postinst, &post)] {
         let ctx = Context::of(cmds);
-        for c in cmds {
+        for c in cmds.iter().filter(|c| !c.upgrade_only) {
             if script == Script::Preinst
                 && c.program() == "touch"
                 && c.operands()
@@ -864,6 +865,8 @@ pub struct Command {
     pub assignments: Vec<(String, String)>,
     /// The function this command defines (`name() {`).
     pub defines: Option<String>,
+    /// Inside an `if` only an upgrade enters (see [`upgrade_only`]).
+    pub upgrade_only: bool,
 }
 
 impl Command {
@@ -947,6 +950,7 @@ fn without_debhelper_blocks(script: &str) -> String {
 /// Splits tokens into simple commands.
 fn collect(tokens: &[Token], out: &mut Vec<Command>) {
     let mut cur: Vec<&Token> = Vec::new();
+    let mut ifs = Ifs::default();
     // Inside `case … in`: the next words up to `)` are a pattern.
     let mut case_depth = 0usize;
     let mut expect_pattern = false;
@@ -991,8 +995,13 @@ fn collect(tokens: &[Token], out: &mut Vec<Command>) {
                     }
                     _ => {}
                 }
-                if !expect_pattern && let Some(c) = simple(&cur) {
-                    out.push(c);
+                if !expect_pattern {
+                    let upgrade_only = ifs.track(&cur, sep);
+                    if let Some(mut c) = simple(&cur) {
+                        c.upgrade_only = upgrade_only;
+                        ifs.note_assignments(&c);
+                        out.push(c);
+                    }
                 }
                 cur.clear();
                 if *sep == ";;" && case_depth > 0 {
@@ -1018,9 +1027,135 @@ fn collect(tokens: &[Token], out: &mut Vec<Command>) {
             }
         }
     }
-    if let Some(c) = simple(&cur) {
+    let upgrade_only = ifs.track(&cur, "\n");
+    if let Some(mut c) = simple(&cur) {
+        c.upgrade_only = upgrade_only;
         out.push(c);
     }
+}
+
+/// The `if` statements around the current command, to tell the branches
+/// that only an upgrade runs: an image is always a first installation.
+#[derive(Default)]
+struct Ifs {
+    frames: Vec<IfFrame>,
+    /// Variables holding `$1` (the action) and `$2` (the version upgraded from).
+    action_vars: Vec<String>,
+    version_vars: Vec<String>,
+}
+
+#[derive(Default)]
+struct IfFrame {
+    /// The condition's words so far (with `||` and `!` kept).
+    cond: Vec<String>,
+    in_cond: bool,
+    /// The branch being read runs only on upgrades.
+    upgrade: bool,
+}
+
+impl Ifs {
+    /// Follows the reserved words of a command's tokens; returns whether
+    /// the command is in a branch only an upgrade runs.
+    fn track(&mut self, tokens: &[&Token], sep: &str) -> bool {
+        let mut leading = true;
+        for t in tokens {
+            let Token::Word(w, _) = t else { continue };
+            if leading {
+                match w.as_str() {
+                    "if" => {
+                        self.frames.push(IfFrame {
+                            in_cond: true,
+                            ..IfFrame::default()
+                        });
+                        continue;
+                    }
+                    "elif" => {
+                        if let Some(f) = self.frames.last_mut() {
+                            f.cond.clear();
+                            f.in_cond = true;
+                            f.upgrade = false;
+                        }
+                        continue;
+                    }
+                    "then" => {
+                        if let Some(f) = self.frames.last_mut() {
+                            f.in_cond = false;
+                            f.upgrade =
+                                upgrade_only(&f.cond, &self.action_vars, &self.version_vars);
+                        }
+                        continue;
+                    }
+                    "else" => {
+                        if let Some(f) = self.frames.last_mut() {
+                            f.in_cond = false;
+                            f.upgrade = false;
+                        }
+                        continue;
+                    }
+                    "fi" => {
+                        self.frames.pop();
+                        continue;
+                    }
+                    w if RESERVED.contains(&w) && w != "!" => continue,
+                    _ => leading = false,
+                }
+            }
+            if let Some(f) = self.frames.last_mut().filter(|f| f.in_cond) {
+                f.cond.push(w.clone());
+            }
+        }
+        if let Some(f) = self.frames.last_mut().filter(|f| f.in_cond)
+            && sep == "||"
+        {
+            f.cond.push("||".into());
+        }
+        self.frames.iter().any(|f| f.upgrade)
+    }
+
+    fn note_assignments(&mut self, c: &Command) {
+        for (name, value) in &c.assignments {
+            let v = value.trim_matches('"');
+            if v == "$1" || v == "${1}" {
+                self.action_vars.push(name.clone());
+            }
+            if v == "$2" || v == "${2}" {
+                self.version_vars.push(name.clone());
+            }
+        }
+    }
+}
+
+/// Whether an `if` condition (its words, quotes removed) is false on a
+/// first installation, where a maintainer script's `$2` (the version
+/// upgraded from) is empty: a conjunction with one of `[ -n "$2" ]`,
+/// `[ "$2" ]`, `[ "x$2" != "x" ]`, `dpkg --compare-versions "$2" lt-nl|le-nl|gt|ge|eq …`
+/// (an empty version is earlier than any, or later with `-nl`), or
+/// `[ "$1" = upgrade ]`. A condition with `||` or `!` is never judged so.
+pub fn upgrade_only(cond: &[String], action_vars: &[String], version_vars: &[String]) -> bool {
+    if cond.iter().any(|w| w == "||" || w == "!") {
+        return false;
+    }
+    let var = |w: &str, n: &str, aliases: &[String]| {
+        let name = w
+            .strip_prefix('$')
+            .map(|v| v.trim_start_matches('{').trim_end_matches('}'));
+        name == Some(n) || name.is_some_and(|v| aliases.iter().any(|a| a == v))
+    };
+    let version = |w: &str| var(w, "2", version_vars);
+    let action = |w: &str| var(w, "1", action_vars);
+    let w: Vec<&str> = cond.iter().map(String::as_str).collect();
+    w.windows(2).any(|p| matches!(p[0], "-n") && version(p[1]))
+        || w.windows(3).any(|p| {
+            (matches!(p[0], "[" | "test") && version(p[1]) && matches!(p[2], "]"))
+                || (p[0].strip_prefix('x').is_some_and(version) && p[1] == "!=" && p[2] == "x")
+                || (version(p[0]) && p[1] == "!=" && p[2].is_empty())
+                || (action(p[0]) && p[1] == "=" && p[2] == "upgrade")
+        })
+        || w.windows(4).any(|p| {
+            p[0] == "--compare-versions"
+                && version(p[1])
+                && matches!(p[2], "lt-nl" | "le-nl" | "gt" | "ge" | "eq")
+        })
 }
 
 /// One simple command from its tokens: leading reserved words and

@@ -515,3 +515,77 @@ fn the_lexer_keeps_quotes_substitutions_and_heredocs_apart() {
     );
     assert_eq!(cmds[6].defines.as_deref(), Some("foo"));
 }
+
+/// libgssapi-krb5-2 1.20.1-2+deb12u5 and init-system-helpers 1.65.2+deb12u1
+/// postinst (shortened): what only an upgrade runs is nothing for an image,
+/// which is always a first installation; what a first installation runs is.
+#[test]
+fn branches_only_an_upgrade_runs_are_skipped() {
+    let script = r#"
+if [ "configure" = "$1" -a "x$2" != "x" ]; then
+    if dpkg --compare-versions $2  lt 1.12.1+dfsg-2\
+        && test -f /usr/etc/gss/mech; then
+	cp /usr/etc/gss/mech /etc/gss/mech
+	fi
+    fi
+if [ "$1" = "configure" ] && [ -n "$2" ] && dpkg-divert --list /etc/os-release | grep -q os-release.debootstrap; then
+    dpkg-divert --quiet --local --remove --no-rename /etc/os-release
+    ln -s ../usr/lib/os-release /etc/x-release
+fi
+preversion=$2
+if [ -n "$preversion" ]; then
+    setcap cap_net_raw=ep /usr/bin/upgrade-only
+elif [ -z "$preversion" ]; then
+    setcap cap_net_raw=ep /usr/bin/first-install
+else
+    setcap cap_net_raw=ep /usr/bin/else-branch
+fi
+if dpkg --compare-versions "$2" lt-nl 1.0 && [ -f /etc/x ]; then chmod 600 /etc/x; fi
+if dpkg --compare-versions "$2" lt 1.0; then chmod 600 /etc/first; fi
+if [ -z "$2" ] || dpkg --compare-versions "$2" lt-nl 1.0; then chown root /etc/either; fi
+"#;
+    let m = messages(&post(script), "p").join("\n");
+    for skipped in ["gss", "x-release", "upgrade-only", "/etc/x`"] {
+        assert!(!m.contains(skipped), "{skipped}: {m}");
+    }
+    for kept in ["first-install", "/etc/first", "/etc/either"] {
+        assert!(m.contains(kept), "{kept}: {m}");
+    }
+    // The else branch of an upgrade-only `if` is a first installation's.
+    let m2 = messages(
+        &post(
+            "if [ -n \"$2\" ]; then\n  setcap a /usr/bin/up\nelse\n  setcap b /usr/bin/fresh\nfi\n",
+        ),
+        "p",
+    );
+    assert_eq!(m2.len(), 1, "{m2:?}");
+    assert!(m2[0].contains("/usr/bin/fresh"), "{m2:?}");
+}
+
+#[test]
+fn upgrade_only_conditions() {
+    let w = |s: &str| s.split(' ').map(String::from).collect::<Vec<_>>();
+    let none: Vec<String> = Vec::new();
+    for yes in [
+        "[ -n $2 ]",
+        "[ $2 ]",
+        "[ x$2 != x ]",
+        "dpkg --compare-versions $2 lt-nl 1.0",
+        "dpkg --compare-versions $2 gt 1.0",
+        "[ $1 = upgrade ]",
+        "[ $1 = configure ] [ -n ${2} ]",
+    ] {
+        assert!(upgrade_only(&w(yes), &none, &none), "{yes}");
+    }
+    for no in [
+        "dpkg --compare-versions $2 lt 1.0",
+        "dpkg --compare-versions $2 ge-nl 1.0",
+        "[ -z $2 ] || [ -n $2 ]",
+        "! [ -n $2 ]",
+        "[ $1 = configure ]",
+        "[ -n $3 ]",
+    ] {
+        assert!(!upgrade_only(&w(no), &none, &none), "{no}");
+    }
+    assert!(upgrade_only(&w("[ -n $old ]"), &none, &["old".to_string()]));
+}
