@@ -921,9 +921,34 @@ enum Token {
 /// (except dh_installalternatives', whose alternatives are honoured).
 pub fn commands(script: &str) -> Vec<Command> {
     let text = without_debhelper_blocks(script);
-    let mut out = Vec::new();
-    collect(&lex(&text, &mut out), &mut out);
-    out
+    let mut subs = Subs::default();
+    let tokens = lex(&text, &mut subs);
+    collect(&tokens, &mut subs.cmds);
+    subs.cmds
+}
+
+/// Commands found in command substitutions, and how deep in them the
+/// lexer is (bounded: a script is input, and the lexer recurses).
+#[derive(Default)]
+struct Subs {
+    cmds: Vec<Command>,
+    depth: usize,
+}
+
+/// Deeper command substitutions are not looked into.
+const MAX_SUBSTITUTION_DEPTH: usize = 8;
+
+fn substitution(inner: &str, subs: &mut Subs) {
+    if subs.depth >= MAX_SUBSTITUTION_DEPTH {
+        return;
+    }
+    let mut nested = Subs {
+        cmds: Vec::new(),
+        depth: subs.depth + 1,
+    };
+    let tokens = lex(inner, &mut nested);
+    collect(&tokens, &mut nested.cmds);
+    subs.cmds.extend(nested.cmds);
 }
 
 fn without_debhelper_blocks(script: &str) -> String {
@@ -1210,7 +1235,7 @@ fn assignment(raw: &str) -> Option<(String, String)> {
 
 /// Tokenises shell text. Command substitutions are lexed too: their
 /// commands are added to `subs` directly.
-fn lex(text: &str, subs: &mut Vec<Command>) -> Vec<Token> {
+fn lex(text: &str, subs: &mut Subs) -> Vec<Token> {
     let chars: Vec<char> = text.chars().collect();
     let mut tokens = Vec::new();
     let mut heredocs: Vec<(String, bool)> = Vec::new();
@@ -1344,7 +1369,7 @@ fn skip_blanks(chars: &[char], mut i: usize) -> usize {
 }
 
 /// Reads one word from `i`: (quotes removed, as written, index after).
-fn word(chars: &[char], mut i: usize, subs: &mut Vec<Command>) -> (String, String, usize) {
+fn word(chars: &[char], mut i: usize, subs: &mut Subs) -> (String, String, usize) {
     let start = i;
     let mut w = String::new();
     let n = chars.len();
@@ -1403,7 +1428,7 @@ fn word(chars: &[char], mut i: usize, subs: &mut Vec<Command>) -> (String, Strin
 
 /// The end of an expansion at `i` (`$x`, `${…}`, `$(…)`, `$((…))`, `` `…` ``);
 /// the commands of a command substitution go to `subs`.
-fn expansion(chars: &[char], i: usize, subs: &mut Vec<Command>) -> usize {
+fn expansion(chars: &[char], i: usize, subs: &mut Subs) -> usize {
     let n = chars.len();
     if chars[i] == '`' {
         let end = chars[i + 1..]
@@ -1411,9 +1436,7 @@ fn expansion(chars: &[char], i: usize, subs: &mut Vec<Command>) -> usize {
             .position(|&c| c == '`')
             .map_or(n, |p| i + 1 + p);
         let inner: String = chars[i + 1..end].iter().collect();
-        let mut inner_cmds = Vec::new();
-        collect(&lex(&inner, &mut inner_cmds), &mut inner_cmds);
-        subs.extend(inner_cmds);
+        substitution(&inner, subs);
         return (end + 1).min(n);
     }
     match chars.get(i + 1) {
@@ -1422,9 +1445,7 @@ fn expansion(chars: &[char], i: usize, subs: &mut Vec<Command>) -> usize {
             let end = closing(chars, i + 1, '(', ')');
             if !arithmetic {
                 let inner: String = chars[(i + 2).min(end)..end.min(n)].iter().collect();
-                let mut inner_cmds = Vec::new();
-                collect(&lex(&inner, &mut inner_cmds), &mut inner_cmds);
-                subs.extend(inner_cmds);
+                substitution(&inner, subs);
             }
             (end + 1).min(n)
         }

@@ -589,3 +589,26 @@ fn upgrade_only_conditions() {
     }
     assert!(upgrade_only(&w("[ -n $old ]"), &none, &["old".to_string()]));
 }
+
+#[test]
+fn odd_input_does_not_panic() {
+    let deep = format!("{}x{}", "$(".repeat(10_000), ")".repeat(10_000));
+    for text in [
+        deep.as_str(),
+        "\"unclosed",
+        "'unclosed",
+        "$(",
+        "${",
+        "`",
+        "cat <<EOF",
+        "a \\",
+        "case",
+        "if then fi fi esac ;; ) (",
+        "x=$((1 + (2)))",
+        ">",
+        "2>",
+        "é ü $é ${é} `é`",
+    ] {
+        let _ = classify(Some(text), Some(text), false);
+    }
+}
