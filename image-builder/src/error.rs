@@ -56,11 +56,66 @@ pub enum Error {
     },
     /// apt does not know a package.
     #[error(
-        "package `{package}` is not in apt's package lists: check the name, or run `apt-get update` (as root) if the lists are old"
+        "package `{package}` is not in apt's package lists{}: check the name, or run `apt-get update` (as root) if the lists are old",
+        quote_apt(apt)
     )]
     UnknownPackage {
         /// The package name.
         package: String,
+        /// What apt said (its `E:` lines), if it was asked.
+        apt: Vec<String>,
+    },
+    /// apt cannot install the requested packages together with their
+    /// dependencies (unmet or conflicting dependencies, a virtual package
+    /// with several providers, a version that is not there).
+    #[error(
+        "cannot resolve [usr] packages {} with their dependencies{}: {hint}",
+        names(packages),
+        quote_apt(apt)
+    )]
+    Unresolvable {
+        /// The requested packages apt names, or all requested ones.
+        packages: Vec<String>,
+        /// What apt said: its `E:` lines and the lines explaining them.
+        apt: Vec<String>,
+        /// What to change.
+        hint: String,
+    },
+    /// apt's answer is missing a package or cannot be read.
+    #[error("apt: {message}: run `apt-get update` (as root) and build again")]
+    AptAnswer {
+        /// What was missing or unreadable.
+        message: String,
+    },
+    /// `--locked`, and the packages resolved today differ from the lock file.
+    #[error(
+        "{path} does not match what the definition resolves to today:\n{changes}\nthe definition or Debian's archive changed; run `tandem build` without --locked to update {name}"
+    )]
+    LockMismatch {
+        /// The lock file.
+        path: PathBuf,
+        /// Its file name, for the fix.
+        name: String,
+        /// One line per moved, added or removed package.
+        changes: String,
+    },
+    /// `--locked` without a lock file.
+    #[error(
+        "--locked, but there is no lock file {path}: run `tandem build` without --locked once to write it, and commit it"
+    )]
+    LockMissing {
+        /// Where the lock file was looked for.
+        path: PathBuf,
+    },
+    /// A lock file that cannot be read.
+    #[error(
+        "{path} is not a lock file tandem can read ({message}): delete it and run `tandem build` without --locked to write it again"
+    )]
+    LockUnreadable {
+        /// The lock file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
     },
     /// A downloaded package does not match apt's checksum.
     #[error(
@@ -223,6 +278,24 @@ pub enum Error {
         /// Why.
         cause: std::io::Error,
     },
+}
+
+/// `: apt says: E: …; E: …` or nothing.
+fn quote_apt(lines: &[String]) -> String {
+    if lines.is_empty() {
+        String::new()
+    } else {
+        format!(" (apt says: {})", lines.join("; "))
+    }
+}
+
+/// `` `a`, `b` ``.
+fn names(packages: &[String]) -> String {
+    packages
+        .iter()
+        .map(|p| format!("`{p}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Result alias of the image builder library.

@@ -94,13 +94,16 @@ pub struct BootSection {
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct UsrSection {
-    /// Debian packages unpacked into /usr (not installed, no scripts run).
+    /// Debian packages unpacked into /usr with their dependencies and the
+    /// base set (not installed, no scripts run); `name`, `name=version` or
+    /// `name/release`, as `apt-get install` takes them.
     #[serde(default)]
     pub packages: Vec<String>,
     /// Create /usr/bin links for every applet of /usr/bin/busybox.
     #[serde(default)]
     pub busybox_applets: bool,
-    /// Files and directories copied into /usr.
+    /// Files and directories copied into /usr; targets under /etc go to
+    /// /usr/share/factory/etc, as packages' /etc files do.
     #[serde(default)]
     pub files: Vec<FileEntry>,
 }
@@ -271,6 +274,30 @@ impl Default for PartitionSizes {
     }
 }
 
+/// Whether `entry` is a package as `[usr] packages` takes it: a Debian
+/// package name (policy 5.6.1), then optionally `=version` or `/release`.
+/// Nothing that apt would read as an option, a pattern or a removal.
+pub fn valid_package_entry(entry: &str) -> bool {
+    let (name, rest) = match entry.find(['=', '/']) {
+        Some(i) => (&entry[..i], &entry[i + 1..]),
+        None => (entry, ""),
+    };
+    let name_ok = name.len() >= 2
+        && name
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "+-.".contains(c));
+    let rest_ok = entry.len() == name.len()
+        || (!rest.is_empty()
+            && rest
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "+-.~:_".contains(c)));
+    name_ok && rest_ok
+}
+
 /// Where the kernel comes from.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum KernelSource {
@@ -409,11 +436,29 @@ impl Definition {
                 ));
             }
         }
+        for (i, p) in self.usr.packages.iter().enumerate() {
+            if !valid_package_entry(p) {
+                return Err(self.invalid(
+                    &format!("usr.packages[{i}]"),
+                    format!(
+                        "{p:?} is not a Debian package name: lower-case letters, digits, `+`, `-` and `.`, starting with a letter or digit, optionally `=version` or `/release`"
+                    ),
+                ));
+            }
+        }
         for (i, f) in self.usr.files.iter().enumerate() {
-            if !f.target.starts_with("/usr/") {
+            let under = |top: &str| {
+                f.target
+                    .strip_prefix(top)
+                    .is_some_and(|rest| !rest.is_empty() && !rest.split('/').any(|c| c == ".."))
+            };
+            if !under("/usr/") && !under("/etc/") {
                 return Err(self.invalid(
                     &format!("usr.files[{i}].target"),
-                    format!("{:?} must be under /usr/", f.target),
+                    format!(
+                        "{:?} must be under /usr/, or under /etc/ for a default copied to /usr/share/factory/etc",
+                        f.target
+                    ),
                 ));
             }
         }
@@ -553,8 +598,12 @@ mod tests {
                 "needs both",
             ),
             (
-                "[image]\nname = \"d\"\nversion = \"1\"\n[[usr.files]]\nsource = \"Cargo.toml\"\ntarget = \"/etc/x\"",
-                "under /usr/",
+                "[image]\nname = \"d\"\nversion = \"1\"\n[[usr.files]]\nsource = \"Cargo.toml\"\ntarget = \"/var/x\"",
+                "under /usr/, or under /etc/",
+            ),
+            (
+                "[image]\nname = \"d\"\nversion = \"1\"\n[usr]\npackages = [\"-o=Dir=/\"]",
+                "usr.packages[0]",
             ),
             (
                 "[image]\nname = \"d\"\nversion = \"1\"\n[[usr.files]]\nsource = \"nope\"\ntarget = \"/usr/x\"",
@@ -564,6 +613,32 @@ mod tests {
             let e = parse(text).expect_err(needle);
             assert!(e.to_string().contains(needle), "{needle}: {e}");
         }
+    }
+
+    #[test]
+    fn package_entries() {
+        for ok in [
+            "busybox-static",
+            "g++",
+            "libc6",
+            "openssh-server=1:9.2p1-2+deb12u10",
+            "foo/bookworm-backports",
+            "0ad",
+        ] {
+            assert!(valid_package_entry(ok), "{ok}");
+        }
+        for bad in [
+            "", "a", "-o", "Foo", "foo bar", "lib.*", "foo=", "foo=1 2", "^task", "foo/",
+        ] {
+            assert!(!valid_package_entry(bad), "{bad}");
+        }
+        let d = Definition::parse(
+            "[image]\nname = \"d\"\nversion = \"1\"\n[[usr.files]]\nsource = \"Cargo.toml\"\ntarget = \"/etc/ssh/sshd_config\"",
+            Path::new("image.toml"),
+            Path::new("."),
+        )
+        .expect("an /etc target is a factory default");
+        assert_eq!(d.usr.files[0].target, "/etc/ssh/sshd_config");
     }
 
     #[test]

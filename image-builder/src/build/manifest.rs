@@ -3,8 +3,9 @@
 
 use serde::{Deserialize, Serialize};
 
-/// Format version of build.json.
-pub const FORMAT: u32 = 1;
+/// Format version of build.json. 2: `packages` is the whole dependency
+/// closure with architecture, size and reason; `notes`.
+pub const FORMAT: u32 = 2;
 
 /// The build manifest.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -17,8 +18,12 @@ pub struct BuildManifest {
     pub source_date_epoch: i64,
     /// The kernel.
     pub kernel: KernelInfo,
-    /// Debian packages unpacked into /usr.
-    pub packages: Vec<PackageRef>,
+    /// Debian packages unpacked into /usr, sorted by name: the
+    /// definition's, the base set and their dependencies.
+    pub packages: Vec<Package>,
+    /// What the packages' maintainer scripts and files ask for that the
+    /// build does not do, with what to do about it; sorted by package.
+    pub notes: Vec<PackageNote>,
     /// The disk image and its partitions.
     pub disk: DiskInfo,
     /// The /usr slot image (file system + hash tree).
@@ -62,6 +67,66 @@ pub struct PackageRef {
     pub version: String,
     /// sha256 of the .deb.
     pub sha256: String,
+}
+
+/// A Debian package unpacked into /usr.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Package {
+    /// Name.
+    pub name: String,
+    /// Version.
+    pub version: String,
+    /// Architecture (`amd64`, `all`).
+    pub arch: String,
+    /// sha256 of the .deb.
+    pub sha256: String,
+    /// Size of the .deb in bytes.
+    pub size: u64,
+    /// Installed size in bytes, as the package declares it.
+    pub installed_size: u64,
+    /// Why it is in the image.
+    pub reason: Reason,
+}
+
+/// Why a package is in the image. Ordered: a package both named and needed
+/// counts as named.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, PartialOrd, Ord)]
+#[serde(rename_all = "kebab-case")]
+pub enum Reason {
+    /// Named in the definition's `[usr] packages`.
+    Requested,
+    /// In the base set every image gets (`resolve::BASE_PACKAGES`).
+    Base,
+    /// Pulled in as a dependency.
+    Dependency,
+}
+
+/// Something a package asks for that the build does not do as dpkg would,
+/// and what to do about it.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, PartialOrd, Ord)]
+pub struct PackageNote {
+    /// The package.
+    pub package: String,
+    /// What kind of thing.
+    pub kind: NoteKind,
+    /// What, and what to do.
+    pub message: String,
+}
+
+/// Kinds of [`PackageNote`].
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, PartialOrd, Ord)]
+#[serde(rename_all = "kebab-case")]
+pub enum NoteKind {
+    /// A maintainer script creates a user or group.
+    User,
+    /// A maintainer script creates a configuration file in /etc.
+    ConfigFile,
+    /// An alternative that could not be set up in /usr.
+    Alternative,
+    /// A maintainer script runs a command the build does not run.
+    Script,
+    /// The package ships files outside /usr, /etc and /var.
+    Outside,
 }
 
 /// The disk image.

@@ -2,9 +2,13 @@
 //! GPT disk image and the per-slot artefacts the release side publishes
 //! ([`pipeline`] runs the steps).
 //!
-//! - inputs: [`definition`] (image.toml), [`apt`] (Debian packages),
-//!   [`kernel`] (the kernel and its modules), [`tools`] (the host programs
-//!   the steps run);
+//! - inputs: [`definition`] (image.toml), [`resolve`] (which Debian
+//!   packages: apt's resolver, the base set), [`lockfile`] (image.lock),
+//!   [`apt`] (looking up, downloading and unpacking packages), [`kernel`]
+//!   (the kernel and its modules), [`tools`] (the host programs the steps
+//!   run);
+//! - what packages ask for: [`maintscripts`] (their preinst and postinst
+//!   read, not run), [`tmpfiles`] (their /var files, declared for boot);
 //! - file systems and archives: [`usr_tree`] (the /usr tree), [`erofs`]
 //!   (/usr image), [`ext4`] (OEM and ROOT), [`fat`] (the ESP), [`cpio`] and
 //!   [`initrd`] (the initramfs);
@@ -21,8 +25,12 @@ pub mod fat;
 pub mod initrd;
 pub mod kernel;
 pub mod layout;
+pub mod lockfile;
+pub mod maintscripts;
 pub mod manifest;
 pub mod pipeline;
+pub mod resolve;
+pub mod tmpfiles;
 pub mod tools;
 pub mod usr_tree;
 

@@ -20,7 +20,11 @@ use crate::build::fat::{self, Content};
 use crate::build::initrd;
 use crate::build::kernel::Kernel;
 use crate::build::layout::{self, DiskPlan, Identity};
-use crate::build::manifest::{self, Artifact, BuildManifest};
+use crate::build::lockfile::{self, Change, Lock};
+use crate::build::maintscripts::{self, Finding};
+use crate::build::manifest::{self, Artifact, BuildManifest, NoteKind, PackageNote};
+use crate::build::resolve::{self, Resolved};
+use crate::build::tmpfiles;
 use crate::build::usr_tree;
 use crate::error::{Error, IoContext, Result};
 use crate::progress::Progress;
@@ -60,6 +64,10 @@ pub struct BuildOptions {
     pub source_date_epoch: i64,
     /// Keep the work directory for debugging.
     pub keep_work: bool,
+    /// The packages must be exactly those of the definition's lock file
+    /// (checked before anything is downloaded); the lock file is never
+    /// written.
+    pub locked: bool,
 }
 
 /// What the build left for the caller to report.
@@ -67,8 +75,39 @@ pub struct BuildOptions {
 pub struct BuildResult {
     /// The manifest as written.
     pub manifest: BuildManifest,
-    /// Things worth knowing that were not errors (skipped package files, …).
+    /// Things worth knowing that were not errors (replaced package files,
+    /// applets linked, …). What packages ask for that the build does not do
+    /// is in the manifest's `notes`.
     pub notes: Vec<String>,
+    /// What became of the lock file.
+    pub lock: LockReport,
+}
+
+/// The lock file after a build.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LockReport {
+    /// The lock file.
+    pub path: PathBuf,
+    /// What happened to it.
+    pub outcome: LockOutcome,
+}
+
+/// What a build did to the lock file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LockOutcome {
+    /// It lists what the build used.
+    Unchanged,
+    /// There was none; it was written with this many packages.
+    Created(usize),
+    /// It was rewritten: these packages moved.
+    Updated(Vec<Change>),
+    /// It could not be read and was written anew.
+    Replaced {
+        /// Packages written.
+        packages: usize,
+        /// Why the old one was unusable.
+        reason: String,
+    },
 }
 
 /// Builds the image described by `def`.
@@ -132,19 +171,28 @@ impl Builder<'_> {
         let usr = self.work.join("usr");
         usr_tree::mkdirs(&usr)?;
 
-        // Kernel and packages.
+        // Kernel and packages: resolve, hold against the lock, then fetch.
         let cache = apt::Cache::new(self.opts.cache_dir.clone());
         let kernel_package = match def.kernel_source() {
             KernelSource::Package(name) => Some(name),
             KernelSource::Local { .. } => None,
         };
-        let (kernel_info, package_infos) = progress.step("resolve packages (apt)", |_| {
-            apt::resolve(&cache, kernel_package.as_deref(), &def.usr.packages)
+        let resolution = progress.step("resolve packages (apt)", |_| {
+            resolve::resolve(
+                &cache,
+                self.work,
+                kernel_package.as_deref(),
+                &def.usr.packages,
+            )
         })?;
-        let (kernel, kernel_pkg) =
-            progress.step("kernel", |s| self.kernel(&cache, &usr, kernel_info, s))?;
-        let packages = progress.step("packages", |s| {
-            self.packages(&cache, &usr, package_infos, s)
+        let lock = Lock::of(&resolution);
+        let lock_path = lockfile::path_for(&def.path);
+        let lock_outcome = self.hold_to_lock(&lock_path, &lock)?;
+        let (kernel, kernel_pkg) = progress.step("kernel", |s| {
+            self.kernel(&cache, &usr, resolution.kernel.clone(), s)
+        })?;
+        let (packages, package_notes) = progress.step("packages", |s| {
+            self.packages(&cache, &usr, &resolution.packages, s)
         })?;
         let index = kernel.module_index()?;
         let initramfs_modules = kernel.load_order(&index, &def.kernel.initramfs_modules)?;
@@ -276,6 +324,7 @@ impl Builder<'_> {
                 system_modules,
             },
             packages,
+            notes: package_notes,
             disk: disk_info(&plan, &contents),
             usr: manifest::UsrInfo {
                 file: outputs::USR.into(),
@@ -293,10 +342,65 @@ impl Builder<'_> {
             artifacts,
         };
         publish(self.work, &self.opts.out_dir, &outputs_list, &manifest)?;
+        // The lock file last: only a build that succeeded moves it.
+        if lock_outcome != LockOutcome::Unchanged {
+            let definition = def.path.file_name().map_or_else(
+                || "the definition".into(),
+                |n| n.to_string_lossy().into_owned(),
+            );
+            lockfile::write(&lock_path, &lock, &definition)?;
+        }
         Ok(BuildResult {
             manifest,
             notes: self.notes,
+            lock: LockReport {
+                path: lock_path,
+                outcome: lock_outcome,
+            },
         })
+    }
+
+    /// Compares the resolution with the lock file. With `--locked` a
+    /// difference or a missing lock file is an error (before anything is
+    /// downloaded); otherwise it says what writing the lock will change.
+    fn hold_to_lock(&self, path: &Path, lock: &Lock) -> Result<LockOutcome> {
+        let old = match lockfile::read(path) {
+            Ok(old) => old,
+            Err(e) if self.opts.locked => return Err(e),
+            Err(e) => {
+                return Ok(LockOutcome::Replaced {
+                    packages: lock.packages.len(),
+                    reason: e.to_string(),
+                });
+            }
+        };
+        let Some(old) = old else {
+            if self.opts.locked {
+                return Err(Error::LockMissing {
+                    path: path.to_path_buf(),
+                });
+            }
+            return Ok(LockOutcome::Created(lock.packages.len()));
+        };
+        let changes = lockfile::diff(&old, lock);
+        if changes.is_empty() {
+            return Ok(LockOutcome::Unchanged);
+        }
+        if self.opts.locked {
+            return Err(Error::LockMismatch {
+                path: path.to_path_buf(),
+                name: path.file_name().map_or_else(
+                    || "the lock file".into(),
+                    |n| n.to_string_lossy().into_owned(),
+                ),
+                changes: changes
+                    .iter()
+                    .map(|c| format!("  {c}"))
+                    .collect::<Vec<_>>()
+                    .join("\n"),
+            });
+        }
+        Ok(LockOutcome::Updated(changes))
     }
 
     fn kernel(
@@ -351,25 +455,123 @@ impl Builder<'_> {
         ))
     }
 
+    /// Unpacks the packages into /usr in name order, sets up their
+    /// alternatives and declares their /var files; returns the manifest's
+    /// package list and what the packages ask for that the build does not do.
     fn packages(
         &mut self,
         cache: &apt::Cache,
         usr: &Path,
-        infos: Vec<apt::PackageInfo>,
+        resolved: &[Resolved],
         step: &crate::progress::Step,
-    ) -> Result<Vec<manifest::PackageRef>> {
-        let mut refs = Vec::new();
-        for info in infos {
+    ) -> Result<(Vec<manifest::Package>, Vec<PackageNote>)> {
+        let mut list = Vec::new();
+        let mut notes: Vec<PackageNote> = Vec::new();
+        let mut alternatives = Vec::new();
+        let mut findings: Vec<(String, Finding)> = Vec::new();
+        let mut var: Vec<(String, usr_tree::VarEntry)> = Vec::new();
+        let mut sorted: Vec<&Resolved> = resolved.iter().collect();
+        sorted.sort_by(|a, b| a.info.name.cmp(&b.info.name));
+        let needed: Vec<&apt::PackageInfo> = sorted
+            .iter()
+            .map(|r| &r.info)
+            .filter(|p| cache.needs_deb(p))
+            .collect();
+        if !needed.is_empty() {
+            step.detail(&format!("downloading {} packages", needed.len()));
+            cache.fetch_all(&needed)?;
+        }
+        for r in sorted {
+            let info = &r.info;
             step.detail(&info.name);
-            let root = cache.unpacked(&info)?;
-            usr_tree::merge_package(&info.name, &root, usr, &mut self.notes)?;
-            refs.push(manifest::PackageRef {
-                name: info.name,
-                version: info.version,
-                sha256: info.sha256,
+            let root = cache.unpacked(info)?;
+            let outside = usr_tree::merge_package(&root, usr, &mut self.notes)?;
+            var.extend(outside.var.into_iter().map(|e| (info.name.clone(), e)));
+            for (top, files) in outside.skipped {
+                notes.push(PackageNote {
+                    package: info.name.clone(),
+                    kind: NoteKind::Outside,
+                    message: outside_message(&info.name, &top, files),
+                });
+            }
+            let control = cache.control(info)?;
+            let script = |name: &str| {
+                std::fs::read(control.join(name))
+                    .ok()
+                    .map(|b| String::from_utf8_lossy(&b).into_owned())
+            };
+            let (pre, post) = (script("preinst"), script("postinst"));
+            let sysusers = usr_tree::ships_sysusers(&root);
+            for f in maintscripts::classify(pre.as_deref(), post.as_deref(), sysusers) {
+                match f {
+                    Finding::Alternative(a) => alternatives.push((info.name.clone(), a)),
+                    f => findings.push((info.name.clone(), f)),
+                }
+            }
+            list.push(manifest::Package {
+                name: info.name.clone(),
+                version: info.version.clone(),
+                arch: info.arch.clone(),
+                sha256: info.sha256.clone(),
+                size: info.size,
+                installed_size: info.installed_size,
+                reason: r.reason,
             });
         }
-        Ok(refs)
+        // Users and groups base-passwd's masters already have are fine.
+        let known = base_accounts(usr);
+        for (package, f) in findings {
+            if matches!(&f, Finding::User { name: Some(n), .. } if known.contains(n)) {
+                continue;
+            }
+            let kind = match f {
+                Finding::User { .. } => NoteKind::User,
+                Finding::ConfigFile { .. } => NoteKind::ConfigFile,
+                Finding::Alternative(_) => NoteKind::Alternative,
+                Finding::Command { .. } => NoteKind::Script,
+            };
+            if let Some(message) = f.message(&package) {
+                notes.push(PackageNote {
+                    package,
+                    kind,
+                    message,
+                });
+            }
+        }
+        let (linked, alt_notes) = usr_tree::apply_alternatives(usr, &alternatives)?;
+        if linked > 0 {
+            self.notes.push(format!(
+                "linked {linked} alternatives in /usr (highest priority)"
+            ));
+        }
+        notes.extend(alt_notes);
+        let existing: Vec<String> = ROOT_DIRS
+            .iter()
+            .filter(|(p, _)| *p == "var" || p.starts_with("var/"))
+            .map(|(p, _)| format!("/{p}"))
+            .collect();
+        let existing: Vec<&str> = existing.iter().map(String::as_str).collect();
+        let entries: Vec<usr_tree::VarEntry> = var.iter().map(|(_, e)| e.clone()).collect();
+        let (conf, unusable) = tmpfiles::render(&entries, &existing);
+        if !conf.is_empty() {
+            write_file(&usr.join(tmpfiles::PACKAGES_CONF), conf.as_bytes(), 0o644)?;
+        }
+        for path in unusable {
+            let package = var
+                .iter()
+                .find(|(_, e)| e.path() == path)
+                .map_or_else(String::new, |(p, _)| p.clone());
+            notes.push(PackageNote {
+                message: format!(
+                    "{package} ships {path}, whose name cannot be written in tmpfiles.d: it is in /usr/share/factory but not created on the node; create it with [[root.files]] if {package} needs it"
+                ),
+                package,
+                kind: NoteKind::Outside,
+            });
+        }
+        notes.sort();
+        notes.dedup();
+        Ok((list, notes))
     }
 
     fn populate_usr(&mut self, usr: &Path, system_modules: &[String]) -> Result<()> {
@@ -387,7 +589,11 @@ impl Builder<'_> {
             self.notes.push(format!("linked {n} busybox applets"));
         }
         for f in &def.usr.files {
-            let rel = f.target.trim_start_matches("/usr/");
+            // /etc targets are factory defaults, as packages' /etc files.
+            let rel = match f.target.strip_prefix("/etc/") {
+                Some(rest) => format!("share/factory/etc/{rest}"),
+                None => f.target.trim_start_matches("/usr/").to_string(),
+            };
             usr_tree::copy_entry(f, &def.resolve(&f.source), &usr.join(rel))?;
         }
         let img = &def.image;
@@ -591,6 +797,37 @@ impl Builder<'_> {
             &nodes,
         )
     }
+}
+
+/// What to do about a package's top-level directory that is not in the image.
+fn outside_message(package: &str, top: &str, files: usize) -> String {
+    let what = format!(
+        "{package} ships {files} file{} under /{top}, which is not in the image",
+        if files == 1 { "" } else { "s" }
+    );
+    match top {
+        "boot" => format!(
+            "{what}: Tandem boots the kernel of [kernel] from the EFI system partition; if {package} is a kernel, name it in [kernel] package"
+        ),
+        _ => format!(
+            "{what} (only /usr, /etc and /var are): if {package} needs them, place them under /usr with [[usr.files]] or on ROOT with [[root.files]]"
+        ),
+    }
+}
+
+/// Names in base-passwd's fixed users and groups, as unpacked in /usr.
+fn base_accounts(usr: &Path) -> std::collections::BTreeSet<String> {
+    ["passwd.master", "group.master"]
+        .iter()
+        .filter_map(|f| std::fs::read_to_string(usr.join("share/base-passwd").join(f)).ok())
+        .flat_map(|text| {
+            text.lines()
+                .filter_map(|l| l.split(':').next())
+                .filter(|n| !n.is_empty())
+                .map(String::from)
+                .collect::<Vec<_>>()
+        })
+        .collect()
 }
 
 /// Directories on ROOT at first boot, with their modes.

@@ -7,6 +7,8 @@ use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
 
 use crate::build::definition::FileEntry;
+use crate::build::maintscripts::Alternative;
+use crate::build::manifest::{NoteKind, PackageNote};
 use crate::error::{Error, IoContext, Result};
 
 /// Where a package's top-level directory lands inside /usr, if anywhere.
@@ -21,13 +23,50 @@ fn usr_destination(top: &str) -> Option<PathBuf> {
     }
 }
 
-/// Copies an unpacked package's files into the /usr tree. Top-level
-/// directories that cannot live in /usr (var, opt, boot, …) are skipped and
-/// reported in `notes`.
-pub fn merge_package(pkg: &str, root: &Path, usr: &Path, notes: &mut Vec<String>) -> Result<()> {
+/// What a package ships outside /usr and /etc.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Outside {
+    /// Entries under /var, declared for boot time (see [`crate::build::tmpfiles`]);
+    /// files among them are copied to /usr/share/factory/var.
+    pub var: Vec<VarEntry>,
+    /// Other top-level directories (`opt`, `srv`, `boot`, …) and how many
+    /// files and links each holds: not in the image.
+    pub skipped: Vec<(String, usize)>,
+}
+
+/// Something a package ships under /var.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum VarEntry {
+    /// A directory and its permission bits.
+    Dir(String, u32),
+    /// A file, copied to /usr/share/factory + its path.
+    File(String),
+    /// A symbolic link and its target.
+    Link(String, String),
+}
+
+impl VarEntry {
+    /// The path under /var.
+    pub fn path(&self) -> &str {
+        match self {
+            VarEntry::Dir(p, _) | VarEntry::File(p) | VarEntry::Link(p, _) => p,
+        }
+    }
+}
+
+/// Where /var files wait in /usr for boot time.
+pub const FACTORY_VAR: &str = "share/factory/var";
+
+/// Copies an unpacked package's files into the /usr tree: /usr and the
+/// merged-/usr directories into /usr, /etc defaults to
+/// /usr/share/factory/etc, /var files to /usr/share/factory/var (declared
+/// in what it returns). Other top-level directories (opt, srv, boot, …)
+/// are left out and returned.
+pub fn merge_package(root: &Path, usr: &Path, notes: &mut Vec<String>) -> Result<Outside> {
     let entries = std::fs::read_dir(root).io("read unpacked package", root)?;
     let mut tops: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
     tops.sort();
+    let mut outside = Outside::default();
     for top in tops {
         let name = top
             .file_name()
@@ -35,12 +74,184 @@ pub fn merge_package(pkg: &str, root: &Path, usr: &Path, notes: &mut Vec<String>
             .unwrap_or_default();
         match usr_destination(&name) {
             Some(rel) => merge(&top, &usr.join(rel), notes)?,
-            None => notes.push(format!(
-                "{pkg}: skipped /{name} (only /usr and /etc defaults go into the image)"
-            )),
+            None if name == "var" => {
+                merge_var(&top, "/var", usr, &mut outside.var)?;
+            }
+            None => outside.skipped.push((name, count_entries(&top))),
+        }
+    }
+    Ok(outside)
+}
+
+/// Copies the files under `dir` (the package's `var/`) into
+/// /usr/share/factory/var and lists every entry, parents first.
+fn merge_var(dir: &Path, at: &str, usr: &Path, out: &mut Vec<VarEntry>) -> Result<()> {
+    let entries = std::fs::read_dir(dir).io("read", dir)?;
+    let mut children: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
+    children.sort();
+    for child in children {
+        let Some(name) = child.file_name().map(|n| n.to_string_lossy().into_owned()) else {
+            continue;
+        };
+        let path = format!("{at}/{name}");
+        let meta = std::fs::symlink_metadata(&child).io("stat", &child)?;
+        if meta.file_type().is_symlink() {
+            let target = std::fs::read_link(&child).io("read link", &child)?;
+            out.push(VarEntry::Link(path, target.to_string_lossy().into_owned()));
+        } else if meta.is_dir() {
+            out.push(VarEntry::Dir(
+                path.clone(),
+                meta.permissions().mode() & 0o7777,
+            ));
+            merge_var(&child, &path, usr, out)?;
+        } else {
+            let rel = path.trim_start_matches("/var/");
+            let dst = usr.join(FACTORY_VAR).join(rel);
+            if let Some(parent) = dst.parent() {
+                mkdirs(parent)?;
+            }
+            copy_tree(&child, &dst)?;
+            out.push(VarEntry::File(path));
         }
     }
     Ok(())
+}
+
+/// Files and links in a tree (directories not counted).
+fn count_entries(dir: &Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 1;
+    };
+    entries
+        .filter_map(|e| e.ok())
+        .map(|e| {
+            let p = e.path();
+            match std::fs::symlink_metadata(&p) {
+                Ok(m) if m.is_dir() => count_entries(&p),
+                _ => 1,
+            }
+        })
+        .sum()
+}
+
+/// Whether the unpacked package ships a sysusers.d file (its users and
+/// groups are then declared for boot time, whatever its scripts do).
+pub fn ships_sysusers(root: &Path) -> bool {
+    ["usr/lib/sysusers.d", "lib/sysusers.d"].iter().any(|d| {
+        std::fs::read_dir(root.join(d)).is_ok_and(|mut it| {
+            it.any(|e| {
+                e.ok()
+                    .is_some_and(|e| e.path().extension().is_some_and(|x| x == "conf"))
+            })
+        })
+    })
+}
+
+/// Where an absolute path of a Debian system lands in the /usr tree
+/// (`/bin/x` and `/usr/bin/x` → `bin/x`), if it lands there at all.
+pub fn in_usr(path: &str) -> Option<PathBuf> {
+    let rel = path.strip_prefix('/')?;
+    if rel.split('/').any(|c| c == ".." || c == ".") {
+        return None;
+    }
+    let (top, rest) = rel.split_once('/').unwrap_or((rel, ""));
+    match usr_destination(top) {
+        Some(base) if !rest.is_empty() => Some(base.join(rest)),
+        _ => None,
+    }
+}
+
+/// Sets up alternatives (`update-alternatives --install` in maintainer
+/// scripts) in /usr directly: for each name, of the alternatives whose path
+/// is in the image, the highest priority wins (equal priorities: the
+/// smaller path), and its link and slave links point straight at it (no
+/// /etc/alternatives: /usr is read-only and the choice is the image's).
+/// `alternatives` are (package, alternative). Returns how many names were
+/// set up, and a note for each that could not be.
+pub fn apply_alternatives(
+    usr: &Path,
+    alternatives: &[(String, Alternative)],
+) -> Result<(usize, Vec<PackageNote>)> {
+    let exists =
+        |p: &str| in_usr(p).is_some_and(|rel| std::fs::symlink_metadata(usr.join(rel)).is_ok());
+    let mut names: Vec<&str> = alternatives.iter().map(|(_, a)| a.name.as_str()).collect();
+    names.sort();
+    names.dedup();
+    let mut notes = Vec::new();
+    let mut done = 0;
+    for name in names {
+        let mut candidates: Vec<&(String, Alternative)> = alternatives
+            .iter()
+            .filter(|(_, a)| a.name == name)
+            .collect();
+        candidates.sort_by(|(_, a), (_, b)| b.priority.cmp(&a.priority).then(a.path.cmp(&b.path)));
+        let Some((pkg, alt)) = candidates.iter().find(|(_, a)| exists(&a.path)).copied() else {
+            if let Some((pkg, alt)) = candidates.first() {
+                notes.push(alternative_note(
+                    pkg,
+                    format!(
+                        "alternative `{name}`: {} is not in the image, so {} is not linked: provide {} with [[usr.files]] if it is needed",
+                        alt.path, alt.link, alt.link
+                    ),
+                ));
+            }
+            continue;
+        };
+        let link = match in_usr(&alt.link) {
+            Some(rel) if !alt.link.starts_with("/etc/") => rel,
+            _ => {
+                notes.push(alternative_note(
+                    pkg,
+                    format!(
+                        "alternative `{name}` links {} outside /usr, which the build does not write: provide {} → {} yourself if it is needed",
+                        alt.link, alt.link, alt.path
+                    ),
+                ));
+                continue;
+            }
+        };
+        if std::fs::symlink_metadata(usr.join(&link)).is_ok() {
+            notes.push(alternative_note(
+                pkg,
+                format!(
+                    "alternative `{name}`: {} is already a file of the image, kept as it is (not linked to {})",
+                    alt.link, alt.path
+                ),
+            ));
+            continue;
+        }
+        link_to(usr, &link, &alt.path)?;
+        for (slave_link, _, slave_path) in &alt.slaves {
+            if let Some(rel) = in_usr(slave_link).filter(|_| !slave_link.starts_with("/etc/"))
+                && exists(slave_path)
+                && std::fs::symlink_metadata(usr.join(&rel)).is_err()
+            {
+                link_to(usr, &rel, slave_path)?;
+            }
+        }
+        done += 1;
+    }
+    Ok((done, notes))
+}
+
+fn link_to(usr: &Path, link: &Path, target: &str) -> Result<()> {
+    let target = in_usr(target).map_or_else(
+        || target.to_string(),
+        |rel| format!("/usr/{}", rel.display()),
+    );
+    let dst = usr.join(link);
+    if let Some(parent) = dst.parent() {
+        mkdirs(parent)?;
+    }
+    symlink(target, &dst).io("create link", &dst)
+}
+
+fn alternative_note(package: &str, message: String) -> PackageNote {
+    PackageNote {
+        package: package.to_string(),
+        kind: NoteKind::Alternative,
+        message,
+    }
 }
 
 /// Copies `src` to `dst`, merging directories; a file that already exists
@@ -206,20 +417,111 @@ mod tests {
         for f in [
             "bin/busybox",
             "usr/share/doc/x/copyright",
+            "usr/lib/sysusers.d/x.conf",
             "etc/x.conf",
             "var/lib/x/state",
+            "opt/x/bin/x",
+            "opt/x/lib/y",
         ] {
             let p = pkg.join(f);
             std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
             std::fs::write(&p, f).expect("write");
         }
+        std::fs::create_dir_all(pkg.join("var/cache/x")).expect("mkdir");
+        set_mode(&pkg.join("var/cache/x"), 0o2775).expect("chmod");
+        symlink("../../run/x", pkg.join("var/lib/x/run")).expect("link");
         std::fs::create_dir_all(usr.join("share/doc")).expect("mkdir");
         let mut notes = Vec::new();
-        merge_package("x", &pkg, &usr, &mut notes).expect("merge");
+        let outside = merge_package(&pkg, &usr, &mut notes).expect("merge");
         assert!(usr.join("bin/busybox").is_file());
         assert!(usr.join("share/doc/x/copyright").is_file());
         assert!(usr.join("share/factory/etc/x.conf").is_file());
-        assert_eq!(notes.len(), 1, "{notes:?}");
-        assert!(notes[0].contains("/var"));
+        assert!(usr.join("share/factory/var/lib/x/state").is_file());
+        assert!(notes.is_empty(), "{notes:?}");
+        assert_eq!(outside.skipped, [("opt".to_string(), 2)]);
+        assert_eq!(
+            outside.var,
+            [
+                VarEntry::Dir("/var/cache".into(), 0o755),
+                VarEntry::Dir("/var/cache/x".into(), 0o2775),
+                VarEntry::Dir("/var/lib".into(), 0o755),
+                VarEntry::Dir("/var/lib/x".into(), 0o755),
+                VarEntry::Link("/var/lib/x/run".into(), "../../run/x".into()),
+                VarEntry::File("/var/lib/x/state".into()),
+            ]
+        );
+        assert!(ships_sysusers(&pkg));
+        assert!(!ships_sysusers(&usr.join("share")));
+    }
+
+    #[test]
+    fn alternatives_link_the_highest_priority_present() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let usr = dir.path();
+        for f in ["bin/mawk", "bin/gawk", "share/man/man1/mawk.1.gz", "bin/vi"] {
+            let p = usr.join(f);
+            std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+            std::fs::write(&p, f).expect("write");
+        }
+        let alt = |name: &str, link: &str, path: &str, priority: i64| Alternative {
+            name: name.into(),
+            link: link.into(),
+            path: path.into(),
+            priority,
+            slaves: Vec::new(),
+        };
+        let mut mawk = alt("awk", "/usr/bin/awk", "/usr/bin/mawk", 5);
+        mawk.slaves.push((
+            "/usr/share/man/man1/awk.1.gz".into(),
+            "awk.1.gz".into(),
+            "/usr/share/man/man1/mawk.1.gz".into(),
+        ));
+        let alts = vec![
+            (
+                "original-awk".to_string(),
+                alt("awk", "/usr/bin/awk", "/usr/bin/original-awk", 50),
+            ),
+            ("mawk".to_string(), mawk),
+            (
+                "gawk".to_string(),
+                alt("awk", "/usr/bin/awk", "/usr/bin/gawk", 5),
+            ),
+            (
+                "nano".to_string(),
+                alt("editor", "/usr/bin/editor", "/bin/nano", 40),
+            ),
+            (
+                "vim".to_string(),
+                alt("vi", "/usr/bin/vi", "/usr/bin/mawk", 30),
+            ),
+            ("x".to_string(), alt("x", "/etc/x", "/usr/bin/mawk", 1)),
+        ];
+        let (done, notes) = apply_alternatives(usr, &alts).expect("apply");
+        assert_eq!(done, 1);
+        // Equal priorities: the smaller path (gawk) wins; original-awk is not there.
+        assert_eq!(
+            std::fs::read_link(usr.join("bin/awk")).expect("link"),
+            PathBuf::from("/usr/bin/gawk")
+        );
+        assert!(std::fs::symlink_metadata(usr.join("share/man/man1/awk.1.gz")).is_err());
+        let messages: Vec<&str> = notes.iter().map(|n| n.message.as_str()).collect();
+        assert_eq!(notes.len(), 3, "{messages:?}");
+        assert!(
+            messages[0].contains("/bin/nano is not in the image"),
+            "{messages:?}"
+        );
+        assert!(messages[1].contains("already a file"), "{messages:?}");
+        assert!(messages[2].contains("/etc/x outside /usr"), "{messages:?}");
+    }
+
+    #[test]
+    fn debian_paths_in_the_usr_tree() {
+        assert_eq!(in_usr("/usr/bin/mawk"), Some(PathBuf::from("bin/mawk")));
+        assert_eq!(in_usr("/bin/sh"), Some(PathBuf::from("bin/sh")));
+        assert_eq!(in_usr("/etc/x"), Some(PathBuf::from("share/factory/etc/x")));
+        assert_eq!(in_usr("/var/x"), None);
+        assert_eq!(in_usr("/usr/../etc"), None);
+        assert_eq!(in_usr("usr/bin/x"), None);
+        assert_eq!(in_usr("/usr"), None);
     }
 }

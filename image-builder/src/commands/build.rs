@@ -3,6 +3,8 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
+use image_builder::build::manifest::{BuildManifest, Reason};
+use image_builder::build::pipeline::{LockOutcome, LockReport};
 use image_builder::progress::Progress;
 use image_builder::{BuildOptions, Definition};
 
@@ -23,6 +25,11 @@ pub struct Args {
     /// Keep the work directory (<out>/.work) for debugging.
     #[arg(long)]
     keep_work: bool,
+    /// Build exactly the packages of the lock file beside the definition
+    /// (image.toml → image.lock) or fail before downloading anything; the
+    /// lock file is not written.
+    #[arg(long)]
+    locked: bool,
     /// Print build.json to stdout instead of a summary.
     #[arg(long)]
     json: bool,
@@ -60,6 +67,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         cache_dir: args.cache,
         source_date_epoch: epoch,
         keep_work: args.keep_work,
+        locked: args.locked,
     };
     let mut progress = Progress::new(args.quiet || args.json);
     let result = image_builder::build(&def, &opts, &mut progress)
@@ -70,6 +78,8 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
             eprintln!("{:>8.2} s  {step}", took.as_secs_f64());
         }
     }
+    print_package_notes(m);
+    print_lock(&result.lock);
     if args.json {
         println!("{}", serde_json::to_string_pretty(m)?);
         return Ok(0);
@@ -101,6 +111,53 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         m.kernel.release,
         m.kernel.initramfs_modules.len()
     );
+    let count = |r: Reason| m.packages.iter().filter(|p| p.reason == r).count();
+    println!(
+        "  packages {} ({} requested, {} base, {} dependencies; {} MiB installed, {} MiB of .debs)",
+        m.packages.len(),
+        count(Reason::Requested),
+        count(Reason::Base),
+        count(Reason::Dependency),
+        m.packages.iter().map(|p| p.installed_size).sum::<u64>() >> 20,
+        m.packages.iter().map(|p| p.size).sum::<u64>() >> 20,
+    );
     println!("  manifest {out}/build.json");
     Ok(0)
+}
+
+/// What packages ask for that the build does not do, grouped by package,
+/// on stderr.
+fn print_package_notes(m: &BuildManifest) {
+    let mut current: Option<&str> = None;
+    for n in &m.notes {
+        if current != Some(n.package.as_str()) {
+            eprintln!(
+                "warning: {}: Tandem does not do what it asks for:",
+                n.package
+            );
+            current = Some(n.package.as_str());
+        }
+        eprintln!("  - {}", n.message);
+    }
+}
+
+/// What became of the lock file, on stderr.
+fn print_lock(lock: &LockReport) {
+    let name = lock.path.file_name().map_or_else(
+        || lock.path.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    );
+    match &lock.outcome {
+        LockOutcome::Unchanged => {}
+        LockOutcome::Created(n) => eprintln!("wrote {name}: {n} packages (commit it)"),
+        LockOutcome::Replaced { packages, reason } => {
+            eprintln!("wrote {name}: {packages} packages, replacing an unreadable one ({reason})")
+        }
+        LockOutcome::Updated(changes) => {
+            eprintln!("updated {name}:");
+            for c in changes {
+                eprintln!("  {c}");
+            }
+        }
+    }
 }

@@ -58,6 +58,7 @@ fn fake_build(dir: &Path, version: &str, seed: u64) -> BuildDir {
             system_modules: vec![],
         },
         packages: vec![],
+        notes: vec![],
         disk: DiskInfo {
             file: "disk.raw".into(),
             size: 0,

@@ -3,17 +3,28 @@
 # standard tools a shell script would use, on the same inputs (the cached
 # .deb files, the node binary, the bootloader, and the kernel + initramfs
 # that `tandem build` made). Partition sizes match examples/minimal.
+# PACKAGE_DEBS: the .deb of every package build.json lists, space-separated.
 set -euo pipefail
-: "${WORK:?}" "${KERNEL_DEB:?}" "${BUSYBOX_DEB:?}" "${INIT_BIN:?}" "${NODE_BIN:?}" "${BOOTLOADER:?}" "${VMLINUZ:?}" "${INITRD:?}" "${MOTD:?}"
+: "${WORK:?}" "${KERNEL_DEB:?}" "${PACKAGE_DEBS:?}" "${INIT_BIN:?}" "${NODE_BIN:?}" "${BOOTLOADER:?}" "${VMLINUZ:?}" "${INITRD:?}" "${MOTD:?}"
 export SOURCE_DATE_EPOCH=1700000000
 rm -rf "$WORK"; mkdir -p "$WORK"; cd "$WORK"
 
 # /usr tree from the packages
+# (merged /usr: /bin, /sbin, /lib* folded in; /etc defaults to the factory)
 dpkg-deb -x "$KERNEL_DEB" kernel
-dpkg-deb -x "$BUSYBOX_DEB" busybox
-mkdir -p usr/lib/modules usr/bin usr/lib/tandem usr/share/tandem
+mkdir -p usr/lib/modules usr/bin usr/lib/tandem usr/share/tandem usr/share/factory/etc
 cp -a kernel/lib/modules/* usr/lib/modules/
-cp -a busybox/bin/busybox usr/bin/
+for deb in $PACKAGE_DEBS; do
+  rm -rf pkg; dpkg-deb -x "$deb" pkg
+  for top in pkg/*; do
+    name=${top#pkg/}
+    case "$name" in
+      usr) cp -a pkg/usr/. usr/ ;;
+      bin|sbin|lib|lib32|lib64|libx32) mkdir -p "usr/$name"; cp -a "$top/." "usr/$name/" ;;
+      etc) cp -a pkg/etc/. usr/share/factory/etc/ ;;
+    esac
+  done
+done
 for a in $(usr/bin/busybox --list); do [ -e "usr/bin/$a" ] || ln -s busybox "usr/bin/$a"; done
 cp "$INIT_BIN" usr/lib/tandem/tandem-init
 cp "$NODE_BIN" usr/lib/tandem/tandem-node

@@ -61,7 +61,7 @@ pub fn run() -> Result<()> {
                 .arg(&script_path)
                 .env("WORK", &work)
                 .env("KERNEL_DEB", deb("linux-image-6")?)
-                .env("BUSYBOX_DEB", deb("busybox-static")?)
+                .env("PACKAGE_DEBS", package_debs(&warm, &cache)?)
                 .env("INIT_BIN", a.dir.join("tandem-init"))
                 .env("NODE_BIN", a.dir.join("tandem-node"))
                 .env("BOOTLOADER", a.dir.join("BOOTX64.EFI"))
@@ -102,6 +102,28 @@ pub fn run() -> Result<()> {
     println!("  goal: ratio <= 1.00");
     let _ = std::fs::remove_dir_all(&work);
     Ok(())
+}
+
+/// The cached .deb of every package in `build`'s build.json, space-separated
+/// (the archive's file names: `name_version-without-epoch_arch.deb`).
+fn package_debs(build: &Path, cache: &Path) -> Result<String> {
+    let text = std::fs::read_to_string(build.join("build.json"))?;
+    let m: serde_json::Value = serde_json::from_str(&text)?;
+    let mut debs = Vec::new();
+    for p in m["packages"]
+        .as_array()
+        .context("build.json has no packages")?
+    {
+        let s = |k: &str| p[k].as_str().unwrap_or_default();
+        let version = s("version");
+        let version = version.split_once(':').map_or(version, |(_, v)| v);
+        let deb = cache.join(format!("{}_{version}_{}.deb", s("name"), s("arch")));
+        if !deb.is_file() {
+            bail!("{} is not in the package cache", deb.display());
+        }
+        debs.push(deb.display().to_string());
+    }
+    Ok(debs.join(" "))
 }
 
 fn time(cmd: &mut Command) -> Result<Duration> {
