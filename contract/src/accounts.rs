@@ -28,7 +28,8 @@ pub const GSHADOW: &str = "/etc/gshadow";
 /// The group that may read [`SHADOW`] and [`GSHADOW`] (base-passwd's gid
 /// 42), if the node has it.
 pub const SHADOW_GROUP: &str = "shadow";
-/// The shadow password of a system account: locked, no password.
+/// The shadow password of a system account: locked, no password
+/// (see [`sysusers::may_log_in`]).
 pub const LOCKED: &str = "!*";
 /// The shadow password of a login account: no password, but not locked;
 /// OpenSSH without PAM refuses even key logins to accounts whose hash
@@ -694,9 +695,10 @@ impl Accounts {
         };
         let login = login || sysusers::is_login_id(uid);
         if !self.shadow.contains(&u.name) {
+            let unlocked = login || sysusers::may_log_in(uid);
             self.shadow.push(Shadow {
                 name: u.name.clone(),
-                hash: if login { NO_PASSWORD } else { LOCKED }.into(),
+                hash: if unlocked { NO_PASSWORD } else { LOCKED }.into(),
                 ageing: Default::default(),
             });
         }
@@ -851,7 +853,7 @@ mod tests {
             a.passwd.render(),
             "root:x:0:0:root:/root:/bin/sh\nalice:x:1000:1000:Alice:/home/alice:/bin/sh\n"
         );
-        assert_eq!(a.shadow.render(), "root:!*:::::::\nalice:*:::::::\n");
+        assert_eq!(a.shadow.render(), "root:*:::::::\nalice:*:::::::\n");
         assert!(
             out.iter()
                 .all(|o| !matches!(o.change, Change::Failed { .. } | Change::Moved { .. }))
@@ -1092,6 +1094,11 @@ mod tests {
         );
         assert_eq!(
             node.shadow.get("root").map(|s| s.hash.as_str()),
+            Some(NO_PASSWORD),
+            "root may log in with a key"
+        );
+        assert_eq!(
+            node.shadow.get("nobody").map(|s| s.hash.as_str()),
             Some(LOCKED)
         );
         assert_eq!(

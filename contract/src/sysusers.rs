@@ -56,6 +56,14 @@ pub fn is_login_id(uid: u32) -> bool {
     LOGIN_IDS.contains(&uid)
 }
 
+/// Whether an account with `uid` is created unlocked (shadow `*`), so that
+/// key logins work: login users, and root, which is everybody's
+/// administrator account (whether sshd lets it in is sshd's
+/// `PermitRootLogin`). Every other account is created locked (`!*`).
+pub fn may_log_in(uid: u32) -> bool {
+    uid == 0 || is_login_id(uid)
+}
+
 /// One line of a `sysusers.d` file.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Entry {
