@@ -13,7 +13,7 @@ use tandem_contract::os_release::OsRelease;
 use tandem_slot::{GptPrio, Slot, verity};
 
 use crate::build::apt;
-use crate::build::definition::{Definition, KernelSource};
+use crate::build::definition::{self, Definition, KernelSource};
 use crate::build::disk;
 use crate::build::ext4::{self, Node};
 use crate::build::fat::{self, Content};
@@ -21,6 +21,7 @@ use crate::build::initrd;
 use crate::build::kernel::Kernel;
 use crate::build::layout::{self, DiskPlan, Identity};
 use crate::build::manifest::{self, Artifact, BuildManifest};
+use crate::build::users;
 use crate::build::usr_tree;
 use crate::error::{Error, IoContext, Result};
 use crate::progress::Progress;
@@ -152,6 +153,9 @@ impl Builder<'_> {
 
         // The rest of /usr.
         progress.step("usr tree", |_| self.populate_usr(&usr, &system_modules))?;
+        progress.step("users and groups", |_| {
+            users::install(def, &usr, &mut self.notes)
+        })?;
 
         // /usr file system and its hash tree.
         let usr_img = self.work.join(outputs::USR);
@@ -387,7 +391,7 @@ impl Builder<'_> {
             self.notes.push(format!("linked {n} busybox applets"));
         }
         for f in &def.usr.files {
-            let rel = f.target.trim_start_matches("/usr/");
+            let rel = definition::usr_files_destination(&f.target).unwrap_or_default();
             usr_tree::copy_entry(f, &def.resolve(&f.source), &usr.join(rel))?;
         }
         let img = &def.image;
