@@ -18,6 +18,7 @@
 //! [`Syscall`].
 
 pub mod event_loop;
+pub mod factory;
 pub mod identity;
 pub mod mounts;
 pub mod shutdown;
