@@ -22,6 +22,7 @@ pub mod factory;
 pub mod identity;
 pub mod mounts;
 pub mod shutdown;
+pub mod tmpfiles;
 pub mod users;
 
 use std::os::fd::{AsRawFd, OwnedFd};
