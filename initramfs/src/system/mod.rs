@@ -11,6 +11,9 @@
 //!
 //! - [`identity`]: machine id, host name, release;
 //! - [`mounts`]: the system filesystems and ROOT's layout;
+//! - [`factory`], [`users`], [`tmpfiles`]: what Debian's maintainer
+//!   scripts would have done, declaratively: the factory /etc copied where
+//!   missing, users and groups added where missing, `tmpfiles.d` applied;
 //! - [`event_loop`]: supervision until a signal asks for the end;
 //! - [`shutdown`]: stopping everything, unmounting, reboot(2).
 //!
@@ -38,6 +41,8 @@ pub use identity::{
 pub use mounts::ROOT_LAYOUT;
 pub use shutdown::Shutdown;
 
+use tandem_contract::accounts::Accounts;
+
 use crate::error::Error;
 use crate::net::{self, NetEvent};
 use crate::services::{self, Supervisor};
@@ -62,12 +67,46 @@ const PRINTK: &str = "/proc/sys/kernel/printk";
 const CONSOLE_LOGLEVEL: &str = "4";
 /// PID 1's nice value (services run at 0).
 pub const PID1_NICE: libc::c_int = -5;
+/// The kernel's id of this boot (`%b` in `tmpfiles.d`).
+const BOOT_ID: &str = "/proc/sys/kernel/random/boot_id";
 /// How long to wait for an Ethernet interface to appear.
 const INTERFACE_WAIT: Duration = Duration::from_secs(5);
 
 fn warn(warnings: &mut Vec<String>, err: &Error) {
     system_log!("warning: {err}");
     warnings.push(err.to_string());
+}
+
+/// What Debian's maintainer scripts would have done on a node, before
+/// anything reads /etc: the factory /etc copied where missing, then the
+/// image's and the administrator's users and groups added where missing.
+/// Returns the accounts for `tmpfiles.d`'s user and group names.
+fn prepare_etc(root: &Path, warnings: &mut Vec<String>, t: &mut Timeline) -> Accounts {
+    let (copied, errors) = factory::populate_etc(root);
+    for e in &errors {
+        warn(warnings, e);
+    }
+    if !copied.is_empty() {
+        system_log!(
+            "factory /etc: copied {} files, {} links, {} directories",
+            copied.files,
+            copied.links,
+            copied.dirs
+        );
+    }
+    t.step("factory /etc copied");
+    let (accounts, report, errors) = users::ensure_accounts(root);
+    for e in &errors {
+        warn(warnings, e);
+    }
+    for m in &report.moved {
+        system_log!("{m}");
+    }
+    if let Some(line) = report.summary() {
+        system_log!("{line}");
+    }
+    t.step("users and groups ready");
+    accounts
 }
 
 /// From here on the console is the shell's: like Debian's default
@@ -193,6 +232,7 @@ fn run(
     mount_system(&mut warnings);
     ensure_root_layout(&mut warnings);
     t.step("filesystems mounted");
+    let accounts = prepare_etc(Path::new("/"), &mut warnings, &mut t);
 
     let machine_id = ensure_machine_id(&mut warnings);
     let etc_hostname = std::fs::read_to_string(HOSTNAME).ok();
@@ -209,13 +249,34 @@ fn run(
             },
         );
     }
-    let version = std::fs::read_to_string(OS_RELEASE)
-        .ok()
-        .and_then(|t| os_release_value(&t, tandem_contract::os_release::VERSION_ID));
+    let os_release = std::fs::read_to_string(OS_RELEASE).unwrap_or_default();
+    let version = os_release_value(&os_release, tandem_contract::os_release::VERSION_ID);
     let cmdline = std::fs::read_to_string(crate::cmdline::PROC_CMDLINE).unwrap_or_default();
     quiet_console(&cmdline, &mut warnings);
     let slot = crate::cmdline::running_slot(&cmdline);
     t.step("machine id and host name set");
+    let spec = tmpfiles::Specifiers {
+        machine_id: machine_id.clone(),
+        boot_id: std::fs::read_to_string(BOOT_ID)
+            .ok()
+            .map(|b| b.trim().replace('-', "")),
+        hostname: hostname.clone(),
+        kernel_release: sys::kernel_release().unwrap_or_default(),
+        os_release,
+    };
+    let (made, errors) = tmpfiles::run(Path::new("/"), &spec, &accounts);
+    for e in &errors {
+        warn(&mut warnings, e);
+    }
+    if made != tmpfiles::Report::default() {
+        system_log!(
+            "tmpfiles.d: {} created, {} adjusted, {} removed",
+            made.created,
+            made.adjusted,
+            made.removed
+        );
+    }
+    t.step("tmpfiles.d applied");
 
     load_system_modules(&mut warnings);
     t.step("modules loaded");
