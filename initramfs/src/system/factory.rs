@@ -130,11 +130,10 @@ impl Job {
             let Ok(kind) = entry.file_type() else {
                 continue;
             };
-            let (from, to) = (src.join(&name), dst.join(&name));
             match there.get(&name) {
-                Some(true) if kind.is_dir() => self.merge(&from, &to),
+                Some(true) if kind.is_dir() => self.merge(&src.join(&name), &dst.join(&name)),
                 Some(_) => {}
-                None => self.create(&from, &to, kind),
+                None => self.create(&src.join(&name), &dst.join(&name), kind),
             }
         }
     }
