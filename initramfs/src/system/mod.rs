@@ -109,6 +109,31 @@ fn prepare_etc(root: &Path, warnings: &mut Vec<String>, t: &mut Timeline) -> Acc
     accounts
 }
 
+/// `tmpfiles.d`, once the machine id and host name are known (`%m`, `%H`)
+/// and the users exist.
+fn apply_tmpfiles(
+    machine_id: &Option<String>,
+    hostname: &str,
+    accounts: &Accounts,
+    warnings: &mut Vec<String>,
+    t: &mut Timeline,
+) {
+    let spec = tmpfiles::Specifiers {
+        machine_id: machine_id.clone(),
+        boot_id: std::fs::read_to_string(BOOT_ID)
+            .ok()
+            .map(|b| b.trim().replace('-', "")),
+        hostname: hostname.to_string(),
+        kernel_release: sys::kernel_release().unwrap_or_default(),
+        os_release: std::fs::read_to_string(OS_RELEASE).unwrap_or_default(),
+    };
+    let (_, errors) = tmpfiles::run(Path::new("/"), &spec, accounts);
+    for e in &errors {
+        warn(warnings, e);
+    }
+    t.step("tmpfiles.d applied");
+}
+
 /// From here on the console is the shell's: like Debian's default
 /// `kernel.printk = 4 4 1 7`, only kernel errors and worse still go to it
 /// (`dmesg` keeps everything), so that informational messages do not land
@@ -249,34 +274,14 @@ fn run(
             },
         );
     }
-    let os_release = std::fs::read_to_string(OS_RELEASE).unwrap_or_default();
-    let version = os_release_value(&os_release, tandem_contract::os_release::VERSION_ID);
+    let version = std::fs::read_to_string(OS_RELEASE)
+        .ok()
+        .and_then(|t| os_release_value(&t, tandem_contract::os_release::VERSION_ID));
     let cmdline = std::fs::read_to_string(crate::cmdline::PROC_CMDLINE).unwrap_or_default();
     quiet_console(&cmdline, &mut warnings);
     let slot = crate::cmdline::running_slot(&cmdline);
     t.step("machine id and host name set");
-    let spec = tmpfiles::Specifiers {
-        machine_id: machine_id.clone(),
-        boot_id: std::fs::read_to_string(BOOT_ID)
-            .ok()
-            .map(|b| b.trim().replace('-', "")),
-        hostname: hostname.clone(),
-        kernel_release: sys::kernel_release().unwrap_or_default(),
-        os_release,
-    };
-    let (made, errors) = tmpfiles::run(Path::new("/"), &spec, &accounts);
-    for e in &errors {
-        warn(&mut warnings, e);
-    }
-    if made != tmpfiles::Report::default() {
-        system_log!(
-            "tmpfiles.d: {} created, {} adjusted, {} removed",
-            made.created,
-            made.adjusted,
-            made.removed
-        );
-    }
-    t.step("tmpfiles.d applied");
+    apply_tmpfiles(&machine_id, &hostname, &accounts, &mut warnings, &mut t);
 
     load_system_modules(&mut warnings);
     t.step("modules loaded");
