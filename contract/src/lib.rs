@@ -8,6 +8,12 @@
 //!   and the one parser of `loader.conf` and `slot-<x>.conf`;
 //! - [`cmdline`]: the `tandem.*` kernel arguments;
 //! - [`os_release`]: what an image says about itself;
+//! - `etc` (feature `std`): how a node's `/etc` is filled: factory copies,
+//!   `tmpfiles.d` directories, per-node secrets an image must not carry;
+//! - `sysusers` (feature `std`): `sysusers.d` lines (read and written), the
+//!   image's resolved users file and the stable id allocation;
+//! - `accounts` (feature `std`): `/etc/passwd`, `group`, `shadow`,
+//!   `gshadow`, and the add-only merge of declared users into them;
 //! - `log` (feature `std`): the programs' log lines and their prefixes;
 //! - `node` (feature `std`): the update engine's and the reboot agent's
 //!   states, as the socket, the fleet records and the CLIs carry them;
@@ -37,8 +43,12 @@
 
 extern crate alloc;
 
+#[cfg(feature = "std")]
+pub mod accounts;
 pub mod cmdline;
 pub mod esp;
+#[cfg(feature = "std")]
+pub mod etc;
 pub mod guid;
 #[cfg(feature = "std")]
 pub mod log;
@@ -51,6 +61,8 @@ pub mod run;
 pub mod slot;
 #[cfg(feature = "std")]
 pub mod strategy;
+#[cfg(feature = "std")]
+pub mod sysusers;
 #[cfg(feature = "std")]
 pub mod time;
 #[cfg(feature = "std")]

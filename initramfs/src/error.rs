@@ -232,6 +232,17 @@ pub enum Error {
         #[source]
         err: io::Error,
     },
+    /// A line of a configuration file (`sysusers.d`, `tmpfiles.d`) that
+    /// cannot be honoured, or a file of them that cannot be read.
+    #[error("{path}:{line}: {reason}")]
+    ConfigLine {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line number (0: the whole file).
+        line: usize,
+        /// Why, and what was done instead.
+        reason: String,
+    },
     /// A status file is not what this version writes.
     #[error("{path} is not a valid status file: {msg}")]
     Status {

@@ -35,6 +35,13 @@ pub struct Definition {
     /// Content of ROOT at first boot, beyond the directories every node needs.
     #[serde(default)]
     pub root: RootSection,
+    /// Users of the image (`[[users]]`), added to a node's /etc/passwd at
+    /// boot when missing.
+    #[serde(default)]
+    pub users: Vec<UserEntry>,
+    /// Groups of the image (`[[groups]]`).
+    #[serde(default)]
+    pub groups: Vec<GroupEntry>,
     /// Directory of the definition file; relative paths are resolved here.
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -167,6 +174,63 @@ pub struct RootSection {
     /// Files placed on ROOT (e.g. under /etc).
     #[serde(default)]
     pub files: Vec<FileEntry>,
+}
+
+/// `[[users]]`: a user every node gets (docs/node-configuration.md#users).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct UserEntry {
+    /// Login name (Debian style: lower-case letters, digits, `_`, `-`).
+    pub name: String,
+    /// Fixed uid; default: allocated from the name, the same in every
+    /// image (1000–59999, or 100–999 for a system user).
+    pub uid: Option<u32>,
+    /// Full name or description.
+    #[serde(default)]
+    pub gecos: String,
+    /// Home directory; default `/home/<name>` (`/` for a system user).
+    pub home: Option<String>,
+    /// Login shell; default `/bin/sh` (`/usr/sbin/nologin` for a system user).
+    pub shell: Option<String>,
+    /// Supplementary groups: from `[[groups]]`, base-passwd or the packages.
+    #[serde(default)]
+    pub groups: Vec<String>,
+    /// A system (service) account: locked, id below 1000, no home made.
+    #[serde(default)]
+    pub system: bool,
+    /// Public keys placed in `/etc/ssh/authorized_keys.d/<name>`.
+    #[serde(default)]
+    pub ssh_authorized_keys: Vec<String>,
+}
+
+/// `[[groups]]`: a group every node gets.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct GroupEntry {
+    /// Group name (as user names).
+    pub name: String,
+    /// Fixed gid; default: allocated from the name (100–999).
+    pub gid: Option<u32>,
+}
+
+/// Whether `name` is a user or group name as Debian's adduser takes it by
+/// default: lower-case letters, digits, `_` and `-`, starting with a letter
+/// or `_`, at most 31 characters.
+pub fn valid_account_name(name: &str) -> bool {
+    tandem_contract::sysusers::valid_name(name) && !name.bytes().any(|b| b.is_ascii_uppercase())
+}
+
+/// Where a file of `usr.files` lands in the /usr tree, relative to /usr:
+/// `/usr/x` at `x`, `/etc/x` at `share/factory/etc/x` (copied to a node's
+/// /etc at boot when missing there).
+pub fn usr_files_destination(target: &str) -> Option<String> {
+    if let Some(rel) = target.strip_prefix("/usr/") {
+        return Some(rel.to_string());
+    }
+    let factory = tandem_contract::etc::FACTORY_ETC.trim_start_matches("/usr/");
+    target
+        .strip_prefix("/etc/")
+        .map(|rel| format!("{factory}/{rel}"))
 }
 
 /// A file (or a directory, copied recursively) to place into the image.
@@ -447,20 +511,20 @@ impl Definition {
             }
         }
         for (i, f) in self.usr.files.iter().enumerate() {
-            let under = |top: &str| {
-                f.target
-                    .strip_prefix(top)
-                    .is_some_and(|rest| !rest.is_empty() && !rest.split('/').any(|c| c == ".."))
-            };
-            if !under("/usr/") && !under("/etc/") {
+            let field = format!("usr.files[{i}].target");
+            let Some(rel) = usr_files_destination(&f.target) else {
                 return Err(self.invalid(
-                    &format!("usr.files[{i}].target"),
+                    &field,
                     format!(
-                        "{:?} must be under /usr/, or under /etc/ for a default copied to /usr/share/factory/etc",
+                        "{:?} must be under /usr/ or /etc/ (the packages' and the image's /etc defaults)",
                         f.target
                     ),
                 ));
+            };
+            if rel.split('/').any(|c| c == "..") {
+                return Err(self.invalid(&field, format!("{:?} leaves its directory", f.target)));
             }
+            self.refuse_secret(&field, &f.target)?;
         }
         for (section, files) in [("oem", &self.oem.files), ("root", &self.root.files)] {
             for (i, f) in files.iter().enumerate() {
@@ -478,6 +542,9 @@ impl Definition {
                         &format!("root.files[{i}].target"),
                         "/usr is the read-only slot: use usr.files",
                     ));
+                }
+                if section == "root" {
+                    self.refuse_secret(&format!("root.files[{i}].target"), &f.target)?;
                 }
             }
         }
@@ -509,7 +576,118 @@ impl Definition {
                 self.invalid("update.trusted-keys", format!("{}: {m}", path.display()))
             })?;
         }
-        self.check_update()
+        self.check_update()?;
+        self.check_accounts()
+    }
+
+    /// SSH host keys and the machine id are made on each node: an image
+    /// that carried them would give every node the same.
+    fn refuse_secret(&self, field: &str, target: &str) -> Result<()> {
+        match target.strip_prefix("/etc/") {
+            Some(rel) if tandem_contract::etc::node_secret(rel) => Err(self.invalid(
+                field,
+                format!(
+                    "{target:?} is a per-node secret or identity: nodes make their own at first boot (an image's copy would be every node's)"
+                ),
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    fn check_accounts(&self) -> Result<()> {
+        use tandem_contract::sysusers::LOGIN_IDS;
+        let bad_name = |what: &str, name: &str| {
+            self.invalid(
+                what,
+                format!(
+                    "{name:?}: use lower-case letters, digits, `_` and `-`, starting with a letter or `_`, at most 31 characters"
+                ),
+            )
+        };
+        let bad_id = |id: u32| id == u32::from(u16::MAX) || id == u32::MAX;
+        let mut groups = std::collections::HashSet::new();
+        for (i, g) in self.groups.iter().enumerate() {
+            let field = format!("groups[{i}].name");
+            if !valid_account_name(&g.name) {
+                return Err(bad_name(&field, &g.name));
+            }
+            if !groups.insert(g.name.as_str()) {
+                return Err(self.invalid(&field, format!("{:?} is listed twice", g.name)));
+            }
+            if g.gid.is_some_and(bad_id) {
+                return Err(self.invalid(
+                    &format!("groups[{i}].gid"),
+                    "65535 and 4294967295 are not usable ids",
+                ));
+            }
+        }
+        let mut users = std::collections::HashSet::new();
+        for (i, u) in self.users.iter().enumerate() {
+            let at = |key: &str| format!("users[{i}].{key}");
+            if !valid_account_name(&u.name) {
+                return Err(bad_name(&at("name"), &u.name));
+            }
+            if !users.insert(u.name.as_str()) {
+                return Err(self.invalid(&at("name"), format!("{:?} is listed twice", u.name)));
+            }
+            if let Some(uid) = u.uid {
+                let range = if u.system {
+                    "below 1000"
+                } else {
+                    "from 1000 to 59999"
+                };
+                let fits = if u.system {
+                    !LOGIN_IDS.contains(&uid) && !bad_id(uid)
+                } else {
+                    LOGIN_IDS.contains(&uid)
+                };
+                if !fits {
+                    return Err(self.invalid(
+                        &at("uid"),
+                        format!(
+                            "{uid}: a {} user's uid must be {range} (login users are told from system users by their uid)",
+                            if u.system { "system" } else { "login" }
+                        ),
+                    ));
+                }
+            }
+            if u.gecos.contains([':', '\n']) {
+                return Err(self.invalid(&at("gecos"), "may not contain ':' or a line break"));
+            }
+            for (key, value) in [("home", &u.home), ("shell", &u.shell)] {
+                if let Some(v) = value
+                    && (!v.starts_with('/') || v.contains([':', '\n', ' ']))
+                {
+                    return Err(self.invalid(
+                        &at(key),
+                        format!("{v:?}: give an absolute path without ':' or blanks"),
+                    ));
+                }
+            }
+            for g in &u.groups {
+                if !valid_account_name(g) {
+                    return Err(bad_name(&at("groups"), g));
+                }
+            }
+            if u.system && !u.ssh_authorized_keys.is_empty() && u.name != "root" {
+                return Err(self.invalid(
+                    &at("ssh-authorized-keys"),
+                    "a system user's account is locked (sshd refuses it): drop `system = true` or the keys",
+                ));
+            }
+            for key in &u.ssh_authorized_keys {
+                let fields = key.split_whitespace().count();
+                if key.contains(['\n', '\r']) || fields < 2 {
+                    return Err(self.invalid(
+                        &at("ssh-authorized-keys"),
+                        format!(
+                            "{key:?}: give one public key per string, as in authorized_keys (`ssh-ed25519 AAAA… comment`)"
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(())
     }
 
     fn check_update(&self) -> Result<()> {
@@ -599,7 +777,7 @@ mod tests {
             ),
             (
                 "[image]\nname = \"d\"\nversion = \"1\"\n[[usr.files]]\nsource = \"Cargo.toml\"\ntarget = \"/var/x\"",
-                "under /usr/, or under /etc/",
+                "under /usr/ or /etc/",
             ),
             (
                 "[image]\nname = \"d\"\nversion = \"1\"\n[usr]\npackages = [\"-o=Dir=/\"]",
@@ -678,6 +856,115 @@ mod tests {
             .expect_err(needle);
             assert!(e.to_string().contains(needle), "{needle}: {e}");
         }
+    }
+
+    const IMAGE: &str = "[image]\nname = \"d\"\nversion = \"1\"\n";
+
+    #[test]
+    fn users_and_groups() {
+        let d = parse(&format!(
+            "{IMAGE}[[groups]]\nname = \"ops\"\n[[groups]]\nname = \"fixed\"\ngid = 2000\n\
+             [[users]]\nname = \"core\"\ngecos = \"Core user\"\ngroups = [\"ops\", \"adm\"]\n\
+             ssh-authorized-keys = [\"ssh-ed25519 AAAAC3Nza core@host\"]\n\
+             [[users]]\nname = \"sshd\"\nsystem = true\nhome = \"/run/sshd\"\nshell = \"/usr/sbin/nologin\"\n"
+        ))
+        .expect("valid");
+        assert_eq!(d.users.len(), 2);
+        let core = &d.users[0];
+        assert_eq!(
+            (core.uid, core.system, core.home.as_deref()),
+            (None, false, None)
+        );
+        assert_eq!(core.groups, ["ops", "adm"]);
+        assert_eq!(core.ssh_authorized_keys.len(), 1);
+        assert!(d.users[1].system);
+        assert_eq!(d.groups[1].gid, Some(2000));
+        assert!(parse(IMAGE).expect("valid").users.is_empty());
+    }
+
+    #[test]
+    fn bad_users_say_what_is_right() {
+        for (users, needle) in [
+            ("[[users]]\nname = \"Core\"", "users[0].name"),
+            ("[[users]]\nname = \"1x\"", "lower-case letters"),
+            (
+                "[[users]]\nname = \"a\"\n[[users]]\nname = \"a\"",
+                "listed twice",
+            ),
+            ("[[users]]\nname = \"a\"\nuid = 500", "from 1000 to 59999"),
+            (
+                "[[users]]\nname = \"a\"\nuid = 1500\nsystem = true",
+                "below 1000",
+            ),
+            ("[[users]]\nname = \"a\"\ngecos = \"a:b\"", "users[0].gecos"),
+            (
+                "[[users]]\nname = \"a\"\nhome = \"home/a\"",
+                "absolute path",
+            ),
+            (
+                "[[users]]\nname = \"a\"\nshell = \"/bin/sh -l\"",
+                "users[0].shell",
+            ),
+            (
+                "[[users]]\nname = \"a\"\ngroups = [\"Wheel\"]",
+                "users[0].groups",
+            ),
+            (
+                "[[users]]\nname = \"a\"\nssh-authorized-keys = [\"AAAA\"]",
+                "one public key per string",
+            ),
+            (
+                "[[users]]\nname = \"a\"\nsystem = true\nssh-authorized-keys = [\"ssh-ed25519 AAAA\"]",
+                "locked",
+            ),
+            (
+                "[[users]]\nname = \"a\"\npassword = \"x\"",
+                "unknown field `password`",
+            ),
+            (
+                "[[groups]]\nname = \"g\"\n[[groups]]\nname = \"g\"",
+                "listed twice",
+            ),
+            ("[[groups]]\nname = \"g\"\ngid = 65535", "not usable"),
+        ] {
+            let e = parse(&format!("{IMAGE}{users}")).expect_err(needle);
+            assert!(e.to_string().contains(needle), "{needle}: {e}");
+        }
+    }
+
+    #[test]
+    fn etc_files_go_to_the_factory_and_secrets_nowhere() {
+        assert_eq!(
+            usr_files_destination("/usr/lib/x").as_deref(),
+            Some("lib/x")
+        );
+        assert_eq!(
+            usr_files_destination("/etc/ssh/sshd_config").as_deref(),
+            Some("share/factory/etc/ssh/sshd_config")
+        );
+        assert_eq!(usr_files_destination("/var/x"), None);
+        assert!(
+            parse(&format!(
+                "{IMAGE}[[usr.files]]\nsource = \"Cargo.toml\"\ntarget = \"/etc/ssh/sshd_config\""
+            ))
+            .is_ok()
+        );
+        for (section, target) in [
+            ("usr", "/etc/ssh/ssh_host_ed25519_key"),
+            ("root", "/etc/ssh/ssh_host_rsa_key.pub"),
+            ("root", "/etc/machine-id"),
+        ] {
+            let e = parse(&format!(
+                "{IMAGE}[[{section}.files]]\nsource = \"Cargo.toml\"\ntarget = \"{target}\""
+            ))
+            .expect_err(target);
+            assert!(e.to_string().contains("per-node secret"), "{e}");
+        }
+        let e = parse(&format!(
+            "{IMAGE}[[usr.files]]\nsource = \"Cargo.toml\"\ntarget = \"/etc/../usr/x\""
+        ))
+        .expect_err("..");
+        assert!(e.to_string().contains("leaves its directory"), "{e}");
     }
 
     #[test]

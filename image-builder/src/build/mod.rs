@@ -13,6 +13,8 @@
 //!   (/usr image), [`ext4`] (OEM and ROOT), [`fat`] (the ESP), [`cpio`] and
 //!   [`initrd`] (the initramfs);
 //! - the disk: [`layout`] (partition plan, identities) and [`disk`] (GPT);
+//! - accounts: [`users`] (the image's users and groups, resolved with
+//!   stable ids, and their SSH keys);
 //! - the output's description: [`manifest`] (build.json).
 
 pub mod apt;
@@ -32,6 +34,7 @@ pub mod pipeline;
 pub mod resolve;
 pub mod tmpfiles;
 pub mod tools;
+pub mod users;
 pub mod usr_tree;
 
 pub use definition::Definition;

@@ -13,7 +13,7 @@ use tandem_contract::os_release::OsRelease;
 use tandem_slot::{GptPrio, Slot, verity};
 
 use crate::build::apt;
-use crate::build::definition::{Definition, KernelSource};
+use crate::build::definition::{self, Definition, KernelSource};
 use crate::build::disk;
 use crate::build::ext4::{self, Node};
 use crate::build::fat::{self, Content};
@@ -25,6 +25,7 @@ use crate::build::maintscripts::{self, Finding};
 use crate::build::manifest::{self, Artifact, BuildManifest, NoteKind, PackageNote};
 use crate::build::resolve::{self, Resolved};
 use crate::build::tmpfiles;
+use crate::build::users;
 use crate::build::usr_tree;
 use crate::error::{Error, IoContext, Result};
 use crate::progress::Progress;
@@ -200,6 +201,9 @@ impl Builder<'_> {
 
         // The rest of /usr.
         progress.step("usr tree", |_| self.populate_usr(&usr, &system_modules))?;
+        progress.step("users and groups", |_| {
+            users::install(def, &usr, &mut self.notes)
+        })?;
 
         // /usr file system and its hash tree.
         let usr_img = self.work.join(outputs::USR);
@@ -485,7 +489,7 @@ impl Builder<'_> {
             let info = &r.info;
             step.detail(&info.name);
             let root = cache.unpacked(info)?;
-            let outside = usr_tree::merge_package(&root, usr, &mut self.notes)?;
+            let outside = usr_tree::merge_package(&info.name, &root, usr, &mut self.notes)?;
             var.extend(outside.var.into_iter().map(|e| (info.name.clone(), e)));
             for (top, files) in outside.skipped {
                 notes.push(PackageNote {
@@ -589,11 +593,7 @@ impl Builder<'_> {
             self.notes.push(format!("linked {n} busybox applets"));
         }
         for f in &def.usr.files {
-            // /etc targets are factory defaults, as packages' /etc files.
-            let rel = match f.target.strip_prefix("/etc/") {
-                Some(rest) => format!("share/factory/etc/{rest}"),
-                None => f.target.trim_start_matches("/usr/").to_string(),
-            };
+            let rel = definition::usr_files_destination(&f.target).unwrap_or_default();
             usr_tree::copy_entry(f, &def.resolve(&f.source), &usr.join(rel))?;
         }
         let img = &def.image;

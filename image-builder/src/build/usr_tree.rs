@@ -62,7 +62,12 @@ pub const FACTORY_VAR: &str = "share/factory/var";
 /// /usr/share/factory/etc, /var files to /usr/share/factory/var (declared
 /// in what it returns). Other top-level directories (opt, srv, boot, …)
 /// are left out and returned.
-pub fn merge_package(root: &Path, usr: &Path, notes: &mut Vec<String>) -> Result<Outside> {
+pub fn merge_package(
+    pkg: &str,
+    root: &Path,
+    usr: &Path,
+    notes: &mut Vec<String>,
+) -> Result<Outside> {
     let entries = std::fs::read_dir(root).io("read unpacked package", root)?;
     let mut tops: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
     tops.sort();
@@ -73,7 +78,13 @@ pub fn merge_package(root: &Path, usr: &Path, notes: &mut Vec<String>) -> Result
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
         match usr_destination(&name) {
-            Some(rel) => merge(&top, &usr.join(rel), notes)?,
+            Some(rel) => {
+                let dst = usr.join(&rel);
+                merge(&top, &dst, notes)?;
+                if name == "etc" {
+                    drop_node_secrets(pkg, &dst, notes)?;
+                }
+            }
             None if name == "var" => {
                 merge_var(&top, "/var", usr, &mut outside.var)?;
             }
@@ -254,6 +265,38 @@ fn alternative_note(package: &str, message: String) -> PackageNote {
     }
 }
 
+/// Removes what a package put in the factory /etc that is a per-node
+/// secret or identity (SSH host keys, the machine id): every node would
+/// share it. Nodes make their own at first boot.
+pub fn drop_node_secrets(pkg: &str, factory_etc: &Path, notes: &mut Vec<String>) -> Result<()> {
+    let mut found = Vec::new();
+    for dir in ["", "ssh"] {
+        let Ok(entries) = std::fs::read_dir(factory_etc.join(dir)) else {
+            continue;
+        };
+        for e in entries.filter_map(|e| e.ok()) {
+            let rel = Path::new(dir).join(e.file_name());
+            if tandem_contract::etc::node_secret(&rel.to_string_lossy()) {
+                found.push(rel);
+            }
+        }
+    }
+    found.sort();
+    for rel in found {
+        let p = factory_etc.join(&rel);
+        if std::fs::symlink_metadata(&p).is_ok_and(|m| m.is_dir()) {
+            std::fs::remove_dir_all(&p).io("remove", &p)?;
+        } else {
+            std::fs::remove_file(&p).io("remove", &p)?;
+        }
+        notes.push(format!(
+            "{pkg}: dropped /etc/{} (a per-node secret or identity: nodes make their own at first boot)",
+            rel.display()
+        ));
+    }
+    Ok(())
+}
+
 /// Copies `src` to `dst`, merging directories; a file that already exists
 /// is replaced (the later package wins) and noted. Always copies, never
 /// hard-links into the cache: link counts end up in the file system image,
@@ -432,7 +475,7 @@ mod tests {
         symlink("../../run/x", pkg.join("var/lib/x/run")).expect("link");
         std::fs::create_dir_all(usr.join("share/doc")).expect("mkdir");
         let mut notes = Vec::new();
-        let outside = merge_package(&pkg, &usr, &mut notes).expect("merge");
+        let outside = merge_package("x", &pkg, &usr, &mut notes).expect("merge");
         assert!(usr.join("bin/busybox").is_file());
         assert!(usr.join("share/doc/x/copyright").is_file());
         assert!(usr.join("share/factory/etc/x.conf").is_file());
@@ -523,5 +566,36 @@ mod tests {
         assert_eq!(in_usr("/usr/../etc"), None);
         assert_eq!(in_usr("usr/bin/x"), None);
         assert_eq!(in_usr("/usr"), None);
+    }
+
+    #[test]
+    fn host_keys_never_reach_the_factory() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let pkg = dir.path().join("pkg");
+        let usr = dir.path().join("usr");
+        for f in [
+            "etc/ssh/ssh_host_ed25519_key",
+            "etc/ssh/ssh_host_ed25519_key.pub",
+            "etc/ssh/sshd_config",
+            "etc/machine-id",
+        ] {
+            let p = pkg.join(f);
+            std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+            std::fs::write(&p, f).expect("write");
+        }
+        let mut notes = Vec::new();
+        merge_package("openssh-server", &pkg, &usr, &mut notes).expect("merge");
+        let ssh = usr.join("share/factory/etc/ssh");
+        assert!(ssh.join("sshd_config").is_file());
+        assert!(!ssh.join("ssh_host_ed25519_key").exists());
+        assert!(!ssh.join("ssh_host_ed25519_key.pub").exists());
+        assert!(!usr.join("share/factory/etc/machine-id").exists());
+        assert_eq!(notes.len(), 3, "{notes:?}");
+        assert!(
+            notes
+                .iter()
+                .all(|n| n.starts_with("openssh-server: dropped /etc/")),
+            "{notes:?}"
+        );
     }
 }

@@ -11,6 +11,9 @@
 //!
 //! - [`identity`]: machine id, host name, release;
 //! - [`mounts`]: the system filesystems and ROOT's layout;
+//! - [`factory`], [`users`], [`tmpfiles`]: what Debian's maintainer
+//!   scripts would have done, declaratively: the factory /etc copied where
+//!   missing, users and groups added where missing, `tmpfiles.d` applied;
 //! - [`event_loop`]: supervision until a signal asks for the end;
 //! - [`shutdown`]: stopping everything, unmounting, reboot(2).
 //!
@@ -18,9 +21,12 @@
 //! [`Syscall`].
 
 pub mod event_loop;
+pub mod factory;
 pub mod identity;
 pub mod mounts;
 pub mod shutdown;
+pub mod tmpfiles;
+pub mod users;
 
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt;
@@ -34,6 +40,8 @@ pub use identity::{
 };
 pub use mounts::ROOT_LAYOUT;
 pub use shutdown::Shutdown;
+
+use tandem_contract::accounts::Accounts;
 
 use crate::error::Error;
 use crate::net::{self, NetEvent};
@@ -59,12 +67,71 @@ const PRINTK: &str = "/proc/sys/kernel/printk";
 const CONSOLE_LOGLEVEL: &str = "4";
 /// PID 1's nice value (services run at 0).
 pub const PID1_NICE: libc::c_int = -5;
+/// The kernel's id of this boot (`%b` in `tmpfiles.d`).
+const BOOT_ID: &str = "/proc/sys/kernel/random/boot_id";
 /// How long to wait for an Ethernet interface to appear.
 const INTERFACE_WAIT: Duration = Duration::from_secs(5);
 
 fn warn(warnings: &mut Vec<String>, err: &Error) {
     system_log!("warning: {err}");
     warnings.push(err.to_string());
+}
+
+/// What Debian's maintainer scripts would have done on a node, before
+/// anything reads /etc: the factory /etc copied where missing, then the
+/// image's and the administrator's users and groups added where missing.
+/// Returns the accounts for `tmpfiles.d`'s user and group names.
+fn prepare_etc(root: &Path, warnings: &mut Vec<String>, t: &mut Timeline) -> Accounts {
+    let (copied, errors) = factory::populate_etc(root);
+    for e in &errors {
+        warn(warnings, e);
+    }
+    if !copied.is_empty() {
+        system_log!(
+            "factory /etc: copied {} files, {} links, {} directories",
+            copied.files,
+            copied.links,
+            copied.dirs
+        );
+    }
+    t.step("factory /etc copied");
+    let (accounts, report, errors) = users::ensure_accounts(root);
+    for e in &errors {
+        warn(warnings, e);
+    }
+    for m in &report.moved {
+        system_log!("{m}");
+    }
+    if let Some(line) = report.summary() {
+        system_log!("{line}");
+    }
+    t.step("users and groups ready");
+    accounts
+}
+
+/// `tmpfiles.d`, once the machine id and host name are known (`%m`, `%H`)
+/// and the users exist.
+fn apply_tmpfiles(
+    machine_id: &Option<String>,
+    hostname: &str,
+    accounts: &Accounts,
+    warnings: &mut Vec<String>,
+    t: &mut Timeline,
+) {
+    let spec = tmpfiles::Specifiers {
+        machine_id: machine_id.clone(),
+        boot_id: std::fs::read_to_string(BOOT_ID)
+            .ok()
+            .map(|b| b.trim().replace('-', "")),
+        hostname: hostname.to_string(),
+        kernel_release: sys::kernel_release().unwrap_or_default(),
+        os_release: std::fs::read_to_string(OS_RELEASE).unwrap_or_default(),
+    };
+    let (_, errors) = tmpfiles::run(Path::new("/"), &spec, accounts);
+    for e in &errors {
+        warn(warnings, e);
+    }
+    t.step("tmpfiles.d applied");
 }
 
 /// From here on the console is the shell's: like Debian's default
@@ -190,6 +257,7 @@ fn run(
     mount_system(&mut warnings);
     ensure_root_layout(&mut warnings);
     t.step("filesystems mounted");
+    let accounts = prepare_etc(Path::new("/"), &mut warnings, &mut t);
 
     let machine_id = ensure_machine_id(&mut warnings);
     let etc_hostname = std::fs::read_to_string(HOSTNAME).ok();
@@ -213,6 +281,7 @@ fn run(
     quiet_console(&cmdline, &mut warnings);
     let slot = crate::cmdline::running_slot(&cmdline);
     t.step("machine id and host name set");
+    apply_tmpfiles(&machine_id, &hostname, &accounts, &mut warnings, &mut t);
 
     load_system_modules(&mut warnings);
     t.step("modules loaded");

@@ -1,0 +1,528 @@
+//! Users and groups at boot: the image's resolved users
+//! ([`sysusers::RESOLVED`], made by the image builder) and the
+//! administrator's `/etc/sysusers.d/*.conf` are added to `/etc/passwd`,
+//! `/etc/group`, `/etc/shadow` and `/etc/gshadow` where missing, by the
+//! one add-only rule of [`tandem_contract::accounts`]: an existing entry is
+//! never changed or removed; groups only gain the members `m` lines give.
+//!
+//! A file is written only when something was added, atomically (temporary
+//! file, fsync, rename): `passwd` and `group` 0644, `shadow` and `gshadow`
+//! 0640 root:shadow (0600 without a `shadow` group). A login user's
+//! missing home directory is made 0700 and given to the user: Debian's
+//! adduser has made homes 0700 since bookworm (`DIR_MODE`), since a home
+//! holds keys and histories that nobody else should read.
+
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use tandem_contract::accounts::{self, Accounts, Change};
+use tandem_contract::sysusers::{self, Entry};
+
+use crate::error::Error;
+
+/// What [`ensure_accounts`] did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Report {
+    /// Users added.
+    pub users: usize,
+    /// Groups added.
+    pub groups: usize,
+    /// Memberships added.
+    pub members: usize,
+    /// Files written.
+    pub written: Vec<&'static str>,
+    /// Home directories made.
+    pub homes: Vec<PathBuf>,
+    /// Entries whose id was taken and that got another (for the log).
+    pub moved: Vec<String>,
+}
+
+impl Report {
+    /// One line for the console, `None` when nothing changed.
+    pub fn summary(&self) -> Option<String> {
+        if self.written.is_empty() && self.homes.is_empty() {
+            return None;
+        }
+        let mut text = format!(
+            "users: added {} users, {} groups, {} memberships",
+            self.users, self.groups, self.members
+        );
+        if !self.homes.is_empty() {
+            text.push_str(&format!(", {} home directories", self.homes.len()));
+        }
+        Some(text)
+    }
+}
+
+/// An entry and the file line it came from.
+struct Sourced {
+    entries: Vec<Entry>,
+    origin: Vec<(PathBuf, usize)>,
+}
+
+/// Reads one `sysusers.d` file into `into`; unreadable lines are warnings.
+fn read_sysusers(path: &Path, shown: &Path, into: &mut Sourced, warnings: &mut Vec<Error>) {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return,
+        Err(err) => {
+            return warnings.push(Error::Read {
+                path: shown.into(),
+                err,
+            });
+        }
+    };
+    let (entries, errors) = sysusers::parse(&text);
+    for e in errors {
+        warnings.push(Error::ConfigLine {
+            path: shown.into(),
+            line: e.line,
+            reason: format!("{} (line skipped)", e.reason),
+        });
+    }
+    for (line, entry) in entries {
+        into.entries.push(entry);
+        into.origin.push((shown.into(), line));
+    }
+}
+
+/// The `*.conf` files of `dir`, sorted by name.
+pub(crate) fn conf_files(dir: &Path) -> Result<Vec<PathBuf>, std::io::Error> {
+    let mut files: Vec<PathBuf> = match std::fs::read_dir(dir) {
+        Ok(entries) => entries
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "conf"))
+            .collect(),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(err) => return Err(err),
+    };
+    files.sort();
+    Ok(files)
+}
+
+/// `path` (absolute on the node) under `root`.
+pub(crate) fn under(root: &Path, path: &str) -> PathBuf {
+    root.join(path.trim_start_matches('/'))
+}
+
+/// Adds the missing users and groups to the account files under `root`
+/// (`/` on a node) and makes login users' missing homes. Returns the
+/// accounts as they now are (for `tmpfiles.d`'s user and group names).
+/// If an account file cannot be read (other than missing), nothing is
+/// written: writing it would lose its entries.
+pub fn ensure_accounts(root: &Path) -> (Accounts, Report, Vec<Error>) {
+    let mut warnings = Vec::new();
+    let mut report = Report::default();
+    let mut texts = Vec::new();
+    let mut readable = true;
+    for file in [
+        accounts::PASSWD,
+        accounts::GROUP,
+        accounts::SHADOW,
+        accounts::GSHADOW,
+    ] {
+        match std::fs::read_to_string(under(root, file)) {
+            Ok(t) => texts.push(t),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => texts.push(String::new()),
+            Err(err) => {
+                readable = false;
+                texts.push(String::new());
+                warnings.push(Error::Read {
+                    path: file.into(),
+                    err,
+                });
+            }
+        }
+    }
+    let mut accounts = Accounts::parse(&texts[0], &texts[1], &texts[2], &texts[3]);
+    if !readable {
+        return (accounts, report, warnings);
+    }
+
+    let mut image = Sourced {
+        entries: Vec::new(),
+        origin: Vec::new(),
+    };
+    read_sysusers(
+        &under(root, sysusers::RESOLVED),
+        Path::new(sysusers::RESOLVED),
+        &mut image,
+        &mut warnings,
+    );
+    let mut admin = Sourced {
+        entries: Vec::new(),
+        origin: Vec::new(),
+    };
+    match conf_files(&under(root, sysusers::ADMIN_DIR)) {
+        Ok(files) => {
+            for f in files {
+                let shown = Path::new(sysusers::ADMIN_DIR).join(f.file_name().unwrap_or_default());
+                read_sysusers(&f, &shown, &mut admin, &mut warnings);
+            }
+        }
+        Err(err) => warnings.push(Error::Read {
+            path: sysusers::ADMIN_DIR.into(),
+            err,
+        }),
+    }
+    for batch in [&image, &admin] {
+        for o in accounts.apply(&batch.entries) {
+            let (file, line) = &batch.origin[o.entry];
+            match o.change {
+                Change::AddedUser { .. } => report.users += 1,
+                Change::AddedGroup { .. } => report.groups += 1,
+                Change::AddedMember { .. } => report.members += 1,
+                Change::Moved {
+                    kind,
+                    name,
+                    wanted,
+                    holder,
+                    got,
+                } => report.moved.push(format!(
+                    "{}:{line}: {kind} {name} gets id {got}: {wanted} is {holder}'s on this node",
+                    file.display()
+                )),
+                Change::Failed { name, reason } => warnings.push(Error::ConfigLine {
+                    path: file.clone(),
+                    line: *line,
+                    reason: format!("{name}: {reason}"),
+                }),
+            }
+        }
+    }
+
+    let shadow_gid = accounts.gid(accounts::SHADOW_GROUP);
+    let secret = if shadow_gid.is_some() { 0o640 } else { 0o600 };
+    // Groups before users, shadow entries before the accounts they
+    // belong to: a crash in between leaves nothing dangling.
+    let files: [(&'static str, bool, String, u32, Option<u32>); 4] = [
+        (
+            accounts::GSHADOW,
+            accounts.gshadow.changed(),
+            accounts.gshadow.render(),
+            secret,
+            shadow_gid,
+        ),
+        (
+            accounts::GROUP,
+            accounts.group.changed(),
+            accounts.group.render(),
+            0o644,
+            None,
+        ),
+        (
+            accounts::SHADOW,
+            accounts.shadow.changed(),
+            accounts.shadow.render(),
+            secret,
+            shadow_gid,
+        ),
+        (
+            accounts::PASSWD,
+            accounts.passwd.changed(),
+            accounts.passwd.render(),
+            0o644,
+            None,
+        ),
+    ];
+    for (file, changed, text, mode, gid) in files {
+        if !changed {
+            continue;
+        }
+        match write_atomic(&under(root, file), text.as_bytes(), mode, gid) {
+            Ok(()) => report.written.push(file),
+            Err(err) => {
+                warnings.push(Error::Write {
+                    path: file.into(),
+                    err,
+                });
+                // Users without their groups or shadow entries: stop.
+                break;
+            }
+        }
+    }
+
+    // Homes of the login users the image and the administrator declare.
+    for u in image.entries.iter().chain(&admin.entries) {
+        let Entry::User(u) = u else { continue };
+        let Some(p) = accounts.passwd.get(&u.name) else {
+            continue;
+        };
+        if !sysusers::is_login_id(p.uid) || !p.home.starts_with('/') || p.home == "/" {
+            continue;
+        }
+        let home = under(root, &p.home);
+        if std::fs::symlink_metadata(&home).is_ok() {
+            continue;
+        }
+        match make_home(&home, p.uid, p.gid) {
+            Ok(()) => report.homes.push(PathBuf::from(&p.home)),
+            Err(err) => warnings.push(Error::Write {
+                path: PathBuf::from(&p.home),
+                err,
+            }),
+        }
+    }
+    (accounts, report, warnings)
+}
+
+fn make_home(home: &Path, uid: u32, gid: u32) -> std::io::Result<()> {
+    if let Some(parent) = home.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    std::fs::DirBuilder::new().mode(0o700).create(home)?;
+    std::os::unix::fs::chown(home, Some(uid), Some(gid))?;
+    // The umask cannot have widened 0700; set it anyway in case it was
+    // narrowed below the owner's bits.
+    std::fs::set_permissions(home, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+}
+
+/// Writes `path` whole or not at all: a temporary file in the same
+/// directory, owner root (group `gid` if given), `mode`, synced, renamed.
+pub(crate) fn write_atomic(
+    path: &Path,
+    bytes: &[u8],
+    mode: u32,
+    gid: Option<u32>,
+) -> std::io::Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let tmp = {
+        let mut name = std::ffi::OsString::from(".");
+        name.push(path.file_name().unwrap_or_default());
+        name.push(".tandem-new");
+        path.with_file_name(name)
+    };
+    let result = (|| {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(mode)
+            .open(&tmp)?;
+        if let Some(g) = gid {
+            std::os::unix::fs::fchown(&f, Some(0), Some(g))?;
+        }
+        f.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(mode))?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+
+    const RESOLVED: &str = "g root 0\ng adm 4\ng shadow 42\ng nogroup 65534\ng messagebus 321\ng core 1234\n\
+        u root 0:0 root /root /bin/sh\nu nobody 65534:65534 nobody /nonexistent /usr/sbin/nologin\n\
+        u messagebus 321:321 \"System Message Bus\" / /usr/sbin/nologin\n\
+        u core 1234:1234 \"Core user\" /home/core /bin/sh\nm core adm\n";
+
+    fn node(resolved: &str) -> tempfile::TempDir {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let p = under(tmp.path(), sysusers::RESOLVED);
+        std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+        std::fs::write(p, resolved).expect("write");
+        std::fs::create_dir_all(tmp.path().join("etc")).expect("mkdir");
+        tmp
+    }
+
+    fn read(root: &Path, file: &str) -> String {
+        std::fs::read_to_string(under(root, file)).unwrap_or_default()
+    }
+
+    #[test]
+    fn first_boot_writes_everything() {
+        let tmp = node(RESOLVED);
+        let root = tmp.path();
+        let (acc, report, warnings) = ensure_accounts(root);
+        assert!(warnings.is_empty(), "{warnings:?}");
+        assert_eq!((report.users, report.groups, report.members), (4, 6, 1));
+        assert_eq!(
+            report.written,
+            [
+                accounts::GSHADOW,
+                accounts::GROUP,
+                accounts::SHADOW,
+                accounts::PASSWD
+            ]
+        );
+        assert_eq!(
+            read(root, accounts::PASSWD),
+            "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n\
+             messagebus:x:321:321:System Message Bus:/:/usr/sbin/nologin\ncore:x:1234:1234:Core user:/home/core:/bin/sh\n"
+        );
+        assert!(read(root, accounts::GROUP).contains("\nadm:x:4:core\n"));
+        let shadow = read(root, accounts::SHADOW);
+        assert!(shadow.contains("core:*:::::::\n"), "{shadow}");
+        assert!(shadow.contains("messagebus:!*:::::::\n"), "{shadow}");
+        let meta = std::fs::metadata(under(root, accounts::SHADOW)).expect("stat");
+        assert_eq!(meta.permissions().mode() & 0o7777, 0o640);
+        assert_eq!(meta.gid(), 42);
+        let meta = std::fs::metadata(under(root, accounts::PASSWD)).expect("stat");
+        assert_eq!(meta.permissions().mode() & 0o7777, 0o644);
+        assert_eq!(acc.uid("core"), Some(1234));
+        // core's home, core's own.
+        assert_eq!(report.homes, [PathBuf::from("/home/core")]);
+        let home = std::fs::metadata(root.join("home/core")).expect("home");
+        assert_eq!(
+            (home.uid(), home.gid(), home.permissions().mode() & 0o7777),
+            (1234, 1234, 0o700)
+        );
+        assert!(
+            !root.join("nonexistent").exists(),
+            "system users get no home"
+        );
+        assert_eq!(
+            report.summary().as_deref(),
+            Some("users: added 4 users, 6 groups, 1 memberships, 1 home directories")
+        );
+        // The next boot changes nothing.
+        let stamp = std::fs::metadata(under(root, accounts::PASSWD))
+            .expect("stat")
+            .modified()
+            .ok();
+        let (_, again, warnings) = ensure_accounts(root);
+        assert!(warnings.is_empty(), "{warnings:?}");
+        assert_eq!(again, Report::default());
+        assert_eq!(again.summary(), None);
+        assert_eq!(
+            std::fs::metadata(under(root, accounts::PASSWD))
+                .expect("stat")
+                .modified()
+                .ok(),
+            stamp
+        );
+    }
+
+    #[test]
+    fn the_administrators_entries_win() {
+        let tmp = node(RESOLVED);
+        let root = tmp.path();
+        let passwd = "root:x:0:0:Boss:/root:/bin/zsh\ncore:x:1234:1234:mine:/srv/core:/bin/bash\n";
+        let shadow = "root:$6$hash:19000:0:99999:7:::\ncore:$6$other:19000:0:99999:7:::\n";
+        let group = "root:x:0:\nadm:x:4:\ncore:x:1234:\n";
+        std::fs::write(root.join("etc/passwd"), passwd).expect("write");
+        std::fs::write(root.join("etc/shadow"), shadow).expect("write");
+        std::fs::write(root.join("etc/group"), group).expect("write");
+        std::fs::create_dir_all(root.join("srv/core")).expect("home");
+        let (_, report, warnings) = ensure_accounts(root);
+        assert!(warnings.is_empty(), "{warnings:?}");
+        let now = read(root, accounts::PASSWD);
+        assert!(now.starts_with(passwd), "{now}");
+        assert!(now.contains("\nmessagebus:x:321:"), "{now}");
+        assert!(read(root, accounts::SHADOW).starts_with(shadow));
+        assert!(
+            read(root, accounts::GROUP).contains("\nadm:x:4:core\n"),
+            "members are added"
+        );
+        assert!(
+            report.homes.is_empty(),
+            "core's home is where passwd says, and exists"
+        );
+        assert!(!root.join("home/core").exists());
+    }
+
+    #[test]
+    fn the_administrators_sysusers_files() {
+        let tmp = node(RESOLVED);
+        let root = tmp.path();
+        let dir = root.join("etc/sysusers.d");
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        std::fs::write(
+            dir.join("10-app.conf"),
+            "u app - \"App\" /var/lib/app\nm app adm\nx bogus -\n",
+        )
+        .expect("write");
+        std::fs::write(
+            dir.join("20-ops.conf"),
+            "u ops 2000 \"Ops\" /home/ops\ng messagebus 999\n",
+        )
+        .expect("write");
+        std::fs::write(dir.join("ignored.txt"), "u nope -\n").expect("write");
+        let (acc, report, warnings) = ensure_accounts(root);
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert_eq!(
+            warnings[0].to_string(),
+            "/etc/sysusers.d/10-app.conf:3: unknown type \"x\" (u, g, m and r are supported) (line skipped)"
+        );
+        let app = acc.uid("app").expect("app");
+        assert!(sysusers::SYSTEM_IDS.contains(&app));
+        assert_eq!(
+            acc.group.get("adm").map(|g| g.members.clone()),
+            Some(vec!["core".into(), "app".into()])
+        );
+        assert_eq!(acc.uid("ops"), Some(2000));
+        assert_eq!(acc.gid("messagebus"), Some(321), "the image's came first");
+        assert!(acc.uid("nope").is_none());
+        assert!(report.homes.contains(&PathBuf::from("/home/ops")));
+        assert!(
+            !root.join("var/lib/app").exists(),
+            "system users get no home"
+        );
+    }
+
+    #[test]
+    fn ids_taken_on_the_node_move() {
+        let tmp = node(RESOLVED);
+        let root = tmp.path();
+        std::fs::write(root.join("etc/passwd"), "old:x:321:321::/:/bin/sh\n").expect("write");
+        std::fs::write(root.join("etc/group"), "old:x:321:\n").expect("write");
+        let (acc, report, warnings) = ensure_accounts(root);
+        assert!(warnings.is_empty(), "{warnings:?}");
+        let got = acc.uid("messagebus").expect("messagebus");
+        assert_ne!(got, 321);
+        assert_eq!(acc.gid("messagebus"), Some(got));
+        assert_eq!(
+            acc.passwd.get("messagebus").map(|p| p.gid),
+            Some(got),
+            "its group by name"
+        );
+        assert!(
+            report
+                .moved
+                .iter()
+                .any(|m| m.contains("user messagebus gets id")),
+            "{:?}",
+            report.moved
+        );
+    }
+
+    #[test]
+    fn an_unreadable_account_file_stops_everything() {
+        let tmp = node(RESOLVED);
+        let root = tmp.path();
+        std::fs::create_dir_all(root.join("etc/passwd"))
+            .expect("a directory where passwd should be");
+        let (_, report, warnings) = ensure_accounts(root);
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(
+            warnings[0]
+                .to_string()
+                .starts_with("reading /etc/passwd failed"),
+            "{}",
+            warnings[0]
+        );
+        assert!(report.written.is_empty());
+        assert!(!root.join("etc/group").exists());
+    }
+
+    #[test]
+    fn without_a_shadow_group_shadow_is_root_only() {
+        let tmp = node("g root 0\nu root 0:0 root /root /bin/sh\n");
+        let root = tmp.path();
+        let (_, _, warnings) = ensure_accounts(root);
+        assert!(warnings.is_empty(), "{warnings:?}");
+        let meta = std::fs::metadata(under(root, accounts::GSHADOW)).expect("stat");
+        assert_eq!((meta.permissions().mode() & 0o7777, meta.gid()), (0o600, 0));
+    }
+}
