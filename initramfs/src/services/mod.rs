@@ -14,6 +14,7 @@
 //!   [`Syscall`](crate::syscall::Syscall);
 //! - [`spawn`](mod@spawn): starting a service's process.
 
+pub mod order;
 pub mod restart;
 pub mod spawn;
 pub mod spec;
