@@ -7,6 +7,8 @@
 //! - [`esp`]: the files on the ESP and OEM partitions, with the one writer
 //!   and the one parser of `loader.conf` and `slot-<x>.conf`;
 //! - [`cmdline`]: the `tandem.*` kernel arguments;
+//! - `cgroup` (feature `std`): the services' cgroups, their files and the
+//!   usage read from them;
 //! - [`os_release`]: what an image says about itself;
 //! - `log` (feature `std`): the programs' log lines and their prefixes;
 //! - `node` (feature `std`): the update engine's and the reboot agent's
@@ -37,6 +39,8 @@
 
 extern crate alloc;
 
+#[cfg(feature = "std")]
+pub mod cgroup;
 pub mod cmdline;
 pub mod esp;
 pub mod guid;

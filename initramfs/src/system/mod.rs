@@ -11,12 +11,14 @@
 //!
 //! - [`identity`]: machine id, host name, release;
 //! - [`mounts`]: the system filesystems and ROOT's layout;
+//! - [`cgroups`]: cgroup2 and the services' cgroup;
 //! - [`event_loop`]: supervision until a signal asks for the end;
 //! - [`shutdown`]: stopping everything, unmounting, reboot(2).
 //!
 //! The loop and the shutdown make their system calls through
 //! [`Syscall`].
 
+pub mod cgroups;
 pub mod event_loop;
 pub mod identity;
 pub mod mounts;
@@ -190,6 +192,8 @@ fn run(
     mount_system(&mut warnings);
     ensure_root_layout(&mut warnings);
     t.step("filesystems mounted");
+    let cgroups = cgroups::setup(&mut warnings);
+    t.step("cgroups set up");
 
     let machine_id = ensure_machine_id(&mut warnings);
     let etc_hostname = std::fs::read_to_string(HOSTNAME).ok();
@@ -280,7 +284,8 @@ fn run(
         services: Vec::new(),
         warnings,
     };
-    let mut init = Init::new(status, Supervisor::new(defs, now), pet_every, now);
+    let supervisor = Supervisor::new(defs, now).with_cgroups(cgroups);
+    let mut init = Init::new(status, supervisor, pet_every, now);
     let how = event_loop::serve(&mut init, &mut system, &rx);
     (how, system)
 }
