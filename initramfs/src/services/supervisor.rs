@@ -344,6 +344,10 @@ impl Supervisor {
                 u.streak = next_streak(u.streak, Duration::ZERO);
                 u.last_exit = Some(exit);
                 u.last_error = Some(err.to_string());
+                if matches!(err, Error::Cgroup { .. }) {
+                    // Its cgroup went away: made again for the next try.
+                    u.cgroup = Cgroup::None;
+                }
                 events.push(Event::SpawnFailed(err));
                 match delay {
                     Some(d) => u.state = State::Due(now + d),
@@ -716,5 +720,37 @@ mod tests {
         // At shutdown nothing is restarted.
         s.terminate_all(sys, t1);
         assert_eq!(s.next_due(), None);
+    }
+
+    #[test]
+    fn a_cgroup_removed_behind_its_back_is_made_again() {
+        use crate::syscall::test::Call;
+        let t0 = Instant::now();
+        let sys = &mut TestSyscall::default();
+        let mut s = Supervisor::new(vec![def("a", Restart::Always)], t0).with_cgroups(true);
+        let dir = tandem_contract::cgroup::service("a");
+        s.start_due(sys, t0);
+        let _ = sys.kill(100, libc::SIGKILL);
+        for (pid, exit) in sys.reap().exited {
+            s.on_exit(sys, pid, exit, t0);
+        }
+        sys.cgroup_remove(&dir).expect("empty: removed");
+        let t1 = t0 + Duration::from_millis(500);
+        let events = s.start_due(sys, t1);
+        assert!(
+            matches!(&events[..], [Event::SpawnFailed(Error::Cgroup { .. })]),
+            "{events:?}"
+        );
+        let t2 = t1 + Duration::from_secs(1);
+        assert_eq!(s.next_due(), Some(t2));
+        let events = s.start_due(sys, t2);
+        assert!(matches!(&events[..], [Event::Started { .. }]), "{events:?}");
+        let creates = sys
+            .calls
+            .iter()
+            .filter(|r| r.call == Call::CgroupCreate(dir.clone()))
+            .count();
+        assert_eq!(creates, 2);
+        assert_eq!(s.status()[0].cgroup.as_deref(), dir.to_str());
     }
 }
