@@ -33,6 +33,12 @@ pub(super) fn setup(warnings: &mut Vec<String>) -> bool {
         warn(warnings, format!("{e}; services run without cgroups"));
         return false;
     }
+    prepare(root, services, warnings)
+}
+
+/// Creates the services' cgroup `services` below the mounted `root` and
+/// enables the controllers in both; says whether services get cgroups.
+fn prepare(root: &Path, services: &Path, warnings: &mut Vec<String>) -> bool {
     if let Err(err) = cgroup::create(services) {
         let e = Error::Cgroup {
             what: "creating",
@@ -71,4 +77,52 @@ pub(super) fn setup(warnings: &mut Vec<String>) -> bool {
         );
     }
     true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tandem_contract::cgroup::file;
+
+    #[test]
+    fn the_services_cgroup_gets_what_the_root_offers() {
+        let root = std::env::temp_dir().join(format!("tandem-cg-setup-{}", std::process::id()));
+        let services = root.join("system");
+        std::fs::create_dir_all(&root).expect("dir");
+        // A kernel without the memory controller (cgroup_disable=memory).
+        std::fs::write(root.join(file::CONTROLLERS), "cpuset cpu io pids\n").expect("write");
+        // What `system` would offer once the root enabled them.
+        let services_offer = |dir: &Path| {
+            std::fs::create_dir_all(dir).expect("dir");
+            std::fs::write(dir.join(file::CONTROLLERS), "cpu pids\n").expect("write");
+        };
+        services_offer(&services);
+        let mut warnings = Vec::new();
+        let on = prepare(&root, &services, &mut warnings);
+        let read = |p: &Path| std::fs::read_to_string(p).unwrap_or_default();
+        let root_control = read(&root.join(file::SUBTREE_CONTROL));
+        let services_control = read(&services.join(file::SUBTREE_CONTROL));
+        let _ = std::fs::remove_dir_all(&root);
+        assert!(on);
+        assert_eq!(root_control, "+cpu +pids");
+        assert_eq!(services_control, "+cpu +pids");
+        assert_eq!(
+            warnings,
+            [
+                "cgroup controllers not available: memory; service limits that need them are not applied"
+            ]
+        );
+        // No place for the services' cgroup: no cgroups, one warning.
+        let mut warnings = Vec::new();
+        assert!(!prepare(
+            Path::new("/nonexistent"),
+            Path::new("/nonexistent/system"),
+            &mut warnings
+        ));
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(
+            warnings[0].ends_with("; services run without cgroups"),
+            "{warnings:?}"
+        );
+    }
 }
