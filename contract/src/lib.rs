@@ -7,6 +7,8 @@
 //! - [`esp`]: the files on the ESP and OEM partitions, with the one writer
 //!   and the one parser of `loader.conf` and `slot-<x>.conf`;
 //! - [`cmdline`]: the `tandem.*` kernel arguments;
+//! - `cgroup` (feature `std`): the services' cgroups, their files and the
+//!   usage read from them;
 //! - [`os_release`]: what an image says about itself;
 //! - `etc` (feature `std`): how a node's `/etc` is filled: factory copies,
 //!   `tmpfiles.d` directories, per-node secrets an image must not carry;
@@ -45,6 +47,8 @@ extern crate alloc;
 
 #[cfg(feature = "std")]
 pub mod accounts;
+#[cfg(feature = "std")]
+pub mod cgroup;
 pub mod cmdline;
 pub mod esp;
 #[cfg(feature = "std")]

@@ -8,6 +8,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::Slot;
+use crate::cgroup::Usage;
 use crate::node::state_enum;
 
 /// Directory of the status files.
@@ -109,6 +110,26 @@ pub struct ServiceStatus {
     pub restarts: u32,
     /// How it last ended (`exit status 1`, `killed by signal 9`).
     pub last_exit: Option<String>,
+    /// `simple` (runs until stopped) or `oneshot` (runs to completion).
+    #[serde(default, rename = "type")]
+    pub kind: ServiceType,
+    /// The services it starts after that have not started yet (state
+    /// [`ServiceState::WaitingForServices`]).
+    #[serde(default)]
+    pub waiting_for: Vec<String>,
+    /// The services it starts after that failed, so that it does not start
+    /// (state [`ServiceState::Blocked`]).
+    #[serde(default)]
+    pub blocked_by: Vec<String>,
+    /// Its cgroup ([`crate::cgroup::service`]) while it has one: none when
+    /// the node runs without cgroups, before its first start and after it
+    /// ended for good.
+    #[serde(default)]
+    pub cgroup: Option<String>,
+    /// What its cgroup uses, read live from the cgroup by `tandemctl
+    /// status`; never in the status file (the system init does not poll).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<Usage>,
 }
 
 /// The node's status (`/run/tandem/status.json`).
@@ -151,6 +172,12 @@ state_enum! {
         Starting = "starting",
         /// Waiting for the network to be configured (`after_network`).
         WaitingForNetwork = "waiting for the network",
+        /// Waiting for the services it starts after (`after`; they are
+        /// in [`ServiceStatus::waiting_for`]).
+        WaitingForServices = "waiting for services",
+        /// Never starts in this boot: a service it starts after failed
+        /// (named in [`ServiceStatus::blocked_by`]).
+        Blocked = "blocked",
         /// Ended and due to start again after its restart delay.
         WaitingToRestart = "waiting to restart",
         /// Its process runs.
@@ -172,6 +199,19 @@ impl ServiceState {
             self,
             ServiceState::Running | ServiceState::Exited | ServiceState::Disabled
         )
+    }
+}
+
+state_enum! {
+    /// What a service is for: the service file's `type`.
+    #[derive(Default)]
+    ServiceType, "a service type" {
+        /// Runs until stopped; started once its process is spawned.
+        #[default]
+        Simple = "simple",
+        /// Runs to completion once per boot (a set-up step); done when it
+        /// exits with status 0.
+        Oneshot = "oneshot",
     }
 }
 
@@ -285,5 +325,34 @@ mod tests {
                 ServiceState::Exited
             ]
         );
+        for &t in ServiceType::ALL {
+            let json = serde_json::to_string(&t).expect("serialise");
+            assert_eq!(serde_json::from_str::<ServiceType>(&json).ok(), Some(t));
+        }
+    }
+
+    #[test]
+    fn live_usage_is_not_part_of_the_status_file() {
+        let mut svc = ServiceStatus {
+            name: "sshd".into(),
+            kind: ServiceType::Oneshot,
+            ..Default::default()
+        };
+        let json = serde_json::to_value(&svc).expect("serialise");
+        assert_eq!(json["type"], "oneshot");
+        assert!(json.get("usage").is_none(), "{json}");
+        svc.usage = Some(Usage {
+            memory_bytes: Some(4096),
+            cpu_usec: None,
+            tasks: Some(1),
+        });
+        let json = serde_json::to_value(&svc).expect("serialise");
+        assert_eq!(json["usage"]["memory_bytes"], 4096);
+        // A status file of before these fields still reads.
+        let old =
+            r#"{"name":"a","source":"x","state":"running","pid":3,"restarts":0,"last_exit":null}"#;
+        let back: ServiceStatus = serde_json::from_str(old).expect("old file");
+        assert_eq!(back.kind, ServiceType::Simple);
+        assert!(back.cgroup.is_none() && back.waiting_for.is_empty());
     }
 }

@@ -36,6 +36,22 @@ pub enum ServiceFileError {
         "service name {0:?} (the file name without .toml) may only contain letters, digits, '-', '_', '.' and '@'"
     )]
     Name(String),
+    /// An `after` entry is not a service name.
+    #[error(
+        "after names {0:?}, which is not a service name (a file name without .toml: letters, digits, '-', '_', '.' and '@')"
+    )]
+    After(String),
+    /// `memory_max` is not a size.
+    #[error(
+        "memory_max = {0} is not a size: give bytes (536870912) or a number with K, M or G (\"512M\", powers of 1024), more than 0"
+    )]
+    MemoryMax(String),
+    /// `cpu_weight` is out of range.
+    #[error("cpu_weight = {0} is out of range: 1 to 10000 (100 is the default share)")]
+    CpuWeight(i64),
+    /// `tasks_max` is not a positive number.
+    #[error("tasks_max = {0} must be at least 1 (processes and threads of the service)")]
+    TasksMax(i64),
 }
 
 /// Everything that can fail in the init and tandemctl.
@@ -208,6 +224,17 @@ pub enum Error {
         name: String,
         /// The program.
         program: String,
+        /// The cause.
+        #[source]
+        err: io::Error,
+    },
+    /// A cgroup operation failed.
+    #[error("cgroup: {what} {path} failed: {err}")]
+    Cgroup {
+        /// What was done (`creating`, `writing`, `joining`).
+        what: &'static str,
+        /// The cgroup directory or file.
+        path: PathBuf,
         /// The cause.
         #[source]
         err: io::Error,

@@ -8,8 +8,9 @@
 //!   ROOT, switch root ([`cmdline`], [`modules`], [`disk`], [`devmapper`],
 //!   [`mount`], [`switch_root`], [`watchdog`], [`grow`]);
 //! - [`system`]: the same PID 1 after switch root: mounts, machine-id, hostname,
-//!   network ([`net`] over the pure [`dhcp`] codec), services ([`services`]),
-//!   status under /run/tandem ([`status`]), shutdown;
+//!   network ([`net`] over the pure [`dhcp`] codec), services ([`services`])
+//!   each in its cgroup ([`cgroup`]), status under /run/tandem ([`status`]),
+//!   shutdown;
 //!
 //! Everything that decides something (command line, module lists, the verity
 //! table and the device-mapper ioctl buffers, DHCP packets, service files and
@@ -25,6 +26,7 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod cgroup;
 pub mod devmapper;
 pub mod dhcp;
 pub mod disk;

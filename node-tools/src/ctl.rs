@@ -14,8 +14,10 @@ use std::path::{Path, PathBuf};
 use tandem_slot::{FileDisk, Gpt, GptPrio, Slot, SlotPair, table};
 
 use initramfs::Error as NodeError;
-use initramfs::status::{self, EarlyBoot, Status};
+use initramfs::status::{self, EarlyBoot, ServiceStatus, Status};
 use initramfs::system::Shutdown;
+use tandem_contract::cgroup::Usage;
+use tandem_contract::run::ServiceType;
 
 use crate::error::Error;
 
@@ -69,21 +71,118 @@ pub fn run(args: &[String]) -> Result<u8, Error> {
 
 fn print_status(json: bool) -> Result<u8, Error> {
     let path = Path::new(status::STATUS_FILE);
+    let mut s: Status = status::read_json(path)?;
+    read_usage(&mut s);
     if json {
-        let text = std::fs::read_to_string(path).map_err(|err| NodeError::Read {
-            path: path.into(),
-            err,
-        })?;
-        print!("{text}");
+        println!("{}", serde_json::to_string_pretty(&s)?);
         return Ok(0);
     }
-    let s: Status = status::read_json(path)?;
     print!("{}", render_status(&s));
     println!(
         "update:     {}",
         updater::cli::status_line(Path::new(tandem_contract::run::UPDATER_SOCKET))
     );
     Ok(0)
+}
+
+/// Fills in each service's usage from its cgroup, read now (the status
+/// file has the cgroup's path; the system init does not poll).
+pub fn read_usage(s: &mut Status) {
+    for svc in &mut s.services {
+        if let Some(dir) = &svc.cgroup {
+            svc.usage = Some(Usage::read(Path::new(dir)));
+        }
+    }
+}
+
+/// Bytes with a K, M or G suffix (powers of 1024, as `memory_max`): `980B`,
+/// `1.2M`, `512K`, `3.0G`.
+pub fn format_bytes(n: u64) -> String {
+    let units = [
+        ('K', 1u64 << 10),
+        ('M', 1 << 20),
+        ('G', 1 << 30),
+        ('T', 1 << 40),
+    ];
+    let Some(&(unit, size)) = units.iter().rev().find(|(_, size)| n >= *size) else {
+        return format!("{n}B");
+    };
+    let tenths = n.saturating_mul(10) / size;
+    if tenths < 100 {
+        format!("{}.{}{unit}", tenths / 10, tenths % 10)
+    } else {
+        format!("{}{unit}", n / size)
+    }
+}
+
+/// CPU time: `0.052s` under a minute, then the config syntax (`1h2m3s`).
+pub fn format_cpu(usec: u64) -> String {
+    if usec < 60_000_000 {
+        format!("{}.{:03}s", usec / 1_000_000, usec % 1_000_000 / 1000)
+    } else {
+        tandem_contract::time::format_duration(std::time::Duration::from_micros(usec))
+    }
+}
+
+/// The services as an aligned table: name, state, PID, memory, CPU time,
+/// tasks (from the cgroup, `-` when unknown), then what else there is to
+/// say (a oneshot, restarts, the last exit, what it waits for).
+pub fn render_services(services: &[ServiceStatus]) -> String {
+    let dash = || "-".to_string();
+    let rows: Vec<[String; 7]> = services
+        .iter()
+        .map(|svc| {
+            let usage = svc.usage.unwrap_or_default();
+            let mut notes = Vec::new();
+            if svc.kind == ServiceType::Oneshot {
+                notes.push("oneshot".to_string());
+            }
+            if !svc.waiting_for.is_empty() {
+                notes.push(format!("waiting for {}", svc.waiting_for.join(", ")));
+            }
+            if !svc.blocked_by.is_empty() {
+                notes.push(format!("blocked by {}", svc.blocked_by.join(", ")));
+            }
+            if svc.restarts > 0 {
+                notes.push(format!("restarts {}", svc.restarts));
+            }
+            if let Some(last) = &svc.last_exit {
+                notes.push(format!("last: {last}"));
+            }
+            [
+                svc.name.clone(),
+                svc.state.to_string(),
+                svc.pid.map_or_else(dash, |p| p.to_string()),
+                usage.memory_bytes.map_or_else(dash, format_bytes),
+                usage.cpu_usec.map_or_else(dash, format_cpu),
+                usage.tasks.map_or_else(dash, |t| t.to_string()),
+                notes.join(", "),
+            ]
+        })
+        .collect();
+    let header = ["NAME", "STATE", "PID", "MEMORY", "CPU", "TASKS", ""].map(String::from);
+    let mut widths = [0usize; 6];
+    for row in std::iter::once(&header).chain(&rows) {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    for row in std::iter::once(&header).chain(&rows) {
+        let [name, state, pid, mem, cpu, tasks, notes] = row;
+        let line = format!(
+            "  {name:<w0$}  {state:<w1$}  {pid:>w2$}  {mem:>w3$}  {cpu:>w4$}  {tasks:>w5$}  {notes}",
+            w0 = widths[0],
+            w1 = widths[1],
+            w2 = widths[2],
+            w3 = widths[3],
+            w4 = widths[4],
+            w5 = widths[5],
+        );
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
 }
 
 /// The human-readable `tandemctl status`.
@@ -178,18 +277,7 @@ pub fn render_status(s: &Status) -> String {
         None => out.push_str("network:    not configured yet\n"),
     }
     out.push_str("services:\n");
-    for svc in &s.services {
-        let pid = svc.pid.map(|p| format!(" pid {p}")).unwrap_or_default();
-        let last = svc
-            .last_exit
-            .as_ref()
-            .map(|l| format!(", last: {l}"))
-            .unwrap_or_default();
-        out.push_str(&format!(
-            "  {:<16} {}{pid} (restarts {}{last})\n",
-            svc.name, svc.state, svc.restarts
-        ));
-    }
+    out.push_str(&render_services(&s.services));
     for w in &s.warnings {
         out.push_str(&format!("warning:    {w}\n"));
     }
@@ -346,7 +434,7 @@ fn signal_init(how: Shutdown) -> Result<u8, Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use initramfs::status::{BootTimes, NetworkStatus, ServiceStatus};
+    use initramfs::status::{BootTimes, NetworkStatus, ServiceState};
 
     #[test]
     fn usage_errors() {
@@ -397,7 +485,106 @@ mod tests {
             t.contains("eth0 10.0.2.15/24 via 10.0.2.2, dns 10.0.2.3"),
             "{t}"
         );
-        assert!(t.contains("console          running pid 80"), "{t}");
+        assert!(t.contains("services:\n  NAME     STATE    PID  MEMORY  CPU  TASKS\n  console  running   80       -    -      -\n"), "{t}");
+    }
+
+    #[test]
+    fn services_table() {
+        let svc = |name: &str, state| ServiceStatus {
+            name: name.into(),
+            state,
+            ..Default::default()
+        };
+        let mut agent = svc("agent", ServiceState::Running);
+        agent.pid = Some(212);
+        agent.restarts = 2;
+        agent.last_exit = Some("exit status 1".into());
+        agent.usage = Some(Usage {
+            memory_bytes: Some(3_250_000),
+            cpu_usec: Some(412_345),
+            tasks: Some(2),
+        });
+        let mut keygen = svc("keygen", ServiceState::Exited);
+        keygen.kind = ServiceType::Oneshot;
+        keygen.last_exit = Some("exit status 0".into());
+        let mut sshd = svc("sshd", ServiceState::WaitingForServices);
+        sshd.waiting_for = vec!["keygen".into()];
+        let mut web = svc("web-frontend", ServiceState::Blocked);
+        web.blocked_by = vec!["sshd".into()];
+        let mut big = svc("big", ServiceState::Running);
+        big.pid = Some(4000);
+        big.usage = Some(Usage {
+            memory_bytes: Some(3 << 30),
+            cpu_usec: Some(3_723_000_000),
+            tasks: Some(118),
+        });
+        let t = render_services(&[agent, big, keygen, sshd, web]);
+        assert_eq!(
+            t,
+            "  NAME          STATE                  PID  MEMORY     CPU  TASKS
+  agent         running                212    3.0M  0.412s      2  restarts 2, last: exit status 1
+  big           running               4000    3.0G  1h2m3s    118
+  keygen        exited                   -       -       -      -  oneshot, last: exit status 0
+  sshd          waiting for services     -       -       -      -  waiting for keygen
+  web-frontend  blocked                  -       -       -      -  blocked by sshd
+"
+        );
+    }
+
+    #[test]
+    fn sizes_and_cpu_times() {
+        assert_eq!(format_bytes(0), "0B");
+        assert_eq!(format_bytes(1023), "1023B");
+        assert_eq!(format_bytes(1024), "1.0K");
+        assert_eq!(format_bytes(1_245_184), "1.1M");
+        assert_eq!(format_bytes(512 << 20), "512M");
+        assert_eq!(format_bytes((10 << 20) - 1), "9.9M");
+        assert_eq!(format_bytes(10 << 20), "10M");
+        assert_eq!(format_bytes(u64::MAX), "16777215T");
+        assert_eq!(format_cpu(0), "0.000s");
+        assert_eq!(format_cpu(52_311), "0.052s");
+        assert_eq!(format_cpu(59_999_999), "59.999s");
+        assert_eq!(format_cpu(60_000_000), "1m");
+        assert_eq!(format_cpu(90_500_000), "1m30s");
+    }
+
+    #[test]
+    fn usage_is_read_from_each_service_s_cgroup() {
+        let dir = std::env::temp_dir().join(format!("tandemctl-usage-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        std::fs::write(dir.join("memory.current"), "4096\n").expect("write");
+        std::fs::write(dir.join("cpu.stat"), "usage_usec 1500\n").expect("write");
+        std::fs::write(dir.join("pids.current"), "1\n").expect("write");
+        let mut s = Status {
+            services: vec![
+                ServiceStatus {
+                    name: "a".into(),
+                    cgroup: Some(dir.display().to_string()),
+                    ..Default::default()
+                },
+                ServiceStatus {
+                    name: "b".into(),
+                    ..Default::default()
+                },
+            ],
+            ..Default::default()
+        };
+        read_usage(&mut s);
+        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!(
+            s.services[0].usage,
+            Some(Usage {
+                memory_bytes: Some(4096),
+                cpu_usec: Some(1500),
+                tasks: Some(1),
+            })
+        );
+        assert_eq!(s.services[1].usage, None, "no cgroup: nothing to show");
+        let json = serde_json::to_value(&s).expect("json");
+        assert_eq!(json["services"][0]["usage"]["memory_bytes"], 4096);
+        assert_eq!(json["services"][0]["usage"]["cpu_usec"], 1500);
+        assert_eq!(json["services"][0]["usage"]["tasks"], 1);
+        assert!(json["services"][1].get("usage").is_none());
     }
 
     #[test]

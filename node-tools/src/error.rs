@@ -14,6 +14,9 @@ pub enum Error {
     /// A cluster or lock command failed (`agent::cli`).
     #[error(transparent)]
     Cluster(#[from] agent::cli::Error),
+    /// The status could not be written as JSON.
+    #[error("writing the status as JSON failed: {0}")]
+    Json(#[from] serde_json::Error),
     /// tandemctl was called wrongly.
     #[error("{0}")]
     Usage(String),

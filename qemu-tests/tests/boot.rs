@@ -58,6 +58,26 @@ fn boots_slot_a_with_verified_usr_and_network() -> Result<()> {
     assert_eq!(s["version"], "1.0.0", "{status}");
     // A clean boot of the example image has nothing to warn about.
     assert_eq!(s["warnings"], serde_json::json!([]), "{status}");
+    // Every running service has its cgroup, whose usage tandemctl reads.
+    let services = s["services"].as_array().cloned().unwrap_or_default();
+    assert!(services.iter().any(|v| v["name"] == "console"), "{status}");
+    for svc in services.iter().filter(|v| v["state"] == "running") {
+        let name = svc["name"].as_str().unwrap_or_default();
+        assert_eq!(
+            svc["cgroup"],
+            format!("/sys/fs/cgroup/system/{name}.service"),
+            "{status}"
+        );
+        assert!(svc["usage"]["tasks"].as_u64() >= Some(1), "{status}");
+        assert!(svc["usage"]["memory_bytes"].as_u64() > Some(0), "{status}");
+        assert!(svc["usage"]["cpu_usec"].as_u64().is_some(), "{status}");
+    }
+    // What the console shell starts is in the console's cgroup.
+    let cgroup = vm.run("cat /proc/self/cgroup", CMD)?;
+    assert!(
+        cgroup.contains("0::/system/console.service"),
+        "the shell's child is not in the console's cgroup: {cgroup}"
+    );
     let warned: Vec<String> = vm
         .lines()
         .into_iter()

@@ -5,15 +5,18 @@
 //! (`enabled = false` there turns an image service off). The format is
 //! documented in docs/node-configuration.md.
 //!
-//! The parts that decide (file parsing, merging, restart policy and backoff)
-//! are pure; [`Supervisor`] adds spawning and bookkeeping.
+//! The parts that decide (file parsing, merging, start order, restart
+//! policy and backoff) are pure; [`Supervisor`] adds spawning, cgroups and
+//! bookkeeping.
 //!
 //! - [`spec`]: the file format, layers and the built-in console;
+//! - [`order`]: `after`, which services may start now;
 //! - [`restart`]: restart policy and backoff;
 //! - [`supervisor`]: the services' states, driven through
 //!   [`Syscall`](crate::syscall::Syscall);
 //! - [`spawn`](mod@spawn): starting a service's process.
 
+pub mod order;
 pub mod restart;
 pub mod spawn;
 pub mod spec;
@@ -24,10 +27,10 @@ pub use spawn::{console_tty, spawn};
 #[cfg(test)]
 pub(crate) use spec::test_def;
 pub use spec::{
-    Restart, ServiceDef, ServiceSpec, StdioMode, builtin_console, merge, parse, read_dir,
-    valid_name,
+    Limits, Restart, ServiceDef, ServiceSpec, ServiceType, StdioMode, builtin_console, merge,
+    parse, parse_size, read_dir, valid_name,
 };
-pub use supervisor::{Event, Supervisor};
+pub use supervisor::{Event, StopStep, Supervisor};
 
 /// Services that come with the image.
 pub const IMAGE_DIR: &str = "/usr/lib/tandem/services";

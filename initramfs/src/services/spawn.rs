@@ -40,9 +40,10 @@ fn open_log(name: &str) -> std::io::Result<File> {
 }
 
 /// Starts `def`'s program in a session of its own (the console terminal is
-/// `console` for `stdio = "tty"`); returns its PID. The child is reaped by
-/// PID 1's `waitpid(-1)` loop.
-pub fn spawn(def: &ServiceDef, console: &Path) -> Result<i32, Error> {
+/// `console` for `stdio = "tty"`) and, with `cgroup`, in that cgroup, which
+/// it joins before exec so that nothing it starts escapes; returns its PID.
+/// The child is reaped by PID 1's `waitpid(-1)` loop.
+pub fn spawn(def: &ServiceDef, console: &Path, cgroup: Option<&Path>) -> Result<i32, Error> {
     let spec = &def.spec;
     let program = spec.exec.first().cloned().unwrap_or_default();
     let fail = |err| Error::Spawn {
@@ -86,7 +87,19 @@ pub fn spawn(def: &ServiceDef, console: &Path) -> Result<i32, Error> {
             None
         }
     };
-    if spec.user.is_none() && spec.group.is_none() {
+    // Joining the cgroup is a write(2) in the child before exec: opened
+    // here (close-on-exec), written there.
+    let procs = cgroup
+        .map(|dir| {
+            crate::cgroup::open_procs(dir).map_err(|err| Error::Cgroup {
+                what: "joining",
+                path: dir.join(crate::cgroup::file::PROCS),
+                err,
+            })
+        })
+        .transpose()?;
+    let procs_fd = procs.as_ref().map(|f| f.as_raw_fd());
+    if spec.user.is_none() && spec.group.is_none() && procs_fd.is_none() {
         let env: Vec<String> = env.iter().map(|(k, v)| format!("{k}={v}")).collect();
         let stdio = match &files {
             Some(f) => ChildIo::Fds(f.each_ref().map(|f| f.as_raw_fd())),
@@ -101,8 +114,8 @@ pub fn spawn(def: &ServiceDef, console: &Path) -> Result<i32, Error> {
         })
         .map_err(fail);
     }
-    // Other credentials need code between fork and exec, which posix_spawn
-    // cannot run.
+    // Other credentials and joining a cgroup need code between fork and
+    // exec, which posix_spawn cannot run.
     let [stdin, stdout, stderr] = match files {
         Some(f) => f,
         None => {
@@ -135,6 +148,12 @@ pub fn spawn(def: &ServiceDef, console: &Path) -> Result<i32, Error> {
     // SAFETY: only async-signal-safe calls between fork and exec.
     unsafe {
         cmd.pre_exec(move || {
+            // First, so that whatever the rest does is the service's.
+            if let Some(fd) = procs_fd
+                && libc::write(fd, b"0".as_ptr().cast(), 1) < 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
             // PID 1 blocks the signals it reads through signalfd; children
             // must start with a clean mask.
             crate::sys::unblock_all_signals()?;
@@ -150,6 +169,7 @@ pub fn spawn(def: &ServiceDef, console: &Path) -> Result<i32, Error> {
     }
     // The child is reaped by the init's waitpid(-1) loop, never via Child.
     let child = cmd.spawn().map_err(fail)?;
+    drop(procs);
     Ok(child.id() as i32)
 }
 
@@ -173,7 +193,7 @@ mod tests {
             ))
             .expect("valid"),
         };
-        let pid = spawn(&def, Path::new("/dev/null")).expect("spawn");
+        let pid = spawn(&def, Path::new("/dev/null"), None).expect("spawn");
         let mut status = 0;
         // SAFETY: waiting for our own child.
         unsafe { libc::waitpid(pid, &mut status, 0) };
@@ -182,6 +202,45 @@ mod tests {
         assert_eq!(
             out.trim(),
             format!("/bin:/usr/bin probe y {}", dir.display())
+        );
+    }
+
+    #[test]
+    fn a_service_joins_its_cgroup_before_exec() {
+        let Some(cg) = crate::cgroup::tests::scratch_cgroup("spawn") else {
+            return;
+        };
+        let out = std::env::temp_dir().join(format!("tandem-cg-spawn-{}", std::process::id()));
+        // The program and the child it starts both report their cgroup.
+        let def = ServiceDef {
+            name: "probe".into(),
+            source: "test".into(),
+            spec: parse(&format!(
+                "exec = [\"/bin/sh\", \"-c\", \"cat /proc/self/cgroup > {0}; sh -c 'cat /proc/self/cgroup' >> {0}\"]\n\
+                 stdio = \"null\"\n",
+                out.display()
+            ))
+            .expect("valid"),
+        };
+        let pid = spawn(&def, Path::new("/dev/null"), Some(&cg)).expect("spawn");
+        let mut status = 0;
+        // SAFETY: waiting for our own child.
+        unsafe { libc::waitpid(pid, &mut status, 0) };
+        let text = std::fs::read_to_string(&out).unwrap_or_default();
+        let _ = std::fs::remove_file(&out);
+        let missing = spawn(&def, Path::new("/dev/null"), Some(&cg.join("gone")))
+            .expect_err("no such cgroup");
+        crate::cgroup::tests::wait_until("the cgroup empties", || {
+            !crate::cgroup::populated(&cg).unwrap_or(true)
+        });
+        crate::cgroup::remove(&cg).expect("removed");
+        let name = cg.file_name().and_then(|n| n.to_str()).expect("name");
+        let v2: Vec<&str> = text.lines().filter(|l| l.starts_with("0::")).collect();
+        assert_eq!(v2.len(), 2, "{text}");
+        assert!(v2.iter().all(|l| l.ends_with(name)), "{text}");
+        assert!(
+            missing.to_string().starts_with("cgroup: joining "),
+            "{missing}"
         );
     }
 }

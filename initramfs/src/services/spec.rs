@@ -38,50 +38,119 @@ pub enum StdioMode {
     Tty,
 }
 
-/// The contents of a service file.
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// What a service is for (`type`): `simple` (default) or `oneshot`.
+pub use tandem_contract::run::ServiceType;
+
+/// Resource limits of a service, written into its cgroup before it starts.
+/// `None`: the kernel's default (no limit, weight 100).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Limits {
+    /// `memory_max`: bytes (`memory.max`).
+    pub memory_max: Option<u64>,
+    /// `cpu_weight`: 1–10000 (`cpu.weight`).
+    pub cpu_weight: Option<u64>,
+    /// `tasks_max`: processes and threads (`pids.max`).
+    pub tasks_max: Option<u64>,
+}
+
+impl Limits {
+    /// The cgroup files to write and their values.
+    pub fn files(&self) -> Vec<(&'static str, u64)> {
+        use tandem_contract::cgroup::file;
+        [
+            (file::MEMORY_MAX, self.memory_max),
+            (file::CPU_WEIGHT, self.cpu_weight),
+            (file::PIDS_MAX, self.tasks_max),
+        ]
+        .into_iter()
+        .filter_map(|(f, v)| Some((f, v?)))
+        .collect()
+    }
+}
+
+/// Highest `cpu_weight` (the kernel's range is 1–10000).
+pub const CPU_WEIGHT_MAX: u64 = 10_000;
+
+/// A service file, checked: what the supervisor runs.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ServiceSpec {
     /// Free text for `tandemctl status`.
-    #[serde(default)]
     pub description: Option<String>,
+    /// `simple` or `oneshot`.
+    pub kind: ServiceType,
     /// Program and arguments; the program is an absolute path.
     pub exec: Vec<String>,
-    /// Restart policy.
-    #[serde(default)]
+    /// Restart policy (default `on-failure`; `never` for a oneshot).
     pub restart: Restart,
     /// First restart delay in milliseconds; doubles on each quick exit (up to
     /// 60 s) and resets once the service ran for 10 s.
-    #[serde(default = "default_restart_delay_ms")]
     pub restart_delay_ms: u64,
-    /// Seconds between SIGTERM and SIGKILL at shutdown.
-    #[serde(default = "default_stop_timeout_secs")]
+    /// Seconds between SIGTERM and killing what is left at shutdown.
     pub stop_timeout_secs: u64,
     /// `false` turns the service off (useful to override an image service).
-    #[serde(default = "default_true")]
     pub enabled: bool,
     /// Standard input/output.
-    #[serde(default)]
     pub stdio: StdioMode,
     /// Start only once the network is configured (or the boot's wait for it
     /// is over), like systemd's `After=network-online.target`: a service
     /// that talks to the cluster or the update server would otherwise spend
     /// its first attempt failing, and its start-up work would delay
     /// `system ready`.
-    #[serde(default)]
     pub after_network: bool,
+    /// Services this one starts after: a `simple` one once it was spawned,
+    /// a `oneshot` once it exited with status 0 (checked by
+    /// [`order`](super::order)).
+    pub after: Vec<String>,
+    /// Limits written into its cgroup.
+    pub limits: Limits,
     /// Extra environment.
-    #[serde(default)]
     pub env: BTreeMap<String, String>,
     /// Working directory (default /).
-    #[serde(default)]
     pub working_directory: Option<PathBuf>,
     /// Numeric user id to run as (default root).
-    #[serde(default)]
     pub user: Option<u32>,
     /// Numeric group id to run as (default root).
-    #[serde(default)]
     pub group: Option<u32>,
+}
+
+/// A service file as written; [`parse`] checks it into a [`ServiceSpec`].
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SpecFile {
+    #[serde(default)]
+    description: Option<String>,
+    #[serde(default, rename = "type")]
+    kind: ServiceType,
+    exec: Vec<String>,
+    #[serde(default)]
+    restart: Option<Restart>,
+    #[serde(default = "default_restart_delay_ms")]
+    restart_delay_ms: u64,
+    #[serde(default = "default_stop_timeout_secs")]
+    stop_timeout_secs: u64,
+    #[serde(default = "default_true")]
+    enabled: bool,
+    #[serde(default)]
+    stdio: StdioMode,
+    #[serde(default)]
+    after_network: bool,
+    #[serde(default)]
+    after: Vec<String>,
+    /// Bytes (integer) or text with a K, M or G suffix.
+    #[serde(default)]
+    memory_max: Option<toml::Value>,
+    #[serde(default)]
+    cpu_weight: Option<i64>,
+    #[serde(default)]
+    tasks_max: Option<i64>,
+    #[serde(default)]
+    env: BTreeMap<String, String>,
+    #[serde(default)]
+    working_directory: Option<PathBuf>,
+    #[serde(default)]
+    user: Option<u32>,
+    #[serde(default)]
+    group: Option<u32>,
 }
 
 fn default_restart_delay_ms() -> u64 {
@@ -92,6 +161,99 @@ fn default_stop_timeout_secs() -> u64 {
 }
 fn default_true() -> bool {
     true
+}
+
+/// A size in bytes: a number, or a number followed by `K`, `M` or `G`
+/// (powers of 1024, as systemd's `MemoryMax=`). Zero and overflows are
+/// refused.
+pub fn parse_size(text: &str) -> Option<u64> {
+    let (digits, unit) = match text.char_indices().last()? {
+        (i, 'K') => (&text[..i], 1u64 << 10),
+        (i, 'M') => (&text[..i], 1 << 20),
+        (i, 'G') => (&text[..i], 1 << 30),
+        _ => (text, 1),
+    };
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits
+        .parse::<u64>()
+        .ok()?
+        .checked_mul(unit)
+        .filter(|&n| n > 0)
+}
+
+impl SpecFile {
+    fn check(self) -> Result<ServiceSpec, ServiceFileError> {
+        match self.exec.first() {
+            Some(p) if p.starts_with('/') => {}
+            _ => return Err(ServiceFileError::Exec),
+        }
+        if let Some(bad) = self.after.iter().find(|n| !valid_name(n)) {
+            return Err(ServiceFileError::After(bad.clone()));
+        }
+        let memory_max = match self.memory_max {
+            None => None,
+            Some(toml::Value::Integer(n)) => Some(
+                u64::try_from(n)
+                    .ok()
+                    .filter(|&n| n > 0)
+                    .ok_or_else(|| ServiceFileError::MemoryMax(n.to_string()))?,
+            ),
+            Some(toml::Value::String(s)) => {
+                Some(parse_size(&s).ok_or(ServiceFileError::MemoryMax(format!("{s:?}")))?)
+            }
+            Some(other) => return Err(ServiceFileError::MemoryMax(other.to_string())),
+        };
+        let cpu_weight = match self.cpu_weight {
+            None => None,
+            Some(w) => Some(
+                u64::try_from(w)
+                    .ok()
+                    .filter(|w| (1..=CPU_WEIGHT_MAX).contains(w))
+                    .ok_or(ServiceFileError::CpuWeight(w))?,
+            ),
+        };
+        let tasks_max = match self.tasks_max {
+            None => None,
+            Some(t) => Some(
+                u64::try_from(t)
+                    .ok()
+                    .filter(|&t| t > 0)
+                    .ok_or(ServiceFileError::TasksMax(t))?,
+            ),
+        };
+        let mut after: Vec<String> = Vec::new();
+        for name in self.after {
+            if !after.contains(&name) {
+                after.push(name);
+            }
+        }
+        Ok(ServiceSpec {
+            description: self.description,
+            kind: self.kind,
+            exec: self.exec,
+            restart: self.restart.unwrap_or(match self.kind {
+                ServiceType::Simple => Restart::OnFailure,
+                ServiceType::Oneshot => Restart::Never,
+            }),
+            restart_delay_ms: self.restart_delay_ms,
+            stop_timeout_secs: self.stop_timeout_secs,
+            enabled: self.enabled,
+            stdio: self.stdio,
+            after_network: self.after_network,
+            after,
+            limits: Limits {
+                memory_max,
+                cpu_weight,
+                tasks_max,
+            },
+            env: self.env,
+            working_directory: self.working_directory,
+            user: self.user,
+            group: self.group,
+        })
+    }
 }
 
 /// A service: its name, where it was defined, and the definition.
@@ -107,12 +269,9 @@ pub struct ServiceDef {
 
 /// Parses a service file's text.
 pub fn parse(text: &str) -> Result<ServiceSpec, ServiceFileError> {
-    let spec: ServiceSpec =
+    let file: SpecFile =
         toml::from_str(text).map_err(|e| ServiceFileError::Syntax(e.message().to_string()))?;
-    match spec.exec.first() {
-        Some(p) if p.starts_with('/') => Ok(spec),
-        _ => Err(ServiceFileError::Exec),
-    }
+    file.check()
 }
 
 /// Whether `name` is a valid service name.
@@ -198,6 +357,7 @@ pub fn builtin_console(sh_exists: bool) -> ServiceDef {
         source: "built-in".into(),
         spec: ServiceSpec {
             description: Some("shell on the serial console".into()),
+            kind: ServiceType::Simple,
             exec,
             restart: Restart::Always,
             restart_delay_ms: 200,
@@ -205,6 +365,8 @@ pub fn builtin_console(sh_exists: bool) -> ServiceDef {
             enabled: true,
             stdio: StdioMode::Tty,
             after_network: false,
+            after: Vec::new(),
+            limits: Limits::default(),
             env: BTreeMap::from([
                 ("HOME".into(), "/root".into()),
                 ("PS1".into(), "\\h:\\w\\$ ".into()),
@@ -303,6 +465,120 @@ mod tests {
             parse("description = \"no exec\""),
             Err(ServiceFileError::Syntax(_))
         ));
+    }
+
+    #[test]
+    fn oneshot_order_and_limits() {
+        let spec = parse(
+            r#"
+            type = "oneshot"
+            exec = ["/usr/bin/ssh-keygen", "-A"]
+            after = ["network-setup", "getty@ttyS1", "network-setup"]
+            memory_max = "512M"
+            cpu_weight = 50
+            tasks_max = 64
+            "#,
+        )
+        .expect("valid");
+        assert_eq!(spec.kind, ServiceType::Oneshot);
+        assert_eq!(spec.restart, Restart::Never, "a oneshot is not restarted");
+        assert_eq!(spec.after, ["network-setup", "getty@ttyS1"], "once each");
+        assert_eq!(
+            spec.limits,
+            Limits {
+                memory_max: Some(512 << 20),
+                cpu_weight: Some(50),
+                tasks_max: Some(64),
+            }
+        );
+        assert_eq!(
+            spec.limits.files(),
+            [
+                ("memory.max", 512 << 20),
+                ("cpu.weight", 50),
+                ("pids.max", 64)
+            ]
+        );
+        let retried =
+            parse("type = \"oneshot\"\nexec = [\"/a\"]\nrestart = \"on-failure\"").expect("valid");
+        assert_eq!(retried.restart, Restart::OnFailure, "unless it says so");
+        let simple = parse("exec = [\"/a\"]\nmemory_max = 1048576").expect("valid");
+        assert_eq!(simple.kind, ServiceType::Simple);
+        assert_eq!(simple.limits.memory_max, Some(1 << 20), "bytes as a number");
+        assert!(simple.after.is_empty());
+        assert_eq!(simple.limits.files(), [("memory.max", 1 << 20)]);
+        assert!(Limits::default().files().is_empty());
+    }
+
+    #[test]
+    fn sizes() {
+        for (text, bytes) in [
+            ("1", Some(1)),
+            ("4096", Some(4096)),
+            ("64K", Some(64 << 10)),
+            ("512M", Some(512 << 20)),
+            ("2G", Some(2 << 30)),
+            ("0", None),
+            ("0M", None),
+            ("", None),
+            ("M", None),
+            ("512m", None),
+            ("1.5G", None),
+            ("512 M", None),
+            ("-1", None),
+            ("+5", None),
+            ("1T", None),
+            ("99999999999G", None),
+            ("18446744073709551616", None),
+        ] {
+            assert_eq!(parse_size(text), bytes, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn refuses_bad_limits_and_order() {
+        let with = |line: &str| parse(&format!("exec = [\"/a\"]\n{line}"));
+        assert_eq!(
+            with("memory_max = \"lots\""),
+            Err(ServiceFileError::MemoryMax("\"lots\"".into()))
+        );
+        assert_eq!(
+            with("memory_max = 0"),
+            Err(ServiceFileError::MemoryMax("0".into()))
+        );
+        assert_eq!(
+            with("memory_max = -5"),
+            Err(ServiceFileError::MemoryMax("-5".into()))
+        );
+        assert_eq!(
+            with("memory_max = true"),
+            Err(ServiceFileError::MemoryMax("true".into()))
+        );
+        assert_eq!(with("cpu_weight = 0"), Err(ServiceFileError::CpuWeight(0)));
+        assert_eq!(
+            with("cpu_weight = 10001"),
+            Err(ServiceFileError::CpuWeight(10001))
+        );
+        assert!(with("cpu_weight = 1").is_ok() && with("cpu_weight = 10000").is_ok());
+        assert_eq!(with("tasks_max = 0"), Err(ServiceFileError::TasksMax(0)));
+        assert_eq!(
+            with("after = [\"a/b\"]"),
+            Err(ServiceFileError::After("a/b".into()))
+        );
+        assert!(matches!(
+            with("type = \"forking\""),
+            Err(ServiceFileError::Syntax(m)) if m.contains("simple, oneshot")
+        ));
+        assert!(matches!(
+            with("cpu_weight = \"high\""),
+            Err(ServiceFileError::Syntax(_))
+        ));
+        let text = with("memory_max = \"1.5G\"").expect_err("bad").to_string();
+        assert!(
+            text.contains("memory_max = \"1.5G\" is not a size"),
+            "{text}"
+        );
+        assert!(text.contains("\"512M\""), "{text}");
     }
 
     #[test]

@@ -1,28 +1,63 @@
-//! The supervisor: the state of every service, started, restarted and
-//! stopped through [`Syscall`], so that its bookkeeping is host-testable.
+//! The supervisor: the state of every service, started in order, restarted
+//! and stopped through [`Syscall`], each in its own cgroup when the node has
+//! cgroups, so that its bookkeeping is host-testable.
+//!
+//! A service's cgroup ([`tandem_contract::cgroup::service`]) is created,
+//! with its limits, before its first start and kept across restarts; what
+//! its main process leaves behind there is killed when it ends; the cgroup
+//! is removed once the service ended for good and the cgroup is empty.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use super::{Exit, ServiceDef, StdioMode, console_tty, next_streak, restart_after};
+use super::order::{Gate, Node, Order, OrderWarning, Progress};
+use super::{Exit, ServiceDef, ServiceType, StdioMode, console_tty, next_streak, restart_after};
 use crate::error::Error;
 use crate::status::{ServiceState, ServiceStatus};
 use crate::syscall::Syscall;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// How long the processes of a service get to end after they were killed
+/// (`cgroup.kill` or SIGKILL) before PID 1 stops waiting for them, and how
+/// long an emptied cgroup's removal is retried.
+pub const KILL_WAIT: Duration = Duration::from_secs(2);
+/// Time between attempts to remove a cgroup that still held a process.
+const REMOVE_RETRY: Duration = Duration::from_millis(50);
+
+#[derive(Clone, Debug, PartialEq, Eq)]
 enum State {
     Disabled,
-    /// `after_network`, and the network is not settled yet.
-    WaitingForNetwork,
+    /// Not started yet: waits for the network (`after_network`) or for
+    /// services it starts after (`after`).
+    Waiting,
+    /// A service it starts after failed (these): it does not start.
+    Blocked(Vec<usize>),
     Due(Instant),
     Running {
         pid: i32,
         since: Instant,
     },
+    /// Asked to stop: `pid` until the main process ended, then until its
+    /// cgroup is empty. Past `deadline` what is left is killed (`killed`),
+    /// and waited for until [`KILL_WAIT`] later.
     Stopping {
-        pid: i32,
+        pid: Option<i32>,
+        deadline: Instant,
+        killed: bool,
     },
     Done,
+}
+
+/// A service's cgroup.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Cgroup {
+    /// No cgroup: the node has none, the service has not started yet, or
+    /// its cgroup was removed (or could not be made).
+    None,
+    /// Exists; kept across restarts.
+    Live,
+    /// The service ended for good: the cgroup goes once it is empty, tried
+    /// at `next`, given up at `until`.
+    Removing { next: Instant, until: Instant },
 }
 
 #[derive(Debug)]
@@ -33,6 +68,13 @@ struct Unit {
     streak: u32,
     last_exit: Option<Exit>,
     last_error: Option<String>,
+    /// Spawned at least once in this boot.
+    started: bool,
+    /// A run ended with status 0 (a oneshot is done).
+    succeeded: bool,
+    cgroup: Cgroup,
+    /// Its cgroup's path.
+    dir: PathBuf,
 }
 
 /// A change worth a console line.
@@ -55,140 +97,409 @@ pub enum Event {
         exit: Exit,
         /// Delay before restart, if any.
         restart_in: Option<Duration>,
+        /// Processes it left in its cgroup were killed.
+        killed_left: bool,
     },
+    /// Will not start in this boot: services it starts after failed.
+    Blocked {
+        /// Service.
+        name: String,
+        /// The services that failed.
+        by: Vec<String>,
+    },
+    /// Something about a service that does not keep it from running: a
+    /// limit not written, a cgroup not made or left behind.
+    Warning(Error),
+}
+
+/// What one [`Supervisor::stop_step`] did.
+#[derive(Debug, Default)]
+pub struct StopStep {
+    /// Services (and their main PID if it still ran) whose processes were
+    /// killed because their stop timeout passed.
+    pub killed: Vec<(String, Option<i32>)>,
+    /// Services whose processes did not end even when killed; no longer
+    /// waited for.
+    pub gave_up: Vec<String>,
+    /// Cgroups left behind.
+    pub warnings: Vec<Error>,
+    /// Whether anything is still stopping (or a cgroup still to remove).
+    pub left: bool,
 }
 
 /// The supervised services.
 #[derive(Debug)]
 pub struct Supervisor {
     units: Vec<Unit>,
+    order: Order,
+    warnings: Vec<OrderWarning>,
+    /// Events of changes made outside [`Supervisor::start_due`] (a service
+    /// blocked by another's exit), handed out by its next call.
+    pending: Vec<Event>,
     console: PathBuf,
+    cgroups: bool,
+    network_settled: bool,
+    stopping: bool,
 }
 
 impl Supervisor {
-    /// Services from `defs`, enabled ones due now.
+    /// Services from `defs` (without cgroups until [`Supervisor::with_cgroups`]);
+    /// enabled ones that wait for nothing are due now. Problems with their
+    /// `after` are kept for [`Supervisor::take_warnings`].
     pub fn new(defs: Vec<ServiceDef>, now: Instant) -> Supervisor {
+        let nodes: Vec<Node> = defs
+            .iter()
+            .map(|d| Node {
+                name: &d.name,
+                enabled: d.spec.enabled,
+                after: &d.spec.after,
+            })
+            .collect();
+        let (order, warnings) = Order::new(&nodes);
         let units = defs
             .into_iter()
             .map(|def| Unit {
-                state: match (def.spec.enabled, def.spec.after_network) {
-                    (false, _) => State::Disabled,
-                    (true, true) => State::WaitingForNetwork,
-                    (true, false) => State::Due(now),
+                state: if def.spec.enabled {
+                    State::Waiting
+                } else {
+                    State::Disabled
                 },
+                dir: tandem_contract::cgroup::service(&def.name),
                 def,
                 restarts: 0,
                 streak: 0,
                 last_exit: None,
                 last_error: None,
+                started: false,
+                succeeded: false,
+                cgroup: Cgroup::None,
             })
             .collect();
-        Supervisor {
+        let mut s = Supervisor {
             units,
+            order,
+            warnings,
+            pending: Vec::new(),
             console: console_tty(),
+            cgroups: false,
+            network_settled: false,
+            stopping: false,
+        };
+        s.promote(now);
+        s
+    }
+
+    /// Whether each service runs in a cgroup of its own (cgroup2 is
+    /// mounted and the services' cgroup exists).
+    pub fn with_cgroups(mut self, on: bool) -> Supervisor {
+        self.cgroups = on;
+        self
+    }
+
+    /// The problems found in the services' `after` (once).
+    pub fn take_warnings(&mut self) -> Vec<OrderWarning> {
+        std::mem::take(&mut self.warnings)
+    }
+
+    /// What service `i` is for those that start after it.
+    fn progress(&self, i: usize) -> Progress {
+        let u = &self.units[i];
+        let done = match u.def.spec.kind {
+            ServiceType::Simple => u.started,
+            ServiceType::Oneshot => u.succeeded,
+        };
+        if done {
+            Progress::Started
+        } else if matches!(u.state, State::Done | State::Blocked(_) | State::Disabled) {
+            Progress::Failed
+        } else {
+            Progress::Pending
         }
     }
 
-    /// Starts every service that is due.
-    pub fn start_due(&mut self, sys: &mut dyn Syscall, now: Instant) -> Vec<Event> {
-        let mut events = Vec::new();
-        for i in 0..self.units.len() {
-            let State::Due(at) = self.units[i].state else {
-                continue;
-            };
-            if at > now {
-                continue;
+    /// Service `i`, if waiting, becomes due (the network and the services it
+    /// starts after are there) or blocked (one of those failed).
+    fn promote_one(&mut self, i: usize, now: Instant) {
+        if self.stopping || self.units[i].state != State::Waiting {
+            return;
+        }
+        match self.order.gate(i, |j| self.progress(j)) {
+            Gate::Blocked(by) => {
+                let names = self.names(&by);
+                let u = &mut self.units[i];
+                u.state = State::Blocked(by);
+                self.pending.push(Event::Blocked {
+                    name: u.def.name.clone(),
+                    by: names,
+                });
             }
-            match sys.spawn_service(&self.units[i].def, &self.console) {
-                Ok(pid) => {
-                    let u = &mut self.units[i];
-                    u.state = State::Running { pid, since: now };
-                    u.last_error = None;
-                    events.push(Event::Started {
-                        name: u.def.name.clone(),
-                        pid,
-                    });
+            Gate::Waiting(_) => {}
+            Gate::Open => {
+                let u = &mut self.units[i];
+                if !u.def.spec.after_network || self.network_settled {
+                    u.state = State::Due(now);
                 }
-                Err(err) => {
-                    let u = &mut self.units[i];
-                    // A program that cannot start is a quick failure.
-                    let exit = Exit::Code(127);
-                    let delay = restart_after(
-                        u.def.spec.restart,
-                        exit,
-                        Duration::ZERO,
-                        u.streak,
-                        base(&u.def),
-                    );
-                    u.streak = next_streak(u.streak, Duration::ZERO);
-                    u.last_exit = Some(exit);
-                    u.last_error = Some(err.to_string());
-                    u.state = delay.map_or(State::Done, |d| State::Due(now + d));
-                    events.push(Event::SpawnFailed(err));
+            }
+        }
+    }
+
+    /// Every waiting service whose turn came is due (in start order, so a
+    /// chain of blocked services is blocked at once).
+    fn promote(&mut self, now: Instant) {
+        for k in 0..self.order.topo().len() {
+            let i = self.order.topo()[k];
+            self.promote_one(i, now);
+        }
+    }
+
+    fn names(&self, indices: &[usize]) -> Vec<String> {
+        indices
+            .iter()
+            .filter_map(|&j| self.units.get(j).map(|u| u.def.name.clone()))
+            .collect()
+    }
+
+    /// Starts every service that is due, in start order: a service due
+    /// once another started starts in the same call.
+    pub fn start_due(&mut self, sys: &mut dyn Syscall, now: Instant) -> Vec<Event> {
+        let mut events = std::mem::take(&mut self.pending);
+        for k in 0..self.order.topo().len() {
+            let i = self.order.topo()[k];
+            self.promote_one(i, now);
+            events.append(&mut self.pending);
+            match self.units[i].state {
+                State::Due(at) if at <= now && !self.stopping => {
+                    self.start(i, sys, now, &mut events)
                 }
+                _ => {}
             }
         }
         events
     }
 
-    /// The network is configured, or the boot stopped waiting for it: the
-    /// `after_network` services are due now. Later restarts do not wait.
-    pub fn network_settled(&mut self, now: Instant) {
-        for u in &mut self.units {
-            if u.state == State::WaitingForNetwork {
-                u.state = State::Due(now);
+    /// The cgroup for service `i`'s next run: made (with its limits) before
+    /// the first, emptied of anything left before a restart. `None` without
+    /// cgroups or when it cannot be made (the service runs anyway).
+    fn prepare_cgroup(
+        &mut self,
+        i: usize,
+        sys: &mut dyn Syscall,
+        events: &mut Vec<Event>,
+    ) -> Option<PathBuf> {
+        if !self.cgroups {
+            return None;
+        }
+        let u = &mut self.units[i];
+        if u.cgroup == Cgroup::Live {
+            if sys.cgroup_populated(&u.dir).unwrap_or(false) {
+                let _ = sys.cgroup_kill(&u.dir);
+            }
+            return Some(u.dir.clone());
+        }
+        if let Err(err) = sys.cgroup_create(&u.dir) {
+            events.push(Event::Warning(Error::Cgroup {
+                what: "creating",
+                path: u.dir.clone(),
+                err,
+            }));
+            return None;
+        }
+        u.cgroup = Cgroup::Live;
+        for (file, value) in u.def.spec.limits.files() {
+            if let Err(err) = sys.cgroup_write(&u.dir, file, &value.to_string()) {
+                events.push(Event::Warning(Error::Cgroup {
+                    what: "writing",
+                    path: u.dir.join(file),
+                    err,
+                }));
+            }
+        }
+        Some(u.dir.clone())
+    }
+
+    fn start(&mut self, i: usize, sys: &mut dyn Syscall, now: Instant, events: &mut Vec<Event>) {
+        let cgroup = self.prepare_cgroup(i, sys, events);
+        match sys.spawn_service(&self.units[i].def, &self.console, cgroup.as_deref()) {
+            Ok(pid) => {
+                let u = &mut self.units[i];
+                u.state = State::Running { pid, since: now };
+                u.started = true;
+                u.last_error = None;
+                events.push(Event::Started {
+                    name: u.def.name.clone(),
+                    pid,
+                });
+            }
+            Err(err) => {
+                let u = &mut self.units[i];
+                // A program that cannot start is a quick failure.
+                let exit = Exit::Code(127);
+                let delay = restart_after(
+                    u.def.spec.restart,
+                    exit,
+                    Duration::ZERO,
+                    u.streak,
+                    base(&u.def),
+                );
+                u.streak = next_streak(u.streak, Duration::ZERO);
+                u.last_exit = Some(exit);
+                u.last_error = Some(err.to_string());
+                if matches!(err, Error::Cgroup { .. }) {
+                    // Its cgroup went away: made again for the next try.
+                    u.cgroup = Cgroup::None;
+                }
+                events.push(Event::SpawnFailed(err));
+                match delay {
+                    Some(d) => u.state = State::Due(now + d),
+                    None => self.finish(i, now),
+                }
             }
         }
     }
 
+    /// Service `i` ended for good: its cgroup goes once empty.
+    fn finish(&mut self, i: usize, now: Instant) {
+        let u = &mut self.units[i];
+        u.state = State::Done;
+        if u.cgroup == Cgroup::Live {
+            u.cgroup = Cgroup::Removing {
+                next: now,
+                until: now + KILL_WAIT,
+            };
+        }
+    }
+
+    /// The network is configured, or the boot stopped waiting for it: the
+    /// `after_network` services are due now (those with nothing else to
+    /// wait for). Later restarts do not wait.
+    pub fn network_settled(&mut self, now: Instant) {
+        self.network_settled = true;
+        self.promote(now);
+    }
+
     /// Records the exit of `pid`; `None` if it is not a service (an orphan).
-    pub fn on_exit(&mut self, pid: i32, exit: Exit, now: Instant) -> Option<Event> {
-        let u = self.units.iter_mut().find(|u| match u.state {
-            State::Running { pid: p, .. } | State::Stopping { pid: p } => p == pid,
+    /// What the service left in its cgroup is killed (before a restart, or
+    /// for good).
+    pub fn on_exit(
+        &mut self,
+        sys: &mut dyn Syscall,
+        pid: i32,
+        exit: Exit,
+        now: Instant,
+    ) -> Option<Event> {
+        let i = self.units.iter().position(|u| match u.state {
+            State::Running { pid: p, .. } | State::Stopping { pid: Some(p), .. } => p == pid,
             _ => false,
         })?;
+        let u = &mut self.units[i];
         u.last_exit = Some(exit);
-        let State::Running { since, .. } = u.state else {
-            u.state = State::Done;
-            return Some(Event::Exited {
-                name: u.def.name.clone(),
-                exit,
-                restart_in: None,
-            });
+        u.succeeded |= exit.success();
+        let name = u.def.name.clone();
+        // Its main process is what a service is: what it leaves behind in
+        // its cgroup is killed (before a restart, or for good; once).
+        let killed_already = matches!(u.state, State::Stopping { killed: true, .. });
+        let killed_left = !killed_already
+            && u.cgroup == Cgroup::Live
+            && sys.cgroup_populated(&u.dir).unwrap_or(false)
+            && sys.cgroup_kill(&u.dir).is_ok();
+        let since = match u.state {
+            State::Running { since, .. } => since,
+            State::Stopping {
+                deadline, killed, ..
+            } => {
+                // Stopping: [`stop_step`] waits for the cgroup to empty.
+                u.state = if killed_left {
+                    State::Stopping {
+                        pid: None,
+                        deadline: now + KILL_WAIT,
+                        killed: true,
+                    }
+                } else {
+                    State::Stopping {
+                        pid: None,
+                        deadline,
+                        killed,
+                    }
+                };
+                return Some(Event::Exited {
+                    name,
+                    exit,
+                    restart_in: None,
+                    killed_left,
+                });
+            }
+            _ => return None,
         };
         let ran_for = now.saturating_duration_since(since);
         let delay = restart_after(u.def.spec.restart, exit, ran_for, u.streak, base(&u.def));
         u.streak = next_streak(u.streak, ran_for);
-        u.state = match delay {
+        match delay {
             Some(d) => {
                 u.restarts += 1;
-                State::Due(now + d)
+                u.state = State::Due(now + d);
             }
-            None => State::Done,
-        };
+            None => self.finish(i, now),
+        }
+        self.promote(now);
         Some(Event::Exited {
-            name: u.def.name.clone(),
+            name,
             exit,
             restart_in: delay,
+            killed_left,
         })
     }
 
-    /// When the next restart is due.
+    /// Removes the cgroups of services that ended for good, once empty;
+    /// one still not empty [`KILL_WAIT`] after is left (a warning).
+    pub fn sweep(&mut self, sys: &mut dyn Syscall, now: Instant) -> Vec<Event> {
+        let mut events = Vec::new();
+        for u in &mut self.units {
+            let Cgroup::Removing { next, until } = u.cgroup else {
+                continue;
+            };
+            if next > now {
+                continue;
+            }
+            u.cgroup = match sys.cgroup_remove(&u.dir) {
+                Ok(()) => Cgroup::None,
+                Err(e) if e.raw_os_error() == Some(libc::EBUSY) && now < until => {
+                    Cgroup::Removing {
+                        next: now + REMOVE_RETRY,
+                        until,
+                    }
+                }
+                Err(err) => {
+                    events.push(Event::Warning(Error::Cgroup {
+                        what: "removing",
+                        path: u.dir.clone(),
+                        err,
+                    }));
+                    Cgroup::None
+                }
+            };
+        }
+        events
+    }
+
+    /// When the next restart or cgroup removal is due.
     pub fn next_due(&self) -> Option<Instant> {
         self.units
             .iter()
-            .filter_map(|u| match u.state {
-                State::Due(at) => Some(at),
+            .filter_map(|u| match (&u.state, u.cgroup) {
+                (State::Due(at), _) => Some(*at),
+                (_, Cgroup::Removing { next, .. }) => Some(next),
                 _ => None,
             })
             .min()
     }
 
-    /// Sends SIGTERM to every running service's process group and returns
-    /// the longest stop timeout among them. No service is restarted after.
-    pub fn terminate_all(&mut self, sys: &mut dyn Syscall) -> Duration {
-        let mut longest = Duration::ZERO;
-        for u in &mut self.units {
+    /// Sends SIGTERM to every running service's process group (SIGHUP too
+    /// to a `tty` service, then SIGCONT); each has its own stop timeout
+    /// from now. Nothing starts or restarts after.
+    pub fn terminate_all(&mut self, sys: &mut dyn Syscall, now: Instant) {
+        self.stopping = true;
+        for i in 0..self.units.len() {
+            let u = &mut self.units[i];
             match u.state {
                 State::Running { pid, .. } => {
                     let _ = sys.kill(-pid, libc::SIGTERM);
@@ -197,52 +508,102 @@ impl Supervisor {
                         let _ = sys.kill(-pid, libc::SIGHUP);
                     }
                     let _ = sys.kill(-pid, libc::SIGCONT);
-                    longest = longest.max(Duration::from_secs(u.def.spec.stop_timeout_secs));
-                    u.state = State::Stopping { pid };
+                    u.state = State::Stopping {
+                        pid: Some(pid),
+                        deadline: now + Duration::from_secs(u.def.spec.stop_timeout_secs),
+                        killed: false,
+                    };
                 }
-                State::Due(_) | State::WaitingForNetwork => u.state = State::Done,
+                State::Due(_) | State::Waiting => self.finish(i, now),
                 _ => {}
             }
         }
-        longest
     }
 
-    /// PIDs still stopping.
-    pub fn stopping(&self) -> Vec<i32> {
-        self.units
-            .iter()
-            .filter_map(|u| match u.state {
-                State::Stopping { pid } => Some(pid),
-                _ => None,
-            })
-            .collect()
-    }
-
-    /// Names and PIDs of the services still stopping.
-    pub fn stopping_names(&self) -> Vec<(String, i32)> {
-        self.units
-            .iter()
-            .filter_map(|u| match u.state {
-                State::Stopping { pid } => Some((u.def.name.clone(), pid)),
-                _ => None,
-            })
-            .collect()
+    /// One round of stopping (after [`Supervisor::terminate_all`]): a
+    /// service whose main process ended and whose cgroup is empty is
+    /// stopped; one past its stop timeout is killed (its whole cgroup, or
+    /// its process group without cgroups) and given up [`KILL_WAIT`] later.
+    /// Removes the emptied cgroups ([`Supervisor::sweep`]).
+    pub fn stop_step(&mut self, sys: &mut dyn Syscall, now: Instant) -> StopStep {
+        let mut step = StopStep::default();
+        for i in 0..self.units.len() {
+            let u = &mut self.units[i];
+            let State::Stopping {
+                pid,
+                deadline,
+                killed,
+            } = u.state
+            else {
+                continue;
+            };
+            let live = u.cgroup == Cgroup::Live;
+            let empty = pid.is_none() && !(live && sys.cgroup_populated(&u.dir).unwrap_or(false));
+            if empty {
+                self.finish(i, now);
+                continue;
+            }
+            if now < deadline {
+                continue;
+            }
+            if killed {
+                step.gave_up.push(u.def.name.clone());
+                u.state = State::Done;
+                u.cgroup = Cgroup::None;
+                continue;
+            }
+            let by_cgroup = live && sys.cgroup_kill(&u.dir).is_ok();
+            if !by_cgroup && let Some(pid) = pid {
+                let _ = sys.kill(-pid, libc::SIGKILL);
+            }
+            step.killed.push((u.def.name.clone(), pid));
+            u.state = State::Stopping {
+                pid,
+                deadline: now + KILL_WAIT,
+                killed: true,
+            };
+        }
+        for ev in self.sweep(sys, now) {
+            if let Event::Warning(e) = ev {
+                step.warnings.push(e);
+            }
+        }
+        step.left = self.units.iter().any(|u| {
+            matches!(u.state, State::Stopping { .. }) || matches!(u.cgroup, Cgroup::Removing { .. })
+        });
+        step
     }
 
     /// Status for /run/tandem/status.json.
     pub fn status(&self) -> Vec<ServiceStatus> {
         self.units
             .iter()
-            .map(|u| {
-                let (state, pid) = match u.state {
+            .enumerate()
+            .map(|(i, u)| {
+                let mut waiting_for = Vec::new();
+                let mut blocked_by = Vec::new();
+                let (state, pid) = match &u.state {
                     State::Disabled => (ServiceState::Disabled, None),
+                    State::Waiting => {
+                        if let Gate::Waiting(on) = self.order.gate(i, |j| self.progress(j)) {
+                            waiting_for = self.names(&on);
+                        }
+                        if u.def.spec.after_network && !self.network_settled {
+                            (ServiceState::WaitingForNetwork, None)
+                        } else {
+                            (ServiceState::WaitingForServices, None)
+                        }
+                    }
+                    State::Blocked(by) => {
+                        blocked_by = self.names(by);
+                        (ServiceState::Blocked, None)
+                    }
                     State::Due(_) if u.last_exit.is_some() => {
                         (ServiceState::WaitingToRestart, None)
                     }
                     State::Due(_) => (ServiceState::Starting, None),
-                    State::WaitingForNetwork => (ServiceState::WaitingForNetwork, None),
-                    State::Running { pid, .. } => (ServiceState::Running, Some(pid)),
-                    State::Stopping { pid } => (ServiceState::Stopping, Some(pid)),
+                    State::Running { pid, .. } => (ServiceState::Running, Some(*pid)),
+                    State::Stopping { pid, .. } => (ServiceState::Stopping, *pid),
                     State::Done if u.last_exit.is_some_and(Exit::success) => {
                         (ServiceState::Exited, None)
                     }
@@ -259,6 +620,11 @@ impl Supervisor {
                     pid,
                     restarts: u.restarts,
                     last_exit,
+                    kind: u.def.spec.kind,
+                    waiting_for,
+                    blocked_by,
+                    cgroup: (u.cgroup != Cgroup::None).then(|| u.dir.display().to_string()),
+                    usage: None,
                 }
             })
             .collect()
@@ -302,7 +668,7 @@ mod tests {
         // A restart after the network settled does not wait again.
         s.units[1].state = State::Running { pid: 11, since: t1 };
         let t2 = t1 + Duration::from_secs(1);
-        s.on_exit(11, Exit::Code(1), t2);
+        s.on_exit(&mut TestSyscall::default(), 11, Exit::Code(1), t2);
         assert_eq!(s.next_due(), Some(t2 + Duration::from_millis(500)));
     }
 
@@ -312,7 +678,7 @@ mod tests {
         let mut net = def("agent", Restart::Always);
         net.spec.after_network = true;
         let mut s = Supervisor::new(vec![net], t0);
-        s.terminate_all(&mut TestSyscall::default());
+        s.terminate_all(&mut TestSyscall::default(), t0);
         s.network_settled(t0);
         assert_eq!(s.next_due(), None);
     }
@@ -322,26 +688,27 @@ mod tests {
         let t0 = Instant::now();
         let defs = vec![def("a", Restart::Always), def("n", Restart::Never)];
         let mut s = Supervisor::new(defs, t0);
+        let sys = &mut TestSyscall::default();
         // Pretend both started (spawning is not part of this test).
         s.units[0].state = State::Running { pid: 10, since: t0 };
         s.units[1].state = State::Running { pid: 11, since: t0 };
         let t1 = t0 + Duration::from_secs(1);
         assert!(matches!(
-            s.on_exit(10, Exit::Code(0), t1),
+            s.on_exit(sys, 10, Exit::Code(0), t1),
             Some(Event::Exited {
                 restart_in: Some(_),
                 ..
             })
         ));
         assert!(matches!(
-            s.on_exit(11, Exit::Code(1), t1),
+            s.on_exit(sys, 11, Exit::Code(1), t1),
             Some(Event::Exited {
                 restart_in: None,
                 ..
             })
         ));
         assert!(
-            s.on_exit(99, Exit::Code(0), t1).is_none(),
+            s.on_exit(sys, 99, Exit::Code(0), t1).is_none(),
             "orphans are not services"
         );
         assert_eq!(s.next_due(), Some(t1 + Duration::from_millis(500)));
@@ -351,7 +718,39 @@ mod tests {
         assert_eq!(st[1].state, ServiceState::Failed);
         assert_eq!(st[1].last_exit.as_deref(), Some("exit status 1"));
         // At shutdown nothing is restarted.
-        s.terminate_all(&mut TestSyscall::default());
+        s.terminate_all(sys, t1);
         assert_eq!(s.next_due(), None);
+    }
+
+    #[test]
+    fn a_cgroup_removed_behind_its_back_is_made_again() {
+        use crate::syscall::test::Call;
+        let t0 = Instant::now();
+        let sys = &mut TestSyscall::default();
+        let mut s = Supervisor::new(vec![def("a", Restart::Always)], t0).with_cgroups(true);
+        let dir = tandem_contract::cgroup::service("a");
+        s.start_due(sys, t0);
+        let _ = sys.kill(100, libc::SIGKILL);
+        for (pid, exit) in sys.reap().exited {
+            s.on_exit(sys, pid, exit, t0);
+        }
+        sys.cgroup_remove(&dir).expect("empty: removed");
+        let t1 = t0 + Duration::from_millis(500);
+        let events = s.start_due(sys, t1);
+        assert!(
+            matches!(&events[..], [Event::SpawnFailed(Error::Cgroup { .. })]),
+            "{events:?}"
+        );
+        let t2 = t1 + Duration::from_secs(1);
+        assert_eq!(s.next_due(), Some(t2));
+        let events = s.start_due(sys, t2);
+        assert!(matches!(&events[..], [Event::Started { .. }]), "{events:?}");
+        let creates = sys
+            .calls
+            .iter()
+            .filter(|r| r.call == Call::CgroupCreate(dir.clone()))
+            .count();
+        assert_eq!(creates, 2);
+        assert_eq!(s.status()[0].cgroup.as_deref(), dir.to_str());
     }
 }

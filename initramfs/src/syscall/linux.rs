@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::{Ready, Reaped, Syscall};
+use crate::cgroup;
 use crate::error::Error;
 use crate::mount::MS_RDONLY;
 use crate::services::{self, Exit, ServiceDef};
@@ -50,8 +51,33 @@ impl Syscall for LinuxSyscall {
         sys::sleep(d);
     }
 
-    fn spawn_service(&mut self, def: &ServiceDef, console: &Path) -> Result<i32, Error> {
-        services::spawn(def, console)
+    fn spawn_service(
+        &mut self,
+        def: &ServiceDef,
+        console: &Path,
+        cgroup: Option<&Path>,
+    ) -> Result<i32, Error> {
+        services::spawn(def, console, cgroup)
+    }
+
+    fn cgroup_create(&mut self, dir: &Path) -> io::Result<()> {
+        cgroup::create(dir)
+    }
+
+    fn cgroup_write(&mut self, dir: &Path, file: &str, value: &str) -> io::Result<()> {
+        cgroup::write(dir, file, value)
+    }
+
+    fn cgroup_populated(&mut self, dir: &Path) -> io::Result<bool> {
+        cgroup::populated(dir)
+    }
+
+    fn cgroup_kill(&mut self, dir: &Path) -> io::Result<()> {
+        cgroup::kill(dir)
+    }
+
+    fn cgroup_remove(&mut self, dir: &Path) -> io::Result<()> {
+        cgroup::remove(dir)
     }
 
     fn kill(&mut self, pid: i32, signal: i32) -> io::Result<()> {

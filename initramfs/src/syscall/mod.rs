@@ -52,9 +52,27 @@ pub trait Syscall {
     fn boottime_us(&self) -> u64;
     /// Sleeps.
     fn sleep(&mut self, d: Duration);
-    /// Starts a service's process (see [`services::spawn`](fn@crate::services::spawn));
-    /// returns its PID, which is also its process group.
-    fn spawn_service(&mut self, def: &ServiceDef, console: &Path) -> Result<i32, Error>;
+    /// Starts a service's process (see [`services::spawn`](fn@crate::services::spawn)),
+    /// in the cgroup `cgroup` if given, which it joins before exec; returns
+    /// its PID, which is also its process group.
+    fn spawn_service(
+        &mut self,
+        def: &ServiceDef,
+        console: &Path,
+        cgroup: Option<&Path>,
+    ) -> Result<i32, Error>;
+    /// Creates the cgroup `dir` (one that exists is fine).
+    fn cgroup_create(&mut self, dir: &Path) -> io::Result<()>;
+    /// Writes `value` to the interface file `file` of the cgroup `dir`
+    /// (a limit: `memory.max`, `cpu.weight`, `pids.max`).
+    fn cgroup_write(&mut self, dir: &Path, file: &str, value: &str) -> io::Result<()>;
+    /// Whether the cgroup `dir` (or one below it) still holds a process; a
+    /// cgroup that is gone holds none.
+    fn cgroup_populated(&mut self, dir: &Path) -> io::Result<bool>;
+    /// SIGKILLs every process in the cgroup `dir` (`cgroup.kill`).
+    fn cgroup_kill(&mut self, dir: &Path) -> io::Result<()>;
+    /// Removes the empty cgroup `dir` (EBUSY while a process is left).
+    fn cgroup_remove(&mut self, dir: &Path) -> io::Result<()>;
     /// kill(2): `pid` as kill(2) takes it (negative: a process group; -1:
     /// every process but PID 1).
     fn kill(&mut self, pid: i32, signal: i32) -> io::Result<()>;

@@ -1,11 +1,12 @@
 //! A recording [`Syscall`] for host tests (youki's `TestHelperSyscall`):
 //! every call is written down with the fake clock's time, and the answers
 //! are scripted: how long each service's runs last and how they end, which
-//! services ignore SIGTERM, which signals reach PID 1 when, the mount table
-//! and which unmounts fail. Time only moves when the code under test sleeps
+//! services ignore SIGTERM, which leave processes behind in their cgroup,
+//! which signals reach PID 1 when, the mount table and which unmounts fail.
+//! Cgroups are directories that exist or not and the PIDs they hold. Time only moves when the code under test sleeps
 //! or polls, so a test of a minute of supervision takes microseconds.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -25,7 +26,19 @@ pub enum Call {
         name: String,
         /// PID given to it.
         pid: i32,
+        /// The cgroup it joined.
+        cgroup: Option<PathBuf>,
     },
+    /// A cgroup was created.
+    CgroupCreate(PathBuf),
+    /// A cgroup file was written: (cgroup, file, value).
+    CgroupWrite(PathBuf, String, String),
+    /// Whether a cgroup holds processes was asked.
+    CgroupPopulated(PathBuf),
+    /// `cgroup.kill` of a cgroup.
+    CgroupKill(PathBuf),
+    /// A cgroup was removed (or tried to be).
+    CgroupRemove(PathBuf),
     /// kill(2).
     Kill {
         /// Target as kill(2) takes it.
@@ -87,12 +100,30 @@ pub struct TestSyscall {
     pending_signals: Vec<i32>,
     exits: Vec<(Duration, i32, Exit)>,
     signals: Vec<(Duration, i32)>,
-    runs: HashMap<String, (Duration, Exit)>,
+    /// Service → its runs in order; the last one repeats.
+    runs: HashMap<String, Vec<(Duration, Exit)>>,
+    /// Service → how many times it was started.
+    started: HashMap<String, usize>,
     ignore_term: HashSet<String>,
+    /// Service → how many processes each run leaves (in its cgroup, out of
+    /// its process group, until killed).
+    leaves: HashMap<String, usize>,
+    next_helper: i32,
+    /// Services whose left processes survive even SIGKILL (stuck in the
+    /// kernel).
+    stuck: HashSet<String>,
+    /// Existing cgroups and the PIDs in them.
+    cgroups: BTreeMap<PathBuf, BTreeSet<i32>>,
+    /// Cgroup files that cannot be written (a controller the kernel lacks).
+    missing_files: HashSet<String>,
+    /// Cgroups that cannot be created.
+    failing_cgroups: HashSet<PathBuf>,
     mounts: String,
     failing_umounts: HashSet<PathBuf>,
     /// The last status written.
     pub status: Option<Status>,
+    /// Every status written, with its time.
+    pub published: Vec<(Duration, Status)>,
 }
 
 impl Default for TestSyscall {
@@ -109,18 +140,30 @@ impl Default for TestSyscall {
             exits: Vec::new(),
             signals: Vec::new(),
             runs: HashMap::new(),
+            started: HashMap::new(),
             ignore_term: HashSet::new(),
+            leaves: HashMap::new(),
+            next_helper: 1000,
+            stuck: HashSet::new(),
+            cgroups: BTreeMap::new(),
+            missing_files: HashSet::new(),
+            failing_cgroups: HashSet::new(),
             mounts: String::new(),
             failing_umounts: HashSet::new(),
             status: None,
+            published: Vec::new(),
         }
     }
 }
 
 impl TestSyscall {
-    /// Every run of `name` ends `after` its start, with `exit`.
+    /// The next run of `name` ends `after` its start, with `exit`; the
+    /// last run given is how every later one ends.
     pub fn runs(mut self, name: &str, after: Duration, exit: Exit) -> TestSyscall {
-        self.runs.insert(name.to_string(), (after, exit));
+        self.runs
+            .entry(name.to_string())
+            .or_default()
+            .push((after, exit));
         self
     }
 
@@ -128,6 +171,56 @@ impl TestSyscall {
     pub fn ignores_term(mut self, name: &str) -> TestSyscall {
         self.ignore_term.insert(name.to_string());
         self
+    }
+
+    /// Every run of `name` starts `n` more processes that stay in its cgroup
+    /// but leave its process group (a daemon's children): only a kill of
+    /// the cgroup, or of every process, ends them. PIDs from 1000.
+    pub fn leaves(mut self, name: &str, n: usize) -> TestSyscall {
+        self.leaves.insert(name.to_string(), n);
+        self
+    }
+
+    /// The processes `name` leaves ([`TestSyscall::leaves`]) never end,
+    /// not even on SIGKILL (uninterruptible sleep).
+    pub fn stuck(mut self, name: &str) -> TestSyscall {
+        self.stuck.insert(name.to_string());
+        self
+    }
+
+    /// Writing the cgroup file `file` fails with ENOENT (its controller is
+    /// not enabled).
+    pub fn no_cgroup_file(mut self, file: &str) -> TestSyscall {
+        self.missing_files.insert(file.to_string());
+        self
+    }
+
+    /// Creating the cgroup `dir` fails with EACCES.
+    pub fn cgroup_create_fails(mut self, dir: &Path) -> TestSyscall {
+        self.failing_cgroups.insert(dir.to_path_buf());
+        self
+    }
+
+    /// The cgroups that exist now and the PIDs in them.
+    pub fn cgroups(&self) -> &BTreeMap<PathBuf, BTreeSet<i32>> {
+        &self.cgroups
+    }
+
+    /// The cgroup calls that change something, in order.
+    pub fn cgroup_actions(&self) -> Vec<(Duration, Call)> {
+        self.calls
+            .iter()
+            .filter(|r| {
+                matches!(
+                    r.call,
+                    Call::CgroupCreate(_)
+                        | Call::CgroupWrite(..)
+                        | Call::CgroupKill(_)
+                        | Call::CgroupRemove(_)
+                )
+            })
+            .map(|r| (r.at, r.call.clone()))
+            .collect()
     }
 
     /// `signal` reaches PID 1 at `at`.
@@ -148,6 +241,15 @@ impl TestSyscall {
         self
     }
 
+    /// The last status written at or before `at`.
+    pub fn published_at(&self, at: Duration) -> Option<&Status> {
+        self.published
+            .iter()
+            .rev()
+            .find(|(t, _)| *t <= at)
+            .map(|(_, s)| s)
+    }
+
     /// The fake time now.
     pub fn elapsed(&self) -> Duration {
         self.clock
@@ -158,7 +260,7 @@ impl TestSyscall {
         self.calls
             .iter()
             .filter_map(|r| match &r.call {
-                Call::Spawn { name, pid } => Some((r.at, name.clone(), *pid)),
+                Call::Spawn { name, pid, .. } => Some((r.at, name.clone(), *pid)),
                 _ => None,
             })
             .collect()
@@ -208,6 +310,7 @@ impl TestSyscall {
                         | Call::MountTable
                         | Call::WriteStatus
                         | Call::PetWatchdog
+                        | Call::CgroupPopulated(_)
                 )
             })
             .map(|r| r.call.clone())
@@ -225,11 +328,23 @@ impl TestSyscall {
         });
     }
 
+    /// A process a service left that nothing ends.
+    fn is_stuck(&self, pid: i32) -> bool {
+        pid >= 1000
+            && self
+                .children
+                .get(&pid)
+                .is_some_and(|name| self.stuck.contains(name))
+    }
+
     /// A child ends now.
     fn end(&mut self, pid: i32, exit: Exit) {
         if self.children.remove(&pid).is_some() {
             self.zombies.push((pid, exit));
             self.pending_signals.push(libc::SIGCHLD);
+        }
+        for members in self.cgroups.values_mut() {
+            members.remove(&pid);
         }
     }
 
@@ -280,6 +395,10 @@ impl TestSyscall {
     }
 }
 
+fn enoent() -> io::Error {
+    io::Error::from_raw_os_error(libc::ENOENT)
+}
+
 impl Syscall for TestSyscall {
     fn now(&self) -> Instant {
         self.start + self.clock
@@ -294,18 +413,105 @@ impl Syscall for TestSyscall {
         self.advance_to(self.clock + d);
     }
 
-    fn spawn_service(&mut self, def: &ServiceDef, _console: &Path) -> Result<i32, Error> {
+    fn spawn_service(
+        &mut self,
+        def: &ServiceDef,
+        _console: &Path,
+        cgroup: Option<&Path>,
+    ) -> Result<i32, Error> {
+        if let Some(dir) = cgroup
+            && !self.cgroups.contains_key(dir)
+        {
+            return Err(Error::Cgroup {
+                what: "joining",
+                path: dir.to_path_buf(),
+                err: enoent(),
+            });
+        }
         let pid = self.next_pid;
         self.next_pid += 1;
         self.record(Call::Spawn {
             name: def.name.clone(),
             pid,
+            cgroup: cgroup.map(Path::to_path_buf),
         });
         self.children.insert(pid, def.name.clone());
-        if let Some(&(after, exit)) = self.runs.get(&def.name) {
+        let helpers = self.leaves.get(&def.name).copied().unwrap_or(0);
+        let mut members = vec![pid];
+        for _ in 0..helpers {
+            let helper = self.next_helper;
+            self.next_helper += 1;
+            self.children.insert(helper, def.name.clone());
+            members.push(helper);
+        }
+        if let Some(dir) = cgroup
+            && let Some(set) = self.cgroups.get_mut(dir)
+        {
+            set.extend(members);
+        }
+        let run = self.started.entry(def.name.clone()).or_default();
+        let nth = *run;
+        *run += 1;
+        if let Some(&(after, exit)) = self
+            .runs
+            .get(&def.name)
+            .and_then(|runs| runs.get(nth.min(runs.len().saturating_sub(1))))
+        {
             self.exits.push((self.clock + after, pid, exit));
         }
         Ok(pid)
+    }
+
+    fn cgroup_create(&mut self, dir: &Path) -> io::Result<()> {
+        self.record(Call::CgroupCreate(dir.to_path_buf()));
+        if self.failing_cgroups.contains(dir) {
+            return Err(io::Error::from_raw_os_error(libc::EACCES));
+        }
+        self.cgroups.entry(dir.to_path_buf()).or_default();
+        Ok(())
+    }
+
+    fn cgroup_write(&mut self, dir: &Path, file: &str, value: &str) -> io::Result<()> {
+        self.record(Call::CgroupWrite(
+            dir.to_path_buf(),
+            file.to_string(),
+            value.to_string(),
+        ));
+        if !self.cgroups.contains_key(dir) || self.missing_files.contains(file) {
+            return Err(enoent());
+        }
+        Ok(())
+    }
+
+    fn cgroup_populated(&mut self, dir: &Path) -> io::Result<bool> {
+        self.record(Call::CgroupPopulated(dir.to_path_buf()));
+        Ok(self.cgroups.get(dir).is_some_and(|m| !m.is_empty()))
+    }
+
+    fn cgroup_kill(&mut self, dir: &Path) -> io::Result<()> {
+        self.record(Call::CgroupKill(dir.to_path_buf()));
+        let members: Vec<i32> = match self.cgroups.get(dir) {
+            Some(m) => m.iter().copied().collect(),
+            None => return Err(enoent()),
+        };
+        for pid in members {
+            if !self.is_stuck(pid) {
+                self.end(pid, Exit::Signal(libc::SIGKILL));
+            }
+        }
+        Ok(())
+    }
+
+    fn cgroup_remove(&mut self, dir: &Path) -> io::Result<()> {
+        self.record(Call::CgroupRemove(dir.to_path_buf()));
+        match self.cgroups.get(dir) {
+            None => Ok(()),
+            Some(m) if !m.is_empty() => Err(io::Error::from_raw_os_error(libc::EBUSY)),
+            Some(_) => {
+                self.cgroups.remove(dir);
+                Ok(())
+            }
+        }
     }
 
     fn kill(&mut self, pid: i32, signal: i32) -> io::Result<()> {
@@ -319,6 +525,9 @@ impl Syscall for TestSyscall {
             return Err(io::Error::from_raw_os_error(libc::ESRCH));
         }
         for child in targets {
+            if self.is_stuck(child) {
+                continue;
+            }
             let ignores = self
                 .children
                 .get(&child)
@@ -379,6 +588,7 @@ impl Syscall for TestSyscall {
     fn write_status(&mut self, status: &Status) -> Result<(), Error> {
         self.record(Call::WriteStatus);
         self.status = Some(status.clone());
+        self.published.push((self.clock, status.clone()));
         Ok(())
     }
 

@@ -68,11 +68,12 @@ impl Init {
     /// wait for the network wait until a lease or [`NETWORK_WAIT`].
     pub(super) fn new(
         status: Status,
-        supervisor: Supervisor,
+        mut supervisor: Supervisor,
         pet_every: Duration,
         now: Instant,
     ) -> Init {
-        Init {
+        let order_warnings = supervisor.take_warnings();
+        let mut init = Init {
             status,
             supervisor,
             pet_every,
@@ -81,6 +82,19 @@ impl Init {
             network_settled: false,
             network_deadline: now + NETWORK_WAIT,
             dirty: true,
+        };
+        for w in order_warnings {
+            init.warn(w.to_string());
+        }
+        init
+    }
+
+    /// A problem worth a look: on the console and, once, in the status.
+    fn warn(&mut self, text: String) {
+        system_log!("warning: {text}");
+        if !self.status.warnings.contains(&text) {
+            self.status.warnings.push(text);
+            self.dirty = true;
         }
     }
 
@@ -110,15 +124,27 @@ impl Init {
             Event::Exited {
                 name,
                 exit,
-                restart_in: Some(d),
+                restart_in,
+                killed_left,
             } => {
-                system_log!("{name} ended ({exit}); restarting in {} ms", d.as_millis());
+                let left = if killed_left {
+                    "; killed what it left in its cgroup"
+                } else {
+                    ""
+                };
+                match restart_in {
+                    Some(d) => system_log!(
+                        "{name} ended ({exit}){left}; restarting in {} ms",
+                        d.as_millis()
+                    ),
+                    None => system_log!("{name} ended ({exit}){left}; not restarting"),
+                }
             }
-            Event::Exited {
-                name,
-                exit,
-                restart_in: None,
-            } => system_log!("{name} ended ({exit}); not restarting"),
+            Event::Blocked { name, by } => system_log!(
+                "{name} does not start in this boot: it starts after {}, which failed",
+                by.join(", ")
+            ),
+            Event::Warning(e) => self.warn(e.to_string()),
         }
         self.dirty = true;
     }
@@ -193,6 +219,9 @@ pub(super) fn serve(init: &mut Init, sys: &mut dyn Syscall, net: &Receiver<NetEv
             );
             init.settle_network(now);
         }
+        for ev in init.supervisor.sweep(sys, now) {
+            init.service_event(ev);
+        }
         let events = init.supervisor.start_due(sys, now);
         if !events.is_empty() {
             let started: Vec<String> = events
@@ -239,7 +268,7 @@ pub(super) fn serve(init: &mut Init, sys: &mut dyn Syscall, net: &Receiver<NetEv
             if signal == libc::SIGCHLD {
                 let now = sys.now();
                 for (pid, exit) in sys.reap().exited {
-                    if let Some(ev) = init.supervisor.on_exit(pid, exit, now) {
+                    if let Some(ev) = init.supervisor.on_exit(sys, pid, exit, now) {
                         init.service_event(ev);
                     }
                 }
@@ -256,7 +285,7 @@ pub(super) mod tests {
     use std::sync::mpsc;
 
     use super::*;
-    use crate::services::{Exit, Restart, ServiceDef, test_def};
+    use crate::services::{Exit, Limits, Restart, ServiceDef, ServiceType, test_def};
     use crate::status::ServiceState;
     use crate::syscall::test::{Call, TestSyscall};
 
@@ -264,20 +293,40 @@ pub(super) mod tests {
         Duration::from_millis(ms)
     }
 
-    /// The loop over `defs` on `sys`, the watchdog due every `pet_every`;
-    /// `network`: the DHCP thread reports "no interface" before the loop
-    /// starts (else it never reports, and the loop stops waiting after
-    /// [`NETWORK_WAIT`]).
+    /// The loop over `defs` on `sys`, each service in its cgroup, the
+    /// watchdog due every `pet_every`; `network`: the DHCP thread reports
+    /// "no interface" before the loop starts (else it never reports, and
+    /// the loop stops waiting after [`NETWORK_WAIT`]).
     pub(in crate::system) fn run_loop(
         sys: &mut TestSyscall,
         defs: Vec<ServiceDef>,
         pet_every: Duration,
         network: bool,
     ) -> (Shutdown, Init) {
+        run_loop_with(sys, defs, pet_every, network, true)
+    }
+
+    /// [`run_loop`] on a node without cgroups (cgroup2 did not mount).
+    pub(in crate::system) fn run_loop_without_cgroups(
+        sys: &mut TestSyscall,
+        defs: Vec<ServiceDef>,
+        pet_every: Duration,
+        network: bool,
+    ) -> (Shutdown, Init) {
+        run_loop_with(sys, defs, pet_every, network, false)
+    }
+
+    fn run_loop_with(
+        sys: &mut TestSyscall,
+        defs: Vec<ServiceDef>,
+        pet_every: Duration,
+        network: bool,
+        cgroups: bool,
+    ) -> (Shutdown, Init) {
         let now = sys.now();
         let mut init = Init::new(
             Status::default(),
-            Supervisor::new(defs, now),
+            Supervisor::new(defs, now).with_cgroups(cgroups),
             pet_every,
             now,
         );
@@ -404,5 +453,438 @@ pub(super) mod tests {
         // Stopping started when SIGUSR1 came, not before.
         let first_kill = sys.kills().first().copied().expect("killed");
         assert_eq!(first_kill, (ms(3000), -100, libc::SIGTERM));
+    }
+
+    fn oneshot(name: &str) -> ServiceDef {
+        ServiceDef {
+            name: name.into(),
+            source: "test".into(),
+            spec: crate::services::parse("type = \"oneshot\"\nexec = [\"/bin/true\"]\n")
+                .expect("valid"),
+        }
+    }
+
+    fn after(mut def: ServiceDef, names: &[&str]) -> ServiceDef {
+        def.spec.after = names.iter().map(|n| n.to_string()).collect();
+        def
+    }
+
+    fn service<'a>(status: &'a Status, name: &str) -> &'a crate::status::ServiceStatus {
+        status
+            .services
+            .iter()
+            .find(|s| s.name == name)
+            .unwrap_or_else(|| panic!("no service {name} in {status:?}"))
+    }
+
+    fn cgroup(name: &str) -> std::path::PathBuf {
+        tandem_contract::cgroup::service(name)
+    }
+
+    #[test]
+    fn services_start_once_the_ones_they_name_started() {
+        // keygen (a oneshot of 300 ms) → sshd → web; clock waits for nothing.
+        let defs = vec![
+            test_def("clock", Restart::Always),
+            oneshot("keygen"),
+            after(test_def("sshd", Restart::Always), &["keygen"]),
+            after(test_def("web", Restart::Always), &["sshd"]),
+        ];
+        let mut sys = TestSyscall::default()
+            .runs("keygen", ms(300), Exit::Code(0))
+            .signal_at(ms(2000), libc::SIGTERM);
+        let (_, init) = run_loop(&mut sys, defs, ms(10000), true);
+        assert_eq!(sys.spawn_times("clock"), [ms(0)]);
+        assert_eq!(sys.spawn_times("keygen"), [ms(0)], "a oneshot runs once");
+        assert_eq!(sys.spawn_times("sshd"), [ms(300)], "once keygen succeeded");
+        assert_eq!(
+            sys.spawn_times("web"),
+            [ms(300)],
+            "with sshd, its process spawned"
+        );
+        let early = sys.published_at(ms(100)).expect("published");
+        assert_eq!(service(early, "keygen").state, ServiceState::Running);
+        assert_eq!(service(early, "keygen").kind, ServiceType::Oneshot);
+        assert_eq!(
+            service(early, "sshd").state,
+            ServiceState::WaitingForServices
+        );
+        assert_eq!(service(early, "sshd").waiting_for, ["keygen"]);
+        assert_eq!(service(early, "web").waiting_for, ["sshd"]);
+        let later = sys.published_at(ms(1500)).expect("published");
+        assert_eq!(service(later, "keygen").state, ServiceState::Exited);
+        assert_eq!(service(later, "keygen").restarts, 0);
+        assert_eq!(service(later, "sshd").state, ServiceState::Running);
+        assert!(service(later, "sshd").waiting_for.is_empty());
+        assert_eq!(init.supervisor.status()[1].state, ServiceState::Exited);
+    }
+
+    #[test]
+    fn a_failed_oneshot_blocks_what_starts_after_it() {
+        let defs = vec![
+            oneshot("keygen"),
+            after(test_def("sshd", Restart::Always), &["keygen"]),
+            after(test_def("web", Restart::Always), &["sshd"]),
+            test_def("clock", Restart::Always),
+        ];
+        let mut sys = TestSyscall::default()
+            .runs("keygen", ms(300), Exit::Code(1))
+            .signal_at(ms(5000), libc::SIGTERM);
+        let (_, init) = run_loop(&mut sys, defs, ms(10000), true);
+        assert_eq!(sys.spawn_times("keygen"), [ms(0)], "not restarted");
+        assert!(sys.spawn_times("sshd").is_empty());
+        assert!(sys.spawn_times("web").is_empty());
+        assert_eq!(sys.spawn_times("clock"), [ms(0)]);
+        let published = sys.published_at(ms(4000)).expect("published");
+        assert_eq!(service(published, "keygen").state, ServiceState::Failed);
+        assert_eq!(
+            service(published, "keygen").last_exit.as_deref(),
+            Some("exit status 1")
+        );
+        assert_eq!(service(published, "sshd").state, ServiceState::Blocked);
+        assert_eq!(service(published, "sshd").blocked_by, ["keygen"]);
+        assert_eq!(service(published, "web").state, ServiceState::Blocked);
+        assert_eq!(service(published, "web").blocked_by, ["sshd"]);
+        assert!(!ServiceState::Blocked.is_healthy());
+        // At shutdown they stay blocked (they never ran).
+        let status = init.supervisor.status();
+        assert_eq!(status[1].state, ServiceState::Blocked);
+    }
+
+    #[test]
+    fn a_oneshot_retried_on_failure_lets_the_others_start_once_it_succeeds() {
+        let mut prep = oneshot("prep");
+        prep.spec.restart = Restart::OnFailure;
+        let defs = vec![prep, after(test_def("app", Restart::Always), &["prep"])];
+        let mut sys = TestSyscall::default()
+            .runs("prep", ms(100), Exit::Code(1))
+            .runs("prep", ms(100), Exit::Code(0))
+            .signal_at(ms(3000), libc::SIGTERM);
+        let (_, init) = run_loop(&mut sys, defs, ms(10000), true);
+        // Fails at 0.1 s, tried again 0.5 s later, succeeds at 0.7 s.
+        assert_eq!(sys.spawn_times("prep"), [ms(0), ms(600)]);
+        assert_eq!(sys.spawn_times("app"), [ms(700)]);
+        let status = init.supervisor.status();
+        assert_eq!(status[0].state, ServiceState::Exited);
+        assert_eq!(status[0].restarts, 1);
+    }
+
+    #[test]
+    fn unknown_names_and_cycles_are_warned_once_and_ignored() {
+        let defs = vec![
+            after(test_def("a", Restart::Always), &["nosuch"]),
+            after(test_def("b", Restart::Always), &["c"]),
+            after(test_def("c", Restart::Always), &["b"]),
+        ];
+        let mut sys = TestSyscall::default()
+            .runs("a", ms(100), Exit::Code(1))
+            .signal_at(ms(3000), libc::SIGTERM);
+        let (_, init) = run_loop(&mut sys, defs, ms(10000), true);
+        for name in ["a", "b", "c"] {
+            assert_eq!(sys.spawn_times(name)[0], ms(0), "{name} starts anyway");
+        }
+        assert!(sys.spawn_times("a").len() > 2, "restarts do not warn again");
+        assert_eq!(
+            init.status.warnings,
+            [
+                "service a: after names \"nosuch\", which is not a service; ignored",
+                "services b, c start after each other (a cycle of `after`); their order among themselves is ignored",
+            ]
+        );
+        let published = sys.status.as_ref().expect("published");
+        assert_eq!(published.warnings, init.status.warnings);
+    }
+
+    #[test]
+    fn a_service_waits_for_both_the_network_and_the_services_it_names() {
+        let mut app = after(test_def("app", Restart::Always), &["prep"]);
+        app.spec.after_network = true;
+        let defs = vec![app, oneshot("prep")];
+        // The network never answers: the wait for it ends at 5 s; prep
+        // takes 6 s.
+        let mut sys = TestSyscall::default()
+            .runs("prep", ms(6000), Exit::Code(0))
+            .signal_at(ms(8000), libc::SIGTERM);
+        run_loop(&mut sys, defs, ms(10000), false);
+        assert_eq!(sys.spawn_times("app"), [ms(6000)]);
+        let before = sys.published_at(ms(5500)).expect("published at ready");
+        assert_eq!(
+            service(before, "app").state,
+            ServiceState::WaitingForServices
+        );
+        assert_eq!(service(before, "app").waiting_for, ["prep"]);
+        // The status before "system ready" is not published; the
+        // supervisor's own view at the start says it waits for the network.
+        let t0 = Instant::now();
+        let mut app = after(test_def("app", Restart::Always), &["prep"]);
+        app.spec.after_network = true;
+        let s = Supervisor::new(vec![app, oneshot("prep")], t0);
+        assert_eq!(s.status()[0].state, ServiceState::WaitingForNetwork);
+        assert_eq!(s.status()[0].waiting_for, ["prep"]);
+    }
+
+    #[test]
+    fn each_service_runs_in_its_cgroup_with_its_limits_written_first() {
+        let mut web = test_def("web", Restart::Always);
+        web.spec.limits = Limits {
+            memory_max: Some(512 << 20),
+            cpu_weight: Some(50),
+            tasks_max: Some(64),
+        };
+        let mut sys = TestSyscall::default().signal_at(ms(1000), libc::SIGTERM);
+        let (_, init) = run_loop(
+            &mut sys,
+            vec![web, test_def("plain", Restart::Always)],
+            ms(10000),
+            true,
+        );
+        let dir = cgroup("web");
+        let write = |f: &str, v: &str| Call::CgroupWrite(dir.clone(), f.into(), v.into());
+        let setup: Vec<Call> = sys
+            .actions()
+            .into_iter()
+            .take_while(|c| !matches!(c, Call::Kill { .. }))
+            .collect();
+        assert_eq!(
+            setup,
+            [
+                Call::CgroupCreate(dir.clone()),
+                write("memory.max", "536870912"),
+                write("cpu.weight", "50"),
+                write("pids.max", "64"),
+                Call::Spawn {
+                    name: "web".into(),
+                    pid: 100,
+                    cgroup: Some(dir.clone()),
+                },
+                Call::CgroupCreate(cgroup("plain")),
+                Call::Spawn {
+                    name: "plain".into(),
+                    pid: 101,
+                    cgroup: Some(cgroup("plain")),
+                },
+            ]
+        );
+        let published = sys.published_at(ms(500)).expect("published");
+        assert_eq!(
+            service(published, "web").cgroup.as_deref(),
+            Some("/sys/fs/cgroup/system/web.service")
+        );
+        assert!(init.status.warnings.is_empty());
+        // Stopped: the cgroups are gone.
+        assert!(sys.cgroups().is_empty(), "{:?}", sys.cgroups());
+        assert_eq!(init.supervisor.status()[0].cgroup, None);
+    }
+
+    #[test]
+    fn what_a_service_leaves_in_its_cgroup_is_killed_before_it_restarts() {
+        // A daemon whose two children outlive it; it exits after 100 ms.
+        let mut sys = TestSyscall::default()
+            .runs("daemon", ms(100), Exit::Code(0))
+            .leaves("daemon", 2)
+            .signal_at(ms(1000), libc::SIGTERM);
+        run_loop(
+            &mut sys,
+            vec![test_def("daemon", Restart::Always)],
+            ms(10000),
+            true,
+        );
+        let dir = cgroup("daemon");
+        assert_eq!(sys.spawn_times("daemon"), [ms(0), ms(600)]);
+        assert_eq!(
+            sys.cgroup_actions(),
+            [
+                (ms(0), Call::CgroupCreate(dir.clone())),
+                // Its children, killed with it at each exit; the cgroup is
+                // kept for the restart.
+                (ms(100), Call::CgroupKill(dir.clone())),
+                (ms(700), Call::CgroupKill(dir.clone())),
+                // Shut down while it waited to restart: removed.
+                (ms(1000), Call::CgroupRemove(dir.clone())),
+            ]
+        );
+        let reaped: Vec<i32> = sys
+            .calls
+            .iter()
+            .filter_map(|r| match &r.call {
+                Call::Reap(exited) => Some(exited.iter().map(|e| e.0).collect::<Vec<_>>()),
+                _ => None,
+            })
+            .flatten()
+            .collect();
+        assert_eq!(reaped, [100, 1000, 1001, 101, 1002, 1003], "all ended");
+    }
+
+    #[test]
+    fn a_service_that_ended_for_good_has_its_cgroup_removed() {
+        let mut sys = TestSyscall::default()
+            .runs("keygen", ms(300), Exit::Code(0))
+            .leaves("keygen", 1)
+            .signal_at(ms(1000), libc::SIGTERM);
+        let (_, init) = run_loop(&mut sys, vec![oneshot("keygen")], ms(10000), true);
+        let dir = cgroup("keygen");
+        assert_eq!(
+            sys.cgroup_actions(),
+            [
+                (ms(0), Call::CgroupCreate(dir.clone())),
+                (ms(300), Call::CgroupKill(dir.clone())),
+                (ms(300), Call::CgroupRemove(dir.clone())),
+            ]
+        );
+        let published = sys.published_at(ms(900)).expect("published");
+        assert_eq!(service(published, "keygen").state, ServiceState::Exited);
+        assert_eq!(service(published, "keygen").cgroup, None);
+        assert!(init.status.warnings.is_empty());
+    }
+
+    #[test]
+    fn a_cgroup_that_will_not_empty_is_given_up_with_a_warning() {
+        // What it leaves is stuck in the kernel: not even SIGKILL ends it.
+        let mut sys = TestSyscall::default()
+            .runs("stuck", ms(100), Exit::Code(1))
+            .leaves("stuck", 1)
+            .stuck("stuck")
+            .signal_at(ms(5000), libc::SIGTERM);
+        let (_, init) = run_loop(
+            &mut sys,
+            vec![test_def("stuck", Restart::Never)],
+            ms(10000),
+            true,
+        );
+        let removals: Vec<Duration> = sys
+            .cgroup_actions()
+            .into_iter()
+            .filter(|(_, c)| matches!(c, Call::CgroupRemove(_)))
+            .map(|(at, _)| at)
+            .collect();
+        // Tried at the exit, then every 50 ms up to 2 s after it.
+        assert_eq!(removals.first(), Some(&ms(100)));
+        assert_eq!(removals.last(), Some(&ms(2100)));
+        assert_eq!(removals.len(), 41);
+        let busy = std::io::Error::from_raw_os_error(libc::EBUSY);
+        assert_eq!(
+            init.status.warnings,
+            [format!(
+                "cgroup: removing /sys/fs/cgroup/system/stuck.service failed: {busy}"
+            )]
+        );
+    }
+
+    #[test]
+    fn a_stopped_service_s_leftovers_are_killed_when_its_main_process_ends() {
+        // The daemon ends on SIGTERM at once; its child is not in its
+        // process group and would never see the signal.
+        let mut daemon = test_def("daemon", Restart::Always);
+        daemon.spec.stop_timeout_secs = 5;
+        let mut sys = TestSyscall::default()
+            .leaves("daemon", 1)
+            .signal_at(ms(1000), libc::SIGTERM);
+        run_loop(&mut sys, vec![daemon], ms(10000), true);
+        let dir = cgroup("daemon");
+        assert_eq!(
+            sys.cgroup_actions(),
+            [
+                (ms(0), Call::CgroupCreate(dir.clone())),
+                (ms(1000), Call::CgroupKill(dir.clone())),
+                (ms(1000), Call::CgroupRemove(dir.clone())),
+            ]
+        );
+        // Nothing was left for the final round.
+        assert_eq!(
+            sys.kills().last(),
+            Some(&(ms(1000), -1, libc::SIGTERM)),
+            "the stop did not wait for the stop timeout"
+        );
+    }
+
+    #[test]
+    fn shutdown_waits_for_a_cgroup_to_empty_within_the_timeouts() {
+        // Ignores SIGTERM, and what it leaves cannot be killed: killed at
+        // its stop timeout (2 s), given up 2 s later.
+        let mut stuck = test_def("stuck", Restart::Always);
+        stuck.spec.stop_timeout_secs = 2;
+        let mut sys = TestSyscall::default()
+            .ignores_term("stuck")
+            .leaves("stuck", 1)
+            .stuck("stuck")
+            .signal_at(ms(1000), libc::SIGTERM);
+        let (how, _) = run_loop(&mut sys, vec![stuck], ms(10000), true);
+        assert_eq!(how, Shutdown::Reboot);
+        let dir = cgroup("stuck");
+        let kills: Vec<(Duration, Call)> = sys
+            .cgroup_actions()
+            .into_iter()
+            .filter(|(_, c)| matches!(c, Call::CgroupKill(_)))
+            .collect();
+        assert_eq!(kills, [(ms(3000), Call::CgroupKill(dir.clone()))]);
+        // Then the rest of the system: SIGTERM to all once it gave up.
+        let last_round = sys.kills().into_iter().find(|k| k.1 == -1).expect("all");
+        assert_eq!(last_round, (ms(5000), -1, libc::SIGTERM));
+    }
+
+    #[test]
+    fn without_cgroups_services_still_run() {
+        let mut sys = TestSyscall::default()
+            .runs("daemon", ms(100), Exit::Code(0))
+            .leaves("daemon", 1)
+            .signal_at(ms(1000), libc::SIGTERM);
+        let mut daemon = test_def("daemon", Restart::Never);
+        daemon.spec.limits.memory_max = Some(1 << 20);
+        let (_, init) = run_loop_without_cgroups(&mut sys, vec![daemon], ms(10000), true);
+        assert_eq!(
+            sys.calls
+                .iter()
+                .find(|r| matches!(r.call, Call::Spawn { .. }))
+                .map(|r| &r.call),
+            Some(&Call::Spawn {
+                name: "daemon".into(),
+                pid: 100,
+                cgroup: None
+            })
+        );
+        assert!(sys.cgroup_actions().is_empty());
+        assert_eq!(init.supervisor.status()[0].cgroup, None);
+        // What it left lives until the last round of the shutdown.
+        assert_eq!(sys.kills(), [(ms(1000), -1, libc::SIGTERM)]);
+    }
+
+    #[test]
+    fn a_cgroup_or_limit_that_cannot_be_written_is_a_warning_and_the_service_runs() {
+        let mut capped = test_def("capped", Restart::Always);
+        capped.spec.limits.memory_max = Some(1 << 20);
+        capped.spec.limits.tasks_max = Some(8);
+        let mut sys = TestSyscall::default()
+            .no_cgroup_file("memory.max")
+            .cgroup_create_fails(&cgroup("homeless"))
+            .runs("homeless", ms(100), Exit::Code(1))
+            .signal_at(ms(2000), libc::SIGTERM);
+        let defs = vec![capped, test_def("homeless", Restart::Always)];
+        let (_, init) = run_loop(&mut sys, defs, ms(10000), true);
+        let spawned: Vec<(String, Option<std::path::PathBuf>)> = sys
+            .calls
+            .iter()
+            .filter_map(|r| match &r.call {
+                Call::Spawn { name, cgroup, .. } => Some((name.clone(), cgroup.clone())),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(spawned[0], ("capped".to_string(), Some(cgroup("capped"))));
+        assert_eq!(spawned[1], ("homeless".to_string(), None));
+        assert!(spawned.len() > 2, "homeless restarts");
+        let os = |errno| std::io::Error::from_raw_os_error(errno);
+        assert_eq!(
+            init.status.warnings,
+            [
+                format!(
+                    "cgroup: writing /sys/fs/cgroup/system/capped.service/memory.max failed: {}",
+                    os(libc::ENOENT)
+                ),
+                format!(
+                    "cgroup: creating /sys/fs/cgroup/system/homeless.service failed: {}",
+                    os(libc::EACCES)
+                ),
+            ],
+            "each once"
+        );
     }
 }

@@ -14,12 +14,14 @@
 //! - [`factory`], [`users`], [`tmpfiles`]: what Debian's maintainer
 //!   scripts would have done, declaratively: the factory /etc copied where
 //!   missing, users and groups added where missing, `tmpfiles.d` applied;
+//! - [`cgroups`]: cgroup2 and the services' cgroup;
 //! - [`event_loop`]: supervision until a signal asks for the end;
 //! - [`shutdown`]: stopping everything, unmounting, reboot(2).
 //!
 //! The loop and the shutdown make their system calls through
 //! [`Syscall`].
 
+pub mod cgroups;
 pub mod event_loop;
 pub mod factory;
 pub mod identity;
@@ -258,6 +260,8 @@ fn run(
     ensure_root_layout(&mut warnings);
     t.step("filesystems mounted");
     let accounts = prepare_etc(Path::new("/"), &mut warnings, &mut t);
+    let cgroups = cgroups::setup(&mut warnings);
+    t.step("cgroups set up");
 
     let machine_id = ensure_machine_id(&mut warnings);
     let etc_hostname = std::fs::read_to_string(HOSTNAME).ok();
@@ -349,7 +353,8 @@ fn run(
         services: Vec::new(),
         warnings,
     };
-    let mut init = Init::new(status, Supervisor::new(defs, now), pet_every, now);
+    let supervisor = Supervisor::new(defs, now).with_cgroups(cgroups);
+    let mut init = Init::new(status, supervisor, pet_every, now);
     let how = event_loop::serve(&mut init, &mut system, &rx);
     (how, system)
 }

@@ -49,34 +49,44 @@ impl Action for Shutdown {
 }
 
 /// Stops every service for `how`: SIGTERM to each running service's process
-/// group at once (in the services' order, which is by name), SIGKILL to
-/// those still running when the longest stop timeout among them has passed,
-/// then SIGTERM and, 2 s later, SIGKILL to every process left (orphans,
-/// daemons' children). The watchdog is petted throughout.
+/// group at once (in the services' order, which is by name); a service is
+/// stopped when its main process ended and its cgroup is empty. One still
+/// running after its own stop timeout is killed: its whole cgroup
+/// (`cgroup.kill`), or its process group without cgroups. Then SIGTERM and,
+/// 2 s later, SIGKILL to every process left (orphans; with cgroups, only
+/// what escaped them: none but PID 1's own). The watchdog is petted
+/// throughout.
 pub(super) fn stop_everything(init: &mut Init, sys: &mut dyn Syscall, how: Shutdown) {
     system_log!("stopping services for {}", how.noun());
-    let timeout = init.supervisor.terminate_all(sys);
-    let deadline = sys.now() + timeout;
-    let mut killed = false;
+    let now = sys.now();
+    init.supervisor.terminate_all(sys, now);
     loop {
         let now = sys.now();
         init.pet(sys, now);
         for (pid, exit) in sys.reap().exited {
-            let _ = init.supervisor.on_exit(pid, exit, now);
+            let _ = init.supervisor.on_exit(sys, pid, exit, now);
         }
-        let left = init.supervisor.stopping();
-        if left.is_empty() {
+        let step = init.supervisor.stop_step(sys, now);
+        for (name, pid) in &step.killed {
+            match pid {
+                Some(pid) => system_log!(
+                    "{name} (pid {pid}) did not stop within its stop timeout; killing it"
+                ),
+                None => system_log!(
+                    "{name}: processes left in its cgroup did not stop within its stop timeout; killing them"
+                ),
+            }
+        }
+        for name in &step.gave_up {
+            system_log!(
+                "warning: {name}: processes still running after SIGKILL; not waiting for them"
+            );
+        }
+        for e in &step.warnings {
+            system_log!("warning: {e}");
+        }
+        if !step.left {
             break;
-        }
-        if now >= deadline {
-            if killed {
-                break;
-            }
-            for (name, pid) in init.supervisor.stopping_names() {
-                system_log!("{name} (pid {pid}) did not stop within its stop timeout; killing it");
-                let _ = sys.kill(-pid, libc::SIGKILL);
-            }
-            killed = true;
         }
         sys.sleep(Duration::from_millis(20));
     }
@@ -150,7 +160,7 @@ mod tests {
 
     use crate::services::{Restart, test_def};
     use crate::syscall::test::{Call, TestSyscall};
-    use crate::system::event_loop::tests::{ms, run_loop};
+    use crate::system::event_loop::tests::{ms, run_loop, run_loop_without_cgroups};
 
     const MOUNTS: &str = "\
 /dev/vda9 / ext4 rw,relatime 0 0
@@ -165,6 +175,10 @@ tmpfs /run tmpfs rw,nosuid,nodev 0 0
     /// so it starts at the 5 s deadline, last), `b` and `c` start at once;
     /// `c` ignores SIGTERM. SIGUSR2 (power off) comes at 6 s.
     fn shut_down() -> (Shutdown, TestSyscall) {
+        shut_down_with(true)
+    }
+
+    fn shut_down_with(cgroups: bool) -> (Shutdown, TestSyscall) {
         let mut a = test_def("a-net", Restart::Always);
         a.spec.after_network = true;
         a.spec.stop_timeout_secs = 1;
@@ -178,13 +192,99 @@ tmpfs /run tmpfs rw,nosuid,nodev 0 0
             .mounts(MOUNTS)
             .umount_fails("/oem")
             .umount_fails("/usr");
-        let (how, _) = run_loop(&mut sys, vec![a, b, c], ms(1000), false);
+        let defs = vec![a, b, c];
+        let (how, _) = if cgroups {
+            run_loop(&mut sys, defs, ms(1000), false)
+        } else {
+            run_loop_without_cgroups(&mut sys, defs, ms(1000), false)
+        };
         (how, sys)
+    }
+
+    fn cgroup(name: &str) -> std::path::PathBuf {
+        tandem_contract::cgroup::service(name)
+    }
+
+    #[test]
+    fn services_get_sigterm_in_their_order_then_their_cgroup_is_killed_after_the_stop_timeout() {
+        let (how, sys) = shut_down();
+        assert_eq!(how, Shutdown::PowerOff);
+        assert_eq!(
+            sys.spawns(),
+            [
+                (ms(0), "b".to_string(), 100),
+                (ms(0), "c".to_string(), 101),
+                (ms(5000), "a-net".to_string(), 102),
+            ]
+        );
+        // Every running service gets SIGTERM (and SIGCONT) to its process
+        // group at once, in the services' order (by name); then every
+        // other process gets SIGTERM once the services are stopped.
+        assert_eq!(
+            sys.kills(),
+            [
+                (ms(6000), -102, libc::SIGTERM),
+                (ms(6000), -102, libc::SIGCONT),
+                (ms(6000), -100, libc::SIGTERM),
+                (ms(6000), -100, libc::SIGCONT),
+                (ms(6000), -101, libc::SIGTERM),
+                (ms(6000), -101, libc::SIGCONT),
+                (ms(9020), -1, libc::SIGTERM),
+            ]
+        );
+        // The stopped ones' cgroups go at once; `c`'s whole cgroup is
+        // killed when its stop timeout (3 s) has passed, and goes once
+        // empty.
+        let after_signal: Vec<(Duration, Call)> = sys
+            .cgroup_actions()
+            .into_iter()
+            .filter(|(at, _)| *at >= ms(6000))
+            .collect();
+        assert_eq!(
+            after_signal,
+            [
+                (ms(6000), Call::CgroupRemove(cgroup("a-net"))),
+                (ms(6000), Call::CgroupRemove(cgroup("b"))),
+                (ms(9000), Call::CgroupKill(cgroup("c"))),
+                (ms(9020), Call::CgroupRemove(cgroup("c"))),
+            ]
+        );
+        assert!(sys.cgroups().is_empty(), "{:?}", sys.cgroups());
+        assert_eq!(sys.calls.last().map(|r| &r.call), Some(&Call::WriteStatus));
+    }
+
+    #[test]
+    fn without_cgroups_each_service_gets_sigkill_after_its_own_stop_timeout() {
+        let mut b = test_def("b", Restart::Always);
+        b.spec.stop_timeout_secs = 1;
+        let mut c = test_def("c", Restart::Always);
+        c.spec.stop_timeout_secs = 3;
+        let mut sys = TestSyscall::default()
+            .ignores_term("b")
+            .ignores_term("c")
+            .signal_at(ms(6000), libc::SIGUSR2);
+        run_loop_without_cgroups(&mut sys, vec![b, c], ms(1000), true);
+        let kills: Vec<_> = sys
+            .kills()
+            .into_iter()
+            .filter(|k| k.2 != libc::SIGCONT)
+            .collect();
+        assert_eq!(
+            kills,
+            [
+                (ms(6000), -100, libc::SIGTERM),
+                (ms(6000), -101, libc::SIGTERM),
+                (ms(7000), -100, libc::SIGKILL),
+                (ms(9000), -101, libc::SIGKILL),
+                (ms(9020), -1, libc::SIGTERM),
+            ]
+        );
+        assert!(sys.cgroup_actions().is_empty(), "no cgroups");
     }
 
     #[test]
     fn services_get_sigterm_in_their_order_then_sigkill_after_the_stop_timeout() {
-        let (how, sys) = shut_down();
+        let (how, sys) = shut_down_with(false);
         assert_eq!(how, Shutdown::PowerOff);
         let started: Vec<(Duration, String, i32)> = sys.spawns();
         assert_eq!(
@@ -195,10 +295,11 @@ tmpfs /run tmpfs rw,nosuid,nodev 0 0
                 (ms(5000), "a-net".to_string(), 102),
             ]
         );
-        // Not the reverse of the start order: every running service gets
-        // SIGTERM (and SIGCONT) at once, in the services' order (by name);
-        // SIGKILL goes to what is left when the longest stop timeout (3 s)
-        // has passed; then every other process gets SIGTERM.
+        // Without cgroups: not the reverse of the start order: every
+        // running service gets SIGTERM (and SIGCONT) at once, in the
+        // services' order (by name); SIGKILL goes to the process group of
+        // `c` when its stop timeout (3 s) has passed; then every other
+        // process gets SIGTERM.
         assert_eq!(
             sys.kills(),
             [
