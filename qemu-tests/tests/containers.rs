@@ -148,7 +148,13 @@ fn container_host_runs_a_pulled_container_and_keeps_it_across_an_update() -> Res
     let ready = vm.wait_for("tandem: system ready", BOOT)?;
 
     // Pulled, started, serving.
-    let starts = wait_http(port, "/starts", Duration::from_secs(300))?;
+    let starts = match wait_http(port, "/starts", Duration::from_secs(300)) {
+        Ok(s) => s,
+        Err(e) => {
+            let log = vm.run("tail -n 30 /run/tandem/log/web.log", CMD)?;
+            bail!("{e}; the service's log:\n{log}");
+        }
+    };
     let serving = vm.started().elapsed();
     eprintln!(
         "container host: system ready at {:.1} s, container serving at {:.1} s after QEMU start",

@@ -522,11 +522,19 @@ impl Builder<'_> {
                 reason: r.reason,
             });
         }
-        // Users and groups base-passwd's masters already have are fine.
-        let known = base_accounts(usr);
+        // Users and groups base-passwd's masters already have, or that the
+        // definition declares, are fine; so are /etc files it provides.
+        let mut known = base_accounts(usr);
+        known.extend(self.def.users.iter().map(|u| u.name.clone()));
+        known.extend(self.def.groups.iter().map(|g| g.name.clone()));
+        let provided: Vec<&str> = self.def.usr.files.iter().map(|f| f.target.as_str()).collect();
         for (package, f) in findings {
-            if matches!(&f, Finding::User { name: Some(n), .. } if known.contains(n)) {
-                continue;
+            match &f {
+                Finding::User { name: Some(n), .. } if known.contains(n) => continue,
+                Finding::ConfigFile { target, .. } if provided.contains(&target.as_str()) => {
+                    continue;
+                }
+                _ => {}
             }
             let kind = match f {
                 Finding::User { .. } => NoteKind::User,
