@@ -231,7 +231,7 @@ pub enum ControlError {
         admin_file: String,
     },
     /// Its program could not be started; its restart policy applies.
-    #[error("starting {service} failed: {message}")]
+    #[error("{message}")]
     StartFailed {
         /// The service.
         service: String,
@@ -597,7 +597,7 @@ mod tests {
             image,
             ControlError::StartFailed {
                 service: "web".into(),
-                message: "exec /x: not found".into(),
+                message: "starting service web (/x) failed: not found".into(),
             },
             ControlError::ShuttingDown {
                 how: "reboot".into(),
