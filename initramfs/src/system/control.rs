@@ -114,11 +114,6 @@ impl Control {
             .min()
     }
 
-    /// Whether answers wait to be sent.
-    pub(crate) fn has_answers(&self) -> bool {
-        !self.outbox.is_empty()
-    }
-
     /// Accepts the connections waiting (each has [`REQUEST_DEADLINE`] from
     /// `now` for its request); past [`MAX_CLIENTS`] they are answered
     /// "busy" at once.
@@ -402,6 +397,10 @@ fn answer_now(sys: &mut dyn Syscall, conn: Conn, response: &Response) {
             "warning: control socket: {conn} took {n} of the {} bytes of its answer",
             line.len()
         ),
+        // `tandemctl stop` interrupted: the stop went on all the same.
+        Err(e) if matches!(e.raw_os_error(), Some(libc::EPIPE | libc::ECONNRESET)) => {
+            system_log!("control socket: {conn} went away before its answer")
+        }
         Err(e) => system_log!("warning: control socket: answering {conn} failed: {e}"),
     }
     sys.close(conn);

@@ -269,13 +269,10 @@ pub(super) fn serve(init: &mut Init, sys: &mut dyn Syscall, net: &Receiver<NetEv
         if init.dirty && init.ready {
             init.write_status(sys);
         }
-        // Answers go out once the status file shows what they say.
-        init.control.flush(sys);
+        // Answers go out once the status file shows what they say, with
+        // those to the clients that ran out of time for their request.
         init.control.expire(now);
-        if init.control.has_answers() {
-            // Clients that ran out of time: answered at once.
-            init.control.flush(sys);
-        }
+        init.control.flush(sys);
 
         let mut next = init.next_pet;
         if let Some(due) = init.supervisor.next_due() {
