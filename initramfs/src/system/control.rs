@@ -507,6 +507,7 @@ mod tests {
             .ignores_term("web")
             .leaves("web", 1)
             .client(ms(1000), &stop("web"))
+            .client(ms(6000), &stop("web"))
             .signal_at(ms(10000), libc::SIGTERM);
         run_loop(&mut sys, vec![stubborn("web", 3)], ms(10000), true);
         // SIGTERM to its process group at once, its whole cgroup killed at
@@ -558,6 +559,23 @@ mod tests {
         assert_eq!(service(later, "web").pid, None);
         assert_eq!(service(later, "web").cgroup, None, "its cgroup is removed");
         assert_eq!(service(later, "web").restarts, 0);
+        // Stopped already: nothing to do.
+        assert_eq!(sys.answered_at(2), Some(ms(6000)));
+        assert_eq!(
+            answer(&sys, 2),
+            Response::Done {
+                service: "web".into(),
+                stop: Some(StopReport {
+                    outcome: StopOutcome::NotRunning,
+                    was: ServiceState::Stopped,
+                    exit: None,
+                    took_ms: 0,
+                }),
+                start: None,
+                state: ServiceState::Stopped,
+                pid: None,
+            }
+        );
     }
 
     #[test]
