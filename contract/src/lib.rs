@@ -9,6 +9,8 @@
 //! - [`cmdline`]: the `tandem.*` kernel arguments;
 //! - `cgroup` (feature `std`): the services' cgroups, their files and the
 //!   usage read from them;
+//! - `control` (feature `std`): PID 1's control socket (`tandemctl
+//!   stop|start|restart`): its requests and responses, and the client;
 //! - [`os_release`]: what an image says about itself;
 //! - `etc` (feature `std`): how a node's `/etc` is filled: factory copies,
 //!   `tmpfiles.d` directories, per-node secrets an image must not carry;
@@ -50,6 +52,8 @@ pub mod accounts;
 #[cfg(feature = "std")]
 pub mod cgroup;
 pub mod cmdline;
+#[cfg(feature = "std")]
+pub mod control;
 pub mod esp;
 #[cfg(feature = "std")]
 pub mod etc;

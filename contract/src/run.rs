@@ -182,8 +182,14 @@ state_enum! {
         WaitingToRestart = "waiting to restart",
         /// Its process runs.
         Running = "running",
-        /// Asked to stop; its process has not ended yet.
+        /// Asked to stop (at shutdown, or by `tandemctl stop`); its
+        /// processes have not all ended yet.
         Stopping = "stopping",
+        /// Stopped by `tandemctl stop`: its cgroup is empty, and it stays
+        /// stopped (its restart policy does not apply) until `tandemctl
+        /// start`. Not healthy: a slot on trial is not confirmed while a
+        /// service is stopped.
+        Stopped = "stopped",
         /// Ended with status 0 and is not restarted (a one-shot job done).
         Exited = "exited",
         /// Ended badly and is not restarted.
@@ -272,6 +278,11 @@ pub const INIT_PID: i32 = 1;
 
 /// The updater's socket.
 pub const UPDATER_SOCKET: &str = "/run/tandem/updater.sock";
+
+/// PID 1's control socket (mode 0600, root): `tandemctl stop|start|restart`
+/// ask the system init through it; the requests and responses are
+/// [`crate::control`]'s.
+pub const INIT_SOCKET: &str = "/run/tandem/init.sock";
 
 #[cfg(test)]
 mod tests {

@@ -4,6 +4,8 @@
 //! tandemctl status [--json]        slot, version, boot times, network, services
 //! tandemctl slot status [--json]   the A/B attributes on the boot disk
 //! tandemctl slot mark-good         confirm the running slot (successful=1, tries=0)
+//! tandemctl stop|start|restart <service> [--json]
+//!                                  one service, through PID 1's control socket
 //! tandemctl update …               the update daemon (`updater::cli`)
 //! tandemctl cluster …|lock …       the fleet in etcd (`agent::cli`)
 //! tandemctl reboot|poweroff|halt   ask PID 1 to shut down cleanly
@@ -26,6 +28,9 @@ pub const USAGE: &str = "usage:
   tandemctl status [--json]        slot, version, boot times, network, services
   tandemctl slot status [--json]   A/B slot attributes on the boot disk
   tandemctl slot mark-good         confirm the running slot (successful, no tries left)
+  tandemctl stop <service> [--json]     SIGTERM, its cgroup killed after its stop timeout; stays stopped
+  tandemctl start <service> [--json]    start a service that does not run, now
+  tandemctl restart <service> [--json]  stop, then start
   tandemctl update status [--json]      update state, progress, versions, checks, what to do
   tandemctl update check                check the channel now and report what was found
   tandemctl update apply [--no-wait]    install now, without waiting for this node's rollout turn
@@ -46,6 +51,9 @@ pub fn run(args: &[String]) -> Result<u8, Error> {
         ["slot", "status"] => slot_status(false),
         ["slot", "status", "--json"] => slot_status(true),
         ["slot", "mark-good"] => mark_good(),
+        [verb @ ("stop" | "start" | "restart"), rest @ ..] => {
+            crate::services::run(verb, rest, USAGE)
+        }
         ["update", rest @ ..] => Ok(updater::cli::run(
             rest,
             Path::new(tandem_contract::run::UPDATER_SOCKET),
@@ -443,6 +451,10 @@ mod tests {
             Err(Error::Usage(_))
         ));
         assert!(matches!(run(&[]), Err(Error::Usage(_))));
+        let args = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        for bad in [&["stop"][..], &["start", "a", "b"], &["restart", "--json"]] {
+            assert!(matches!(run(&args(bad)), Err(Error::Usage(_))), "{bad:?}");
+        }
     }
 
     #[test]

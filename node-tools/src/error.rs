@@ -1,6 +1,6 @@
 //! What can go wrong in `tandemctl`: a node-level step (reading a file, the
-//! partition table, a system call), or a command of the update daemon or
-//! of the cluster.
+//! partition table, a system call), asking PID 1 over its control socket,
+//! or a command of the update daemon or of the cluster.
 
 /// A failed `tandemctl` command.
 #[derive(Debug, thiserror::Error)]
@@ -14,6 +14,9 @@ pub enum Error {
     /// A cluster or lock command failed (`agent::cli`).
     #[error(transparent)]
     Cluster(#[from] agent::cli::Error),
+    /// PID 1 could not be asked (`tandemctl stop|start|restart`).
+    #[error(transparent)]
+    Control(#[from] tandem_contract::control::CallError),
     /// The status could not be written as JSON.
     #[error("writing the status as JSON failed: {0}")]
     Json(#[from] serde_json::Error),

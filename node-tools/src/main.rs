@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 mod ctl;
 mod error;
+mod services;
 
 use std::ffi::OsStr;
 use std::path::Path;

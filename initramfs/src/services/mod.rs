@@ -30,7 +30,7 @@ pub use spec::{
     Limits, Restart, ServiceDef, ServiceSpec, ServiceType, StdioMode, builtin_console, merge,
     parse, parse_size, read_dir, valid_name,
 };
-pub use supervisor::{Event, StopStep, Supervisor};
+pub use supervisor::{Event, StartNow, StopStep, Supervisor};
 
 /// Services that come with the image.
 pub const IMAGE_DIR: &str = "/usr/lib/tandem/services";

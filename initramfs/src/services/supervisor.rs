@@ -6,12 +6,20 @@
 //! with its limits, before its first start and kept across restarts; what
 //! its main process leaves behind there is killed when it ends; the cgroup
 //! is removed once the service ended for good and the cgroup is empty.
+//!
+//! A service is stopped on request (`tandemctl stop`, [`Supervisor::stop`])
+//! the way the shutdown stops it, and is then `stopped` until started again
+//! ([`Supervisor::start_now`]).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use tandem_contract::control::{ControlError, StopOutcome, StopReport};
+
 use super::order::{Gate, Node, Order, OrderWarning, Progress};
-use super::{Exit, ServiceDef, ServiceType, StdioMode, console_tty, next_streak, restart_after};
+use super::{
+    ADMIN_DIR, Exit, ServiceDef, ServiceType, StdioMode, console_tty, next_streak, restart_after,
+};
 use crate::error::Error;
 use crate::status::{ServiceState, ServiceStatus};
 use crate::syscall::Syscall;
@@ -22,6 +30,9 @@ use crate::syscall::Syscall;
 pub const KILL_WAIT: Duration = Duration::from_secs(2);
 /// Time between attempts to remove a cgroup that still held a process.
 const REMOVE_RETRY: Duration = Duration::from_millis(50);
+/// Time between looks at a stopping service's cgroup once its main process
+/// ended (nothing signals that a cgroup emptied).
+pub const STOP_POLL: Duration = Duration::from_millis(20);
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum State {
@@ -37,14 +48,43 @@ enum State {
         since: Instant,
     },
     /// Asked to stop: `pid` until the main process ended, then until its
-    /// cgroup is empty. Past `deadline` what is left is killed (`killed`),
-    /// and waited for until [`KILL_WAIT`] later.
+    /// cgroup is empty. Past `deadline` what is left is killed (`killed`;
+    /// `timed_out` when it was its stop timeout that passed), and waited
+    /// for until [`KILL_WAIT`] later.
     Stopping {
         pid: Option<i32>,
         deadline: Instant,
         killed: bool,
+        timed_out: bool,
+        /// Stopped on request: [`State::Stopped`] afterwards; else (the
+        /// shutdown) [`State::Done`].
+        request: Option<StopRequest>,
     },
     Done,
+    /// Stopped on request; not started again until asked.
+    Stopped,
+}
+
+/// A stop asked for by a client.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct StopRequest {
+    /// When.
+    at: Instant,
+    /// The service's state then.
+    was: ServiceState,
+}
+
+/// What [`Supervisor::start_now`] did.
+#[derive(Debug)]
+pub enum StartNow {
+    /// Spawned with this PID.
+    Started(i32),
+    /// It runs already (this PID).
+    AlreadyRunning(i32),
+    /// It is being stopped: start it once it stopped.
+    Stopping,
+    /// It could not be started (its restart policy applies).
+    Failed(String),
 }
 
 /// A service's cgroup.
@@ -112,9 +152,11 @@ pub enum Event {
     Warning(Error),
 }
 
-/// What one [`Supervisor::stop_step`] did.
+/// What one [`Supervisor::stop_step`] or [`Supervisor::stop_progress`] did.
 #[derive(Debug, Default)]
 pub struct StopStep {
+    /// Services stopped on request that are stopped now (index, report).
+    pub stopped: Vec<(usize, StopReport)>,
     /// Services (and their main PID if it still ran) whose processes were
     /// killed because their stop timeout passed.
     pub killed: Vec<(String, Option<i32>)>,
@@ -123,7 +165,8 @@ pub struct StopStep {
     pub gave_up: Vec<String>,
     /// Cgroups left behind.
     pub warnings: Vec<Error>,
-    /// Whether anything is still stopping (or a cgroup still to remove).
+    /// Whether anything is still stopping (or a cgroup still to remove;
+    /// [`Supervisor::stop_step`] only).
     pub left: bool,
 }
 
@@ -405,20 +448,28 @@ impl Supervisor {
         let since = match u.state {
             State::Running { since, .. } => since,
             State::Stopping {
-                deadline, killed, ..
+                deadline,
+                killed,
+                timed_out,
+                request,
+                ..
             } => {
-                // Stopping: [`stop_step`] waits for the cgroup to empty.
+                // Stopping: [`stop_progress`] waits for the cgroup to empty.
                 u.state = if killed_left {
                     State::Stopping {
                         pid: None,
                         deadline: now + KILL_WAIT,
                         killed: true,
+                        timed_out,
+                        request,
                     }
                 } else {
                     State::Stopping {
                         pid: None,
                         deadline,
                         killed,
+                        timed_out,
+                        request,
                     }
                 };
                 return Some(Event::Exited {
@@ -481,6 +532,35 @@ impl Supervisor {
         events
     }
 
+    /// When a service being stopped is next due a look
+    /// ([`Supervisor::stop_progress`]): its stop timeout, or soon once its
+    /// main process ended and its cgroup is to empty.
+    pub fn next_stop_check(&self, now: Instant) -> Option<Instant> {
+        self.units
+            .iter()
+            .filter_map(|u| match u.state {
+                State::Stopping {
+                    pid: Some(_),
+                    deadline,
+                    ..
+                } => Some(deadline),
+                State::Stopping {
+                    pid: None,
+                    deadline,
+                    ..
+                } => Some(deadline.min(now + STOP_POLL)),
+                _ => None,
+            })
+            .min()
+    }
+
+    /// Whether a service is being stopped.
+    pub fn any_stopping(&self) -> bool {
+        self.units
+            .iter()
+            .any(|u| matches!(u.state, State::Stopping { .. }))
+    }
+
     /// When the next restart or cgroup removal is due.
     pub fn next_due(&self) -> Option<Instant> {
         self.units
@@ -493,39 +573,187 @@ impl Supervisor {
             .min()
     }
 
+    /// Sends SIGTERM to the process group of running service `i` (SIGHUP
+    /// too to a `tty` service, then SIGCONT); it has its stop timeout from
+    /// now.
+    fn terminate(
+        &mut self,
+        i: usize,
+        sys: &mut dyn Syscall,
+        now: Instant,
+        request: Option<StopRequest>,
+    ) {
+        let u = &mut self.units[i];
+        let State::Running { pid, .. } = u.state else {
+            return;
+        };
+        let _ = sys.kill(-pid, libc::SIGTERM);
+        // An interactive shell ignores SIGTERM but not a hangup.
+        if u.def.spec.stdio == StdioMode::Tty {
+            let _ = sys.kill(-pid, libc::SIGHUP);
+        }
+        let _ = sys.kill(-pid, libc::SIGCONT);
+        u.state = State::Stopping {
+            pid: Some(pid),
+            deadline: now + Duration::from_secs(u.def.spec.stop_timeout_secs),
+            killed: false,
+            timed_out: false,
+            request,
+        };
+    }
+
     /// Sends SIGTERM to every running service's process group (SIGHUP too
     /// to a `tty` service, then SIGCONT); each has its own stop timeout
     /// from now. Nothing starts or restarts after.
     pub fn terminate_all(&mut self, sys: &mut dyn Syscall, now: Instant) {
         self.stopping = true;
         for i in 0..self.units.len() {
-            let u = &mut self.units[i];
-            match u.state {
-                State::Running { pid, .. } => {
-                    let _ = sys.kill(-pid, libc::SIGTERM);
-                    // An interactive shell ignores SIGTERM but not a hangup.
-                    if u.def.spec.stdio == StdioMode::Tty {
-                        let _ = sys.kill(-pid, libc::SIGHUP);
-                    }
-                    let _ = sys.kill(-pid, libc::SIGCONT);
-                    u.state = State::Stopping {
-                        pid: Some(pid),
-                        deadline: now + Duration::from_secs(u.def.spec.stop_timeout_secs),
-                        killed: false,
-                    };
-                }
+            match self.units[i].state {
+                State::Running { .. } => self.terminate(i, sys, now, None),
                 State::Due(_) | State::Waiting => self.finish(i, now),
                 _ => {}
             }
         }
     }
 
-    /// One round of stopping (after [`Supervisor::terminate_all`]): a
-    /// service whose main process ended and whose cgroup is empty is
+    /// The service called `name`, for a request: an error naming the known
+    /// services if there is none, or saying how to enable it if it is
+    /// disabled.
+    pub fn lookup(&self, name: &str) -> Result<usize, ControlError> {
+        let Some(i) = self.units.iter().position(|u| u.def.name == name) else {
+            return Err(ControlError::UnknownService {
+                service: name.to_string(),
+                known: self.units.iter().map(|u| u.def.name.clone()).collect(),
+            });
+        };
+        let u = &self.units[i];
+        if u.state == State::Disabled {
+            return Err(ControlError::Disabled {
+                service: u.def.name.clone(),
+                file: u.def.source.clone(),
+                admin_file: Path::new(ADMIN_DIR)
+                    .join(format!("{}.toml", u.def.name))
+                    .display()
+                    .to_string(),
+            });
+        }
+        Ok(i)
+    }
+
+    /// The name of service `i`.
+    pub fn name(&self, i: usize) -> &str {
+        self.units.get(i).map_or("", |u| u.def.name.as_str())
+    }
+
+    /// Stops service `i` on request, as the shutdown does: SIGTERM now,
+    /// its cgroup killed after its stop timeout; [`Supervisor::stop_progress`]
+    /// reports it stopped once its cgroup is empty, and it stays stopped.
+    /// `None` when that is under way; a report at once when it was not
+    /// running: one waiting to start (or restart) is stopped (it will not
+    /// start), one that ended for good or is blocked is left as it is.
+    pub fn stop(&mut self, sys: &mut dyn Syscall, i: usize, now: Instant) -> Option<StopReport> {
+        let (was, _) = self.state_of(i);
+        let u = self.units.get_mut(i)?;
+        match u.state {
+            State::Running { .. } => {
+                self.terminate(i, sys, now, Some(StopRequest { at: now, was }));
+                return None;
+            }
+            State::Stopping { .. } => return None,
+            State::Waiting | State::Due(_) => {
+                u.state = State::Stopped;
+                if u.cgroup == Cgroup::Live {
+                    u.cgroup = Cgroup::Removing {
+                        next: now,
+                        until: now + KILL_WAIT,
+                    };
+                }
+            }
+            State::Disabled | State::Blocked(_) | State::Done | State::Stopped => {}
+        }
+        Some(StopReport {
+            outcome: StopOutcome::NotRunning,
+            was,
+            exit: None,
+            took_ms: 0,
+        })
+    }
+
+    /// Starts service `i` now, whatever it waited for (the services it
+    /// starts after, the network, its restart delay), its restart backoff
+    /// reset; the events say what happened. Not while it is being stopped
+    /// ([`StartNow::Stopping`]: start it once it stopped) or running.
+    pub fn start_now(
+        &mut self,
+        sys: &mut dyn Syscall,
+        i: usize,
+        now: Instant,
+    ) -> (StartNow, Vec<Event>) {
+        let mut events = Vec::new();
+        let Some(u) = self.units.get_mut(i) else {
+            return (StartNow::Failed("no such service".into()), events);
+        };
+        match u.state {
+            State::Running { pid, .. } => return (StartNow::AlreadyRunning(pid), events),
+            State::Stopping { .. } => return (StartNow::Stopping, events),
+            _ if self.stopping => {
+                return (
+                    StartNow::Failed("the system is shutting down".into()),
+                    events,
+                );
+            }
+            _ => {}
+        }
+        u.streak = 0;
+        self.start(i, sys, now, &mut events);
+        let u = &self.units[i];
+        let result = match u.state {
+            State::Running { pid, .. } => StartNow::Started(pid),
+            _ => StartNow::Failed(
+                u.last_error
+                    .clone()
+                    .unwrap_or_else(|| format!("starting {} failed", u.def.name)),
+            ),
+        };
+        (result, events)
+    }
+
+    /// Service `i`, stopping, has stopped: `outcome` for a request.
+    fn stopped(&mut self, i: usize, now: Instant, outcome: StopOutcome, step: &mut StopStep) {
+        let u = &mut self.units[i];
+        let State::Stopping { request, .. } = u.state else {
+            return;
+        };
+        let Some(request) = request else {
+            self.finish(i, now);
+            return;
+        };
+        u.state = State::Stopped;
+        // Given up: processes are left in it, and it is kept (a start
+        // kills what is left first); else it goes.
+        if outcome != StopOutcome::GaveUp && u.cgroup == Cgroup::Live {
+            u.cgroup = Cgroup::Removing {
+                next: now,
+                until: now + KILL_WAIT,
+            };
+        }
+        step.stopped.push((
+            i,
+            StopReport {
+                outcome,
+                was: request.was,
+                exit: u.last_exit.map(|e| e.to_string()),
+                took_ms: u64::try_from(now.saturating_duration_since(request.at).as_millis())
+                    .unwrap_or(u64::MAX),
+            },
+        ));
+    }
+
+    /// One round of the stops under way (on request, or of the shutdown):
+    /// a service whose main process ended and whose cgroup is empty is
     /// stopped; one past its stop timeout is killed (its whole cgroup, or
     /// its process group without cgroups) and given up [`KILL_WAIT`] later.
-    /// Removes the emptied cgroups ([`Supervisor::sweep`]).
-    pub fn stop_step(&mut self, sys: &mut dyn Syscall, now: Instant) -> StopStep {
+    pub fn stop_progress(&mut self, sys: &mut dyn Syscall, now: Instant) -> StopStep {
         let mut step = StopStep::default();
         for i in 0..self.units.len() {
             let u = &mut self.units[i];
@@ -533,6 +761,8 @@ impl Supervisor {
                 pid,
                 deadline,
                 killed,
+                timed_out,
+                request,
             } = u.state
             else {
                 continue;
@@ -540,7 +770,12 @@ impl Supervisor {
             let live = u.cgroup == Cgroup::Live;
             let empty = pid.is_none() && !(live && sys.cgroup_populated(&u.dir).unwrap_or(false));
             if empty {
-                self.finish(i, now);
+                let outcome = if timed_out {
+                    StopOutcome::Killed
+                } else {
+                    StopOutcome::Stopped
+                };
+                self.stopped(i, now, outcome, &mut step);
                 continue;
             }
             if now < deadline {
@@ -548,8 +783,12 @@ impl Supervisor {
             }
             if killed {
                 step.gave_up.push(u.def.name.clone());
-                u.state = State::Done;
-                u.cgroup = Cgroup::None;
+                if request.is_some() {
+                    self.stopped(i, now, StopOutcome::GaveUp, &mut step);
+                } else {
+                    u.state = State::Done;
+                    u.cgroup = Cgroup::None;
+                }
                 continue;
             }
             let by_cgroup = live && sys.cgroup_kill(&u.dir).is_ok();
@@ -561,8 +800,18 @@ impl Supervisor {
                 pid,
                 deadline: now + KILL_WAIT,
                 killed: true,
+                timed_out: true,
+                request,
             };
         }
+        step
+    }
+
+    /// One round of stopping (after [`Supervisor::terminate_all`]):
+    /// [`Supervisor::stop_progress`], then the emptied cgroups are removed
+    /// ([`Supervisor::sweep`]).
+    pub fn stop_step(&mut self, sys: &mut dyn Syscall, now: Instant) -> StopStep {
+        let mut step = self.stop_progress(sys, now);
         for ev in self.sweep(sys, now) {
             if let Event::Warning(e) = ev {
                 step.warnings.push(e);
@@ -574,6 +823,48 @@ impl Supervisor {
         step
     }
 
+    /// The state and PID of service `i`.
+    pub fn state_of(&self, i: usize) -> (ServiceState, Option<i32>) {
+        self.units.get(i).map_or((ServiceState::Failed, None), |u| {
+            self.unit_state(i, u, &mut Vec::new(), &mut Vec::new())
+        })
+    }
+
+    /// The state and PID of `u` (index `i`), and what it waits for or is
+    /// blocked by.
+    fn unit_state(
+        &self,
+        i: usize,
+        u: &Unit,
+        waiting_for: &mut Vec<String>,
+        blocked_by: &mut Vec<String>,
+    ) -> (ServiceState, Option<i32>) {
+        match &u.state {
+            State::Disabled => (ServiceState::Disabled, None),
+            State::Waiting => {
+                if let Gate::Waiting(on) = self.order.gate(i, |j| self.progress(j)) {
+                    *waiting_for = self.names(&on);
+                }
+                if u.def.spec.after_network && !self.network_settled {
+                    (ServiceState::WaitingForNetwork, None)
+                } else {
+                    (ServiceState::WaitingForServices, None)
+                }
+            }
+            State::Blocked(by) => {
+                *blocked_by = self.names(by);
+                (ServiceState::Blocked, None)
+            }
+            State::Due(_) if u.last_exit.is_some() => (ServiceState::WaitingToRestart, None),
+            State::Due(_) => (ServiceState::Starting, None),
+            State::Running { pid, .. } => (ServiceState::Running, Some(*pid)),
+            State::Stopping { pid, .. } => (ServiceState::Stopping, *pid),
+            State::Done if u.last_exit.is_some_and(Exit::success) => (ServiceState::Exited, None),
+            State::Done => (ServiceState::Failed, None),
+            State::Stopped => (ServiceState::Stopped, None),
+        }
+    }
+
     /// Status for /run/tandem/status.json.
     pub fn status(&self) -> Vec<ServiceStatus> {
         self.units
@@ -582,33 +873,7 @@ impl Supervisor {
             .map(|(i, u)| {
                 let mut waiting_for = Vec::new();
                 let mut blocked_by = Vec::new();
-                let (state, pid) = match &u.state {
-                    State::Disabled => (ServiceState::Disabled, None),
-                    State::Waiting => {
-                        if let Gate::Waiting(on) = self.order.gate(i, |j| self.progress(j)) {
-                            waiting_for = self.names(&on);
-                        }
-                        if u.def.spec.after_network && !self.network_settled {
-                            (ServiceState::WaitingForNetwork, None)
-                        } else {
-                            (ServiceState::WaitingForServices, None)
-                        }
-                    }
-                    State::Blocked(by) => {
-                        blocked_by = self.names(by);
-                        (ServiceState::Blocked, None)
-                    }
-                    State::Due(_) if u.last_exit.is_some() => {
-                        (ServiceState::WaitingToRestart, None)
-                    }
-                    State::Due(_) => (ServiceState::Starting, None),
-                    State::Running { pid, .. } => (ServiceState::Running, Some(*pid)),
-                    State::Stopping { pid, .. } => (ServiceState::Stopping, *pid),
-                    State::Done if u.last_exit.is_some_and(Exit::success) => {
-                        (ServiceState::Exited, None)
-                    }
-                    State::Done => (ServiceState::Failed, None),
-                };
+                let (state, pid) = self.unit_state(i, u, &mut waiting_for, &mut blocked_by);
                 let last_exit = match (&u.last_error, u.last_exit) {
                     (Some(e), _) => Some(e.clone()),
                     (None, e) => e.map(|e| e.to_string()),

@@ -1,13 +1,16 @@
 //! [`Syscall`] over libc, with the descriptors PID 1's loop waits on: the
-//! signalfd, the eventfd other threads wake it with, and the watchdog.
+//! signalfd, the eventfd other threads wake it with, the control socket and
+//! its clients, and the watchdog.
 
-use std::io;
+use std::collections::HashMap;
+use std::io::{self, Read};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::{Ready, Reaped, Syscall};
+use super::{Conn, Ready, Reaped, Syscall};
 use crate::cgroup;
 use crate::error::Error;
 use crate::mount::MS_RDONLY;
@@ -24,6 +27,10 @@ pub struct LinuxSyscall {
     signals: OwnedFd,
     wake: Option<Waker>,
     watchdog: Option<Watchdog>,
+    /// The control socket, non-blocking.
+    control: Option<UnixListener>,
+    /// Its accepted clients, non-blocking, by descriptor.
+    conns: HashMap<RawFd, UnixStream>,
 }
 
 impl LinuxSyscall {
@@ -34,7 +41,22 @@ impl LinuxSyscall {
             signals,
             wake,
             watchdog,
+            control: None,
+            conns: HashMap::new(),
         }
+    }
+
+    /// With the control socket `listener` (non-blocking, see
+    /// [`system::control::bind`](crate::system::control::bind)).
+    pub fn with_control(mut self, listener: Option<UnixListener>) -> LinuxSyscall {
+        self.control = listener;
+        self
+    }
+
+    fn conn(&self, conn: Conn) -> io::Result<&UnixStream> {
+        self.conns
+            .get(&conn.0)
+            .ok_or_else(|| io::Error::from_raw_os_error(libc::EBADF))
     }
 }
 
@@ -88,16 +110,76 @@ impl Syscall for LinuxSyscall {
         reap()
     }
 
-    fn poll(&mut self, timeout: Duration) -> Ready {
+    fn poll(&mut self, timeout: Duration, watch: &[Conn]) -> Ready {
         let mut fds = vec![self.signals.as_raw_fd()];
-        if let Some(w) = &self.wake {
+        let wake = self.wake.as_ref().map(|w| {
             fds.push(w.as_raw_fd());
-        }
+            fds.len() - 1
+        });
+        let control = self.control.as_ref().map(|l| {
+            fds.push(l.as_raw_fd());
+            fds.len() - 1
+        });
+        let first_conn = fds.len();
+        let watched: Vec<Conn> = watch
+            .iter()
+            .copied()
+            .filter(|c| self.conns.contains_key(&c.0))
+            .collect();
+        fds.extend(watched.iter().map(|c| c.0));
         let readable = poll_fds(&fds, timeout);
+        let at = |i: Option<usize>| i.and_then(|i| readable.get(i).copied()).unwrap_or(false);
         Ready {
-            signals: readable.first().copied().unwrap_or(false),
-            wake: readable.get(1).copied().unwrap_or(false),
+            signals: at(Some(0)),
+            wake: at(wake),
+            control: at(control),
+            conns: watched
+                .iter()
+                .enumerate()
+                .filter(|&(k, _)| at(Some(first_conn + k)))
+                .map(|(_, &c)| c)
+                .collect(),
         }
+    }
+
+    fn accept(&mut self) -> io::Result<Option<Conn>> {
+        let Some(listener) = &self.control else {
+            return Ok(None);
+        };
+        match listener.accept() {
+            Ok((stream, _)) => {
+                stream.set_nonblocking(true)?;
+                let fd = stream.as_raw_fd();
+                self.conns.insert(fd, stream);
+                Ok(Some(Conn(fd)))
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn recv(&mut self, conn: Conn, buf: &mut [u8]) -> io::Result<usize> {
+        let mut stream = self.conn(conn)?;
+        stream.read(buf)
+    }
+
+    fn send(&mut self, conn: Conn, data: &[u8]) -> io::Result<usize> {
+        let fd = self.conn(conn)?.as_raw_fd();
+        // SAFETY: data is valid for data.len() bytes; fd is a socket this
+        // system keeps open.
+        let n = unsafe {
+            libc::send(
+                fd,
+                data.as_ptr().cast(),
+                data.len(),
+                libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT,
+            )
+        };
+        usize::try_from(n).map_err(|_| io::Error::last_os_error())
+    }
+
+    fn close(&mut self, conn: Conn) {
+        self.conns.remove(&conn.0);
     }
 
     fn read_signals(&mut self) -> Vec<i32> {
@@ -255,12 +337,72 @@ fn poll_fds(fds: &[RawFd], timeout: Duration) -> Vec<bool> {
     if r <= 0 {
         return vec![false; fds.len()];
     }
-    pfds.iter().map(|p| p.revents & libc::POLLIN != 0).collect()
+    // A closed or failed connection is "readable" too: its read says so.
+    pfds.iter()
+        .map(|p| p.revents & (libc::POLLIN | libc::POLLHUP | libc::POLLERR) != 0)
+        .collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Write;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn the_control_socket_is_polled_accepted_read_and_answered_without_blocking() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("run/init.sock");
+        let listener = crate::system::control::bind(&path).expect("bind");
+        let mode = std::fs::metadata(&path)
+            .expect("socket")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "root's only");
+        // SAFETY: an empty set for a signalfd that receives nothing.
+        let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
+        // SAFETY: set is a valid sigset_t.
+        unsafe { libc::sigemptyset(&mut set) };
+        let signals = signalfd(&set).expect("signalfd");
+        let mut sys = LinuxSyscall::new(signals, None, None).with_control(Some(listener));
+        assert!(sys.accept().expect("accept").is_none(), "nobody yet");
+        assert!(!sys.poll(Duration::ZERO, &[]).control);
+
+        let mut client = UnixStream::connect(&path).expect("connect");
+        assert!(sys.poll(Duration::from_secs(5), &[]).control);
+        let conn = sys.accept().expect("accept").expect("a connection");
+        let mut buf = [0u8; 64];
+        let err = sys.recv(conn, &mut buf).expect_err("nothing sent yet");
+        assert_eq!(err.kind(), io::ErrorKind::WouldBlock, "it does not block");
+        assert!(sys.poll(Duration::ZERO, &[conn]).conns.is_empty());
+
+        client.write_all(b"hello\n").expect("write");
+        assert_eq!(sys.poll(Duration::from_secs(5), &[conn]).conns, [conn]);
+        let n = sys.recv(conn, &mut buf).expect("read");
+        assert_eq!(&buf[..n], b"hello\n");
+        assert_eq!(sys.send(conn, b"bye\n").expect("send"), 4);
+        sys.close(conn);
+        let mut answer = Vec::new();
+        client.read_to_end(&mut answer).expect("read");
+        assert_eq!(answer, b"bye\n", "answered, then closed");
+        assert!(sys.send(conn, b"x").is_err(), "closed");
+
+        // A client that goes away is readable: its read says so.
+        let gone = UnixStream::connect(&path).expect("connect");
+        assert!(sys.poll(Duration::from_secs(5), &[]).control);
+        let conn = sys.accept().expect("accept").expect("a connection");
+        drop(gone);
+        assert_eq!(sys.poll(Duration::from_secs(5), &[conn]).conns, [conn]);
+        assert_eq!(sys.recv(conn, &mut buf).expect("eof"), 0);
+        sys.close(conn);
+
+        // While it listens, a second PID 1 cannot take the socket.
+        let err = crate::system::control::bind(&path).expect_err("in use");
+        assert!(
+            err.to_string().contains(&path.display().to_string()),
+            "{err}"
+        );
+    }
 
     #[test]
     fn a_waker_keeps_its_eventfd_open_while_a_clone_lives() {

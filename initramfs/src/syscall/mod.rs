@@ -3,8 +3,9 @@
 //! [`LinuxSyscall`] does them over libc; a recording double
 //! (`syscall::test::TestSyscall`, test builds only) writes each call down
 //! and scripts what the system answers (children that exit, signals that
-//! arrive, the passing of time), so the loop's decisions (restarts,
-//! backoff, the order of a shutdown, the watchdog) are tested on the host.
+//! arrive, clients of the control socket, the passing of time), so the
+//! loop's decisions (restarts, backoff, the order of a shutdown, the
+//! watchdog, `tandemctl stop`) are tested on the host.
 //!
 //! The boot steps before the loop (mounts, machine id, modules) use the
 //! thin wrappers in [`sys`](crate::sys) directly.
@@ -24,14 +25,32 @@ use crate::services::{Exit, ServiceDef};
 use crate::status::Status;
 use crate::system::Shutdown;
 
+/// A client connection on PID 1's control socket
+/// ([`INIT_SOCKET`](tandem_contract::run::INIT_SOCKET)), as
+/// [`Syscall::accept`] hands it out: its descriptor on Linux, a number in
+/// tests. Valid until [`Syscall::close`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Conn(pub i32);
+
+impl std::fmt::Display for Conn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "client {}", self.0)
+    }
+}
+
 /// Which of the loop's descriptors [`Syscall::poll`] found readable.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Ready {
     /// The signal descriptor: read it with [`Syscall::read_signals`].
     pub signals: bool,
     /// The wake-up descriptor (another thread has news): clear it with
     /// [`Syscall::drain_wake`].
     pub wake: bool,
+    /// The control socket has a connection to [`Syscall::accept`].
+    pub control: bool,
+    /// The connections watched that have something to read, or were closed
+    /// or failed ([`Syscall::recv`] says which).
+    pub conns: Vec<Conn>,
 }
 
 /// What one [`Syscall::reap`] collected.
@@ -78,8 +97,21 @@ pub trait Syscall {
     fn kill(&mut self, pid: i32, signal: i32) -> io::Result<()>;
     /// Reaps every child that ended (waitpid(-1, WNOHANG) until none is left).
     fn reap(&mut self) -> Reaped;
-    /// Waits up to `timeout` for a signal or a wake-up.
-    fn poll(&mut self, timeout: Duration) -> Ready;
+    /// Waits up to `timeout` for a signal, a wake-up, a connection on the
+    /// control socket, or something to read on one of the connections
+    /// `watch`.
+    fn poll(&mut self, timeout: Duration, watch: &[Conn]) -> Ready;
+    /// Accepts a connection on the control socket without blocking: `None`
+    /// when none waits (or the node has no control socket).
+    fn accept(&mut self) -> io::Result<Option<Conn>>;
+    /// Reads what `conn` sent, without blocking: `Ok(0)` when the client
+    /// closed its end, `WouldBlock` when nothing is there yet.
+    fn recv(&mut self, conn: Conn, buf: &mut [u8]) -> io::Result<usize>;
+    /// Writes to `conn` without blocking (and without SIGPIPE); returns how
+    /// much was taken.
+    fn send(&mut self, conn: Conn, data: &[u8]) -> io::Result<usize>;
+    /// Closes `conn`.
+    fn close(&mut self, conn: Conn);
     /// Reads the signals queued on the signal descriptor.
     fn read_signals(&mut self) -> Vec<i32>;
     /// Clears the wake-up descriptor.

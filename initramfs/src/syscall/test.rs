@@ -2,16 +2,20 @@
 //! every call is written down with the fake clock's time, and the answers
 //! are scripted: how long each service's runs last and how they end, which
 //! services ignore SIGTERM, which leave processes behind in their cgroup,
-//! which signals reach PID 1 when, the mount table and which unmounts fail.
-//! Cgroups are directories that exist or not and the PIDs they hold. Time only moves when the code under test sleeps
-//! or polls, so a test of a minute of supervision takes microseconds.
+//! which signals reach PID 1 when, which clients connect to the control
+//! socket when and what they send, the mount table and which unmounts fail.
+//! Cgroups are directories that exist or not and the PIDs they hold. Time
+//! only moves when the code under test sleeps or polls, so a test of a
+//! minute of supervision takes microseconds.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use super::{Ready, Reaped, Syscall};
+use tandem_contract::control::{Request, Response};
+
+use super::{Conn, Ready, Reaped, Syscall};
 use crate::error::Error;
 use crate::services::{Exit, ServiceDef};
 use crate::status::Status;
@@ -72,6 +76,51 @@ pub enum Call {
     RemountReadOnly(PathBuf),
     /// reboot(2).
     Reboot(Shutdown),
+    /// A connection on the control socket was accepted.
+    Accept(Conn),
+    /// A read from a connection, with how much it got (`None`: nothing
+    /// there yet, or an error).
+    Recv(Conn, Option<usize>),
+    /// A write to a connection, with what was written.
+    Send(Conn, String),
+    /// A connection was closed.
+    Close(Conn),
+}
+
+/// A scripted client of the control socket: `Conn(n)` is the n-th one
+/// scripted, from 1.
+#[derive(Clone, Debug, Default)]
+struct Client {
+    /// When it connects.
+    at: Duration,
+    /// What it sends, and when (not before it connects).
+    data: Vec<(Duration, Vec<u8>)>,
+    /// When it closes its end, if it does.
+    closes_at: Option<Duration>,
+    accepted: bool,
+    /// How many of the bytes sent were read.
+    read: usize,
+    /// What PID 1 wrote to it.
+    received: Vec<u8>,
+    /// PID 1 closed the connection.
+    closed: bool,
+}
+
+impl Client {
+    /// The bytes it has sent by `now`.
+    fn sent_by(&self, now: Duration) -> Vec<u8> {
+        self.data
+            .iter()
+            .filter(|(at, _)| *at <= now)
+            .flat_map(|(_, d)| d.iter().copied())
+            .collect()
+    }
+
+    fn readable(&self, now: Duration) -> bool {
+        self.accepted
+            && !self.closed
+            && (self.read < self.sent_by(now).len() || self.closes_at.is_some_and(|t| t <= now))
+    }
 }
 
 /// A call and when it happened (time since the double was made).
@@ -112,6 +161,8 @@ pub struct TestSyscall {
     /// Services whose left processes survive even SIGKILL (stuck in the
     /// kernel).
     stuck: HashSet<String>,
+    /// Services whose program cannot be started (ENOENT).
+    missing_programs: HashSet<String>,
     /// Existing cgroups and the PIDs in them.
     cgroups: BTreeMap<PathBuf, BTreeSet<i32>>,
     /// Cgroup files that cannot be written (a controller the kernel lacks).
@@ -124,6 +175,7 @@ pub struct TestSyscall {
     pub status: Option<Status>,
     /// Every status written, with its time.
     pub published: Vec<(Duration, Status)>,
+    clients: Vec<Client>,
 }
 
 impl Default for TestSyscall {
@@ -145,6 +197,7 @@ impl Default for TestSyscall {
             leaves: HashMap::new(),
             next_helper: 1000,
             stuck: HashSet::new(),
+            missing_programs: HashSet::new(),
             cgroups: BTreeMap::new(),
             missing_files: HashSet::new(),
             failing_cgroups: HashSet::new(),
@@ -152,6 +205,7 @@ impl Default for TestSyscall {
             failing_umounts: HashSet::new(),
             status: None,
             published: Vec::new(),
+            clients: Vec::new(),
         }
     }
 }
@@ -185,6 +239,12 @@ impl TestSyscall {
     /// not even on SIGKILL (uninterruptible sleep).
     pub fn stuck(mut self, name: &str) -> TestSyscall {
         self.stuck.insert(name.to_string());
+        self
+    }
+
+    /// Starting `name` fails: its program is missing (ENOENT).
+    pub fn missing_program(mut self, name: &str) -> TestSyscall {
+        self.missing_programs.insert(name.to_string());
         self
     }
 
@@ -227,6 +287,71 @@ impl TestSyscall {
     pub fn signal_at(mut self, at: Duration, signal: i32) -> TestSyscall {
         self.signals.push((at, signal));
         self
+    }
+
+    /// A client connects to the control socket at `at` and sends `request`
+    /// at once; it waits for the answer.
+    pub fn client(self, at: Duration, request: &Request) -> TestSyscall {
+        self.client_script(at, vec![(at, request.to_line())], None)
+    }
+
+    /// A client connects at `at` and sends nothing, ever.
+    pub fn silent_client(self, at: Duration) -> TestSyscall {
+        self.client_script(at, Vec::new(), None)
+    }
+
+    /// A client connects at `at`, sends each piece of `data` at its time,
+    /// and closes its end at `closes_at` if given.
+    pub fn client_script(
+        mut self,
+        at: Duration,
+        data: Vec<(Duration, Vec<u8>)>,
+        closes_at: Option<Duration>,
+    ) -> TestSyscall {
+        self.clients.push(Client {
+            at,
+            data,
+            closes_at,
+            ..Client::default()
+        });
+        self
+    }
+
+    fn client_mut(&mut self, conn: Conn) -> io::Result<&mut Client> {
+        usize::try_from(conn.0 - 1)
+            .ok()
+            .and_then(|i| self.clients.get_mut(i))
+            .filter(|c| c.accepted && !c.closed)
+            .ok_or_else(|| io::Error::from_raw_os_error(libc::EBADF))
+    }
+
+    /// What PID 1 wrote to the `n`-th client (from 1).
+    pub fn received(&self, n: i32) -> &[u8] {
+        usize::try_from(n - 1)
+            .ok()
+            .and_then(|i| self.clients.get(i))
+            .map_or(&[], |c| c.received.as_slice())
+    }
+
+    /// PID 1's answer to the `n`-th client, if it sent a valid one.
+    pub fn response(&self, n: i32) -> Option<Response> {
+        Response::parse(self.received(n)).ok()
+    }
+
+    /// When PID 1 wrote to the `n`-th client (first write).
+    pub fn answered_at(&self, n: i32) -> Option<Duration> {
+        self.calls.iter().find_map(|r| match &r.call {
+            Call::Send(c, _) if c.0 == n => Some(r.at),
+            _ => None,
+        })
+    }
+
+    /// When PID 1 closed its connection to the `n`-th client.
+    pub fn closed_at(&self, n: i32) -> Option<Duration> {
+        self.calls.iter().find_map(|r| match &r.call {
+            Call::Close(c) if c.0 == n => Some(r.at),
+            _ => None,
+        })
     }
 
     /// The mount table [`Syscall::mount_table`] answers.
@@ -311,6 +436,7 @@ impl TestSyscall {
                         | Call::WriteStatus
                         | Call::PetWatchdog
                         | Call::CgroupPopulated(_)
+                        | Call::Recv(..)
                 )
             })
             .map(|r| r.call.clone())
@@ -391,7 +517,36 @@ impl TestSyscall {
             .iter()
             .filter(|e| self.children.contains_key(&e.1))
             .map(|e| e.0);
-        exits.chain(self.signals.iter().map(|s| s.0)).min()
+        let now = self.clock;
+        let clients = self.clients.iter().flat_map(|c| {
+            let connects = (!c.accepted).then_some(c.at);
+            let sends = c.data.iter().map(|d| d.0);
+            connects.into_iter().chain(sends).chain(c.closes_at)
+        });
+        exits
+            .chain(self.signals.iter().map(|s| s.0))
+            .chain(clients.filter(|&t| t > now))
+            .min()
+    }
+
+    /// A connection waits to be accepted.
+    fn connection_waiting(&self) -> bool {
+        self.clients
+            .iter()
+            .any(|c| !c.accepted && c.at <= self.clock)
+    }
+
+    fn readable(&self, watch: &[Conn]) -> Vec<Conn> {
+        watch
+            .iter()
+            .copied()
+            .filter(|c| {
+                usize::try_from(c.0 - 1)
+                    .ok()
+                    .and_then(|i| self.clients.get(i))
+                    .is_some_and(|client| client.readable(self.clock))
+            })
+            .collect()
     }
 }
 
@@ -425,6 +580,13 @@ impl Syscall for TestSyscall {
             return Err(Error::Cgroup {
                 what: "joining",
                 path: dir.to_path_buf(),
+                err: enoent(),
+            });
+        }
+        if self.missing_programs.contains(&def.name) {
+            return Err(Error::Spawn {
+                name: def.name.clone(),
+                program: def.spec.exec.first().cloned().unwrap_or_default(),
                 err: enoent(),
             });
         }
@@ -550,9 +712,12 @@ impl Syscall for TestSyscall {
         }
     }
 
-    fn poll(&mut self, timeout: Duration) -> Ready {
+    fn poll(&mut self, timeout: Duration, watch: &[Conn]) -> Ready {
         self.record(Call::Poll(timeout));
-        if self.pending_signals.is_empty() {
+        if self.pending_signals.is_empty()
+            && !self.connection_waiting()
+            && self.readable(watch).is_empty()
+        {
             let until = self.clock + timeout;
             match self.next_event() {
                 Some(at) if at <= until => self.advance_to(at),
@@ -562,6 +727,63 @@ impl Syscall for TestSyscall {
         Ready {
             signals: !self.pending_signals.is_empty(),
             wake: false,
+            control: self.connection_waiting(),
+            conns: self.readable(watch),
+        }
+    }
+
+    fn accept(&mut self) -> io::Result<Option<Conn>> {
+        let now = self.clock;
+        let next = self
+            .clients
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| !c.accepted && c.at <= now)
+            .min_by_key(|(_, c)| c.at)
+            .map(|(i, _)| i);
+        let Some(i) = next else {
+            return Ok(None);
+        };
+        if let Some(c) = self.clients.get_mut(i) {
+            c.accepted = true;
+        }
+        let conn = Conn(i32::try_from(i + 1).unwrap_or(i32::MAX));
+        self.record(Call::Accept(conn));
+        Ok(Some(conn))
+    }
+
+    fn recv(&mut self, conn: Conn, buf: &mut [u8]) -> io::Result<usize> {
+        let now = self.clock;
+        let result = self.client_mut(conn).and_then(|c| {
+            let sent = c.sent_by(now);
+            let rest = sent.get(c.read..).unwrap_or_default();
+            if rest.is_empty() {
+                return if c.closes_at.is_some_and(|t| t <= now) {
+                    Ok(0)
+                } else {
+                    Err(io::Error::from(io::ErrorKind::WouldBlock))
+                };
+            }
+            let n = rest.len().min(buf.len());
+            buf[..n].copy_from_slice(&rest[..n]);
+            c.read += n;
+            Ok(n)
+        });
+        self.record(Call::Recv(conn, result.as_ref().ok().copied()));
+        result
+    }
+
+    fn send(&mut self, conn: Conn, data: &[u8]) -> io::Result<usize> {
+        self.record(Call::Send(conn, String::from_utf8_lossy(data).into_owned()));
+        let c = self.client_mut(conn)?;
+        c.received.extend_from_slice(data);
+        Ok(data.len())
+    }
+
+    fn close(&mut self, conn: Conn) {
+        self.record(Call::Close(conn));
+        if let Ok(c) = self.client_mut(conn) {
+            c.closed = true;
         }
     }
 

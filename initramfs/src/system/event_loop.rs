@@ -1,5 +1,6 @@
 //! PID 1's loop once the boot steps are done: network news from the DHCP
-//! thread, starting and restarting services, the watchdog, "system ready",
+//! thread, starting and restarting services, requests on the control
+//! socket (`tandemctl stop|start|restart`), the watchdog, "system ready",
 //! the status file, and the signals that end it. Every system call goes
 //! through [`Syscall`], so the loop runs on the host against a recording
 //! double.
@@ -8,8 +9,9 @@ use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
 
 use super::NETWORK_WAIT;
+use super::control::Control;
 use super::identity::ready_line;
-use super::shutdown::{Shutdown, stop_everything};
+use super::shutdown::{Shutdown, log_stop_step, stop_everything};
 use crate::net::{self, NetEvent};
 use crate::services::{Event, Supervisor};
 use crate::status::{self, NetworkStatus, Status};
@@ -53,6 +55,8 @@ fn network_status(ev: &NetEvent) -> NetworkStatus {
 pub(crate) struct Init {
     pub(super) status: Status,
     pub(super) supervisor: Supervisor,
+    /// The clients of the control socket.
+    pub(super) control: Control,
     pet_every: Duration,
     next_pet: Instant,
     ready: bool,
@@ -76,6 +80,7 @@ impl Init {
         let mut init = Init {
             status,
             supervisor,
+            control: Control::default(),
             pet_every,
             next_pet: now,
             ready: false,
@@ -219,9 +224,25 @@ pub(super) fn serve(init: &mut Init, sys: &mut dyn Syscall, net: &Receiver<NetEv
             );
             init.settle_network(now);
         }
+        // Stops asked for over the control socket (before the sweep, which
+        // removes the cgroups they emptied).
+        if init.supervisor.any_stopping() {
+            let step = init.supervisor.stop_progress(sys, now);
+            log_stop_step(&step);
+            for (i, report) in &step.stopped {
+                let events = init
+                    .control
+                    .stopped(sys, &mut init.supervisor, *i, report, now);
+                for ev in events {
+                    init.service_event(ev);
+                }
+                init.dirty = true;
+            }
+        }
         for ev in init.supervisor.sweep(sys, now) {
             init.service_event(ev);
         }
+
         let events = init.supervisor.start_due(sys, now);
         if !events.is_empty() {
             let started: Vec<String> = events
@@ -248,18 +269,39 @@ pub(super) fn serve(init: &mut Init, sys: &mut dyn Syscall, net: &Receiver<NetEv
         if init.dirty && init.ready {
             init.write_status(sys);
         }
+        // Answers go out once the status file shows what they say, with
+        // those to the clients that ran out of time for their request.
+        init.control.expire(now);
+        init.control.flush(sys);
 
         let mut next = init.next_pet;
         if let Some(due) = init.supervisor.next_due() {
+            next = next.min(due);
+        }
+        if let Some(due) = init.supervisor.next_stop_check(now) {
+            next = next.min(due);
+        }
+        if let Some(due) = init.control.next_deadline() {
             next = next.min(due);
         }
         if !init.network_settled {
             next = next.min(init.network_deadline);
         }
         let timeout = next.saturating_duration_since(sys.now());
-        let ready = sys.poll(timeout);
+        let ready = sys.poll(timeout, &init.control.watch());
         if ready.wake {
             sys.drain_wake();
+        }
+        let now = sys.now();
+        if ready.control {
+            init.control.accept(sys, now);
+        }
+        for conn in ready.conns {
+            let events = init.control.readable(sys, conn, &mut init.supervisor, now);
+            for ev in events {
+                init.service_event(ev);
+            }
+            init.dirty = true;
         }
         if !ready.signals {
             continue;

@@ -16,12 +16,14 @@
 //!   missing, users and groups added where missing, `tmpfiles.d` applied;
 //! - [`cgroups`]: cgroup2 and the services' cgroup;
 //! - [`event_loop`]: supervision until a signal asks for the end;
+//! - [`control`]: the control socket (`tandemctl stop|start|restart`);
 //! - [`shutdown`]: stopping everything, unmounting, reboot(2).
 //!
 //! The loop and the shutdown make their system calls through
 //! [`Syscall`].
 
 pub mod cgroups;
+pub mod control;
 pub mod event_loop;
 pub mod factory;
 pub mod identity;
@@ -333,7 +335,15 @@ fn run(
     }
     let defs = services::merge(vec![vec![services::builtin_console(sh)], image, admin]);
     t.step("service files read");
-    let mut system = LinuxSyscall::new(signals, wake, watchdog);
+    // `tandemctl stop|start|restart`; without it the node runs on.
+    let control = match control::bind(Path::new(control::INIT_SOCKET)) {
+        Ok(listener) => Some(listener),
+        Err(e) => {
+            warn(&mut warnings, &e);
+            None
+        }
+    };
+    let mut system = LinuxSyscall::new(signals, wake, watchdog).with_control(control);
     let now = system.now();
     let status = Status {
         format: status::FORMAT,

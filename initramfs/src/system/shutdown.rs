@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use super::event_loop::Init;
 use crate::mount;
+use crate::services::StopStep;
 use crate::syscall::Syscall;
 use crate::system_log;
 
@@ -55,36 +56,22 @@ impl Action for Shutdown {
 /// (`cgroup.kill`), or its process group without cgroups. Then SIGTERM and,
 /// 2 s later, SIGKILL to every process left (orphans; with cgroups, only
 /// what escaped them: none but PID 1's own). The watchdog is petted
-/// throughout.
+/// throughout. Clients of the control socket, those waiting for a stop
+/// included, are answered that the system is shutting down.
 pub(super) fn stop_everything(init: &mut Init, sys: &mut dyn Syscall, how: Shutdown) {
     system_log!("stopping services for {}", how.noun());
+    init.control.shut_down(sys, how);
     let now = sys.now();
     init.supervisor.terminate_all(sys, now);
     loop {
         let now = sys.now();
         init.pet(sys, now);
+        init.control.refuse_new(sys, how);
         for (pid, exit) in sys.reap().exited {
             let _ = init.supervisor.on_exit(sys, pid, exit, now);
         }
         let step = init.supervisor.stop_step(sys, now);
-        for (name, pid) in &step.killed {
-            match pid {
-                Some(pid) => system_log!(
-                    "{name} (pid {pid}) did not stop within its stop timeout; killing it"
-                ),
-                None => system_log!(
-                    "{name}: processes left in its cgroup did not stop within its stop timeout; killing them"
-                ),
-            }
-        }
-        for name in &step.gave_up {
-            system_log!(
-                "warning: {name}: processes still running after SIGKILL; not waiting for them"
-            );
-        }
-        for e in &step.warnings {
-            system_log!("warning: {e}");
-        }
+        log_stop_step(&step);
         if !step.left {
             break;
         }
@@ -106,6 +93,27 @@ pub(super) fn stop_everything(init: &mut Init, sys: &mut dyn Syscall, how: Shutd
         }
     }
     let _ = sys.write_status(&init.status);
+}
+
+/// Console lines for what a round of stopping did (the shutdown's, or a
+/// stop on request).
+pub(super) fn log_stop_step(step: &StopStep) {
+    for (name, pid) in &step.killed {
+        match pid {
+            Some(pid) => {
+                system_log!("{name} (pid {pid}) did not stop within its stop timeout; killing it")
+            }
+            None => system_log!(
+                "{name}: processes left in its cgroup did not stop within its stop timeout; killing them"
+            ),
+        }
+    }
+    for name in &step.gave_up {
+        system_log!("warning: {name}: processes still running after SIGKILL; not waiting for them");
+    }
+    for e in &step.warnings {
+        system_log!("warning: {e}");
+    }
 }
 
 /// Syncs, unmounts or remounts read-only every disk-backed filesystem
