@@ -45,7 +45,9 @@ fn web_image() -> Result<OciImage> {
             "/bin/busybox",
             "sh",
             "-c",
-            "/bin/busybox date +%s >> /data/starts && exec /bin/busybox httpd -f -p 8080 -h /data",
+            // PID 1 of the container: without a handler, SIGTERM (the
+            // service's stop) would be ignored until the stop timeout.
+            "trap 'exit 0' TERM; /bin/busybox date +%s >> /data/starts; /bin/busybox httpd -f -p 8080 -h /data & wait",
         ],
     )
 }

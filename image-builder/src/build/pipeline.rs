@@ -527,7 +527,13 @@ impl Builder<'_> {
         let mut known = base_accounts(usr);
         known.extend(self.def.users.iter().map(|u| u.name.clone()));
         known.extend(self.def.groups.iter().map(|g| g.name.clone()));
-        let provided: Vec<&str> = self.def.usr.files.iter().map(|f| f.target.as_str()).collect();
+        let provided: Vec<&str> = self
+            .def
+            .usr
+            .files
+            .iter()
+            .map(|f| f.target.as_str())
+            .collect();
         for (package, f) in findings {
             match &f {
                 Finding::User { name: Some(n), .. } if known.contains(n) => continue,
