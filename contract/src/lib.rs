@@ -14,6 +14,8 @@
 //! - [`os_release`]: what an image says about itself;
 //! - `etc` (feature `std`): how a node's `/etc` is filled: factory copies,
 //!   `tmpfiles.d` directories, per-node secrets an image must not carry;
+//! - `sysctl` (feature `std`): kernel settings (`sysctl.d`) an image
+//!   declares and the system init applies;
 //! - `sysusers` (feature `std`): `sysusers.d` lines (read and written), the
 //!   image's resolved users file and the stable id allocation;
 //! - `accounts` (feature `std`): `/etc/passwd`, `group`, `shadow`,
@@ -69,6 +71,8 @@ pub mod run;
 pub mod slot;
 #[cfg(feature = "std")]
 pub mod strategy;
+#[cfg(feature = "std")]
+pub mod sysctl;
 #[cfg(feature = "std")]
 pub mod sysusers;
 #[cfg(feature = "std")]

@@ -83,6 +83,50 @@ pub struct KernelSection {
     /// Modules the system init loads after switching root.
     #[serde(default = "default_system_modules")]
     pub system_modules: Vec<String>,
+    /// Kernel settings the system init applies at every boot, after the
+    /// system modules (`"net.ipv4.ip_forward" = 1`), written to
+    /// `/usr/lib/sysctl.d/50-tandem-image.conf` in key order.
+    #[serde(default)]
+    pub sysctl: std::collections::BTreeMap<String, SysctlValue>,
+}
+
+/// A `[kernel] sysctl` value: TOML strings, integers and booleans (as 1 or
+/// 0) are all written as the kernel reads them.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(untagged)]
+pub enum SysctlValue {
+    /// `"0 2147483647"`.
+    Text(String),
+    /// `1`.
+    Number(i64),
+    /// `true` (1) or `false` (0).
+    Flag(bool),
+}
+
+impl SysctlValue {
+    /// The value as written to `/proc/sys`.
+    pub fn text(&self) -> String {
+        match self {
+            SysctlValue::Text(t) => t.clone(),
+            SysctlValue::Number(n) => n.to_string(),
+            SysctlValue::Flag(b) => u8::from(*b).to_string(),
+        }
+    }
+}
+
+impl KernelSection {
+    /// The text of the image's `sysctl.d` file, `None` without settings.
+    pub fn sysctl_file(&self) -> std::result::Result<Option<String>, String> {
+        if self.sysctl.is_empty() {
+            return Ok(None);
+        }
+        let values: Vec<(&str, String)> = self
+            .sysctl
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.text()))
+            .collect();
+        tandem_contract::sysctl::render(values.iter().map(|(k, v)| (*k, v.as_str()))).map(Some)
+    }
 }
 
 /// `[boot]`.
@@ -303,6 +347,7 @@ impl Default for KernelSection {
             modules_dir: None,
             initramfs_modules: default_initramfs_modules(),
             system_modules: default_system_modules(),
+            sysctl: Default::default(),
         }
     }
 }
@@ -482,6 +527,9 @@ impl Definition {
                 ));
             }
             _ => {}
+        }
+        if let Err(e) = k.sysctl_file() {
+            return Err(self.invalid("kernel.sysctl", e));
         }
         if self.boot.timeout > 60 {
             return Err(self.invalid("boot.timeout", "at most 60 seconds"));
@@ -791,6 +839,27 @@ mod tests {
             let e = parse(text).expect_err(needle);
             assert!(e.to_string().contains(needle), "{needle}: {e}");
         }
+    }
+
+    #[test]
+    fn sysctl_values_are_written_as_the_kernel_reads_them() {
+        let d = parse(
+            "[image]\nname = \"d\"\nversion = \"1\"\n[kernel.sysctl]\n\"net.ipv4.ip_forward\" = true\n\"net.ipv4.ping_group_range\" = \"0 2147483647\"\n\"fs.inotify.max_user_instances\" = 8192\n",
+        )
+        .expect("valid");
+        assert_eq!(
+            d.kernel.sysctl_file().unwrap().unwrap(),
+            "# [kernel] sysctl of the image definition (written by tandem build)\n\
+             fs.inotify.max_user_instances = 8192\n\
+             net.ipv4.ip_forward = 1\n\
+             net.ipv4.ping_group_range = 0 2147483647\n"
+        );
+        let d = parse("[image]\nname = \"d\"\nversion = \"1\"").expect("valid");
+        assert_eq!(d.kernel.sysctl_file(), Ok(None));
+        let e =
+            parse("[image]\nname = \"d\"\nversion = \"1\"\n[kernel.sysctl]\n\"net ipv4\" = 1\n")
+                .expect_err("blank in key");
+        assert!(e.to_string().contains("kernel.sysctl"), "{e}");
     }
 
     #[test]

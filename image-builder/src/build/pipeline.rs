@@ -631,6 +631,13 @@ impl Builder<'_> {
             list.push('\n');
         }
         write_file(&tandem_lib.join("modules.load"), list.as_bytes(), 0o644)?;
+        // Checked when the definition was read.
+        if let Ok(Some(text)) = def.kernel.sysctl_file() {
+            let rel = tandem_contract::sysctl::IMAGE_FILE.trim_start_matches("/usr/");
+            let dst = usr.join(rel);
+            usr_tree::mkdirs(dst.parent().unwrap_or(usr))?;
+            write_file(&dst, text.as_bytes(), 0o644)?;
+        }
         let trust = tandem_lib.join("trust");
         usr_tree::mkdirs(&trust)?;
         for key in &def.update.trusted_keys {

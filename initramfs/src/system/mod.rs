@@ -14,6 +14,8 @@
 //! - [`factory`], [`users`], [`tmpfiles`]: what Debian's maintainer
 //!   scripts would have done, declaratively: the factory /etc copied where
 //!   missing, users and groups added where missing, `tmpfiles.d` applied;
+//! - [`sysctl`]: kernel settings from `sysctl.d`, once the modules are
+//!   loaded;
 //! - [`cgroups`]: cgroup2 and the services' cgroup;
 //! - [`event_loop`]: supervision until a signal asks for the end;
 //! - [`control`]: the control socket (`tandemctl stop|start|restart`);
@@ -29,6 +31,7 @@ pub mod factory;
 pub mod identity;
 pub mod mounts;
 pub mod shutdown;
+pub mod sysctl;
 pub mod tmpfiles;
 pub mod users;
 
@@ -136,6 +139,16 @@ fn apply_tmpfiles(
         warn(warnings, e);
     }
     t.step("tmpfiles.d applied");
+}
+
+/// Kernel settings, before the network and the services start.
+fn apply_sysctl(warnings: &mut Vec<String>, t: &mut Timeline) {
+    let (entries, errors) = sysctl::read_config(Path::new("/"));
+    let (_, failed) = sysctl::apply(Path::new(tandem_contract::sysctl::PROC_SYS), &entries);
+    for e in errors.iter().chain(&failed) {
+        warn(warnings, e);
+    }
+    t.step("sysctl.d applied");
 }
 
 /// From here on the console is the shell's: like Debian's default
@@ -291,6 +304,7 @@ fn run(
 
     load_system_modules(&mut warnings);
     t.step("modules loaded");
+    apply_sysctl(&mut warnings, &mut t);
     if let Err(e) = net::loopback_up() {
         warn(&mut warnings, &e);
     }

@@ -53,7 +53,7 @@ use tandem_contract::accounts::Accounts;
 use tandem_contract::etc::{TMPFILES_ADMIN_DIR, TMPFILES_IMAGE_DIR};
 
 use super::factory;
-use super::users::{conf_files, under};
+use super::users::{merged_conf_files, under};
 use crate::error::Error;
 
 /// What `%` specifiers expand to on this node.
@@ -517,12 +517,12 @@ pub fn glob_match(pattern: &str, name: &str) -> bool {
     go(&p, &n)
 }
 
-fn has_glob(s: &str) -> bool {
+pub(crate) fn has_glob(s: &str) -> bool {
     s.contains(['*', '?', '['])
 }
 
 /// The existing paths under `root` that `path` (a pattern) names.
-fn expand(root: &Path, path: &str) -> Vec<PathBuf> {
+pub(crate) fn expand(root: &Path, path: &str) -> Vec<PathBuf> {
     if !has_glob(path) {
         let p = under(root, path);
         return if std::fs::symlink_metadata(&p).is_ok() {
@@ -562,27 +562,7 @@ fn expand(root: &Path, path: &str) -> Vec<PathBuf> {
 /// `/etc/tmpfiles.d` by file name, `/etc`'s replacing `/usr`'s, links to
 /// `/dev/null` in `/etc` turning a file off. (Real path, shown path.)
 pub fn config_files(root: &Path) -> (Vec<(PathBuf, PathBuf)>, Vec<Error>) {
-    let mut errors = Vec::new();
-    let mut by_name: HashMap<std::ffi::OsString, Option<(PathBuf, PathBuf)>> = HashMap::new();
-    for dir in [TMPFILES_IMAGE_DIR, TMPFILES_ADMIN_DIR] {
-        match conf_files(&under(root, dir)) {
-            Ok(files) => {
-                for f in files {
-                    let name = f.file_name().unwrap_or_default().to_os_string();
-                    let masked = std::fs::read_link(&f).is_ok_and(|t| t == Path::new("/dev/null"));
-                    let shown = Path::new(dir).join(&name);
-                    by_name.insert(name, (!masked).then_some((f, shown)));
-                }
-            }
-            Err(err) => errors.push(Error::Read {
-                path: dir.into(),
-                err,
-            }),
-        }
-    }
-    let mut files: Vec<_> = by_name.into_iter().collect();
-    files.sort_by(|a, b| a.0.cmp(&b.0));
-    (files.into_iter().filter_map(|(_, f)| f).collect(), errors)
+    merged_conf_files(root, &[TMPFILES_IMAGE_DIR, TMPFILES_ADMIN_DIR])
 }
 
 /// Reads every configuration file; drops later lines that would create

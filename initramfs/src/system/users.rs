@@ -102,6 +102,36 @@ pub(crate) fn conf_files(dir: &Path) -> Result<Vec<PathBuf>, std::io::Error> {
     Ok(files)
 }
 
+/// The `*.conf` files of the directories `dirs` (absolute on the node)
+/// under `root`, in file-name order across them; a file of a later
+/// directory replaces the file of the same name of an earlier one, and a
+/// link to `/dev/null` turns the name off. (Real path, shown path.)
+pub(crate) fn merged_conf_files(
+    root: &Path,
+    dirs: &[&str],
+) -> (Vec<(PathBuf, PathBuf)>, Vec<Error>) {
+    let mut errors = Vec::new();
+    let mut by_name: std::collections::BTreeMap<std::ffi::OsString, Option<(PathBuf, PathBuf)>> =
+        std::collections::BTreeMap::new();
+    for dir in dirs {
+        match conf_files(&under(root, dir)) {
+            Ok(files) => {
+                for f in files {
+                    let name = f.file_name().unwrap_or_default().to_os_string();
+                    let masked = std::fs::read_link(&f).is_ok_and(|t| t == Path::new("/dev/null"));
+                    let shown = Path::new(dir).join(&name);
+                    by_name.insert(name, (!masked).then_some((f, shown)));
+                }
+            }
+            Err(err) => errors.push(Error::Read {
+                path: (*dir).into(),
+                err,
+            }),
+        }
+    }
+    (by_name.into_values().flatten().collect(), errors)
+}
+
 /// `path` (absolute on the node) under `root`.
 pub(crate) fn under(root: &Path, path: &str) -> PathBuf {
     root.join(path.trim_start_matches('/'))
