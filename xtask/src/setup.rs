@@ -63,13 +63,23 @@ pub fn run() -> Result<()> {
             );
         }
         util::run(Command::new("apt-get").args(["update", "-q"]))?;
-        if !missing.is_empty() {
-            util::run(
-                Command::new("apt-get")
-                    .env("DEBIAN_FRONTEND", "noninteractive")
-                    .args(["install", "-y", "-q", "--no-install-recommends"])
-                    .args(&missing),
-            )?;
+        // Installing can remove a package already there: a machine with
+        // qemu-utils from bookworm-backports loses it to bookworm's
+        // qemu-system-x86, whose versions must match. A second round
+        // installs what went missing, now at the matching version.
+        for _ in 0..2 {
+            let missing: Vec<&str> = PACKAGES.iter().copied().filter(|p| !installed(p)).collect();
+            if missing.is_empty() {
+                break;
+            }
+            apt_install(&missing)?;
+        }
+        let still: Vec<&str> = PACKAGES.iter().copied().filter(|p| !installed(p)).collect();
+        if !still.is_empty() {
+            bail!(
+                "Debian packages still missing after installing them: {} (apt removed them for a conflict; see /var/log/apt/history.log)",
+                still.join(" ")
+            );
         }
     }
     let have = Command::new("rustup")
@@ -92,6 +102,15 @@ pub fn run() -> Result<()> {
         )?;
     }
     Ok(())
+}
+
+fn apt_install(packages: &[&str]) -> Result<()> {
+    util::run(
+        Command::new("apt-get")
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .args(["install", "-y", "-q", "--no-install-recommends"])
+            .args(packages),
+    )
 }
 
 fn installed(package: &str) -> bool {
