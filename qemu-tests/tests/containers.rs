@@ -171,6 +171,13 @@ fn container_host_runs_a_pulled_container_and_keeps_it_across_an_update() -> Res
         "test -d /var/lib/containers/storage && ls /var/lib/web/starts",
         CMD,
     )?;
+    // The image's [kernel] sysctl table, applied at boot.
+    let settings = vm.run(
+        "cat /proc/sys/net/ipv4/ip_forward /proc/sys/net/ipv4/ping_group_range /proc/sys/fs/inotify/max_user_instances",
+        CMD,
+    )?;
+    let settings: Vec<&str> = settings.split_whitespace().collect();
+    assert_eq!(settings, ["1", "0", "2147483647", "8192"], "sysctl: {settings:?}");
 
     // Stopping the service ends every process of it: podman, conmon and
     // the container's httpd.

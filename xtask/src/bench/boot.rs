@@ -47,11 +47,12 @@ struct NodeClock {
 
 /// The system init's steps that do what Debian's maintainer scripts and
 /// systemd would: their cost is the price of running Debian's programs.
-const SETUP_STEPS: [&str; 4] = [
+const SETUP_STEPS: [&str; 5] = [
     "factory /etc copied",
     "users and groups ready",
     "cgroups set up",
     "tmpfiles.d applied",
+    "sysctl.d applied",
 ];
 /// What those steps may cost a boot together.
 const SETUP_GOAL: Duration = Duration::from_millis(50);
