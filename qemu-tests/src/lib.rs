@@ -15,6 +15,8 @@
 //!   update scenarios;
 //! - [`examples`]: the repository's example images built for a test;
 //! - [`registry`]: a container registry on the host and OCI images pushed to it;
+//! - [`container_host`]: the container host example deployed against such a
+//!   registry, its workload and HTTP checks from the host;
 //! - [`etcd`]: real etcd members on loopback (killed, restarted, stopped)
 //!   for the reboot-coordination tests and `cargo xtask bench lock`, and a
 //!   key's history read back from etcd.
@@ -22,6 +24,7 @@
 //! The scenarios live in `tests/`, one file each.
 #![warn(missing_docs)]
 
+pub mod container_host;
 pub mod disk;
 pub mod env;
 pub mod etcd;

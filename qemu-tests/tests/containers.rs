@@ -10,69 +10,14 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use qemu_tests::disk::{output, run};
-use qemu_tests::examples::{self, examples_dir};
+use qemu_tests::container_host::{self, WEB_PORT, free_port, http_get, wait_http};
+use qemu_tests::disk::run;
 use qemu_tests::fixtures::Fixtures;
-use qemu_tests::registry::{OciImage, Registry};
 use qemu_tests::server::Server;
 use qemu_tests::{Disk, Env, Vm, VmConfig};
 
 const BOOT: Duration = Duration::from_secs(240);
 const CMD: Duration = Duration::from_secs(60);
-
-/// The workload: busybox's httpd serving /data, which records each start.
-fn web_image() -> Result<OciImage> {
-    let dir = tempfile::tempdir()?;
-    run(Command::new("apt-get").current_dir(dir.path()).args([
-        "download",
-        "-q",
-        "busybox-static",
-    ]))?;
-    let deb = std::fs::read_dir(dir.path())?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .find(|p| p.extension().is_some_and(|x| x == "deb"))
-        .context("apt-get download busybox-static gave no .deb")?;
-    let unpacked = dir.path().join("unpacked");
-    run(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&unpacked))?;
-    let rootfs = dir.path().join("rootfs");
-    std::fs::create_dir_all(rootfs.join("bin"))?;
-    std::fs::create_dir_all(rootfs.join("data"))?;
-    std::fs::copy(unpacked.join("bin/busybox"), rootfs.join("bin/busybox"))?;
-    std::os::unix::fs::symlink("busybox", rootfs.join("bin/sh"))?;
-    OciImage::from_dir(
-        &rootfs,
-        &[
-            "/bin/busybox",
-            "sh",
-            "-c",
-            // PID 1 of the container: without a handler, SIGTERM (the
-            // service's stop) would be ignored until the stop timeout.
-            "trap 'exit 0' TERM; /bin/busybox date +%s >> /data/starts; /bin/busybox httpd -f -p 8080 -h /data & wait",
-        ],
-    )
-}
-
-fn http_get(port: u16, path: &str) -> Option<String> {
-    output(
-        Command::new("curl")
-            .args(["-sf", "--max-time", "10"])
-            .arg(format!("http://127.0.0.1:{port}{path}")),
-    )
-    .ok()
-}
-
-fn wait_http(port: u16, path: &str, timeout: Duration) -> Result<String> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(body) = http_get(port, path) {
-            return Ok(body);
-        }
-        if Instant::now() > deadline {
-            bail!("http://127.0.0.1:{port}{path} did not answer within {timeout:?}");
-        }
-        std::thread::sleep(Duration::from_secs(2));
-    }
-}
 
 fn service<'a>(status: &'a serde_json::Value, name: &str) -> Result<&'a serde_json::Value> {
     status["services"]
@@ -91,33 +36,18 @@ fn status(vm: &mut Vm) -> Result<serde_json::Value> {
 fn container_host_runs_a_pulled_container_and_keeps_it_across_an_update() -> Result<()> {
     let env = Env::get()?;
     let fixtures = Fixtures::get(&env)?;
-    let registry = Registry::start()?;
-    registry.push("web", "1", &web_image()?)?;
+    let registry = container_host::registry_with_workload()?;
 
     // The example as a user would deploy it: the service names the test's
-    // registry (plain HTTP), the image trusts the test's release key.
-    let example = examples_dir().join("container-host");
-    let definition = std::fs::read_to_string(example.join("image.toml"))?;
-    let web = std::fs::read_to_string(example.join("files/services/web.toml"))?.replace(
-        "\"registry.example.com/web:1\"",
-        &format!(
-            "\"--tls-verify=false\", \"10.0.2.2:{}/web:1\"",
-            registry.port
-        ),
-    );
+    // registry, the image trusts the test's release key.
     let key = std::fs::read(fixtures.key.with_extension("pub"))?;
-    let build = |version: &str| -> Result<std::path::PathBuf> {
-        let def = definition.replace("version = \"1.0.0\"", &format!("version = \"{version}\""))
-            + "\n[update]\ntrusted-keys = [\"keys/test-release.pub\"]\n";
-        examples::build(
+    let build = |version: &str| {
+        container_host::build(
             &env,
-            "container-host",
-            version,
-            &[
-                ("image.toml", def.as_bytes()),
-                ("files/services/web.toml", web.as_bytes()),
-                ("keys/test-release.pub", &key),
-            ],
+            &registry,
+            (version, version),
+            "\n[update]\ntrusted-keys = [\"keys/test-release.pub\"]\n",
+            &[("keys/test-release.pub", &key)],
         )
     };
     let v1 = build("1.0.0")?;
@@ -140,12 +70,10 @@ fn container_host_runs_a_pulled_container_and_keeps_it_across_an_update() -> Res
         )
         .as_bytes(),
     )?;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port();
+    let port = free_port()?;
     let mut cfg = VmConfig::new("containers");
     cfg.memory_mib = 2048;
-    cfg.forwards.push((port, 8080));
+    cfg.forwards.push((port, WEB_PORT));
     let mut vm = Vm::start(&cfg, &disk)?;
     let ready = vm.wait_for("tandem: system ready", BOOT)?;
 
@@ -171,6 +99,17 @@ fn container_host_runs_a_pulled_container_and_keeps_it_across_an_update() -> Res
         "test -d /var/lib/containers/storage && ls /var/lib/web/starts",
         CMD,
     )?;
+    // The image's [kernel] sysctl table, applied at boot.
+    let settings = vm.run(
+        "cat /proc/sys/net/ipv4/ip_forward /proc/sys/net/ipv4/ping_group_range /proc/sys/fs/inotify/max_user_instances",
+        CMD,
+    )?;
+    let settings: Vec<&str> = settings.split_whitespace().collect();
+    assert_eq!(
+        settings,
+        ["1", "0", "2147483647", "8192"],
+        "sysctl: {settings:?}"
+    );
 
     // Stopping the service ends every process of it: podman, conmon and
     // the container's httpd.

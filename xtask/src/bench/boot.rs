@@ -14,17 +14,27 @@
 //! blurred the figures, and the ratio of initramfs + system init to it
 //! depends less on the host's speed than either figure does: compare it
 //! between runs on different days.
+//!
+//! Then the container host (`examples/container-host`) boots from fresh
+//! disks to a serving container: the first boot pulls the workload from a
+//! registry on the host (Debian's `docker-registry`), the reboot after it
+//! starts it from the node's own storage, as every later boot does.
 
 use std::time::Duration;
 
 use anyhow::{Context, Result};
+use qemu_tests::container_host::{self, WEB_PORT, free_port, wait_http};
 use qemu_tests::vm::BootTimes;
-use qemu_tests::{Disk, Vm, VmConfig};
+use qemu_tests::{Disk, Env, Vm, VmConfig};
 use updater::node::Status;
 
-use crate::{artifacts, setup};
+use crate::{artifacts, setup, util};
 
 const RUNS: usize = 5;
+/// Boots of the container host (each a first boot and a reboot).
+const CONTAINER_RUNS: usize = 3;
+/// How long a container may take to answer after its node is ready.
+const SERVING: Duration = Duration::from_secs(300);
 
 /// One phase of a boot as the console markers split it.
 type Part = fn(&BootTimes) -> Duration;
@@ -47,11 +57,12 @@ struct NodeClock {
 
 /// The system init's steps that do what Debian's maintainer scripts and
 /// systemd would: their cost is the price of running Debian's programs.
-const SETUP_STEPS: [&str; 4] = [
+const SETUP_STEPS: [&str; 5] = [
     "factory /etc copied",
     "users and groups ready",
     "cgroups set up",
     "tmpfiles.d applied",
+    "sysctl.d applied",
 ];
 /// What those steps may cost a boot together.
 const SETUP_GOAL: Duration = Duration::from_millis(50);
@@ -139,7 +150,7 @@ pub fn run() -> Result<()> {
             parts.push(format!("{name} {:.1} ms", d.as_secs_f64() * 1e3));
         }
         println!(
-            "  {what}: users, /etc, cgroups and tmpfiles.d {:.1} ms (goal < {} ms): {}; {}",
+            "  {what}: users, /etc, cgroups, tmpfiles.d and sysctl.d {:.1} ms (goal < {} ms): {}; {}",
             total.as_secs_f64() * 1e3,
             SETUP_GOAL.as_millis(),
             if total < SETUP_GOAL { "met" } else { "NOT met" },
@@ -161,6 +172,83 @@ pub fn run() -> Result<()> {
         println!(
             "  note: the host's speed varied {:.0} % between boots (steal time from other machines): judge the goal on a quieter run, or compare the ratio",
             (spread - 1.0) * 100.0
+        );
+    }
+    container_host(&a)
+}
+
+/// One boot of the container host: when the node was ready and when its
+/// container first answered, by the host's clock from the boot's start.
+struct ToServing {
+    ready: Duration,
+    serving: Duration,
+}
+
+/// Boots the container host `CONTAINER_RUNS` times to a serving container,
+/// reboots each once, and prints the medians.
+fn container_host(a: &artifacts::Artifacts) -> Result<()> {
+    let env = Env {
+        image: util::out_dir().join("images/minimal"),
+        artifacts: a.dir.clone(),
+        tandem: a.tandem.clone(),
+        cache: util::out_dir().join("cache"),
+    };
+    let registry = container_host::registry_with_workload()?;
+    let image = container_host::build(&env, &registry, ("bench", "1.0.0"), "", &[])?;
+    let mut first = Vec::new();
+    let mut later = Vec::new();
+    for i in 0..CONTAINER_RUNS {
+        let disk = Disk::overlay(&image.join("disk.raw"))?;
+        let port = free_port()?;
+        let mut cfg = VmConfig::new(&format!("bench-containers-{i}"));
+        cfg.memory_mib = 2048;
+        cfg.forwards.push((port, WEB_PORT));
+        let mut vm = Vm::start(&cfg, &disk)?;
+        let ready = vm.wait_for("tandem: system ready", READY)?.at;
+        wait_http(port, "/starts", SERVING)?;
+        let f = ToServing {
+            ready,
+            serving: vm.started().elapsed(),
+        };
+        vm.send("reboot\n")?;
+        let booting = vm.wait_for("tandem-boot: booting slot", READY)?.at;
+        let ready = vm.wait_for("tandem: system ready", READY)?.at;
+        wait_http(port, "/starts", SERVING)?;
+        let l = ToServing {
+            ready: ready - booting,
+            serving: vm.started().elapsed() - booting,
+        };
+        eprintln!(
+            "container host boot {}: system ready {:.1} s, serving {:.1} s; after a reboot (from the bootloader) {:.1} s and {:.1} s",
+            i + 1,
+            s(f.ready),
+            s(f.serving),
+            s(l.ready),
+            s(l.serving)
+        );
+        first.push(f);
+        later.push(l);
+    }
+    println!(
+        "bench boot: container host to a serving container (TCG, 1 vCPU, 2 GiB), median of {CONTAINER_RUNS} boots"
+    );
+    for (what, runs) in [
+        (
+            "first boot, pulled from the registry, from QEMU start",
+            &first,
+        ),
+        (
+            "after a reboot, from local storage, from the bootloader",
+            &later,
+        ),
+    ] {
+        let ready = median(runs, |r| r.ready);
+        let serving = median(runs, |r| r.serving);
+        println!(
+            "  {what}: system ready {:.1} s, container serving {:.1} s (container start {:.1} s)",
+            s(ready),
+            s(serving),
+            s(median(runs, |r| r.serving.saturating_sub(r.ready)))
         );
     }
     Ok(())

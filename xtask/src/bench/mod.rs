@@ -14,7 +14,8 @@ pub enum Which {
     /// Seconds to build the example image: `tandem build` against a pipeline
     /// of standard tools on the same inputs.
     Image,
-    /// QEMU start to system ready, split by boot stage.
+    /// QEMU start to system ready, split by boot stage; the container host
+    /// to a serving container.
     Boot,
     /// Update apply throughput against curl | sha256sum + dd, and the bytes
     /// of a one-file update.
