@@ -25,6 +25,9 @@
 //!   states, as the socket, the fleet records and the CLIs carry them;
 //! - `run` (feature `std`): the `/run/tandem` status files and service
 //!   states;
+//! - `service` (feature `std`): the service file format (read, checked and
+//!   written), environment files, `${VAR}` expansion, and the launcher's
+//!   plan and credentials;
 //! - `strategy` (feature `std`): reboot strategies;
 //! - `time` (feature `std`): the duration syntax of config files, read and
 //!   written, and UTC dates;
@@ -68,6 +71,8 @@ pub mod os_release;
 pub mod partition;
 #[cfg(feature = "std")]
 pub mod run;
+#[cfg(feature = "std")]
+pub mod service;
 pub mod slot;
 #[cfg(feature = "std")]
 pub mod strategy;

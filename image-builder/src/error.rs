@@ -181,6 +181,15 @@ pub enum Error {
         /// What is wrong.
         message: String,
     },
+    /// A service file the build writes is invalid.
+    #[error("service file {service}.toml: {err}")]
+    ServiceFile {
+        /// The service.
+        service: String,
+        /// What is wrong.
+        #[source]
+        err: tandem_contract::service::ServiceFileError,
+    },
     /// A key name cannot name key files.
     #[error(
         "{name:?} cannot name a key: use letters, digits, `.`, `-` and `_` (not starting with `.`), at most 64 characters"

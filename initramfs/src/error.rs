@@ -22,37 +22,8 @@ pub struct ModuleListError {
     pub reason: &'static str,
 }
 
-/// A service file is invalid.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum ServiceFileError {
-    /// TOML syntax or a field of the wrong type, unknown field included.
-    #[error("{0}")]
-    Syntax(String),
-    /// `exec` is empty or not absolute.
-    #[error("exec must be a non-empty list whose first element is an absolute path")]
-    Exec,
-    /// The file name is not a usable service name.
-    #[error(
-        "service name {0:?} (the file name without .toml) may only contain letters, digits, '-', '_', '.' and '@'"
-    )]
-    Name(String),
-    /// An `after` entry is not a service name.
-    #[error(
-        "after names {0:?}, which is not a service name (a file name without .toml: letters, digits, '-', '_', '.' and '@')"
-    )]
-    After(String),
-    /// `memory_max` is not a size.
-    #[error(
-        "memory_max = {0} is not a size: give bytes (536870912) or a number with K, M or G (\"512M\", powers of 1024), more than 0"
-    )]
-    MemoryMax(String),
-    /// `cpu_weight` is out of range.
-    #[error("cpu_weight = {0} is out of range: 1 to 10000 (100 is the default share)")]
-    CpuWeight(i64),
-    /// `tasks_max` is not a positive number.
-    #[error("tasks_max = {0} must be at least 1 (processes and threads of the service)")]
-    TasksMax(i64),
-}
+/// A service file is invalid (the contract's format).
+pub use tandem_contract::service::ServiceFileError;
 
 /// Everything that can fail in the init and tandemctl.
 #[derive(Debug, thiserror::Error)]
@@ -227,6 +198,15 @@ pub enum Error {
         /// The cause.
         #[source]
         err: io::Error,
+    },
+    /// The launcher's plan for a service could not be made.
+    #[error("starting service {name} failed: {err}")]
+    LaunchPlan {
+        /// Service name.
+        name: String,
+        /// The cause.
+        #[source]
+        err: tandem_contract::service::plan::PlanError,
     },
     /// A cgroup operation failed.
     #[error("cgroup: {what} {path} failed: {err}")]

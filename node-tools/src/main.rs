@@ -1,11 +1,13 @@
 //! `tandem-node`: the node's tools and daemons, one static binary whose
 //! role is `argv[0]`: `tandemctl` (the CLI), `tandem-updated` (the update
-//! engine) and `tandem-agent` (the reboot agent).
+//! engine), `tandem-agent` (the reboot agent) and `tandem-exec` (the
+//! services' launcher, [`exec`]).
 
 use std::process::ExitCode;
 
 mod ctl;
 mod error;
+mod exec;
 mod services;
 
 use std::ffi::OsStr;
@@ -20,6 +22,9 @@ enum Role {
     Updated,
     /// `tandem-agent`: the reboot agent.
     Agent,
+    /// `tandem-exec`: starts a service for PID 1
+    /// ([`tandem_contract::service::EXEC_LAUNCHER`]).
+    Exec,
 }
 
 /// The role for `argv[0]` (only its file name counts).
@@ -28,6 +33,7 @@ fn role(argv0: &OsStr) -> Option<Role> {
         "tandemctl" => Some(Role::Ctl),
         "tandem-updated" => Some(Role::Updated),
         "tandem-agent" => Some(Role::Agent),
+        "tandem-exec" => Some(Role::Exec),
         _ => None,
     }
 }
@@ -62,9 +68,13 @@ fn main() -> ExitCode {
         Some(Role::Agent) => {
             agent::daemon::run(agent::daemon::Options::default(), &agent::reboot_via_init)
         }
+        Some(Role::Exec) => {
+            let args: Vec<_> = std::env::args_os().skip(1).collect();
+            exec::run(&args)
+        }
         _ => {
             eprintln!(
-                "tandem-node: started as {argv0:?}; install it as tandemctl, tandem-updated or tandem-agent"
+                "tandem-node: started as {argv0:?}; install it as tandemctl, tandem-updated, tandem-agent or tandem-exec"
             );
             ExitCode::from(2)
         }
@@ -93,6 +103,10 @@ mod tests {
         assert_eq!(
             role(OsStr::new("/usr/lib/tandem/tandem-agent")),
             Some(Role::Agent)
+        );
+        assert_eq!(
+            role(OsStr::new(tandem_contract::service::EXEC_LAUNCHER)),
+            Some(Role::Exec)
         );
         assert_eq!(role(OsStr::new("/init")), None, "the init is tandem-init");
         assert_eq!(role(OsStr::new("/sbin/busybox")), None);

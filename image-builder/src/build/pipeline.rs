@@ -10,6 +10,7 @@ use tandem_contract::Partition;
 use tandem_contract::cmdline::UsrVerity;
 use tandem_contract::esp::{self, LoaderConf, SlotConf, SlotFiles, Writer};
 use tandem_contract::os_release::OsRelease;
+use tandem_contract::service::{EXEC_LAUNCHER, Restart, ServiceFile, ServiceFileError, StdioMode};
 use tandem_slot::{GptPrio, Slot, verity};
 
 use crate::build::apt;
@@ -659,12 +660,23 @@ impl Builder<'_> {
         )?;
         for (role, service) in NODE_SERVICES {
             usr_tree::link_if_absent(&tandem_lib.join(role), NODE_BINARY)?;
+            let text = service_toml(role).map_err(|err| Error::ServiceFile {
+                service: service.to_string(),
+                err,
+            })?;
             write_file(
                 &tandem_lib.join("services").join(format!("{service}.toml")),
-                service_toml(role).as_bytes(),
+                text.as_bytes(),
                 0o644,
             )?;
         }
+        // The services' launcher (PID 1 starts it for services with
+        // commands before their program, environment files, expansion or
+        // users by name), another role of the node binary.
+        usr_tree::link_if_absent(
+            &usr.join(EXEC_LAUNCHER.trim_start_matches("/usr/")),
+            NODE_BINARY,
+        )?;
         Ok(())
     }
 
@@ -909,14 +921,22 @@ pub fn update_toml(update: &crate::build::definition::UpdateSection) -> String {
     s
 }
 
-/// `/usr/lib/tandem/services/<service>.toml` for a node role. Both roles
-/// talk to the network (etcd, the update server), so they start once it is
-/// configured.
-pub fn service_toml(role: &str) -> String {
-    format!(
-        "# written by tandem build; replace it with /etc/tandem/services/ to change it\n\
-         exec = [\"/usr/lib/tandem/{role}\"]\nrestart = \"always\"\nstdio = \"log\"\nafter_network = true\n"
-    )
+/// `/usr/lib/tandem/services/<service>.toml` for a node role, written
+/// through the contract's [`ServiceFile`] (so PID 1 reads what is
+/// written). Both roles talk to the network (etcd, the update server), so
+/// they start once it is configured.
+pub fn service_toml(role: &str) -> std::result::Result<String, ServiceFileError> {
+    let file = ServiceFile {
+        exec: vec![format!("/usr/lib/tandem/{role}")],
+        restart: Some(Restart::Always),
+        stdio: Some(StdioMode::Log),
+        after_network: Some(true),
+        ..ServiceFile::default()
+    };
+    Ok(format!(
+        "# written by tandem build; replace it with /etc/tandem/services/ to change it\n{}",
+        file.render()?
+    ))
 }
 
 /// `slot-<x>.conf` for a slot holding `version` with `tree`.
@@ -1064,11 +1084,14 @@ mod tests {
 
     #[test]
     fn node_services() {
-        let s = keys(&service_toml("tandem-updated"));
+        let s = keys(&service_toml("tandem-updated").expect("valid"));
         assert_eq!(s.len(), 4);
-        let text = service_toml("tandem-agent");
+        let text = service_toml("tandem-agent").expect("valid");
         assert!(text.contains(
             "exec = [\"/usr/lib/tandem/tandem-agent\"]\nrestart = \"always\"\nstdio = \"log\"\nafter_network = true\n"
         ));
+        let spec = tandem_contract::service::parse(&text).expect("PID 1 reads it");
+        assert_eq!(spec.exec, ["/usr/lib/tandem/tandem-agent"]);
+        assert!(spec.after_network && !spec.needs_launcher());
     }
 }

@@ -1,5 +1,6 @@
 //! Starting a service's process: environment, working directory, standard
-//! input and output, credentials.
+//! input and output, credentials; or, for a service that needs more, the
+//! launcher ([`EXEC_LAUNCHER`]) with the service's plan.
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
@@ -7,6 +8,8 @@ use std::os::fd::AsRawFd;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+
+use tandem_contract::service::{EXEC_LAUNCHER, ExecPlan, NameOrId, PLAN_VAR};
 
 use super::{DEFAULT_PATH, LOG_DIR, ServiceDef, StdioMode};
 use crate::error::Error;
@@ -45,19 +48,51 @@ fn open_log(name: &str) -> std::io::Result<File> {
 /// The child is reaped by PID 1's `waitpid(-1)` loop.
 pub fn spawn(def: &ServiceDef, console: &Path, cgroup: Option<&Path>) -> Result<i32, Error> {
     let spec = &def.spec;
-    let program = spec.exec.first().cloned().unwrap_or_default();
+    let tty = spec.stdio == StdioMode::Tty;
+    // PID 1's defaults, which the service's [env] overrides.
+    let mut defaults = BTreeMap::from([
+        ("PATH".to_string(), DEFAULT_PATH.to_string()),
+        ("HOME".to_string(), "/root".to_string()),
+        ("TANDEM_SERVICE".to_string(), def.name.clone()),
+    ]);
+    if tty {
+        defaults.insert("TERM".into(), "vt100".into());
+    }
+    // A service that needs more than a program started (commands before
+    // it, environment files, expansion, names to resolve) is started
+    // through the launcher, which does that in the service's process and
+    // then execs the program: PID 1 neither reads those files nor waits.
+    let (program, argv, env, user, group) = if spec.needs_launcher() {
+        let plan = ExecPlan::new(&def.name, spec, defaults)
+            .encode()
+            .map_err(|err| Error::LaunchPlan {
+                name: def.name.clone(),
+                err,
+            })?;
+        (
+            EXEC_LAUNCHER.to_string(),
+            vec![EXEC_LAUNCHER.to_string(), def.name.clone()],
+            vec![(PLAN_VAR.to_string(), plan)],
+            None,
+            None,
+        )
+    } else {
+        let mut env = defaults;
+        env.extend(spec.env.clone());
+        (
+            spec.exec.first().cloned().unwrap_or_default(),
+            spec.exec.clone(),
+            env.into_iter().collect(),
+            // Without the launcher they are numeric (`needs_launcher`).
+            spec.user.as_ref().and_then(NameOrId::id),
+            spec.group.as_ref().and_then(NameOrId::id),
+        )
+    };
     let fail = |err| Error::Spawn {
         name: def.name.clone(),
         program: program.clone(),
         err,
     };
-    // The service's [env] overrides the defaults.
-    let mut env = BTreeMap::from([
-        ("PATH".to_string(), DEFAULT_PATH.to_string()),
-        ("HOME".to_string(), "/root".to_string()),
-        ("TANDEM_SERVICE".to_string(), def.name.clone()),
-    ]);
-    env.extend(spec.env.clone());
     let cwd = spec
         .working_directory
         .as_deref()
@@ -71,7 +106,6 @@ pub fn spawn(def: &ServiceDef, console: &Path, cgroup: Option<&Path>) -> Result<
             .map_err(fail)
     };
     let null = Path::new("/dev/null");
-    let tty = spec.stdio == StdioMode::Tty;
     let files: Option<[File; 3]> = match spec.stdio {
         StdioMode::Log => {
             let log = open_log(&def.name).map_err(fail)?;
@@ -82,10 +116,7 @@ pub fn spawn(def: &ServiceDef, console: &Path, cgroup: Option<&Path>) -> Result<
             Some([open(null, false)?, out.try_clone().map_err(fail)?, out])
         }
         StdioMode::Null => Some([open(null, false)?, open(null, true)?, open(null, true)?]),
-        StdioMode::Tty => {
-            env.entry("TERM".into()).or_insert_with(|| "vt100".into());
-            None
-        }
+        StdioMode::Tty => None,
     };
     // Joining the cgroup is a write(2) in the child before exec: opened
     // here (close-on-exec), written there.
@@ -99,15 +130,15 @@ pub fn spawn(def: &ServiceDef, console: &Path, cgroup: Option<&Path>) -> Result<
         })
         .transpose()?;
     let procs_fd = procs.as_ref().map(|f| f.as_raw_fd());
-    if spec.user.is_none() && spec.group.is_none() && procs_fd.is_none() {
-        let env: Vec<String> = env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    if user.is_none() && group.is_none() && procs_fd.is_none() {
         let stdio = match &files {
             Some(f) => ChildIo::Fds(f.each_ref().map(|f| f.as_raw_fd())),
             None => ChildIo::Terminal(console),
         };
+        let env: Vec<String> = env.iter().map(|(k, v)| format!("{k}={v}")).collect();
         return crate::sys::spawn(&SpawnRequest {
             program: &program,
-            argv: &spec.exec,
+            argv: &argv,
             env: &env,
             cwd,
             stdio,
@@ -132,17 +163,17 @@ pub fn spawn(def: &ServiceDef, console: &Path, cgroup: Option<&Path>) -> Result<
         }
     };
     let mut cmd = Command::new(&program);
-    cmd.args(spec.exec.get(1..).unwrap_or_default())
+    cmd.args(argv.get(1..).unwrap_or_default())
         .env_clear()
         .envs(env)
         .current_dir(cwd)
         .stdin(stdin)
         .stdout(stdout)
         .stderr(stderr);
-    if let Some(g) = spec.group {
+    if let Some(g) = group {
         cmd.gid(g);
     }
-    if let Some(u) = spec.user {
+    if let Some(u) = user {
         cmd.uid(u);
     }
     // SAFETY: only async-signal-safe calls between fork and exec.
@@ -203,6 +234,27 @@ mod tests {
             out.trim(),
             format!("/bin:/usr/bin probe y {}", dir.display())
         );
+    }
+
+    #[test]
+    fn services_that_need_more_start_the_launcher() {
+        if Path::new(EXEC_LAUNCHER).exists() {
+            return;
+        }
+        let def = ServiceDef {
+            name: "web".into(),
+            source: "test".into(),
+            spec: parse(
+                "exec = [\"/bin/true\"]\nexec_start_pre = [[\"/bin/true\"]]\nstdio = \"null\"\n",
+            )
+            .expect("valid"),
+        };
+        match spawn(&def, Path::new("/dev/null"), None) {
+            Err(Error::Spawn { name, program, .. }) => {
+                assert_eq!((name.as_str(), program.as_str()), ("web", EXEC_LAUNCHER));
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]
