@@ -645,16 +645,16 @@ impl Translator {
     }
 
     fn check_command(&mut self, e: &Entry, c: &Command) {
-        if let Some(program) = c.argv.first() {
-            if !program.starts_with('/') {
-                self.error(
-                    e,
-                    format!(
-                        "`{}=`: the program {program:?} must be an absolute path",
-                        e.key
-                    ),
-                );
-            }
+        if let Some(program) = c.argv.first()
+            && !program.starts_with('/')
+        {
+            self.error(
+                e,
+                format!(
+                    "`{}=`: the program {program:?} must be an absolute path",
+                    e.key
+                ),
+            );
         }
         for p in &c.unhonoured_prefixes {
             let why = if p == "@" {
@@ -843,7 +843,7 @@ mod tests {
         let s = run("x.service", text, start(), &[])
             .service
             .expect("translated");
-        assert_eq!(s.extensions.environment_files[0].optional, true);
+        assert!(s.extensions.environment_files[0].optional);
         assert_eq!(s.extensions.environment_files[0].path, "/etc/default/x");
         assert_eq!(
             s.env.into_iter().collect::<Vec<_>>(),

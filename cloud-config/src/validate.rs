@@ -101,6 +101,7 @@ pub fn validate(text: &str) -> Validation {
 /// The positions of a unit's texts, to place the translation's findings.
 struct UnitTexts {
     path: String,
+    content_path: String,
     content: Option<TextAt>,
     drop_ins: Vec<(String, Option<TextAt>)>,
 }
@@ -776,6 +777,7 @@ impl<'t> Reader<'t> {
         };
         let mut texts = UnitTexts {
             path: path.to_string(),
+            content_path: join(path, "content"),
             content: None,
             drop_ins: Vec::new(),
         };
@@ -804,7 +806,7 @@ impl<'t> Reader<'t> {
                 "content" => {
                     u.content = self.string(v, p);
                     texts.content = Some(TextAt::of(v));
-                    texts.path = p.to_string();
+                    texts.content_path = p.to_string();
                 }
                 "command" => {
                     if let Some(c) = self.string(v, p) {
@@ -821,9 +823,11 @@ impl<'t> Reader<'t> {
                         let mut drop_in = DropIn::default();
                         let mut content_pos = None;
                         let mut content_path = dp.clone();
+                        let mut name_given = false;
                         for (canon, written, _, dv) in self.entries(d, &dp, Part::DropIn) {
                             let q = join(&dp, &written);
                             if canon == "name" {
+                                name_given = true;
                                 if let Some(n) = self.string(dv, &q) {
                                     if n.ends_with(".conf") && !n.contains('/') {
                                         drop_in.name = n;
@@ -838,7 +842,9 @@ impl<'t> Reader<'t> {
                             }
                         }
                         if drop_in.name.is_empty() {
-                            self.error(d.pos, &dp, "a drop-in needs a `name` ending in .conf");
+                            if !name_given {
+                                self.error(d.pos, &dp, "a drop-in needs a `name` ending in .conf");
+                            }
                             continue;
                         }
                         texts.drop_ins.push((content_path, content_pos));
@@ -900,7 +906,7 @@ impl<'t> Reader<'t> {
             }
             let Some(content) = &u.content else {
                 if let Some(m) = image_unit_note(&u.name) {
-                    self.warning(u.pos, here.1, m);
+                    self.warning(u.pos, here.1, format!("`{}`: {m}", u.name));
                 } else if !u.drop_ins.is_empty() {
                     self.warning(u.pos, here.1, format!("drop-ins for `{}` cannot apply: the image's services are Tandem service files, not systemd units; give the whole unit as `content`, or use tandem.services", u.name));
                 }
@@ -917,7 +923,11 @@ impl<'t> Reader<'t> {
                         crate::Error::Unit { line, .. } => *line,
                         _ => 0,
                     };
-                    self.error(self.text_pos(t.content, line), &t.path, e.to_string());
+                    self.error(
+                        self.text_pos(t.content, line),
+                        &t.content_path,
+                        e.to_string(),
+                    );
                     continue;
                 }
             };
@@ -955,13 +965,9 @@ impl<'t> Reader<'t> {
             };
             let tr = translate::translate(&u.name, &file, activation, &ctx);
             for f in tr.findings {
-                let (at, path) = if f.origin == 0 {
-                    (t.content, t.path.clone())
-                } else {
-                    match t.drop_ins.get(f.origin - 1) {
-                        Some((p, at)) => (*at, p.clone()),
-                        None => (t.content, t.path.clone()),
-                    }
+                let (at, path) = match f.origin.checked_sub(1).and_then(|i| t.drop_ins.get(i)) {
+                    Some((p, at)) => (*at, p.clone()),
+                    None => (t.content, t.content_path.clone()),
                 };
                 let pos = if f.line == 0 && f.origin == 0 {
                     u.pos
@@ -1056,6 +1062,7 @@ impl<'t> Reader<'t> {
     fn tandem_service(&mut self, name: &str, node: &Node, path: &str) -> Option<TranslatedService> {
         let mut s = TranslatedService::new(name);
         let mut restart_set = false;
+        let mut exec_given = false;
         let errors_before = self
             .diags
             .iter()
@@ -1077,6 +1084,7 @@ impl<'t> Reader<'t> {
                     None => {}
                 },
                 "exec" => {
+                    exec_given = true;
                     let argv = self.strings(v, p);
                     match argv.first() {
                         Some(prog) if prog.starts_with('/') => s.exec = argv,
@@ -1168,7 +1176,7 @@ impl<'t> Reader<'t> {
                 _ => {}
             }
         }
-        if s.exec.is_empty() {
+        if !exec_given {
             self.error(node.pos, path, "a service needs `exec`");
         }
         if !restart_set && s.kind == tandem_contract::run::ServiceType::Oneshot {
@@ -1333,7 +1341,7 @@ fn image_unit_note(name: &str) -> Option<String> {
     Some(match name {
         "fleet.service" | "fleet.socket" => "fleet is not part of Tandem: run workloads as services or containers; see docs/provisioning.md; ignored".into(),
         "flanneld.service" => "flannel is not part of Tandem: use the container runtime's own networks or host networking; see docs/provisioning.md; ignored".into(),
-        "etcd.service" | "etcd2.service" | "etcd-member.service" => format!("`{name}`: etcd runs from `coreos.etcd2`, on an image that carries Debian's etcd-server (the node checks at apply time); this entry adds nothing; ignored"),
+        "etcd.service" | "etcd2.service" | "etcd-member.service" => "etcd runs from `coreos.etcd2`, on an image that carries Debian's etcd-server (the node checks at apply time); this entry adds nothing; ignored".into(),
         "locksmithd.service" => "locksmithd is Tandem's reboot agent: configure it with coreos.locksmith and coreos.update.reboot-strategy; ignored".into(),
         "update-engine.service" => "update-engine is Tandem's update daemon: to keep a node from rebooting into updates set coreos.update.reboot-strategy: off; ignored".into(),
         _ => return None,

@@ -133,15 +133,15 @@ pub fn resolve_plain(text: &str) -> Resolved<'_> {
         _ => {}
     }
     let digits = |s: &str, radix: u32| !s.is_empty() && s.chars().all(|c| c.is_digit(radix));
-    if let Some(o) = text.strip_prefix("0o") {
-        if digits(o, 8) {
-            return i128::from_str_radix(o, 8).map_or(Resolved::Str(text), Resolved::Int);
-        }
+    if let Some(o) = text.strip_prefix("0o")
+        && digits(o, 8)
+    {
+        return i128::from_str_radix(o, 8).map_or(Resolved::Str(text), Resolved::Int);
     }
-    if let Some(h) = text.strip_prefix("0x") {
-        if digits(h, 16) {
-            return i128::from_str_radix(h, 16).map_or(Resolved::Str(text), Resolved::Int);
-        }
+    if let Some(h) = text.strip_prefix("0x")
+        && digits(h, 16)
+    {
+        return i128::from_str_radix(h, 16).map_or(Resolved::Str(text), Resolved::Int);
     }
     let unsigned = text.strip_prefix(['-', '+']).unwrap_or(text);
     if digits(unsigned, 10) {
