@@ -141,6 +141,18 @@ impl Report {
         })
     }
 
+    /// What the validate commands print: the text form, or the JSON form
+    /// (pretty, with a final newline).
+    pub fn render(&self, file: &str, json: bool) -> String {
+        if json {
+            let mut out = serde_json::to_string_pretty(&self.to_json()).unwrap_or_default();
+            out.push('\n');
+            out
+        } else {
+            self.render_text(file)
+        }
+    }
+
     /// The exit code of the validate commands: 0 valid, 1 invalid.
     pub fn exit_code(&self) -> u8 {
         if self.valid() { 0 } else { 1 }

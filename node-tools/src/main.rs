@@ -4,6 +4,7 @@
 
 use std::process::ExitCode;
 
+mod config;
 mod ctl;
 mod error;
 mod services;
