@@ -36,6 +36,7 @@ pub fn validate(text: &str) -> Validation {
         raw: text,
         diags: Vec::new(),
         unit_texts: Vec::new(),
+        native_at: Vec::new(),
     };
     let first = text.lines().next().unwrap_or("");
     let start = Pos::new(1, 1);
@@ -84,12 +85,12 @@ pub fn validate(text: &str) -> Validation {
     let config = r.top(&root);
     let mut services = r.units(&config);
     let native = config.tandem.services.clone();
-    for s in &native {
+    let positions = std::mem::take(&mut r.native_at);
+    for (s, (pos, path)) in native.iter().zip(positions) {
         if services.iter().any(|t| t.name == s.name) {
-            let pos = Pos::new(1, 1);
             r.error(
                 pos,
-                format!("tandem.services.{}", s.name),
+                path,
                 format!("the service `{}` is also a unit in coreos.units", s.name),
             );
         }
@@ -139,6 +140,8 @@ struct Reader<'t> {
     raw: &'t str,
     diags: Vec<Diagnostic>,
     unit_texts: Vec<UnitTexts>,
+    /// Where each service of `tandem.services` is named, in order.
+    native_at: Vec<(Pos, String)>,
 }
 
 type Entries<'n> = Vec<(String, String, &'n Node, &'n Node)>;
@@ -873,9 +876,9 @@ impl<'t> Reader<'t> {
                 let indent = self
                     .raw
                     .lines()
-                    .nth(yaml_line - 1)
+                    .nth(yaml_line.saturating_sub(1))
                     .map_or(0, |l| l.len() - l.trim_start().len());
-                Pos::new(yaml_line, indent + 1)
+                Pos::new(yaml_line.max(1), indent + 1)
             }
             Some(at) => at.pos,
             None => Pos::new(1, 1),
@@ -1036,6 +1039,7 @@ impl<'t> Reader<'t> {
                 continue;
             }
             if let Some(s) = self.tandem_service(name, v, &sp) {
+                self.native_at.push((k.pos, sp));
                 out.push(s);
             }
         }

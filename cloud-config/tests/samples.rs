@@ -128,3 +128,27 @@ fn missing_header_is_refused_and_says_so() {
     assert!(text.ends_with("invalid-header.yml: invalid: 1 error, 0 warnings\n"));
     assert_eq!(v.report.to_json()["valid"], false);
 }
+
+/// Every prefix of every sample (cut anywhere, as a truncated download
+/// would be) is reported on, never a panic.
+#[test]
+fn truncated_samples_do_not_panic() {
+    for name in [
+        "worker.yml",
+        "etcd-member.yml",
+        "users-and-files.yml",
+        "invalid-misplaced.yml",
+        "invalid-header.yml",
+    ] {
+        let text = sample(name);
+        for (i, _) in text.char_indices() {
+            let v = validate(&text[..i]);
+            assert!(
+                v.report
+                    .diagnostics
+                    .iter()
+                    .all(|d| d.line >= 1 && d.column >= 1)
+            );
+        }
+    }
+}

@@ -455,3 +455,13 @@ fn tandem_services_section() {
             .contains("from 1 to 10000")
     );
 }
+
+#[test]
+fn tandem_service_clashing_with_a_unit() {
+    assert_eq!(
+        only_error(
+            "coreos:\n  units:\n    - name: web.service\n      content: |\n        [Service]\n        ExecStart=/bin/web\ntandem:\n  services:\n    web:\n      exec: [/bin/web]\n"
+        ),
+        "10:5 tandem.services.web: the service `web` is also a unit in coreos.units"
+    );
+}
