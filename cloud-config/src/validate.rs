@@ -1240,9 +1240,11 @@ fn looks_like_ssh_key(k: &str) -> bool {
         .any(|w| TYPES.contains(&w[0]) && w[1].starts_with("AAAA"))
 }
 
-/// locksmith's window start: `Thu 04:00`, `thursday 04:00` or `04:00` (as
-/// `agent::window::Start::parse` reads it on the node).
-fn check_window_start(s: &str) -> Result<(), String> {
+/// locksmith's window start: `Thu 04:00`, `thursday 04:00` or `04:00`, as
+/// `agent::window::Start::parse` reads it on the node (a test in node-tools,
+/// which links both, keeps the two in step; this crate does not link the
+/// agent and its TLS stack for one parser).
+pub fn check_window_start(s: &str) -> Result<(), String> {
     let bad = || format!("window_start {s:?} is not `HH:MM` or `Day HH:MM` (e.g. \"Thu 04:00\")");
     let words: Vec<&str> = s.split_whitespace().collect();
     let time = match words.as_slice() {
