@@ -19,7 +19,7 @@ mod exit {
     name = "tandem",
     version,
     about = "Build and inspect Tandem A/B disk images, publish and serve their updates",
-    after_help = "Exit status: 0 success, 1 failure (the message says why), 2 usage error, 3 `inspect` or `release status` found problems."
+    after_help = "Exit status: 0 success, 1 failure (the message says why), 2 usage error, 3 `inspect` or `release status` found problems. `config validate`: 0 valid, 1 invalid, 2 cannot read."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -32,6 +32,8 @@ enum Command {
     Build(commands::build::Args),
     /// The fleet in etcd: `cluster status [--json]`, `cluster forget-failed <version>`.
     Cluster(commands::cluster::Args),
+    /// Cloud-config (user-data): `config validate FILE [--json]`.
+    Config(commands::config::Args),
     /// Show partitions, slot states and problems of a disk image.
     Inspect(commands::inspect::Args),
     /// Make an update signing key pair (<name>.key, <name>.pub).
@@ -49,6 +51,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Build(a) => commands::build::run(a),
         Command::Cluster(a) => commands::cluster::run("cluster", a),
+        Command::Config(a) => commands::config::run(a),
         Command::Lock(a) => commands::cluster::run("lock", a),
         Command::Inspect(a) => commands::inspect::run(a),
         Command::Keygen(a) => commands::keygen::run(a),

@@ -8,6 +8,8 @@
 //!                                  one service, through PID 1's control socket
 //! tandemctl update …               the update daemon (`updater::cli`)
 //! tandemctl cluster …|lock …       the fleet in etcd (`agent::cli`)
+//! tandemctl config validate <file|-> [--json]
+//!                                  check a cloud-config (the `cloud-config` crate)
 //! tandemctl reboot|poweroff|halt   ask PID 1 to shut down cleanly
 //! ```
 
@@ -40,6 +42,8 @@ pub const USAGE: &str = "usage:
   tandemctl cluster forget-failed <ver> let the cluster install a version that rolled back again
   tandemctl lock status [--json] | lock [<id>] | unlock <id> | set-max <n>
                                         the cluster's reboot semaphore (--group <g>, --etcd <url>)
+  tandemctl config validate <file|-> [--json]
+                                        check a cloud-config: 0 valid, 1 invalid, 2 cannot read
   tandemctl reboot | poweroff | halt";
 
 /// Runs a command; returns the process exit code.
@@ -66,6 +70,7 @@ pub fn run(args: &[String]) -> Result<u8, Error> {
             };
             Ok(agent::cli::run(&args, &defaults)?)
         }
+        ["config", rest @ ..] => Ok(crate::config::run(rest)),
         ["reboot"] => signal_init(Shutdown::Reboot),
         ["poweroff"] => signal_init(Shutdown::PowerOff),
         ["halt"] => signal_init(Shutdown::Halt),

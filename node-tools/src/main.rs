@@ -5,6 +5,7 @@
 
 use std::process::ExitCode;
 
+mod config;
 mod ctl;
 mod error;
 mod exec;

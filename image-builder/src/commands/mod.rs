@@ -2,6 +2,7 @@
 
 pub mod build;
 pub mod cluster;
+pub mod config;
 pub mod inspect;
 pub mod keygen;
 pub mod release;

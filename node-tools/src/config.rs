@@ -1,0 +1,102 @@
+//! `tandemctl config validate FILE [--json]`: the node's own check of a
+//! cloud-config, with the same parser and words as `tandem config validate`
+//! on the build host.
+
+use std::io::Read;
+
+/// Usage of `tandemctl config`.
+pub const USAGE: &str = "usage: tandemctl config validate <file|-> [--json]
+exit status: 0 valid (warnings allowed), 1 invalid, 2 the file cannot be read or usage error";
+
+/// Runs `tandemctl config …`; returns the exit status. Usage errors and an
+/// unreadable file are exit status 2 (reported here, not as an error).
+pub fn run(args: &[&str]) -> u8 {
+    let (file, json) = match args {
+        ["validate", "--json", file] | ["validate", file, "--json"] => (*file, true),
+        ["validate", file] if *file != "--json" => (*file, false),
+        _ => {
+            eprintln!("{USAGE}");
+            return 2;
+        }
+    };
+    let (label, text) = match read(file) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("tandemctl: cannot read {file}: {e}");
+            return 2;
+        }
+    };
+    let v = cloud_config::validate(&text);
+    print!("{}", v.report.render(&label, json));
+    v.report.exit_code()
+}
+
+/// The file's name for messages and its text (`-`: standard input).
+fn read(file: &str) -> std::io::Result<(String, String)> {
+    if file == "-" {
+        let mut text = String::new();
+        std::io::stdin().read_to_string(&mut text)?;
+        Ok(("<stdin>".to_string(), text))
+    } else {
+        Ok((file.to_string(), std::fs::read_to_string(file)?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn usage_and_unreadable_are_2() {
+        assert_eq!(run(&[]), 2);
+        assert_eq!(run(&["validate"]), 2);
+        assert_eq!(run(&["validate", "--json"]), 2);
+        assert_eq!(run(&["check", "x"]), 2);
+        assert_eq!(run(&["validate", "/nonexistent/user-data"]), 2);
+    }
+
+    /// The validator's window syntax and the agent's parser agree.
+    #[test]
+    fn window_start_as_the_agent_reads_it() {
+        for text in [
+            "Thu 04:00",
+            "04:00",
+            "thursday 23:59",
+            "Sun 0:00",
+            "mon 4:05",
+            "Thu 24:00",
+            "Thu 04:60",
+            "Thu 4:5",
+            "4am",
+            "Thu",
+            "Thu 04:00 UTC",
+            "Funday 04:00",
+            "",
+            "04:000",
+        ] {
+            assert_eq!(
+                cloud_config::validate::check_window_start(text).is_ok(),
+                agent::window::Start::parse(text).is_ok(),
+                "{text:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn samples_give_0_and_1() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../cloud-config/tests/samples");
+        assert_eq!(run(&["validate", &format!("{dir}/worker.yml")]), 0);
+        assert_eq!(
+            run(&["validate", &format!("{dir}/etcd-member.yml"), "--json"]),
+            0
+        );
+        assert_eq!(
+            run(&["validate", &format!("{dir}/invalid-misplaced.yml")]),
+            1
+        );
+        assert_eq!(
+            run(&["validate", "--json", &format!("{dir}/invalid-header.yml")]),
+            1
+        );
+    }
+}
