@@ -5,14 +5,17 @@
 //! one add-only rule of [`tandem_contract::accounts`]: an existing entry is
 //! never changed or removed; groups only gain the members `m` lines give.
 //!
-//! A file is written only when something was added, atomically (temporary
-//! file, fsync, rename): `passwd` and `group` 0644, `shadow` and `gshadow`
+//! A file is written only when something was added, atomically: every
+//! changed file is staged beside its target, the file system synced once,
+//! then each renamed into place (a failure while staging changes nothing).
+//! `passwd` and `group` 0644, `shadow` and `gshadow`
 //! 0640 root:shadow (0600 without a `shadow` group). A login user's
 //! missing home directory is made 0700 and given to the user: Debian's
 //! adduser has made homes 0700 since bookworm (`DIR_MODE`), since a home
 //! holds keys and histories that nobody else should read.
 
 use std::io::Write;
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
@@ -257,21 +260,37 @@ pub fn ensure_accounts(root: &Path) -> (Accounts, Report, Vec<Error>) {
             None,
         ),
     ];
-    for (file, changed, text, mode, gid) in files {
-        if !changed {
-            continue;
-        }
-        match write_atomic(&under(root, file), text.as_bytes(), mode, gid) {
-            Ok(()) => report.written.push(file),
+    // Every changed file is staged beside its target, the file system is
+    // synced once (one journal commit and flush instead of one per file: on
+    // a first boot all four change), then each is renamed into place. A
+    // failure while staging renames nothing: the files stay as they were.
+    let changed: Vec<_> = files.into_iter().filter(|f| f.1).collect();
+    let mut staged = Vec::new();
+    let mut failed = false;
+    for (file, _, text, mode, gid) in &changed {
+        match stage(&under(root, file), text.as_bytes(), *mode, *gid) {
+            Ok(s) => staged.push((*file, s)),
             Err(err) => {
                 warnings.push(Error::Write {
-                    path: file.into(),
+                    path: (*file).into(),
                     err,
                 });
-                // Users without their groups or shadow entries: stop.
+                failed = true;
                 break;
             }
         }
+    }
+    if failed {
+        for (_, s) in &staged {
+            s.discard();
+        }
+    } else if let Err((file, err)) = commit(&staged) {
+        warnings.push(Error::Write {
+            path: file.into(),
+            err,
+        });
+    } else {
+        report.written.extend(staged.iter().map(|(f, _)| *f));
     }
 
     // Homes of the login users the image and the administrator declare.
@@ -309,14 +328,23 @@ fn make_home(home: &Path, uid: u32, gid: u32) -> std::io::Result<()> {
     std::fs::set_permissions(home, std::os::unix::fs::PermissionsExt::from_mode(0o700))
 }
 
-/// Writes `path` whole or not at all: a temporary file in the same
-/// directory, owner root (group `gid` if given), `mode`, synced, renamed.
-pub(crate) fn write_atomic(
-    path: &Path,
-    bytes: &[u8],
-    mode: u32,
-    gid: Option<u32>,
-) -> std::io::Result<()> {
+/// A file written beside its target, not yet in place.
+#[derive(Debug)]
+struct Staged {
+    tmp: PathBuf,
+    target: PathBuf,
+    file: std::fs::File,
+}
+
+impl Staged {
+    fn discard(&self) {
+        let _ = std::fs::remove_file(&self.tmp);
+    }
+}
+
+/// Writes `bytes` to a temporary file beside `path`, owner root (group
+/// `gid` if given), `mode`; [`commit`] puts it in place.
+fn stage(path: &Path, bytes: &[u8], mode: u32, gid: Option<u32>) -> std::io::Result<Staged> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }
@@ -338,13 +366,41 @@ pub(crate) fn write_atomic(
         }
         f.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(mode))?;
         f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
+        Ok(f)
     })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
+    match result {
+        Ok(file) => Ok(Staged {
+            tmp,
+            target: path.to_path_buf(),
+            file,
+        }),
+        Err(e) => {
+            let _ = std::fs::remove_file(&tmp);
+            Err(e)
+        }
     }
-    result
+}
+
+/// Syncs the staged files' file system once, then renames each into place
+/// in the order given. On failure, names the target that was not written
+/// and removes the temporary files not yet renamed.
+fn commit<'a>(staged: &[(&'a str, Staged)]) -> Result<(), (&'a str, std::io::Error)> {
+    let Some((first, s)) = staged.first() else {
+        return Ok(());
+    };
+    // SAFETY: syncfs on a descriptor we own.
+    if unsafe { libc::syncfs(s.file.as_raw_fd()) } != 0 {
+        let err = std::io::Error::last_os_error();
+        staged.iter().for_each(|(_, s)| s.discard());
+        return Err((first, err));
+    }
+    for (i, (name, s)) in staged.iter().enumerate() {
+        if let Err(err) = std::fs::rename(&s.tmp, &s.target) {
+            staged[i..].iter().for_each(|(_, s)| s.discard());
+            return Err((name, err));
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -544,6 +600,35 @@ mod tests {
         );
         assert!(report.written.is_empty());
         assert!(!root.join("etc/group").exists());
+    }
+
+    #[test]
+    fn a_file_that_cannot_be_staged_leaves_every_file_as_it_was() {
+        let tmp = node(RESOLVED);
+        let root = tmp.path();
+        std::fs::write(root.join("etc/group"), "root:x:0:\n").expect("group");
+        // shadow is staged third, after gshadow and group.
+        std::fs::create_dir_all(root.join("etc/.shadow.tandem-new")).expect("in the way");
+        let (_, report, warnings) = ensure_accounts(root);
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(
+            warnings[0]
+                .to_string()
+                .starts_with("writing /etc/shadow failed"),
+            "{}",
+            warnings[0]
+        );
+        assert!(report.written.is_empty());
+        assert_eq!(read(root, "/etc/group"), "root:x:0:\n");
+        assert!(!root.join("etc/gshadow").exists());
+        assert!(!root.join("etc/passwd").exists());
+        let left: Vec<_> = std::fs::read_dir(root.join("etc"))
+            .expect("etc")
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".tandem-new") && n != ".shadow.tandem-new")
+            .collect();
+        assert!(left.is_empty(), "{left:?}");
     }
 
     #[test]
