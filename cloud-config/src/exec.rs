@@ -126,7 +126,7 @@ fn unescape(chars: &mut std::iter::Peekable<std::str::Chars<'_>>) -> Result<char
 }
 
 /// Whether a word uses `$NAME`, `${NAME}` or `$$` (systemd's expansion).
-fn uses_env(word: &str) -> bool {
+pub(crate) fn uses_env(word: &str) -> bool {
     let b = word.as_bytes();
     b.iter().enumerate().any(|(i, &c)| {
         c == b'$'

@@ -1,166 +1,60 @@
 //! A systemd `.service` unit (with its drop-ins merged) translated into a
-//! Tandem service description, and every directive that could not be
-//! honoured named with its line.
+//! Tandem service file, and every directive that could not be honoured
+//! named with its line.
 //!
-//! The output, [`TranslatedService`], has two parts:
-//!
-//! - fields named as the keys of Tandem's service file (docs/node-configuration.md,
-//!   "Services"): what the node can run today;
-//! - [`Extensions`]: what the translation needs and Tandem's service format
-//!   does not have yet (commands before, after and to stop the main one,
-//!   environment files, user and group by name, environment expansion in
-//!   arguments). The node must refuse to run a service whose extensions it
-//!   cannot honour rather than run it differently; adding them to the
-//!   service format is the next step.
+//! The output, [`TranslatedService`], is the service's name and a
+//! [`ServiceFile`] of the contract (`tandem_contract::service`): the same
+//! type the image builder writes and PID 1 reads, so a translated unit is
+//! rendered and checked by the node's own code
+//! ([`TranslatedService::render`], [`TranslatedService::check`]). What the
+//! service format does not have (`ExecStop=`, `ExecStartPost=`, a
+//! oneshot's second `ExecStart=`, `-` on `ExecStart=`, ...) is a warning
+//! of the [`Translation`], not part of the service.
 //!
 //! Semantics kept from systemd where Tandem's defaults differ: no
 //! `Restart=` is `restart = "never"` (systemd's default), not Tandem's
 //! `on-failure`.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
-use serde::Serialize;
 use tandem_contract::run::ServiceType;
+use tandem_contract::service::{
+    EnvironmentFile, NameOrId, PreCommand, Restart, ServiceFile, ServiceFileError, ServiceSpec,
+    StdioMode,
+};
 
 use crate::diagnostics::Severity;
 use crate::exec::{self, Command};
 use crate::model::UnitCommand;
 use crate::unit::{Entry, UnitFile};
 
-/// Tandem's `restart` values.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Restart {
-    /// After any exit.
-    Always,
-    /// Unless the exit status is 0.
-    OnFailure,
-    /// Never.
-    Never,
-}
-
-/// Tandem's `stdio` values.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Stdio {
-    /// `/run/tandem/log/<name>.log`.
-    Log,
-    /// `/dev/console`.
-    Console,
-    /// Discarded.
-    Null,
-    /// The console terminal, interactive.
-    Tty,
-}
-
-/// An `EnvironmentFile=`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct EnvironmentFile {
-    /// The file.
-    pub path: String,
-    /// `-` before the path: a missing file is not an error.
-    pub optional: bool,
-}
-
-/// What a translated service needs that Tandem's service format does not
-/// have yet; empty when the service can run as today's format says.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
-pub struct Extensions {
-    /// `ExecStartPre=`, in order; a failure (unless ignored) fails the start.
-    pub exec_start_pre: Vec<Command>,
-    /// `ExecStartPost=`, and a oneshot's second and later `ExecStart=`.
-    pub exec_start_post: Vec<Command>,
-    /// `ExecStop=`, run before SIGTERM.
-    pub exec_stop: Vec<Command>,
-    /// `EnvironmentFile=`, read in order before `[env]` is applied.
-    pub environment_files: Vec<EnvironmentFile>,
-    /// `User=` when it is a name (a number goes to `user`).
-    pub user_name: Option<String>,
-    /// `Group=` when it is a name (a number goes to `group`).
-    pub group_name: Option<String>,
-    /// `exec` has `$VAR`/`${VAR}` that systemd would expand.
-    pub exec_needs_env_expansion: bool,
-    /// `-` on `ExecStart=`: a failure exit status counts as success.
-    pub exec_ignore_failure: bool,
-}
-
-impl Extensions {
-    /// Whether the service needs nothing beyond today's service format.
-    pub fn is_empty(&self) -> bool {
-        *self == Extensions::default()
-    }
-}
-
-/// A Tandem service description. The fields up to `env` are the keys of
-/// Tandem's service file; `extensions` holds the rest.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+/// A translated service: its name and its service file.
+#[derive(Clone, Debug, PartialEq)]
 pub struct TranslatedService {
-    /// The service's name: the unit name without `.service`.
+    /// The service's name: the unit name without `.service` (the file
+    /// name without `.toml`).
     pub name: String,
-    /// `description`.
-    pub description: Option<String>,
-    /// `type`.
-    #[serde(rename = "type")]
-    pub kind: ServiceType,
-    /// `exec`: absolute program path, then arguments.
-    pub exec: Vec<String>,
-    /// `restart`.
-    pub restart: Restart,
-    /// `restart_delay_ms`.
-    pub restart_delay_ms: Option<u64>,
-    /// `stop_timeout_secs`.
-    pub stop_timeout_secs: Option<u64>,
-    /// `enabled`.
-    pub enabled: bool,
-    /// `stdio`.
-    pub stdio: Option<Stdio>,
-    /// `after_network`.
-    pub after_network: bool,
-    /// `after`: other services' names.
-    pub after: Vec<String>,
-    /// `memory_max` (`tandem.services` only; units have no such directive here).
-    pub memory_max: Option<String>,
-    /// `cpu_weight` (`tandem.services` only).
-    pub cpu_weight: Option<u32>,
-    /// `tasks_max` (`tandem.services` only).
-    pub tasks_max: Option<u64>,
-    /// `working_directory`.
-    pub working_directory: Option<String>,
-    /// `user`: numeric uid.
-    pub user: Option<u32>,
-    /// `group`: numeric gid.
-    pub group: Option<u32>,
-    /// `[env]`.
-    pub env: BTreeMap<String, String>,
-    /// Not in Tandem's service format yet.
-    pub extensions: Extensions,
+    /// The service file, as the node reads it.
+    pub file: ServiceFile,
 }
 
 impl TranslatedService {
-    /// A service with Tandem's defaults and no command yet.
+    /// A service with no command yet and every key at its default.
     pub fn new(name: &str) -> TranslatedService {
         TranslatedService {
             name: name.to_string(),
-            description: None,
-            kind: ServiceType::Simple,
-            exec: Vec::new(),
-            restart: Restart::OnFailure,
-            restart_delay_ms: None,
-            stop_timeout_secs: None,
-            enabled: true,
-            stdio: None,
-            after_network: false,
-            after: Vec::new(),
-            memory_max: None,
-            cpu_weight: None,
-            tasks_max: None,
-            working_directory: None,
-            user: None,
-            group: None,
-            env: BTreeMap::new(),
-            extensions: Extensions::default(),
+            file: ServiceFile::default(),
         }
+    }
+
+    /// The service file's text, checked as PID 1 checks it.
+    pub fn render(&self) -> Result<String, ServiceFileError> {
+        self.file.render()
+    }
+
+    /// The service as PID 1 would run it (defaults applied).
+    pub fn check(&self) -> Result<ServiceSpec, ServiceFileError> {
+        self.file.clone().check()
     }
 }
 
@@ -199,7 +93,7 @@ pub struct Activation {
 }
 
 /// The translation of one unit.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Translation {
     /// The service; `None` when an error leaves nothing to run.
     pub service: Option<TranslatedService>,
@@ -243,6 +137,7 @@ pub fn translate(
 ) -> Translation {
     let mut t = Translator {
         findings: Vec::new(),
+        pre: Vec::new(),
     };
     let service = t.run(name, unit, activation, ctx);
     Translation {
@@ -253,6 +148,8 @@ pub fn translate(
 
 struct Translator {
     findings: Vec<Finding>,
+    /// `ExecStartPre=` as parsed, with their lines (for `expand_env`).
+    pre: Vec<(Command, Entry)>,
 }
 
 impl Translator {
@@ -285,9 +182,11 @@ impl Translator {
         ctx: &Context<'_>,
     ) -> Option<TranslatedService> {
         let short = name.strip_suffix(".service").unwrap_or(name);
-        let mut svc = TranslatedService::new(short);
-        // systemd's default is Restart=no.
-        svc.restart = Restart::Never;
+        let mut svc = ServiceFile {
+            // systemd's default is Restart=no.
+            restart: Some(Restart::Never),
+            ..ServiceFile::default()
+        };
         let mut exec_start: Vec<(Command, Entry)> = Vec::new();
         let mut wanted_by: Vec<&Entry> = Vec::new();
         for section in &unit.sections {
@@ -337,34 +236,69 @@ impl Translator {
             );
             return None;
         };
-        let rest: Vec<(Command, Entry)> = commands.collect();
-        if !rest.is_empty() {
-            if svc.kind == ServiceType::Oneshot {
-                // systemd runs them in order before ExecStartPost=.
-                let mut post: Vec<Command> = rest.into_iter().map(|(c, _)| c).collect();
-                post.append(&mut svc.extensions.exec_start_post);
-                svc.extensions.exec_start_post = post;
+        let oneshot = svc.kind == Some(ServiceType::Oneshot);
+        for (_, e) in commands {
+            if oneshot {
+                // systemd runs them in order after the first.
+                self.warn(&e, format!("`ExecStart={}` is not honoured: Tandem's service format runs one command (`exec`); a oneshot's further `ExecStart=` are not run (put them in a script)", e.value));
             } else {
                 self.error(
-                    &rest[0].1,
+                    &e,
                     "more than one `ExecStart=` is only allowed with `Type=oneshot`".into(),
                 );
             }
         }
         if main.ignore_failure {
-            if svc.kind == ServiceType::Simple {
-                self.warn(&main_entry, "`-` on `ExecStart=`: a failure exit status counts as success (kept as exec_ignore_failure)".into());
-            }
-            svc.extensions.exec_ignore_failure = true;
+            self.warn(&main_entry, "`-` on `ExecStart=` is not honoured: Tandem's service format has no such setting, so a failure exit status counts as a failure".into());
         }
-        svc.extensions.exec_needs_env_expansion = main.needs_env_expansion;
+        let pre = std::mem::take(&mut self.pre);
+        let expand = main.needs_env_expansion || pre.iter().any(|(c, _)| c.needs_env_expansion);
+        if expand {
+            // `expand_env` is one setting for every command: a command
+            // written with `:` (no expansion) is expanded too.
+            let unexpanded: Vec<Entry> = pre
+                .iter()
+                .map(|(c, e)| (c, e))
+                .chain(std::iter::once((&main, &main_entry)))
+                .filter(|(c, _)| {
+                    !c.needs_env_expansion && c.argv.iter().skip(1).any(|a| exec::uses_env(a))
+                })
+                .map(|(_, e)| e.clone())
+                .collect();
+            for e in unexpanded {
+                self.warn(&e, format!("`{}=`: the `:` prefix is not honoured: Tandem's `expand_env` expands every command of a service, and another one uses `$VAR`", e.key));
+            }
+        }
+        svc.expand_env = expand.then_some(true);
+        svc.exec_start_pre = pre
+            .into_iter()
+            .map(|(c, _)| PreCommand {
+                exec: c.argv,
+                ignore_failure: c.ignore_failure,
+            })
+            .collect();
         svc.exec = main.argv;
-        Some(svc)
+        // The node's own check: what cannot be written is not translated.
+        if let Err(err) = svc.clone().check() {
+            if !self.findings.iter().any(|f| f.severity == Severity::Error) {
+                self.push(
+                    Severity::Error,
+                    0,
+                    0,
+                    format!("`{name}` translates into a service file the node refuses: {err}"),
+                );
+            }
+            return None;
+        }
+        Some(TranslatedService {
+            name: short.to_string(),
+            file: svc,
+        })
     }
 
     fn activation(
         &mut self,
-        svc: &mut TranslatedService,
+        svc: &mut ServiceFile,
         a: Activation,
         wanted_by: &[&Entry],
         unit: &UnitFile,
@@ -393,12 +327,13 @@ impl Translator {
             }
         }
         let started = a.command.is_some_and(UnitCommand::starts);
-        svc.enabled =
+        let enabled =
             !a.mask && a.command != Some(UnitCommand::Stop) && (started || enabled_by_install);
+        svc.enabled = (!enabled).then_some(false);
     }
 
     /// `[Unit]`; false when the key is unknown.
-    fn unit_entry(&mut self, e: &Entry, svc: &mut TranslatedService, ctx: &Context<'_>) -> bool {
+    fn unit_entry(&mut self, e: &Entry, svc: &mut ServiceFile, ctx: &Context<'_>) -> bool {
         match e.key.as_str() {
             "Description" => svc.description = (!e.value.is_empty()).then(|| e.value.clone()),
             "After" | "Requires" => {
@@ -422,15 +357,9 @@ impl Translator {
         true
     }
 
-    fn order_after(
-        &mut self,
-        e: &Entry,
-        other: &str,
-        svc: &mut TranslatedService,
-        ctx: &Context<'_>,
-    ) {
+    fn order_after(&mut self, e: &Entry, other: &str, svc: &mut ServiceFile, ctx: &Context<'_>) {
         if NETWORK.contains(&other) {
-            svc.after_network = true;
+            svc.after_network = Some(true);
             return;
         }
         if IMPLIED_TARGETS.contains(&other) {
@@ -440,7 +369,7 @@ impl Translator {
             self.warn(e, format!("`{other}` is not a service: Tandem orders services only after services and the network"));
             return;
         };
-        let push = |svc: &mut TranslatedService| {
+        let push = |svc: &mut ServiceFile| {
             if !svc.after.iter().any(|a| a == service) {
                 svc.after.push(service.to_string());
             }
@@ -469,13 +398,13 @@ impl Translator {
     fn service_entry(
         &mut self,
         e: &Entry,
-        svc: &mut TranslatedService,
+        svc: &mut ServiceFile,
         exec_start: &mut Vec<(Command, Entry)>,
     ) -> bool {
         let v = e.value.as_str();
         match e.key.as_str() {
             "Type" => {
-                svc.kind = match v {
+                svc.kind = Some(match v {
                     "" | "simple" => ServiceType::Simple,
                     "oneshot" => ServiceType::Oneshot,
                     "exec" | "notify" | "notify-reload" | "dbus" | "idle" => {
@@ -490,7 +419,7 @@ impl Translator {
                         self.error(e, format!("unknown `Type={other}`"));
                         ServiceType::Simple
                     }
-                }
+                })
             }
             "ExecStart" | "ExecStartPre" | "ExecStartPost" | "ExecStop" => {
                 let commands = match exec::parse_exec(v) {
@@ -506,21 +435,21 @@ impl Translator {
                 match e.key.as_str() {
                     "ExecStart" if v.is_empty() => exec_start.clear(),
                     "ExecStart" => exec_start.extend(commands.into_iter().map(|c| (c, e.clone()))),
-                    key => {
-                        let list = match key {
-                            "ExecStartPre" => &mut svc.extensions.exec_start_pre,
-                            "ExecStartPost" => &mut svc.extensions.exec_start_post,
-                            _ => &mut svc.extensions.exec_stop,
-                        };
-                        if v.is_empty() {
-                            list.clear();
-                        }
-                        list.extend(commands);
-                    }
+                    "ExecStartPre" if v.is_empty() => self.pre.clear(),
+                    "ExecStartPre" => self.pre.extend(commands.into_iter().map(|c| (c, e.clone()))),
+                    _ if v.is_empty() => {}
+                    "ExecStartPost" => self.not_honoured(
+                        e,
+                        "Tandem's service format has no commands after the program starts yet",
+                    ),
+                    _ => self.not_honoured(
+                        e,
+                        "Tandem's service format has no stop command yet: the service's cgroup gets SIGTERM, then SIGKILL after stop_timeout_secs",
+                    ),
                 }
             }
             "Restart" => {
-                svc.restart = match v {
+                svc.restart = Some(match v {
                     "no" | "" => Restart::Never,
                     "always" => Restart::Always,
                     "on-failure" => Restart::OnFailure,
@@ -536,7 +465,7 @@ impl Translator {
                         self.error(e, format!("unknown `Restart={other}`"));
                         Restart::Never
                     }
-                }
+                })
             }
             "RestartSec" => match parse_timespan(v) {
                 Some(Some(d)) => {
@@ -565,39 +494,38 @@ impl Translator {
             },
             "EnvironmentFile" => {
                 if v.is_empty() {
-                    svc.extensions.environment_files.clear();
+                    svc.environment_files.clear();
+                } else if EnvironmentFile::parse(v).is_some() {
+                    svc.environment_files.push(v.to_string());
                 } else {
-                    let (optional, path) = v.strip_prefix('-').map_or((false, v), |p| (true, p));
-                    if !path.starts_with('/') {
-                        self.error(
-                            e,
-                            format!("`EnvironmentFile={v}`: the path must be absolute"),
-                        );
-                    }
-                    svc.extensions.environment_files.push(EnvironmentFile {
-                        path: path.to_string(),
-                        optional,
-                    });
+                    self.error(
+                        e,
+                        format!("`EnvironmentFile={v}`: the path must be absolute"),
+                    );
                 }
             }
             "User" | "Group" => {
-                let numeric = v.parse::<u32>().ok();
-                let (id, name) = if e.key == "User" {
-                    (&mut svc.user, &mut svc.extensions.user_name)
-                } else {
-                    (&mut svc.group, &mut svc.extensions.group_name)
+                let who = match v.parse::<u32>() {
+                    Ok(n) if n != u32::MAX => Some(NameOrId::Id(n)),
+                    _ if v.is_empty() => None,
+                    _ if tandem_contract::sysusers::valid_name(v) => {
+                        Some(NameOrId::Name(v.to_string()))
+                    }
+                    _ => {
+                        self.error(e, format!("`{}={v}` is not a user or group name", e.key));
+                        return true;
+                    }
                 };
-                match numeric {
-                    Some(n) => *id = Some(n),
-                    None if v.is_empty() => (*id, *name) = (None, None),
-                    None if crate::files::is_account_name(v) => *name = Some(v.to_string()),
-                    None => self.error(e, format!("`{}={v}` is not a user or group name", e.key)),
+                if e.key == "User" {
+                    svc.user = who;
+                } else {
+                    svc.group = who;
                 }
             }
             "WorkingDirectory" => {
                 let path = v.strip_prefix('-').unwrap_or(v);
                 if path.starts_with('/') {
-                    svc.working_directory = Some(path.to_string());
+                    svc.working_directory = Some(path.into());
                 } else if !path.is_empty() {
                     self.not_honoured(
                         e,
@@ -612,11 +540,11 @@ impl Translator {
                 "journal" | "syslog" | "kmsg" | "inherit" | "journal+console"
                 | "syslog+console" | "kmsg+console" => {
                     if v.ends_with("+console") {
-                        svc.stdio = Some(Stdio::Console);
+                        svc.stdio = Some(StdioMode::Console);
                     }
                 }
-                "console" | "tty" => svc.stdio = Some(Stdio::Console),
-                "null" => svc.stdio = Some(Stdio::Null),
+                "console" | "tty" => svc.stdio = Some(StdioMode::Console),
+                "null" => svc.stdio = Some(StdioMode::Null),
                 _ => self.not_honoured(
                     e,
                     "Tandem writes a service's output to its log, the console or nowhere (stdio)",
@@ -667,12 +595,6 @@ impl Translator {
                 format!("`{}=`: the prefix `{p}` is not honoured: {why}", e.key),
             );
         }
-        if c.needs_env_expansion {
-            self.warn(
-                e,
-                format!("`{}=` uses `$VAR`: Tandem passes arguments unchanged today; kept as written and marked as needing expansion", e.key),
-            );
-        }
     }
 }
 
@@ -720,11 +642,12 @@ pub fn parse_timespan(text: &str) -> Option<Option<Duration>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tandem_contract::service;
 
     fn run(name: &str, text: &str, a: Activation, units: &[&str]) -> Translation {
         let unit = UnitFile::parse(text, 0).expect("parses");
         let units: Vec<String> = units.iter().map(|s| s.to_string()).collect();
-        translate(
+        let t = translate(
             name,
             &unit,
             a,
@@ -732,7 +655,27 @@ mod tests {
                 units: &units,
                 image_services: None,
             },
-        )
+        );
+        round_trips(&t);
+        t
+    }
+
+    /// A translated service renders, and the text parses back (through
+    /// the node's own `service::parse`) into the same service.
+    fn round_trips(t: &Translation) {
+        if let Some(s) = &t.service {
+            let text = s.render().expect("renders");
+            assert_eq!(service::parse(&text), s.check(), "{text}");
+        }
+    }
+
+    /// The service as the node runs it.
+    fn spec(t: &Translation) -> ServiceSpec {
+        t.service
+            .as_ref()
+            .expect("translated")
+            .check()
+            .expect("checks")
     }
 
     fn start() -> Activation {
@@ -754,8 +697,8 @@ mod tests {
         let text = "[Unit]\nDescription=Say hello every minute\nAfter=network-online.target\n\n[Service]\nExecStart=/bin/sh -c 'while true; do echo hello from $(hostname); sleep 60; done'\nRestart=always\n";
         let t = run("hello.service", text, start(), &["hello.service"]);
         assert!(t.findings.is_empty(), "{:?}", messages(&t));
-        let s = t.service.expect("translated");
-        assert_eq!(s.name, "hello");
+        assert_eq!(t.service.as_ref().expect("translated").name, "hello");
+        let s = spec(&t);
         assert_eq!(s.description.as_deref(), Some("Say hello every minute"));
         assert_eq!(s.kind, ServiceType::Simple);
         assert_eq!(
@@ -770,7 +713,7 @@ mod tests {
         assert!(s.after_network);
         assert!(s.after.is_empty());
         assert!(s.enabled);
-        assert!(s.extensions.is_empty());
+        assert!(!s.needs_launcher());
     }
 
     #[test]
@@ -781,42 +724,38 @@ mod tests {
             ..Activation::default()
         };
         let t = run("web.service", text, a, &["web.service"]);
-        let s = t.service.clone().expect("translated");
+        let s = spec(&t);
         assert_eq!(s.after, ["docker"]);
         assert_eq!(s.restart, Restart::OnFailure);
-        assert_eq!(s.restart_delay_ms, Some(5000));
+        assert_eq!(s.restart_delay_ms, 5000);
         assert!(s.enabled, "enable: true with WantedBy=multi-user.target");
         assert_eq!(
-            s.extensions.exec_start_pre,
+            s.exec_start_pre,
             [
-                Command {
-                    argv: vec![
+                PreCommand {
+                    exec: vec![
                         "/usr/bin/docker".into(),
                         "rm".into(),
                         "-f".into(),
                         "x".into()
                     ],
                     ignore_failure: true,
-                    ..Command::default()
                 },
-                Command {
-                    argv: vec!["/usr/bin/docker".into(), "pull".into(), "nginx".into()],
-                    ..Command::default()
+                PreCommand {
+                    exec: vec!["/usr/bin/docker".into(), "pull".into(), "nginx".into()],
+                    ignore_failure: false,
                 }
             ]
         );
         assert_eq!(
-            s.extensions.exec_stop[0].argv,
-            ["/usr/bin/docker", "stop", "x"]
-        );
-        assert_eq!(
-            s.extensions.environment_files,
+            s.environment_files,
             [EnvironmentFile {
                 path: "/etc/environment".into(),
                 optional: false
             }]
         );
-        assert!(s.extensions.exec_needs_env_expansion);
+        assert!(s.expand_env);
+        assert!(s.needs_launcher());
         assert_eq!(s.exec[5], "${COREOS_PRIVATE_IPV4}:80:80");
         let m = messages(&t);
         assert!(
@@ -831,7 +770,7 @@ mod tests {
         );
         assert!(
             m.iter()
-                .any(|m| m.starts_with("11: `ExecStart=` uses `$VAR`")),
+                .any(|m| m.starts_with("12: `ExecStop=/usr/bin/docker stop x` is not honoured")),
             "{m:?}"
         );
         assert!(t.findings.iter().all(|f| f.severity == Severity::Warning));
@@ -840,11 +779,12 @@ mod tests {
     #[test]
     fn optional_environment_file_and_resets() {
         let text = "[Service]\nEnvironmentFile=-/etc/default/x\nEnvironment=A=1 B=2\nEnvironment=\nEnvironment=\"C=three words\"\nExecStart=/bin/x\nExecStart=\nExecStart=/bin/y\n";
-        let s = run("x.service", text, start(), &[])
-            .service
-            .expect("translated");
-        assert!(s.extensions.environment_files[0].optional);
-        assert_eq!(s.extensions.environment_files[0].path, "/etc/default/x");
+        let s = spec(&run("x.service", text, start(), &[]));
+        assert!(s.environment_files[0].optional);
+        assert_eq!(
+            s.environment_files[0].path,
+            std::path::Path::new("/etc/default/x")
+        );
         assert_eq!(
             s.env.into_iter().collect::<Vec<_>>(),
             [("C".to_string(), "three words".to_string())]
@@ -855,12 +795,7 @@ mod tests {
     #[test]
     fn activation_semantics() {
         let text = "[Service]\nExecStart=/bin/x\n[Install]\nWantedBy=multi-user.target\n";
-        let enabled = |a: Activation| {
-            run("x.service", text, a, &[])
-                .service
-                .expect("translated")
-                .enabled
-        };
+        let enabled = |a: Activation| spec(&run("x.service", text, a, &[])).enabled;
         assert!(enabled(start()));
         assert!(
             !enabled(Activation::default()),
@@ -892,25 +827,29 @@ mod tests {
             },
             &[],
         );
-        assert!(!no_install.service.clone().expect("translated").enabled);
+        assert!(!spec(&no_install).enabled);
         assert!(messages(&no_install)[0].contains("enables nothing"));
     }
 
     #[test]
     fn types_and_oneshot_commands() {
         let text = "[Service]\nType=oneshot\nRemainAfterExit=yes\nExecStart=/bin/a\nExecStart=/bin/b\nExecStartPost=/bin/c\n";
-        let s = run("x.service", text, start(), &[])
-            .service
-            .expect("translated");
+        let t = run("x.service", text, start(), &[]);
+        let s = spec(&t);
         assert_eq!(s.kind, ServiceType::Oneshot);
         assert_eq!(s.exec, ["/bin/a"]);
-        let post: Vec<_> = s
-            .extensions
-            .exec_start_post
-            .iter()
-            .map(|c| c.argv[0].as_str())
-            .collect();
-        assert_eq!(post, ["/bin/b", "/bin/c"]);
+        assert_eq!(s.restart, Restart::Never);
+        let m = messages(&t);
+        assert!(
+            m.iter()
+                .any(|m| m.starts_with("5: `ExecStart=/bin/b` is not honoured")),
+            "{m:?}"
+        );
+        assert!(
+            m.iter()
+                .any(|m| m.starts_with("6: `ExecStartPost=/bin/c` is not honoured")),
+            "{m:?}"
+        );
         let t = run(
             "x.service",
             "[Service]\nExecStart=/bin/a\nExecStart=/bin/b\n",
@@ -928,10 +867,7 @@ mod tests {
             start(),
             &[],
         );
-        assert_eq!(
-            t.service.clone().expect("translated").kind,
-            ServiceType::Simple
-        );
+        assert_eq!(spec(&t).kind, ServiceType::Simple);
         assert!(messages(&t)[0].contains("foreground"));
         let t = run(
             "x.service",
@@ -970,9 +906,30 @@ mod tests {
             m.iter().any(|m| m.starts_with("11: section [Timer]")),
             "{m:?}"
         );
-        let s = t.service.expect("translated");
-        assert_eq!(s.extensions.user_name.as_deref(), Some("core"));
-        assert_eq!(s.group, Some(100));
+        let s = spec(&t);
+        assert_eq!(s.user, Some(NameOrId::Name("core".into())));
+        assert_eq!(s.group, Some(NameOrId::Id(100)));
+        assert!(s.needs_launcher());
+    }
+
+    #[test]
+    fn expansion_is_one_setting_for_every_command() {
+        let text = "[Service]\nExecStartPre=:/bin/echo ${A}\nExecStartPre=/bin/echo ${B}\nExecStart=/bin/x\n";
+        let t = run("x.service", text, start(), &[]);
+        assert!(spec(&t).expand_env);
+        let m = messages(&t);
+        assert_eq!(m.len(), 1, "{m:?}");
+        assert!(m[0].starts_with("2: `ExecStartPre=`: the `:` prefix is not honoured"));
+        let t = run(
+            "x.service",
+            "[Service]\nExecStart=:/bin/echo ${A}\n",
+            start(),
+            &[],
+        );
+        assert!(!spec(&t).expand_env);
+        assert!(t.findings.is_empty());
+        let t = run("x.service", "[Service]\nExecStart=-/bin/x\n", start(), &[]);
+        assert!(messages(&t)[0].starts_with("2: `-` on `ExecStart=` is not honoured"));
     }
 
     #[test]
@@ -990,7 +947,8 @@ mod tests {
                 image_services: Some(&image),
             },
         );
-        let s = t.service.clone().expect("translated");
+        round_trips(&t);
+        let s = spec(&t);
         assert_eq!(s.after, ["db"]);
         assert!(s.after_network);
         assert!(messages(&t)[0].contains("the ordering is dropped"));

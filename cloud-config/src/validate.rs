@@ -11,9 +11,10 @@ use crate::model::{
     CloudConfig, CoreosStrategy, DropIn, Etcd2, Locksmith, ManageEtcHosts, Unit, UnitCommand,
     Update, User, WriteFile,
 };
-use crate::translate::{self, Activation, Context, Restart, Stdio, TranslatedService};
+use crate::translate::{self, Activation, Context, TranslatedService};
 use crate::unit::UnitFile;
 use crate::yaml::{self, Node, Pos, Resolved, Style, Value};
+use tandem_contract::service::{NameOrId, Restart, StdioMode};
 
 /// The header every cloud-config starts with.
 pub const HEADER: &str = "#cloud-config";
@@ -1064,8 +1065,8 @@ impl<'t> Reader<'t> {
     }
 
     fn tandem_service(&mut self, name: &str, node: &Node, path: &str) -> Option<TranslatedService> {
-        let mut s = TranslatedService::new(name);
-        let mut restart_set = false;
+        let mut t = TranslatedService::new(name);
+        let s = &mut t.file;
         let mut exec_given = false;
         let errors_before = self
             .diags
@@ -1078,8 +1079,8 @@ impl<'t> Reader<'t> {
             match canon.as_str() {
                 "description" => s.description = self.string(v, p),
                 "type" => match self.string(v, p).as_deref() {
-                    Some("simple") => s.kind = tandem_contract::run::ServiceType::Simple,
-                    Some("oneshot") => s.kind = tandem_contract::run::ServiceType::Oneshot,
+                    Some("simple") => s.kind = Some(tandem_contract::run::ServiceType::Simple),
+                    Some("oneshot") => s.kind = Some(tandem_contract::run::ServiceType::Oneshot),
                     Some(other) => self.error(
                         v.pos,
                         p,
@@ -1100,20 +1101,17 @@ impl<'t> Reader<'t> {
                         None => self.error(v.pos, p, "exec needs the program and its arguments"),
                     }
                 }
-                "restart" => {
-                    restart_set = true;
-                    match self.string(v, p).as_deref() {
-                        Some("always") => s.restart = Restart::Always,
-                        Some("on-failure") => s.restart = Restart::OnFailure,
-                        Some("never") => s.restart = Restart::Never,
-                        Some(other) => self.error(
-                            v.pos,
-                            p,
-                            format!("unknown restart {other:?}: always, on-failure or never"),
-                        ),
-                        None => {}
-                    }
-                }
+                "restart" => match self.string(v, p).as_deref() {
+                    Some("always") => s.restart = Some(Restart::Always),
+                    Some("on-failure") => s.restart = Some(Restart::OnFailure),
+                    Some("never") => s.restart = Some(Restart::Never),
+                    Some(other) => self.error(
+                        v.pos,
+                        p,
+                        format!("unknown restart {other:?}: always, on-failure or never"),
+                    ),
+                    None => {}
+                },
                 "restart_delay_ms" => {
                     s.restart_delay_ms = self
                         .int(v, p, 0, i128::from(u32::MAX))
@@ -1124,13 +1122,13 @@ impl<'t> Reader<'t> {
                         .int(v, p, 0, i128::from(u32::MAX))
                         .and_then(|n| u64::try_from(n).ok())
                 }
-                "enabled" => s.enabled = self.boolean(v, p).unwrap_or(true),
-                "after_network" => s.after_network = self.boolean(v, p).unwrap_or(false),
+                "enabled" => s.enabled = self.boolean(v, p),
+                "after_network" => s.after_network = self.boolean(v, p),
                 "stdio" => match self.string(v, p).as_deref() {
-                    Some("log") => s.stdio = Some(Stdio::Log),
-                    Some("console") => s.stdio = Some(Stdio::Console),
-                    Some("null") => s.stdio = Some(Stdio::Null),
-                    Some("tty") => s.stdio = Some(Stdio::Tty),
+                    Some("log") => s.stdio = Some(StdioMode::Log),
+                    Some("console") => s.stdio = Some(StdioMode::Console),
+                    Some("null") => s.stdio = Some(StdioMode::Null),
+                    Some("tty") => s.stdio = Some(StdioMode::Tty),
                     Some(other) => self.error(
                         v.pos,
                         p,
@@ -1139,27 +1137,51 @@ impl<'t> Reader<'t> {
                     None => {}
                 },
                 "after" => s.after = self.strings(v, p),
-                "memory_max" => s.memory_max = self.string(v, p),
+                "memory_max" => {
+                    let size = match v.resolve() {
+                        Some(Resolved::Int(n)) => Some(u64::try_from(n).ok().filter(|&n| n > 0)),
+                        _ => self
+                            .string(v, p)
+                            .map(|t| tandem_contract::service::parse_size(&t)),
+                    };
+                    if size == Some(None) {
+                        self.error(v.pos, p, "must be bytes or a number with K, M or G (\"512M\", powers of 1024), more than 0");
+                    }
+                    s.memory_max = size.flatten().map(tandem_contract::service::render_size);
+                }
                 "cpu_weight" => {
                     s.cpu_weight = self
                         .int(v, p, 1, 10_000)
-                        .and_then(|n| u32::try_from(n).ok())
+                        .and_then(|n| i64::try_from(n).ok())
                 }
                 "tasks_max" => {
                     s.tasks_max = self
                         .int(v, p, 1, i128::from(u32::MAX))
-                        .and_then(|n| u64::try_from(n).ok())
+                        .and_then(|n| i64::try_from(n).ok())
                 }
-                "working_directory" => s.working_directory = self.absolute(v, p),
-                "user" => {
-                    s.user = self
-                        .int(v, p, 0, i128::from(u32::MAX))
-                        .and_then(|n| u32::try_from(n).ok())
-                }
-                "group" => {
-                    s.group = self
-                        .int(v, p, 0, i128::from(u32::MAX))
-                        .and_then(|n| u32::try_from(n).ok())
+                "working_directory" => s.working_directory = self.absolute(v, p).map(Into::into),
+                "user" | "group" => {
+                    let who = match v.resolve() {
+                        Some(Resolved::Int(_)) => self
+                            .int(v, p, 0, i128::from(u32::MAX - 1))
+                            .and_then(|n| u32::try_from(n).ok())
+                            .map(NameOrId::Id),
+                        _ => match self.string(v, p) {
+                            Some(n) if tandem_contract::sysusers::valid_name(&n) => {
+                                Some(NameOrId::Name(n))
+                            }
+                            Some(n) => {
+                                self.error(v.pos, p, format!("{n:?} is not a user or group name"));
+                                None
+                            }
+                            None => None,
+                        },
+                    };
+                    if canon == "user" {
+                        s.user = who;
+                    } else {
+                        s.group = who;
+                    }
                 }
                 "env" => {
                     if let Value::Map(pairs) = &v.value {
@@ -1183,15 +1205,18 @@ impl<'t> Reader<'t> {
         if !exec_given {
             self.error(node.pos, path, "a service needs `exec`");
         }
-        if !restart_set && s.kind == tandem_contract::run::ServiceType::Oneshot {
-            s.restart = Restart::Never;
-        }
         let errors_after = self
             .diags
             .iter()
             .filter(|d| d.severity == Severity::Error)
             .count();
-        (errors_after == errors_before).then_some(s)
+        if errors_after == errors_before
+            && let Err(e) = t.check()
+        {
+            self.error(node.pos, path, e.to_string());
+            return None;
+        }
+        (errors_after == errors_before).then_some(t)
     }
 }
 

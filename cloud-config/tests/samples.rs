@@ -1,7 +1,7 @@
 //! The shared samples validate as their README says (public API only).
 
-use cloud_config::translate::Restart;
 use cloud_config::{Severity, validate};
+use tandem_contract::service::{self, Restart};
 
 fn sample(name: &str) -> String {
     let path = format!("{}/tests/samples/{name}", env!("CARGO_MANIFEST_DIR"));
@@ -47,12 +47,12 @@ fn worker_is_valid_and_translated() {
         c.write_files[0].content,
         b"worker node, managed by cloud-config\n"
     );
-    let hello = &v.services[0];
-    assert_eq!(hello.name, "hello");
+    assert_eq!(v.services[0].name, "hello");
+    let hello = v.services[0].check().expect("checks");
     assert_eq!(hello.exec[0], "/bin/sh");
     assert_eq!(hello.restart, Restart::Always);
     assert!(hello.after_network && hello.enabled);
-    assert!(hello.extensions.is_empty());
+    assert!(!hello.needs_launcher());
 }
 
 #[test]
@@ -127,6 +127,18 @@ fn missing_header_is_refused_and_says_so() {
     );
     assert!(text.ends_with("invalid-header.yml: invalid: 1 error, 0 warnings\n"));
     assert_eq!(v.report.to_json()["valid"], false);
+}
+
+/// Every service of every sample renders and parses back through the
+/// node's own `service::parse`.
+#[test]
+fn translated_services_render_and_parse_back() {
+    for name in ["worker.yml", "etcd-member.yml", "users-and-files.yml"] {
+        for s in validate(&sample(name)).services {
+            let text = s.render().expect("renders");
+            assert_eq!(service::parse(&text), s.check(), "{name}: {text}");
+        }
+    }
 }
 
 /// Every prefix of every sample (cut anywhere, as a truncated download

@@ -1,7 +1,19 @@
 use super::*;
 
 fn check(text: &str) -> Validation {
-    validate(&format!("#cloud-config\n{text}"))
+    let v = validate(&format!("#cloud-config\n{text}"));
+    // Every service read renders and parses back through the node's own
+    // `service::parse`.
+    for s in &v.services {
+        let text = s.render().expect("renders");
+        assert_eq!(tandem_contract::service::parse(&text), s.check(), "{text}");
+    }
+    v
+}
+
+/// The `n`th service as the node runs it.
+fn spec(v: &Validation, n: usize) -> tandem_contract::service::ServiceSpec {
+    v.services[n].check().expect("checks")
 }
 
 /// `line:col severity path: message` for each diagnostic.
@@ -382,7 +394,7 @@ fn unit_translation_findings_point_into_the_content() {
         ]
     );
     assert_eq!(v.services.len(), 1);
-    assert_eq!(v.services[0].env.get("A").map(String::as_str), Some("1"));
+    assert_eq!(spec(&v, 0).env.get("A").map(String::as_str), Some("1"));
     let v = check(
         "coreos:\n  units:\n    - name: web.service\n      content: |\n        [Service]\n        ExecStart=web\n        oops\n",
     );
@@ -426,7 +438,7 @@ fn units_order_after_each_other() {
         .iter()
         .find(|s| s.name == "app")
         .expect("translated");
-    assert_eq!(app.after, ["db"]);
+    assert_eq!(app.file.after, ["db"]);
 }
 
 #[test]
@@ -436,9 +448,9 @@ fn tandem_services_section() {
     );
     assert!(v.report.valid(), "{:?}", diags(&v));
     assert_eq!(v.services.len(), 2);
-    assert_eq!(v.services[0].restart, Restart::Always);
-    assert_eq!(v.services[0].memory_max.as_deref(), Some("256M"));
-    assert_eq!(v.services[1].restart, Restart::Never, "a oneshot's default");
+    assert_eq!(spec(&v, 0).restart, Restart::Always);
+    assert_eq!(spec(&v, 0).limits.memory_max, Some(256 << 20));
+    assert_eq!(spec(&v, 1).restart, Restart::Never, "a oneshot's default");
     assert!(
         only_error("tandem:\n  services:\n    web:\n      exec: [docker]\n").contains("absolute")
     );
