@@ -715,6 +715,17 @@ impl<'t> Reader<'t> {
                 _ => {}
             }
         }
+        if let (Some(start), Some(length), Some((pos, p))) =
+            (&l.window_start, l.window_length, &length_pos)
+        {
+            // The agent's own check: a length longer than the period.
+            let text = tandem_contract::time::format_duration(length);
+            if let Err(e @ tandem_contract::window::WindowError::Length { .. }) =
+                tandem_contract::window::Window::parse(start, &text, None)
+            {
+                self.error(*pos, p.clone(), e.to_string());
+            }
+        }
         match (start_pos, length_pos) {
             (Some((pos, p)), None) => {
                 self.error(pos, p, "window_start needs window_length too (e.g. 1h)")
@@ -1265,46 +1276,15 @@ fn looks_like_ssh_key(k: &str) -> bool {
         .any(|w| TYPES.contains(&w[0]) && w[1].starts_with("AAAA"))
 }
 
-/// locksmith's window start: `Thu 04:00`, `thursday 04:00` or `04:00`, as
-/// `agent::window::Start::parse` reads it on the node (a test in node-tools,
-/// which links both, keeps the two in step; this crate does not link the
-/// agent and its TLS stack for one parser).
-pub fn check_window_start(s: &str) -> Result<(), String> {
-    let bad = || format!("window_start {s:?} is not `HH:MM` or `Day HH:MM` (e.g. \"Thu 04:00\")");
-    let words: Vec<&str> = s.split_whitespace().collect();
-    let time = match words.as_slice() {
-        [t] => *t,
-        [d, t] => {
-            const DAYS: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
-            const FULL: [&str; 7] = [
-                "monday",
-                "tuesday",
-                "wednesday",
-                "thursday",
-                "friday",
-                "saturday",
-                "sunday",
-            ];
-            let d = d.to_ascii_lowercase();
-            if !DAYS.contains(&d.as_str()) && !FULL.contains(&d.as_str()) {
-                return Err(bad());
-            }
-            *t
-        }
-        _ => return Err(bad()),
-    };
-    let (h, m) = time.split_once(':').ok_or_else(bad)?;
-    let num = |x: &str, max: u32| {
-        !x.is_empty()
-            && x.len() <= 2
-            && x.bytes().all(|b| b.is_ascii_digit())
-            && x.parse::<u32>().is_ok_and(|n| n <= max)
-    };
-    if m.len() == 2 && num(h, 23) && num(m, 59) {
-        Ok(())
-    } else {
-        Err(bad())
-    }
+/// locksmith's window start: `Thu 04:00`, `thursday 04:00` or `04:00`,
+/// read by the parser the reboot agent uses on the node
+/// ([`tandem_contract::window::Start::parse`]).
+fn check_window_start(s: &str) -> Result<(), String> {
+    tandem_contract::window::Start::parse(s)
+        .map(drop)
+        .map_err(|_| {
+            format!("window_start {s:?} is not `HH:MM` or `Day HH:MM` (e.g. \"Thu 04:00\")")
+        })
 }
 
 /// A unit name: `prefix[@instance].type`; returns the prefix and the type.

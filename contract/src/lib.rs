@@ -31,7 +31,10 @@
 //! - `strategy` (feature `std`): reboot strategies;
 //! - `time` (feature `std`): the duration syntax of config files, read and
 //!   written, and UTC dates;
-//! - `version` (feature `std`): release versions, their order and spelling.
+//! - `version` (feature `std`): release versions, their order and spelling;
+//! - `window` (feature `std`): reboot windows (`"Thu 23:00"`, `"2h"`,
+//!   `"+02:00"`), parsed and placed on the clock, for the agent and the
+//!   cloud-config validator.
 //!
 //! Without the `std` feature it builds for the UEFI bootloader (`alloc`
 //! only).
@@ -84,6 +87,8 @@ pub mod sysusers;
 pub mod time;
 #[cfg(feature = "std")]
 pub mod version;
+#[cfg(feature = "std")]
+pub mod window;
 
 pub use guid::Guid;
 #[cfg(feature = "std")]

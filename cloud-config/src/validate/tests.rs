@@ -287,6 +287,10 @@ fn update_and_locksmith() {
         .contains("not a duration")
     );
     assert!(
+        only_error("coreos:\n  locksmith:\n    window-start: 04:00\n    window-length: 25h\n")
+            .contains("always be open")
+    );
+    assert!(
         only_error("coreos:\n  locksmith:\n    window-start: Thu 04:00\n")
             .contains("needs window_length")
     );
