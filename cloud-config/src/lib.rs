@@ -1,8 +1,8 @@
 //! The CoreOS cloud-config dialect as Tandem reads it: parsed with the
 //! position of every node, checked key by key, typed into a model, and its
 //! systemd units translated into Tandem service descriptions. Pure logic:
-//! the callers (`tandem config validate`, `tandemctl config validate`)
-//! read the file; this crate does no I/O.
+//! the only I/O is [`command`], the `config validate` both command lines
+//! (`tandem`, `tandemctl`) run.
 //!
 //! ```
 //! let v = cloud_config::validate("#cloud-config\nhostname: web-1\nunits: []\n");
@@ -17,10 +17,11 @@
 //! (which keys go where), [`model`], [`validate`], [`files`] (paths, modes,
 //! owners, encodings), [`substitute`] (`$private_ipv4` and friends),
 //! [`unit`] (systemd unit files), [`exec`] (command-line quoting),
-//! [`translate`] (unit → Tandem service), [`diagnostics`].
+//! [`translate`] (unit → Tandem service), [`diagnostics`], [`command`].
 
 #![warn(missing_docs)]
 
+pub mod command;
 pub mod diagnostics;
 mod error;
 pub mod exec;

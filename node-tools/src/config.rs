@@ -2,8 +2,6 @@
 //! cloud-config, with the same parser and words as `tandem config validate`
 //! on the build host.
 
-use std::io::Read;
-
 /// Usage of `tandemctl config`.
 pub const USAGE: &str = "usage: tandemctl config validate <file|-> [--json]
 exit status: 0 valid (warnings allowed), 1 invalid, 2 the file cannot be read or usage error";
@@ -19,27 +17,7 @@ pub fn run(args: &[&str]) -> u8 {
             return 2;
         }
     };
-    let (label, text) = match read(file) {
-        Ok(t) => t,
-        Err(e) => {
-            eprintln!("tandemctl: cannot read {file}: {e}");
-            return 2;
-        }
-    };
-    let v = cloud_config::validate(&text);
-    print!("{}", v.report.render(&label, json));
-    v.report.exit_code()
-}
-
-/// The file's name for messages and its text (`-`: standard input).
-fn read(file: &str) -> std::io::Result<(String, String)> {
-    if file == "-" {
-        let mut text = String::new();
-        std::io::stdin().read_to_string(&mut text)?;
-        Ok(("<stdin>".to_string(), text))
-    } else {
-        Ok((file.to_string(), std::fs::read_to_string(file)?))
-    }
+    cloud_config::command::validate_file("tandemctl", file, json)
 }
 
 #[cfg(test)]

@@ -1,11 +1,6 @@
 //! `tandem config validate FILE [--json]`: a cloud-config checked on the
 //! build host with the node's own parser (the `cloud-config` crate).
 
-use std::io::Read;
-
-/// Exit status when the file cannot be read (as for usage errors).
-const CANNOT_READ: u8 = 2;
-
 /// Arguments of `tandem config`.
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -32,27 +27,7 @@ enum Command {
 pub fn run(args: Args) -> anyhow::Result<u8> {
     match args.command {
         Command::Validate { file, json } => {
-            let (label, text) = match read(&file) {
-                Ok(t) => t,
-                Err(e) => {
-                    eprintln!("tandem: cannot read {file}: {e}");
-                    return Ok(CANNOT_READ);
-                }
-            };
-            let v = cloud_config::validate(&text);
-            print!("{}", v.report.render(&label, json));
-            Ok(v.report.exit_code())
+            Ok(cloud_config::command::validate_file("tandem", &file, json))
         }
-    }
-}
-
-/// The file's name for messages and its text (`-`: standard input).
-fn read(file: &str) -> std::io::Result<(String, String)> {
-    if file == "-" {
-        let mut text = String::new();
-        std::io::stdin().read_to_string(&mut text)?;
-        Ok(("<stdin>".to_string(), text))
-    } else {
-        Ok((file.to_string(), std::fs::read_to_string(file)?))
     }
 }
