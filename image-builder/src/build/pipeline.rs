@@ -632,8 +632,15 @@ impl Builder<'_> {
             list.push('\n');
         }
         write_file(&tandem_lib.join("modules.load"), list.as_bytes(), 0o644)?;
-        // Checked when the definition was read.
-        if let Ok(Some(text)) = def.kernel.sysctl_file() {
+        let sysctl = def
+            .kernel
+            .sysctl_file()
+            .map_err(|message| Error::DefinitionValue {
+                path: def.path.clone(),
+                field: "kernel.sysctl".into(),
+                message,
+            })?;
+        if let Some(text) = sysctl {
             let rel = tandem_contract::sysctl::IMAGE_FILE.trim_start_matches("/usr/");
             let dst = usr.join(rel);
             usr_tree::mkdirs(dst.parent().unwrap_or(usr))?;

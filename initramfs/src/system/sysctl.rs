@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 
 use tandem_contract::sysctl::{self, ADMIN_DIR, ADMIN_FILE, IMAGE_DIR, RUN_DIR, Setting};
 
-use super::tmpfiles::expand;
+use super::tmpfiles::{expand, has_glob};
 use super::users::{merged_conf_files, under};
 use crate::error::Error;
 
@@ -89,13 +89,13 @@ pub fn apply(proc_sys: &Path, entries: &[Entry]) -> (usize, Vec<Error>) {
     let named: HashSet<&str> = entries
         .iter()
         .map(|e| e.setting.key.as_str())
-        .filter(|k| !super::tmpfiles::has_glob(k))
+        .filter(|k| !has_glob(k))
         .collect();
     let mut written = 0;
     let mut errors = Vec::new();
     for e in entries {
         let s = &e.setting;
-        let paths = if super::tmpfiles::has_glob(&s.key) {
+        let paths = if has_glob(&s.key) {
             expand(proc_sys, &s.key)
                 .into_iter()
                 .filter(|p| {
