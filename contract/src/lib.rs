@@ -73,6 +73,8 @@ pub mod node;
 pub mod os_release;
 pub mod partition;
 #[cfg(feature = "std")]
+pub mod provision;
+#[cfg(feature = "std")]
 pub mod run;
 #[cfg(feature = "std")]
 pub mod service;

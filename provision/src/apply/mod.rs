@@ -1,0 +1,1 @@
+//! Applying a checked cloud-config to the node (to be written).

@@ -1,0 +1,1 @@
+//! Where the user-data comes from (to be written).
