@@ -59,8 +59,10 @@ pub const FORMAT: u32 = 1;
 
 state_enum! {
     /// How provisioning ended on this boot.
+    #[derive(Default)]
     ProvisionState, "a provisioning state" {
         /// No datasource had user-data: nothing to apply (not an error).
+        #[default]
         None = "none",
         /// The config was applied, every part of it.
         Applied = "applied",
@@ -110,12 +112,6 @@ pub struct Outcome {
     pub started_us: u64,
     /// See `started_us`.
     pub finished_us: u64,
-}
-
-impl Default for ProvisionState {
-    fn default() -> Self {
-        ProvisionState::None
-    }
 }
 
 impl Outcome {

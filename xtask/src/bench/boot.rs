@@ -64,10 +64,21 @@ const SETUP_STEPS: [&str; 5] = [
     "tmpfiles.d applied",
     "sysctl.d applied",
 ];
-/// What those steps may cost a boot together.
+/// Of those, the two the goal is about: what adding users and groups and
+/// setting up the services' cgroups (which overlap: the cgroups in a
+/// thread) may cost a boot together.
+const GOAL_STEPS: [&str; 2] = ["users and groups ready", "cgroups set up"];
 const SETUP_GOAL: Duration = Duration::from_millis(50);
 
 impl NodeClock {
+    /// How long the step `name` took (zero if the boot did not have it).
+    fn step(&self, name: &str) -> Duration {
+        self.steps
+            .iter()
+            .find(|(n, _)| n == name)
+            .map_or(Duration::ZERO, |(_, d)| *d)
+    }
+
     fn both(&self) -> Duration {
         self.initramfs + self.system_init
     }
@@ -137,23 +148,18 @@ pub fn run() -> Result<()> {
         );
     }
     for (what, runs) in [("first boot", &first), ("after a reboot", &later)] {
-        let mut total = Duration::ZERO;
-        let mut parts = Vec::new();
-        for name in SETUP_STEPS {
-            let d = median(runs, |c| {
-                c.steps
-                    .iter()
-                    .find(|(n, _)| n == name)
-                    .map_or(Duration::ZERO, |(_, d)| *d)
-            });
-            total += d;
-            parts.push(format!("{name} {:.1} ms", d.as_secs_f64() * 1e3));
-        }
+        let step = |name: &str| median(runs, |c| c.step(name));
+        // The median boot's sum, not the sum of medians.
+        let goal = median(runs, |c| GOAL_STEPS.iter().map(|name| c.step(name)).sum());
+        let parts: Vec<String> = SETUP_STEPS
+            .iter()
+            .map(|name| format!("{name} {:.1} ms", step(name).as_secs_f64() * 1e3))
+            .collect();
         println!(
-            "  {what}: users, /etc, cgroups, tmpfiles.d and sysctl.d {:.1} ms (goal < {} ms): {}; {}",
-            total.as_secs_f64() * 1e3,
+            "  {what}: users and cgroups {:.1} ms (goal < {} ms): {}; steps: {}",
+            goal.as_secs_f64() * 1e3,
             SETUP_GOAL.as_millis(),
-            if total < SETUP_GOAL { "met" } else { "NOT met" },
+            if goal < SETUP_GOAL { "met" } else { "NOT met" },
             parts.join(", ")
         );
     }
