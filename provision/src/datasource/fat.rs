@@ -122,6 +122,16 @@ pub(crate) mod tests {
 
     /// A FAT image file labelled `label` holding `files` (`dir/name`).
     pub(crate) fn image(path: &std::path::Path, label: &str, files: &[(&str, &[u8])]) {
+        image_sized(path, label, files, 2 * 1024 * 1024, None);
+    }
+
+    fn image_sized(
+        path: &std::path::Path,
+        label: &str,
+        files: &[(&str, &[u8])],
+        size: u64,
+        fat_type: Option<fatfs::FatType>,
+    ) {
         let file = std::fs::OpenOptions::new()
             .read(true)
             .write(true)
@@ -129,11 +139,14 @@ pub(crate) mod tests {
             .truncate(true)
             .open(path)
             .expect("create image");
-        file.set_len(2 * 1024 * 1024).expect("size");
+        file.set_len(size).expect("size");
         let mut name = [b' '; 11];
         name[..label.len()].copy_from_slice(label.as_bytes());
-        fatfs::format_volume(&file, fatfs::FormatVolumeOptions::new().volume_label(name))
-            .expect("format");
+        let mut opts = fatfs::FormatVolumeOptions::new().volume_label(name);
+        if let Some(t) = fat_type {
+            opts = opts.fat_type(t);
+        }
+        fatfs::format_volume(&file, opts).expect("format");
         let fs = fatfs::FileSystem::new(&file, fatfs::FsOptions::new()).expect("open");
         for (p, bytes) in files {
             let mut dir = fs.root_dir();
@@ -170,5 +183,28 @@ pub(crate) mod tests {
         assert_eq!(fat.read("a/b/c").expect("read").as_deref(), Some(&b"x"[..]));
         assert_eq!(fat.read("meta-data").expect("read"), None);
         assert_eq!(fat.read("a/none/c").expect("read"), None);
+    }
+
+    #[test]
+    fn reads_fat32_through_a_read_only_file() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let img = dir.path().join("fat32.img");
+        let files: &[(&str, &[u8])] = &[("openstack/latest/user_data", b"#cloud-config\n")];
+        image_sized(
+            &img,
+            "config-2",
+            files,
+            40 * 1024 * 1024,
+            Some(fatfs::FatType::Fat32),
+        );
+        let head = std::fs::read(&img).expect("read");
+        let label = crate::datasource::label::probe(&head).expect("label");
+        assert_eq!(label.label, "config-2");
+        let window = Window::whole(File::open(&img).expect("open")).expect("window");
+        let fat = Fat::open(window).expect("fat");
+        let got = fat.read("openstack/latest/user_data").expect("read");
+        assert_eq!(got.as_deref(), Some(&b"#cloud-config\n"[..]));
+        drop(fat);
+        assert_eq!(std::fs::read(&img).expect("read"), head, "nothing written");
     }
 }
