@@ -112,6 +112,8 @@ pub struct Outcome {
     pub finished_us: u64,
 }
 
+// state_enum! declares the enum, so `#[default]` cannot be put on a variant.
+#[allow(clippy::derivable_impls)]
 impl Default for ProvisionState {
     fn default() -> Self {
         ProvisionState::None
