@@ -103,13 +103,24 @@ fn render(t: Table) -> Option<String> {
     ))
 }
 
-/// The `applied` line for a file: its keys.
+/// The `applied` line for a file: its keys and values, a table's keys
+/// prefixed with its name (`window.start Thu 04:00`).
 fn summary(name: &str, text: &str) -> String {
-    let keys: Vec<&str> = text
-        .lines()
-        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
-        .map(str::trim)
-        .collect();
+    let mut section = String::new();
+    let mut keys = Vec::new();
+    for line in text.lines().map(str::trim) {
+        if line.starts_with('#') || line.is_empty() {
+            continue;
+        }
+        if let Some(s) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            section = format!("{s}.");
+            continue;
+        }
+        keys.push(format!(
+            "{section}{}",
+            line.replace(" = ", " ").replace('"', "")
+        ));
+    }
     format!("{name}: {}", keys.join(", "))
 }
 
@@ -166,7 +177,7 @@ pub(crate) fn apply(root: &Path, c: &CloudConfig, local_etcd: bool, out: &mut Ou
             text.as_bytes(),
             Perm::root(0o644),
         ) {
-            Ok(()) => out.done(summary(shown, &text).replace(" = ", " ").replace('"', "")),
+            Ok(()) => out.done(summary(shown, &text)),
             Err(e) => out.problem(
                 "error",
                 "coreos.locksmith",

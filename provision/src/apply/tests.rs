@@ -243,6 +243,12 @@ fn a_whole_config_then_the_next_boot() {
         "{agent}"
     );
     assert_eq!(read(root, settings::ETCD_PASSWORD), "s3cret\n");
+    assert!(
+        a.applied.iter().any(|l| l
+            == "agent.toml (etcd password in etcd-password): group web, etcd.endpoints [http://127.0.0.1:2379], etcd.password-file /run/tandem/provisioned/etcd-password, etcd.username agent, window.length 1h30m, window.start Thu 04:00"),
+        "{:?}",
+        a.applied
+    );
     let pw = std::fs::metadata(write::under(root, settings::ETCD_PASSWORD)).unwrap();
     assert_eq!(pw.permissions().mode() & 0o7777, 0o600);
 
