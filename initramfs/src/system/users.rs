@@ -148,29 +148,9 @@ pub(crate) fn under(root: &Path, path: &str) -> PathBuf {
 pub fn ensure_accounts(root: &Path) -> (Accounts, Report, Vec<Error>) {
     let mut warnings = Vec::new();
     let mut report = Report::default();
-    let mut texts = Vec::new();
-    let mut readable = true;
-    for file in [
-        accounts::PASSWD,
-        accounts::GROUP,
-        accounts::SHADOW,
-        accounts::GSHADOW,
-    ] {
-        match std::fs::read_to_string(under(root, file)) {
-            Ok(t) => texts.push(t),
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => texts.push(String::new()),
-            Err(err) => {
-                readable = false;
-                texts.push(String::new());
-                warnings.push(Error::Read {
-                    path: file.into(),
-                    err,
-                });
-            }
-        }
-    }
-    let mut accounts = Accounts::parse(&texts[0], &texts[1], &texts[2], &texts[3]);
-    if !readable {
+    let (mut accounts, unreadable) = read_accounts(root);
+    if !unreadable.is_empty() {
+        warnings.extend(unreadable);
         return (accounts, report, warnings);
     }
 
@@ -226,6 +206,68 @@ pub fn ensure_accounts(root: &Path) -> (Accounts, Report, Vec<Error>) {
         }
     }
 
+    match write_accounts(root, &accounts) {
+        Ok(written) => report.written = written,
+        Err(err) => warnings.push(err),
+    }
+
+    // Homes of the login users the image and the administrator declare.
+    for u in image.entries.iter().chain(&admin.entries) {
+        let Entry::User(u) = u else { continue };
+        let Some(p) = accounts.passwd.get(&u.name) else {
+            continue;
+        };
+        if !sysusers::is_login_id(p.uid) || !p.home.starts_with('/') || p.home == "/" {
+            continue;
+        }
+        match ensure_home(root, &p.home, p.uid, p.gid) {
+            Ok(true) => report.homes.push(PathBuf::from(&p.home)),
+            Ok(false) => {}
+            Err(err) => warnings.push(Error::Write {
+                path: PathBuf::from(&p.home),
+                err,
+            }),
+        }
+    }
+    (accounts, report, warnings)
+}
+
+/// Reads the four account files under `root` (a missing file is empty),
+/// with an error for each file that cannot be read (other than missing).
+/// After an error the caller must not write the accounts back: that would
+/// lose the unreadable file's entries.
+pub fn read_accounts(root: &Path) -> (Accounts, Vec<Error>) {
+    let mut texts = Vec::new();
+    let mut errors = Vec::new();
+    for file in [
+        accounts::PASSWD,
+        accounts::GROUP,
+        accounts::SHADOW,
+        accounts::GSHADOW,
+    ] {
+        match std::fs::read_to_string(under(root, file)) {
+            Ok(t) => texts.push(t),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => texts.push(String::new()),
+            Err(err) => {
+                texts.push(String::new());
+                errors.push(Error::Read {
+                    path: file.into(),
+                    err,
+                });
+            }
+        }
+    }
+    let accounts = Accounts::parse(&texts[0], &texts[1], &texts[2], &texts[3]);
+    (accounts, errors)
+}
+
+/// Writes the account files of `accounts` that changed since they were
+/// read, under `root`: `passwd` and `group` 0644, `shadow` and `gshadow`
+/// 0640 root:shadow (0600 without a `shadow` group). Every changed file is
+/// staged beside its target, the file system synced once, then each renamed
+/// into place; a failure while staging leaves every file as it was. Returns
+/// the files written (none when nothing changed).
+pub fn write_accounts(root: &Path, accounts: &Accounts) -> Result<Vec<&'static str>, Error> {
     let shadow_gid = accounts.gid(accounts::SHADOW_GROUP);
     let secret = if shadow_gid.is_some() { 0o640 } else { 0o600 };
     // Groups before users, shadow entries before the accounts they
@@ -260,61 +302,39 @@ pub fn ensure_accounts(root: &Path) -> (Accounts, Report, Vec<Error>) {
             None,
         ),
     ];
-    // Every changed file is staged beside its target, the file system is
-    // synced once (one journal commit and flush instead of one per file: on
-    // a first boot all four change), then each is renamed into place. A
-    // failure while staging renames nothing: the files stay as they were.
+    // One sync instead of one per file: on a first boot all four change.
     let changed: Vec<_> = files.into_iter().filter(|f| f.1).collect();
     let mut staged = Vec::new();
-    let mut failed = false;
     for (file, _, text, mode, gid) in &changed {
         match stage(&under(root, file), text.as_bytes(), *mode, *gid) {
             Ok(s) => staged.push((*file, s)),
             Err(err) => {
-                warnings.push(Error::Write {
+                for (_, s) in &staged {
+                    s.discard();
+                }
+                return Err(Error::Write {
                     path: (*file).into(),
                     err,
                 });
-                failed = true;
-                break;
             }
         }
     }
-    if failed {
-        for (_, s) in &staged {
-            s.discard();
-        }
-    } else if let Err((file, err)) = commit(&staged) {
-        warnings.push(Error::Write {
-            path: file.into(),
-            err,
-        });
-    } else {
-        report.written.extend(staged.iter().map(|(f, _)| *f));
-    }
+    commit(&staged).map_err(|(file, err)| Error::Write {
+        path: file.into(),
+        err,
+    })?;
+    Ok(staged.iter().map(|(f, _)| *f).collect())
+}
 
-    // Homes of the login users the image and the administrator declare.
-    for u in image.entries.iter().chain(&admin.entries) {
-        let Entry::User(u) = u else { continue };
-        let Some(p) = accounts.passwd.get(&u.name) else {
-            continue;
-        };
-        if !sysusers::is_login_id(p.uid) || !p.home.starts_with('/') || p.home == "/" {
-            continue;
-        }
-        let home = under(root, &p.home);
-        if std::fs::symlink_metadata(&home).is_ok() {
-            continue;
-        }
-        match make_home(&home, p.uid, p.gid) {
-            Ok(()) => report.homes.push(PathBuf::from(&p.home)),
-            Err(err) => warnings.push(Error::Write {
-                path: PathBuf::from(&p.home),
-                err,
-            }),
-        }
+/// Makes the home directory `home` (absolute on the node, under `root`)
+/// 0700 owned by `uid:gid`, unless something is already there (which is
+/// left as it is). Returns whether it was made.
+pub fn ensure_home(root: &Path, home: &str, uid: u32, gid: u32) -> std::io::Result<bool> {
+    let path = under(root, home);
+    if std::fs::symlink_metadata(&path).is_ok() {
+        return Ok(false);
     }
-    (accounts, report, warnings)
+    make_home(&path, uid, gid).map(|()| true)
 }
 
 fn make_home(home: &Path, uid: u32, gid: u32) -> std::io::Result<()> {
@@ -629,6 +649,61 @@ mod tests {
             .filter(|n| n.ends_with(".tandem-new") && n != ".shadow.tandem-new")
             .collect();
         assert!(left.is_empty(), "{left:?}");
+    }
+
+    #[test]
+    fn the_pieces_add_other_entries_the_same_way() {
+        let tmp = node(RESOLVED);
+        let root = tmp.path();
+        ensure_accounts(root);
+        let (mut acc, errors) = read_accounts(root);
+        assert!(errors.is_empty(), "{errors:?}");
+        assert_eq!(
+            write_accounts(root, &acc).expect("nothing to write"),
+            Vec::<&str>::new()
+        );
+        let mut u = sysusers::User::new("elroy");
+        u.login = true;
+        acc.apply(&[Entry::User(u)]);
+        let uid = acc.uid("elroy").expect("added");
+        assert!(sysusers::is_login_id(uid));
+        let written = write_accounts(root, &acc).expect("written");
+        assert_eq!(
+            written,
+            [
+                accounts::GSHADOW,
+                accounts::GROUP,
+                accounts::SHADOW,
+                accounts::PASSWD
+            ]
+        );
+        assert!(read(root, accounts::PASSWD).contains(&format!("\nelroy:x:{uid}:")));
+        assert!(ensure_home(root, "/home/elroy", uid, uid).expect("home"));
+        assert!(!ensure_home(root, "/home/elroy", uid, uid).expect("there"));
+        let home = std::fs::metadata(root.join("home/elroy")).expect("home");
+        assert_eq!(
+            (home.uid(), home.permissions().mode() & 0o7777),
+            (uid, 0o700)
+        );
+    }
+
+    #[test]
+    fn read_accounts_names_each_unreadable_file() {
+        let tmp = node(RESOLVED);
+        let root = tmp.path();
+        std::fs::create_dir_all(root.join("etc/passwd")).expect("dir");
+        std::fs::create_dir_all(root.join("etc/shadow")).expect("dir");
+        let (_, errors) = read_accounts(root);
+        let shown: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        assert_eq!(shown.len(), 2, "{shown:?}");
+        assert!(
+            shown[0].starts_with("reading /etc/passwd failed"),
+            "{shown:?}"
+        );
+        assert!(
+            shown[1].starts_with("reading /etc/shadow failed"),
+            "{shown:?}"
+        );
     }
 
     #[test]
