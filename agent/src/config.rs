@@ -1,10 +1,12 @@
-//! `agent.toml`: the reboot agent's settings, in three layers merged key by
+//! `agent.toml`: the reboot agent's settings, in four layers merged key by
 //! key, later layers winning (as update.toml):
 //!
 //! 1. `/usr/lib/tandem/agent.toml`: the image's defaults (`tandem build`,
 //!    from the image definition's `[agent]`);
 //! 2. `agent.toml` on the OEM partition: the platform's (a lab's etcd);
-//! 3. `/etc/tandem/agent.toml`: the administrator's.
+//! 3. `/run/tandem/provisioned/agent.toml`: the node's cloud-config's
+//!    (`coreos.locksmith`, `coreos.etcd2`), written at every boot;
+//! 4. `/etc/tandem/agent.toml`: the administrator's.
 //!
 //! ```toml
 //! group = "default"                 # reboot group (semaphore, FleetLock group)
@@ -347,6 +349,8 @@ pub fn merge(sources: &[Source]) -> Result<AgentConfig, Vec<ConfigError>> {
 pub struct ConfigPaths {
     /// The image's layer.
     pub image: PathBuf,
+    /// The provisioned layer (from the node's cloud-config).
+    pub provisioned: PathBuf,
     /// The administrator's layer.
     pub admin: PathBuf,
     /// The node's facts (the boot disk, for the OEM layer); `None` = no
@@ -358,6 +362,7 @@ impl Default for ConfigPaths {
     fn default() -> Self {
         ConfigPaths {
             image: IMAGE_CONFIG.into(),
+            provisioned: tandem_contract::provision::AGENT_CONFIG.into(),
             admin: ADMIN_CONFIG.into(),
             node: Some(updater::node::Paths::default()),
         }
@@ -370,6 +375,7 @@ impl ConfigPaths {
         let r = |p: &str| root.join(p.trim_start_matches('/'));
         ConfigPaths {
             image: r(IMAGE_CONFIG),
+            provisioned: r(tandem_contract::provision::AGENT_CONFIG),
             admin: r(ADMIN_CONFIG),
             node: None,
         }
@@ -379,6 +385,7 @@ impl ConfigPaths {
     pub fn fingerprints(&self) -> Vec<Option<(std::time::SystemTime, u64)>> {
         vec![
             updater::config::fingerprint(&self.image),
+            updater::config::fingerprint(&self.provisioned),
             updater::config::fingerprint(&self.admin),
         ]
     }
@@ -403,6 +410,7 @@ impl ConfigPaths {
                 Err(e) => errors.push(e),
             }
         }
+        file(&self.provisioned, &mut sources, &mut errors);
         file(&self.admin, &mut sources, &mut errors);
         (sources, errors)
     }

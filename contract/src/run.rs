@@ -157,6 +157,10 @@ pub struct Status {
     /// Problems worth a look (a module that failed, an invalid service file).
     #[serde(default)]
     pub warnings: Vec<String>,
+    /// What this boot's provisioning step did; `None` on an image without
+    /// it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provisioning: Option<crate::provision::Outcome>,
 }
 
 state_enum! {

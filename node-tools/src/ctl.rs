@@ -10,6 +10,7 @@
 //! tandemctl cluster …|lock …       the fleet in etcd (`agent::cli`)
 //! tandemctl config validate <file|-> [--json]
 //!                                  check a cloud-config (the `cloud-config` crate)
+//! tandemctl config show [--json]   this boot's provisioning and its user-data
 //! tandemctl reboot|poweroff|halt   ask PID 1 to shut down cleanly
 //! ```
 
@@ -44,6 +45,7 @@ pub const USAGE: &str = "usage:
                                         the cluster's reboot semaphore (--group <g>, --etcd <url>)
   tandemctl config validate <file|-> [--json]
                                         check a cloud-config: 0 valid, 1 invalid, 2 cannot read
+  tandemctl config show [--json]        this boot's provisioning: source, what was applied, problems, the user-data
   tandemctl reboot | poweroff | halt";
 
 /// Runs a command; returns the process exit code.
@@ -288,6 +290,12 @@ pub fn render_status(s: &Status) -> String {
         )),
         Some(n) => out.push_str(&format!("network:    {} {}\n", n.interface, n.state)),
         None => out.push_str("network:    not configured yet\n"),
+    }
+    if let Some(p) = &s.provisioning {
+        out.push_str(&format!("config:     {}\n", p.summary()));
+        for e in p.errors() {
+            out.push_str(&format!("            {}: {}\n", e.at, e.message));
+        }
     }
     out.push_str("services:\n");
     out.push_str(&render_services(&s.services));

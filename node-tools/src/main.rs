@@ -1,7 +1,8 @@
 //! `tandem-node`: the node's tools and daemons, one static binary whose
 //! role is `argv[0]`: `tandemctl` (the CLI), `tandem-updated` (the update
-//! engine), `tandem-agent` (the reboot agent) and `tandem-exec` (the
-//! services' launcher, [`exec`]).
+//! engine), `tandem-agent` (the reboot agent), `tandem-exec` (the
+//! services' launcher, [`exec`]) and `tandem-provision` (the boot's
+//! provisioning step, [`provision`]).
 
 use std::process::ExitCode;
 
@@ -9,6 +10,7 @@ mod config;
 mod ctl;
 mod error;
 mod exec;
+mod provision;
 mod services;
 
 use std::ffi::OsStr;
@@ -26,6 +28,9 @@ enum Role {
     /// `tandem-exec`: starts a service for PID 1
     /// ([`tandem_contract::service::EXEC_LAUNCHER`]).
     Exec,
+    /// `tandem-provision`: applies the node's cloud-config for PID 1
+    /// ([`tandem_contract::provision::PROGRAM`]).
+    Provision,
 }
 
 /// The role for `argv[0]` (only its file name counts).
@@ -35,6 +40,7 @@ fn role(argv0: &OsStr) -> Option<Role> {
         "tandem-updated" => Some(Role::Updated),
         "tandem-agent" => Some(Role::Agent),
         "tandem-exec" => Some(Role::Exec),
+        "tandem-provision" => Some(Role::Provision),
         _ => None,
     }
 }
@@ -73,9 +79,10 @@ fn main() -> ExitCode {
             let args: Vec<_> = std::env::args_os().skip(1).collect();
             exec::run(&args)
         }
+        Some(Role::Provision) => provision::run(),
         _ => {
             eprintln!(
-                "tandem-node: started as {argv0:?}; install it as tandemctl, tandem-updated, tandem-agent or tandem-exec"
+                "tandem-node: started as {argv0:?}; install it as tandemctl, tandem-updated, tandem-agent, tandem-exec or tandem-provision"
             );
             ExitCode::from(2)
         }
@@ -108,6 +115,10 @@ mod tests {
         assert_eq!(
             role(OsStr::new(tandem_contract::service::EXEC_LAUNCHER)),
             Some(Role::Exec)
+        );
+        assert_eq!(
+            role(OsStr::new(tandem_contract::provision::PROGRAM)),
+            Some(Role::Provision)
         );
         assert_eq!(role(OsStr::new("/init")), None, "the init is tandem-init");
         assert_eq!(role(OsStr::new("/sbin/busybox")), None);

@@ -2,7 +2,8 @@
 //! boot before it reads the service files: it finds the platform's
 //! user-data ([`datasource`]), replaces `$private_ipv4` and the like, checks
 //! it with the cloud-config validator, applies it ([`apply`]) and writes
-//! what happened to [`tandem_contract::provision::RESULT_FILE`].
+//! what happened ([`step`]) for PID 1 to write to
+//! [`tandem_contract::provision::RESULT_FILE`].
 //!
 //! Paths and formats shared with PID 1, `tandemctl`, the update engine and
 //! the agent are in [`tandem_contract::provision`].
@@ -11,6 +12,7 @@
 
 pub mod apply;
 pub mod datasource;
+pub mod step;
 
 use cloud_config::substitute::Values;
 

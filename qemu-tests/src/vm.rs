@@ -26,6 +26,9 @@ pub struct VmConfig {
     pub memory_mib: u32,
     /// Host port → guest port forwards (TCP, on 127.0.0.1).
     pub forwards: Vec<(u16, u16)>,
+    /// Extra options of the user network (`net=169.254.169.0/24`,
+    /// `guestfwd=…`).
+    pub net_options: Vec<String>,
     /// Extra QEMU arguments.
     pub extra: Vec<String>,
     /// Also copy the console to stderr as it arrives (demo, debugging).
@@ -39,6 +42,7 @@ impl VmConfig {
             name: name.into(),
             memory_mib: 1024,
             forwards: Vec::new(),
+            net_options: Vec::new(),
             extra: Vec::new(),
             echo: std::env::var_os("TANDEM_ECHO_CONSOLE").is_some(),
         }
@@ -92,6 +96,10 @@ impl Vm {
         let mut net = String::from("user,id=n0");
         for (host, guest) in &cfg.forwards {
             net.push_str(&format!(",hostfwd=tcp:127.0.0.1:{host}-:{guest}"));
+        }
+        for option in &cfg.net_options {
+            net.push(',');
+            net.push_str(option);
         }
         let mut cmd = Command::new("qemu-system-x86_64");
         // Every CPU feature TCG emulates except two that only cost under

@@ -1,10 +1,12 @@
-//! `update.toml`: the updater's and the agent's settings, in three layers
+//! `update.toml`: the updater's and the agent's settings, in four layers
 //! merged key by key, later layers winning:
 //!
 //! 1. `/usr/lib/tandem/update.toml`: the image's defaults;
 //! 2. `update.toml` on the OEM partition: the platform's (the FAT partition
 //!    6, read in place; tests point nodes at their server this way);
-//! 3. `/etc/tandem/update.toml`: the administrator's.
+//! 3. `/run/tandem/provisioned/update.toml`: the node's cloud-config's
+//!    (`coreos.update`), written at every boot;
+//! 4. `/etc/tandem/update.toml`: the administrator's.
 //!
 //! `[[health-check]]` entries of all layers are combined; an entry with the
 //! name of an earlier one replaces it. Unknown keys are errors: a layer
@@ -289,17 +291,23 @@ pub fn read_oem_layer(disk_path: &Path, name: &str) -> Result<Option<Source>, Er
 }
 
 /// The layers that exist, in merge order (image, OEM partition of
-/// `oem_disk` if the boot disk is known, administrator), and the errors of
-/// those that cannot be read.
+/// `oem_disk` if the boot disk is known, provisioned, administrator), and
+/// the errors of those that cannot be read.
 pub fn read_layers(
     image: &Path,
     oem_disk: Option<&Path>,
+    provisioned: &Path,
     admin: &Path,
 ) -> (Vec<Source>, Vec<Error>) {
     let mut sources = Vec::new();
     let mut errors = Vec::new();
     let oem = oem_disk.map(read_oem_config).unwrap_or(Ok(None));
-    for layer in [file_source(image), oem, file_source(admin)] {
+    for layer in [
+        file_source(image),
+        oem,
+        file_source(provisioned),
+        file_source(admin),
+    ] {
         match layer {
             Ok(s) => sources.extend(s),
             Err(e) => errors.push(e),
@@ -446,7 +454,7 @@ mod tests {
         let image = dir.path().join("image.toml");
         let admin = dir.path().join("etc/update.toml");
         std::fs::write(&image, "channel = \"beta\"\n").expect("write");
-        let (sources, errors) = read_layers(&image, None, &admin);
+        let (sources, errors) = read_layers(&image, None, Path::new("/nonexistent"), &admin);
         assert!(errors.is_empty(), "{errors:?}");
         assert_eq!(sources.len(), 1, "a missing admin file is no layer");
 
@@ -458,7 +466,7 @@ mod tests {
         std::fs::create_dir_all(dir.path().join("etc")).expect("mkdir");
         std::fs::write(&admin, "# mine\ncheck-interval = \"1h\"\n").expect("write");
         write_admin_channel(&admin, "stable").expect("write");
-        let (sources, errors) = read_layers(&image, None, &admin);
+        let (sources, errors) = read_layers(&image, None, Path::new("/nonexistent"), &admin);
         assert!(errors.is_empty(), "{errors:?}");
         let c = merge(&sources).expect("valid");
         assert_eq!(c.channel.as_deref(), Some("stable"), "the admin layer wins");
@@ -467,7 +475,7 @@ mod tests {
         assert!(text.starts_with("# mine\n"), "{text}");
 
         // An unreadable layer is an error, the others still count.
-        let (sources, errors) = read_layers(dir.path(), None, &admin);
+        let (sources, errors) = read_layers(dir.path(), None, Path::new("/nonexistent"), &admin);
         assert_eq!((sources.len(), errors.len()), (1, 1));
         assert!(matches!(errors[0], Error::Read { .. }), "{:?}", errors[0]);
     }

@@ -24,6 +24,9 @@ pub use tandem_contract::os_release::value as os_release_value;
 pub struct Paths {
     /// The image's defaults: `/usr/lib/tandem/update.toml`.
     pub image_config: PathBuf,
+    /// The node's provisioned settings (from its cloud-config):
+    /// `/run/tandem/provisioned/update.toml`.
+    pub provisioned_config: PathBuf,
     /// The administrator's settings: `/etc/tandem/update.toml`.
     pub admin_config: PathBuf,
     /// Trusted signing keys: `/usr/lib/tandem/trust/*.pub`.
@@ -46,6 +49,7 @@ impl Default for Paths {
     fn default() -> Self {
         Paths {
             image_config: "/usr/lib/tandem/update.toml".into(),
+            provisioned_config: tandem_contract::provision::UPDATE_CONFIG.into(),
             admin_config: "/etc/tandem/update.toml".into(),
             trust_dir: "/usr/lib/tandem/trust".into(),
             os_release: os_release::PATH.into(),
@@ -65,6 +69,7 @@ impl Paths {
         let r = |p: PathBuf| root.join(p.strip_prefix("/").unwrap_or(&p));
         Paths {
             image_config: r(d.image_config),
+            provisioned_config: r(d.provisioned_config),
             admin_config: r(d.admin_config),
             trust_dir: r(d.trust_dir),
             os_release: r(d.os_release),

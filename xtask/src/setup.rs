@@ -38,6 +38,8 @@ pub const PACKAGES: &[&str] = &[
     "openssh-client",
     // the container registry the container host pulls from (qemu-tests/tests/containers.rs)
     "docker-registry",
+    // NoCloud and config-2 seed volumes (qemu-tests/tests/provisioning.rs)
+    "xorriso",
 ];
 
 /// Rust targets beside the host.

@@ -680,10 +680,10 @@ impl Builder<'_> {
         // The services' launcher (PID 1 starts it for services with
         // commands before their program, environment files, expansion or
         // users by name), another role of the node binary.
-        usr_tree::link_if_absent(
-            &usr.join(EXEC_LAUNCHER.trim_start_matches("/usr/")),
-            NODE_BINARY,
-        )?;
+        // The provisioning step PID 1 runs at every boot (cloud-config).
+        for role in [EXEC_LAUNCHER, tandem_contract::provision::PROGRAM] {
+            usr_tree::link_if_absent(&usr.join(role.trim_start_matches("/usr/")), NODE_BINARY)?;
+        }
         Ok(())
     }
 

@@ -30,6 +30,7 @@ pub mod event_loop;
 pub mod factory;
 pub mod identity;
 pub mod mounts;
+pub mod provisioning;
 pub mod shutdown;
 pub mod sysctl;
 pub mod tmpfiles;
@@ -366,13 +367,44 @@ fn run(
         );
     }
 
-    let sh = Path::new("/usr/bin/sh").exists();
-    let (image, image_errors) = services::read_dir(Path::new(services::IMAGE_DIR));
-    let (admin, admin_errors) = services::read_dir(Path::new(services::ADMIN_DIR));
-    for e in image_errors.iter().chain(&admin_errors) {
-        warn(&mut warnings, e);
+    let provisioning = provisioning::run(watchdog.as_mut(), sys::boottime_us());
+    let mut hostname = hostname;
+    if let Some(outcome) = &provisioning {
+        system_log!("provisioning: {}", outcome.summary());
+        // The config's name, unless the administrator wrote /etc/hostname.
+        if etc_hostname.is_none()
+            && let Some(name) = provisioning::hostname()
+            && name != hostname
+        {
+            match sys::sethostname(&name) {
+                Ok(()) => hostname = name,
+                Err(err) => warn(
+                    &mut warnings,
+                    &Error::Sys {
+                        what: "sethostname",
+                        err,
+                    },
+                ),
+            }
+        }
+        t.step("provisioned");
     }
-    let defs = services::merge(vec![vec![services::builtin_console(sh)], image, admin]);
+
+    let sh = Path::new("/usr/bin/sh").exists();
+    // Image, then the config's (this boot's), then the administrator's.
+    let mut layers = vec![vec![services::builtin_console(sh)]];
+    for dir in [
+        services::IMAGE_DIR,
+        tandem_contract::provision::SERVICES_DIR,
+        services::ADMIN_DIR,
+    ] {
+        let (defs, errors) = services::read_dir(Path::new(dir));
+        for e in &errors {
+            warn(&mut warnings, e);
+        }
+        layers.push(defs);
+    }
+    let defs = services::merge(layers);
     t.step("service files read");
     // `tandemctl stop|start|restart`; without it the node runs on.
     let control = match control::bind(Path::new(control::INIT_SOCKET)) {
@@ -401,6 +433,7 @@ fn run(
         network: None,
         services: Vec::new(),
         warnings,
+        provisioning,
     };
     let supervisor = Supervisor::new(defs, now).with_cgroups(cgroups);
     let mut init = Init::new(status, supervisor, pet_every, now);

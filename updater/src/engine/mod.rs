@@ -177,6 +177,7 @@ impl Engine {
     pub fn reload_config(&mut self, force: bool) -> bool {
         let prints = vec![
             config::fingerprint(&self.paths.image_config),
+            config::fingerprint(&self.paths.provisioned_config),
             config::fingerprint(&self.paths.admin_config),
         ];
         if !force && prints == self.fingerprints {
@@ -186,6 +187,7 @@ impl Engine {
         let (sources, errors) = config::read_layers(
             &self.paths.image_config,
             self.boot.as_ref().ok().map(|b| b.disk.as_path()),
+            &self.paths.provisioned_config,
             &self.paths.admin_config,
         );
         let mut errors: Vec<String> = errors.iter().map(ToString::to_string).collect();

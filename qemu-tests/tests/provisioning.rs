@@ -1,0 +1,583 @@
+//! Provisioning from each datasource (issue 13): one image (the SSH server
+//! example, with no key of its own), configured only by cloud-config from
+//! a NoCloud volume (ISO 9660, made with xorriso), an OpenStack config drive
+//! (FAT, label `config-2`), the OEM partition, a URL on the kernel command
+//! line (over HTTP from the host, with its sha256), QEMU's fw_cfg, and
+//! EC2-style metadata (IMDSv2, served by the test and reached by the guest
+//! at 169.254.169.254 through QEMU's user network). On each node the
+//! host's OpenSSH client logs in as `core` with the provisioned key and
+//! finds the host name, a written file with its mode and owner,
+//! `$private_ipv4` replaced, a unit running as a service, and the update
+//! strategy and etcd endpoint in force. A second boot with a changed config
+//! applies the change without duplicates; a broken config leaves a node
+//! whose status names the problem with its line.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use qemu_tests::disk::run;
+use qemu_tests::{Disk, Env, Vm, VmConfig, examples};
+use sha2::{Digest, Sha256};
+
+const BOOT: Duration = Duration::from_secs(240);
+const CMD: Duration = Duration::from_secs(60);
+
+/// The test's key pair.
+struct Key {
+    _dir: tempfile::TempDir,
+    private: PathBuf,
+    public: String,
+}
+
+fn key() -> Result<Key> {
+    let dir = tempfile::tempdir()?;
+    let private = dir.path().join("id_ed25519");
+    let made = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", "provisioned", "-f"])
+        .arg(&private)
+        .status()?;
+    assert!(made.success(), "ssh-keygen failed");
+    let public = std::fs::read_to_string(dir.path().join("id_ed25519.pub"))?
+        .trim()
+        .to_string();
+    Ok(Key {
+        _dir: dir,
+        private,
+        public,
+    })
+}
+
+/// The SSH server example without a key of its own: every key comes from
+/// provisioning.
+fn image(env: &Env) -> Result<PathBuf> {
+    Ok(examples::build(
+        env,
+        "ssh-server",
+        "provision",
+        &[(
+            "files/authorized_keys",
+            b"# keys come from the node's cloud-config\n",
+        )],
+    )?
+    .join("disk.raw"))
+}
+
+/// A config that touches every part the test checks; `keys` empty leaves
+/// core's keys to the metadata (EC2).
+fn config(tag: &str, keys: &[&str]) -> String {
+    let mut text = format!("#cloud-config\nhostname: node-{tag}\n");
+    if !keys.is_empty() {
+        text.push_str("ssh_authorized_keys:\n");
+        for k in keys {
+            text.push_str(&format!("  - {k}\n"));
+        }
+    }
+    text.push_str(&format!(
+        r#"users:
+  - name: ops
+    gecos: Operations
+    groups: [adm]
+write_files:
+  - path: /etc/tandem-test/hello
+    permissions: '0640'
+    owner: core:core
+    content: |
+      hello from {tag} at $private_ipv4
+coreos:
+  update:
+    reboot-strategy: etcd-lock
+    group: beta
+  locksmith:
+    endpoint: http://10.0.2.2:23790
+    group: web
+  units:
+    - name: hello.service
+      command: start
+      content: |
+        [Unit]
+        Description=says hello
+        [Service]
+        ExecStart=/bin/sh -c 'echo {tag} > /run/hello; exec sleep 100000'
+"#
+    ));
+    text
+}
+
+fn ssh(key: &Path, port: u16, command: &str) -> Result<Output> {
+    Command::new("ssh")
+        .arg("-i")
+        .arg(key)
+        .args(["-p", &port.to_string()])
+        .args([
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "ConnectTimeout=20",
+            "-o",
+            "LogLevel=ERROR",
+        ])
+        .arg("core@127.0.0.1")
+        .arg(command)
+        .output()
+        .context("cannot run ssh (package openssh-client)")
+}
+
+/// Logs in as soon as sshd answers; the command's output.
+fn login(key: &Path, port: u16, command: &str) -> Result<String> {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let out = ssh(key, port, command)?;
+        if out.status.success() {
+            return Ok(String::from_utf8_lossy(&out.stdout).into_owned());
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "ssh as core to port {port} failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_secs(2));
+    }
+}
+
+fn free_port() -> Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// Boots `disk` with `cfg` plus an SSH forward; waits for `system ready`.
+fn boot(mut cfg: VmConfig, disk: &Disk) -> Result<(Vm, u16)> {
+    let port = free_port()?;
+    cfg.forwards.push((port, 22));
+    let mut vm = Vm::start(&cfg, disk)?;
+    vm.wait_for("tandem: system ready", BOOT)?;
+    Ok((vm, port))
+}
+
+/// Everything a provisioned node must show; `private` is what
+/// `$private_ipv4` must have become.
+fn check_node(
+    vm: &mut Vm,
+    port: u16,
+    key: &Key,
+    tag: &str,
+    private: &str,
+    source: &str,
+) -> Result<()> {
+    let out = login(
+        &key.private,
+        port,
+        "id -un; hostname; stat -c '%a %U:%G' /etc/tandem-test/hello; cat /etc/tandem-test/hello; cat /run/hello",
+    )?;
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            "core",
+            &format!("node-{tag}"),
+            "640 core:core",
+            &format!("hello from {tag} at {private}"),
+            tag
+        ],
+        "{out}"
+    );
+    let status: serde_json::Value = serde_json::from_str(&vm.run("tandemctl status --json", CMD)?)?;
+    let p = &status["provisioning"];
+    assert_eq!(p["state"], "applied", "{p}");
+    assert!(
+        p["datasource"]
+            .as_str()
+            .unwrap_or_default()
+            .contains(source),
+        "datasource {} is not {source}",
+        p["datasource"]
+    );
+    let hello = status["services"]
+        .as_array()
+        .and_then(|s| s.iter().find(|s| s["name"] == "hello"))
+        .with_context(|| format!("no service hello: {status}"))?;
+    assert_eq!(hello["state"], "running", "{hello}");
+    let passwd = vm.run("grep -c '^ops:' /etc/passwd; id -Gn ops", CMD)?;
+    assert!(passwd.starts_with("1\n"), "{passwd}");
+    assert!(passwd.contains("adm"), "{passwd}");
+    let update: serde_json::Value =
+        serde_json::from_str(&vm.run("tandemctl update status --json", CMD)?)?;
+    assert_eq!(update["reboot_strategy"], "etcd-lock", "{update}");
+    assert_eq!(update["channel"], "beta", "{update}");
+    let agent = vm.run(
+        "grep 'configuration:' /run/tandem/log/agent.log | tail -1",
+        CMD,
+    )?;
+    assert!(
+        agent.contains("group web") && agent.contains("etcd http://10.0.2.2:23790"),
+        "{agent}"
+    );
+    Ok(())
+}
+
+/// A seed volume made by xorriso (ISO 9660 with Joliet and Rock Ridge, as
+/// cloud-localds makes them) holding `files`.
+fn iso(label: &str, files: &[(&str, &str)]) -> Result<(tempfile::TempDir, PathBuf)> {
+    let dir = tempfile::tempdir()?;
+    let root = dir.path().join("root");
+    for (path, content) in files {
+        let p = root.join(path);
+        std::fs::create_dir_all(p.parent().context("parent")?)?;
+        std::fs::write(&p, content)?;
+    }
+    let out = dir.path().join("seed.iso");
+    run(Command::new("xorriso")
+        .args([
+            "-as", "mkisofs", "-quiet", "-volid", label, "-joliet", "-rock", "-o",
+        ])
+        .arg(&out)
+        .arg(&root))
+    .context("xorriso (package xorriso)")?;
+    Ok((dir, out))
+}
+
+/// A FAT volume labelled `label` holding `files` (mkfs.vfat and mtools).
+fn fat(label: &str, files: &[(&str, &str)]) -> Result<(tempfile::TempDir, PathBuf)> {
+    let dir = tempfile::tempdir()?;
+    let out = dir.path().join("seed.img");
+    std::fs::File::create(&out)?.set_len(8 << 20)?;
+    run(Command::new("mkfs.vfat").args(["-n", label]).arg(&out))?;
+    for (path, content) in files {
+        let local = dir.path().join("file");
+        std::fs::write(&local, content)?;
+        let mut parts: Vec<&str> = path.split('/').collect();
+        parts.pop();
+        let mut made = String::new();
+        for p in parts {
+            made = format!("{made}/{p}");
+            let _ = Command::new("mmd")
+                .arg("-i")
+                .arg(&out)
+                .arg(format!("::{made}"))
+                .output();
+        }
+        run(Command::new("mcopy")
+            .arg("-i")
+            .arg(&out)
+            .arg(&local)
+            .arg(format!("::/{path}")))?;
+    }
+    Ok((dir, out))
+}
+
+fn second_disk(path: &Path) -> Vec<String> {
+    vec![
+        "-drive".into(),
+        format!("file={},format=raw,if=virtio,readonly=on", path.display()),
+    ]
+}
+
+#[test]
+fn nocloud_volume_then_a_changed_config() -> Result<()> {
+    let env = Env::get()?;
+    let key = key()?;
+    let other = qemu_tests_key_line()?;
+    let disk = Disk::overlay(&image(&env)?)?;
+    let (_d, seed) = iso(
+        "cidata",
+        &[
+            ("user-data", &config("nocloud", &[&key.public, &other])),
+            ("meta-data", "instance-id: i-1\nlocal-hostname: ignored\n"),
+        ],
+    )?;
+    let mut cfg = VmConfig::new("provision-nocloud");
+    cfg.extra = second_disk(&seed);
+    let (mut vm, port) = boot(cfg, &disk)?;
+    check_node(&mut vm, port, &key, "nocloud", "10.0.2.15", "NoCloud")?;
+    let keys = vm.run("cat /run/tandem/provisioned/authorized_keys.d/core", CMD)?;
+    assert_eq!(keys.lines().count(), 2, "{keys}");
+    let shown = vm.run("tandemctl config show", CMD)?;
+    assert!(shown.contains("hello from nocloud at 10.0.2.15"), "{shown}");
+    vm.send("poweroff\n")?;
+    vm.wait_exit(BOOT)?;
+
+    // The same disk, a changed config: a new host name and file content,
+    // one key fewer. Applied, and nothing twice.
+    let changed = config("changed", &[&key.public]);
+    let (_d2, seed) = iso(
+        "cidata",
+        &[("user-data", &changed), ("meta-data", "instance-id: i-1\n")],
+    )?;
+    let mut cfg = VmConfig::new("provision-nocloud-changed");
+    cfg.extra = second_disk(&seed);
+    let (mut vm, port) = boot(cfg, &disk)?;
+    check_node(&mut vm, port, &key, "changed", "10.0.2.15", "NoCloud")?;
+    let counts = vm.run(
+        "grep -c '^ops:' /etc/passwd; grep -c '^ops:' /etc/shadow; grep -c '^ops:' /etc/group; wc -l < /run/tandem/provisioned/authorized_keys.d/core; ls /run/tandem/provisioned/services",
+        CMD,
+    )?;
+    assert_eq!(
+        counts.split_whitespace().collect::<Vec<_>>(),
+        ["1", "1", "1", "1", "hello.toml"],
+        "{counts}"
+    );
+    Ok(())
+}
+
+/// A second public key (not used to log in), for the key count.
+fn qemu_tests_key_line() -> Result<String> {
+    Ok(key()?.public)
+}
+
+#[test]
+fn config_drive_and_oem_partition() -> Result<()> {
+    let env = Env::get()?;
+    let key = key()?;
+    let image = image(&env)?;
+
+    // An OpenStack config drive (FAT, as Nova makes with
+    // config_drive_format=vfat); its meta_data.json has the key.
+    let disk = Disk::overlay(&image)?;
+    let meta = format!(
+        "{{\"uuid\": \"83679162-1378-4288-a2d4-70e13ec132aa\", \"hostname\": \"ignored\", \"public_keys\": {{\"mykey\": \"{}\"}}}}",
+        key.public
+    );
+    let (_d, drive) = fat(
+        "config-2",
+        &[
+            ("openstack/latest/user_data", &config("configdrive", &[])),
+            ("openstack/latest/meta_data.json", &meta),
+        ],
+    )?;
+    let mut cfg = VmConfig::new("provision-config-drive");
+    cfg.extra = second_disk(&drive);
+    let (mut vm, port) = boot(cfg, &disk)?;
+    check_node(
+        &mut vm,
+        port,
+        &key,
+        "configdrive",
+        "10.0.2.15",
+        "config drive",
+    )?;
+    vm.send("poweroff\n")?;
+    vm.wait_exit(BOOT)?;
+
+    // user-data on the OEM partition.
+    let disk = Disk::overlay(&image)?;
+    disk.put_oem_file("user-data", config("oem", &[&key.public]).as_bytes())?;
+    let (mut vm, port) = boot(VmConfig::new("provision-oem"), &disk)?;
+    check_node(&mut vm, port, &key, "oem", "10.0.2.15", "OEM")?;
+    Ok(())
+}
+
+#[test]
+fn kernel_command_line_url_and_fw_cfg() -> Result<()> {
+    let env = Env::get()?;
+    let key = key()?;
+    let image = image(&env)?;
+
+    // The URL on the kernel command line (the OEM partition's cmdline
+    // file), served by the host with its sha256.
+    let served = tempfile::tempdir()?;
+    let text = config("url", &[&key.public]);
+    std::fs::write(served.path().join("user-data"), &text)?;
+    let server = qemu_tests::server::Server::start(
+        &env.tandem,
+        served.path(),
+        &qemu_tests::vm::log_dir().join("provision-url.requests.jsonl"),
+    )?;
+    let disk = Disk::overlay(&image)?;
+    let sha = hex(&Sha256::digest(text.as_bytes()));
+    disk.put_oem_file(
+        "cmdline",
+        format!(
+            "tandem.config.url={}user-data tandem.config.sha256={sha}\n",
+            server.guest_url()
+        )
+        .as_bytes(),
+    )?;
+    let (mut vm, port) = boot(VmConfig::new("provision-url"), &disk)?;
+    check_node(&mut vm, port, &key, "url", "10.0.2.15", "http://")?;
+    vm.send("poweroff\n")?;
+    vm.wait_exit(BOOT)?;
+
+    // QEMU's fw_cfg.
+    let dir = tempfile::tempdir()?;
+    let file = dir.path().join("user-data");
+    std::fs::write(&file, config("fwcfg", &[&key.public]))?;
+    let disk = Disk::overlay(&image)?;
+    let mut cfg = VmConfig::new("provision-fw-cfg");
+    cfg.extra = vec![
+        "-fw_cfg".into(),
+        format!("name=opt/org.tandem/user-data,file={}", file.display()),
+    ];
+    let (mut vm, port) = boot(cfg, &disk)?;
+    check_node(&mut vm, port, &key, "fwcfg", "10.0.2.15", "fw_cfg")?;
+    Ok(())
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[test]
+fn ec2_metadata_service_and_a_broken_config() -> Result<()> {
+    let env = Env::get()?;
+    let key = key()?;
+    let image = image(&env)?;
+
+    // IMDSv2 on the host, at 169.254.169.254 for the guest: the user
+    // network moved to 169.254.169.0/24 so that the address is in it.
+    let imds = Imds::start(&config("ec2", &[]), &key.public)?;
+    let disk = Disk::overlay(&image)?;
+    let mut cfg = VmConfig::new("provision-ec2");
+    cfg.net_options = vec![
+        "net=169.254.169.0/24".into(),
+        "host=169.254.169.2".into(),
+        "dhcpstart=169.254.169.15".into(),
+        format!(
+            "guestfwd=tcp:169.254.169.254:80-tcp:127.0.0.1:{}",
+            imds.port
+        ),
+    ];
+    cfg.extra = vec![
+        "-smbios".into(),
+        "type=1,manufacturer=Amazon EC2,product=t3.small".into(),
+    ];
+    let (mut vm, port) = boot(cfg, &disk)?;
+    // $private_ipv4 from the metadata's local-ipv4, not DHCP's address;
+    // core's key from the metadata's key pair.
+    let ec2 = check_node(&mut vm, port, &key, "ec2", "172.31.7.9", "EC2");
+    let requests = imds.requests();
+    ec2.with_context(|| format!("IMDS requests: {requests:?}"))?;
+    assert!(
+        requests
+            .iter()
+            .any(|r| r.starts_with("PUT /latest/api/token")),
+        "{requests:?}"
+    );
+    vm.send("poweroff\n")?;
+    vm.wait_exit(BOOT)?;
+
+    // A broken config (fw_cfg): an unknown key, a bad mode, a path under
+    // /usr. The node boots, reachable on its console, and says what and
+    // where.
+    let dir = tempfile::tempdir()?;
+    let file = dir.path().join("user-data");
+    std::fs::write(
+        &file,
+        "#cloud-config\nhostname: broken\nunits: []\nwrite_files:\n  - path: /usr/bin/evil\n    permissions: '0999'\n",
+    )?;
+    let disk = Disk::overlay(&image)?;
+    let mut cfg = VmConfig::new("provision-broken");
+    cfg.extra = vec![
+        "-fw_cfg".into(),
+        format!("name=opt/org.tandem/user-data,file={}", file.display()),
+    ];
+    let mut vm = Vm::start(&cfg, &disk)?;
+    vm.wait_for("tandem: provisioning: failed (QEMU fw_cfg", BOOT)?;
+    vm.wait_for("tandem: system ready", BOOT)?;
+    let status = vm.run("tandemctl status", CMD)?;
+    assert!(
+        status.contains("config:     failed (QEMU fw_cfg"),
+        "{status}"
+    );
+    for needle in [
+        "user-data:3:1: units: `units` belongs under `coreos:`",
+        "user-data:5:11",
+        "user-data:6:18",
+    ] {
+        assert!(status.contains(needle), "{needle} not in:\n{status}");
+    }
+    let host = vm.run("hostname", CMD)?;
+    assert_ne!(host.trim(), "broken", "a failed config must not be applied");
+    Ok(())
+}
+
+/// An IMDSv2 service: a token by PUT, then user-data and meta-data for
+/// requests that carry it (401 without).
+struct Imds {
+    port: u16,
+    log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Imds {
+    fn start(user_data: &str, key: &str) -> Result<Imds> {
+        let listener = TcpListener::bind("127.0.0.1:0")?;
+        let port = listener.local_addr()?.port();
+        let log: std::sync::Arc<std::sync::Mutex<Vec<String>>> = Default::default();
+        let (user_data, key, seen) = (user_data.to_string(), key.to_string(), log.clone());
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let _ = Imds::answer(stream, &user_data, &key, &seen);
+            }
+        });
+        Ok(Imds { port, log })
+    }
+
+    fn requests(&self) -> Vec<String> {
+        self.log.lock().map(|l| l.clone()).unwrap_or_default()
+    }
+
+    fn answer(
+        stream: std::net::TcpStream,
+        user_data: &str,
+        key: &str,
+        seen: &std::sync::Mutex<Vec<String>>,
+    ) -> Result<()> {
+        const TOKEN: &str = "test-token-1";
+        let mut reader = BufReader::new(stream.try_clone()?);
+        let mut request = String::new();
+        reader.read_line(&mut request)?;
+        let mut token = None;
+        let mut length = 0usize;
+        loop {
+            let mut line = String::new();
+            reader.read_line(&mut line)?;
+            let line = line.trim_end();
+            if line.is_empty() {
+                break;
+            }
+            let lower = line.to_ascii_lowercase();
+            if let Some(v) = lower.strip_prefix("x-aws-ec2-metadata-token:") {
+                token = Some(v.trim().to_string());
+            }
+            if let Some(v) = lower.strip_prefix("content-length:") {
+                length = v.trim().parse().unwrap_or(0);
+            }
+        }
+        let mut body = vec![0; length];
+        reader.read_exact(&mut body)?;
+        if let Ok(mut l) = seen.lock() {
+            l.push(request.trim().to_string());
+        }
+        let mut parts = request.split_whitespace();
+        let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+        let (code, text) = if method == "PUT" && path == "/latest/api/token" {
+            (200, TOKEN.to_string())
+        } else if token.as_deref() != Some(TOKEN) {
+            (401, String::new())
+        } else {
+            match path {
+                "/latest/user-data" => (200, user_data.to_string()),
+                "/latest/meta-data/local-ipv4" => (200, "172.31.7.9".into()),
+                "/latest/meta-data/public-ipv4" => (200, "203.0.113.9".into()),
+                "/latest/meta-data/local-hostname" => (200, "ip-172-31-7-9.ec2.internal".into()),
+                "/latest/meta-data/instance-id" => (200, "i-0123456789abcdef0".into()),
+                "/latest/meta-data/public-keys/" => (200, "0=test-key".into()),
+                "/latest/meta-data/public-keys/0/openssh-key" => (200, key.to_string()),
+                _ => (404, String::new()),
+            }
+        };
+        let mut stream = stream;
+        write!(
+            stream,
+            "HTTP/1.1 {code} X\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{text}",
+            text.len()
+        )?;
+        Ok(())
+    }
+}
