@@ -32,6 +32,7 @@ pub mod examples;
 pub mod fixtures;
 pub mod lab;
 pub mod registry;
+pub mod seed;
 pub mod server;
 pub mod vm;
 

@@ -62,8 +62,23 @@ pub struct Line {
 struct Console {
     text: String,
     lines: Vec<Line>,
+    /// Where each of `lines` ends in `text` (the offset of its `\n`), to
+    /// find a match's own line: a line printed at every boot (`system
+    /// ready`) has the same text each time.
+    ends: Vec<usize>,
     partial: String,
     closed: bool,
+}
+
+impl Console {
+    /// When the line ending at `end` (its `\n`'s offset) arrived.
+    fn arrival(&self, end: usize) -> Duration {
+        self.ends
+            .iter()
+            .position(|&e| e >= end)
+            .and_then(|i| self.lines.get(i))
+            .map_or(Duration::ZERO, |l| l.at)
+    }
 }
 
 /// A running machine. Dropping it kills QEMU.
@@ -216,11 +231,7 @@ impl Vm {
                 let text = c.text[line_start..line_end]
                     .trim_end_matches('\r')
                     .to_string();
-                let at = c
-                    .lines
-                    .iter()
-                    .find(|l| l.text.contains(&text))
-                    .map_or(Duration::ZERO, |l| l.at);
+                let at = c.arrival(line_end);
                 self.cursor = line_end;
                 return Ok((i, Line { at, text }));
             }
@@ -402,12 +413,16 @@ fn pump(
         }
         let chunk = String::from_utf8_lossy(&buf[..n]).into_owned();
         let at = started.elapsed();
+        // Where the unfinished line starts in `text`.
+        let mut start = c.text.len() - c.partial.len();
         c.text.push_str(&chunk);
         c.partial.push_str(&chunk);
         while let Some(p) = c.partial.find('\n') {
             let line: String = c.partial.drain(..=p).collect();
             let text = line.trim_end_matches(['\n', '\r']).to_string();
             c.lines.push(Line { at, text });
+            c.ends.push(start + p);
+            start += p + 1;
         }
         cvar.notify_all();
     }
@@ -466,4 +481,40 @@ pub fn log_dir() -> PathBuf {
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/tandem/logs"));
     let _ = std::fs::create_dir_all(&dir);
     dir
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A reader giving one chunk per read, with a pause before each.
+    struct Slow(Vec<&'static str>);
+
+    impl Read for Slow {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            if self.0.is_empty() {
+                return Ok(0);
+            }
+            std::thread::sleep(Duration::from_millis(30));
+            let chunk = self.0.remove(0).as_bytes();
+            buf[..chunk.len()].copy_from_slice(chunk);
+            Ok(chunk.len())
+        }
+    }
+
+    #[test]
+    fn a_repeated_line_has_its_own_arrival_time() {
+        let console: (Mutex<Console>, Condvar) = Default::default();
+        let log = tempfile::tempfile().expect("log");
+        let reader = Slow(vec!["boot\nready", " (A)\n", "reboot\nready (A)\n"]);
+        pump(reader, log, Instant::now(), &console, false);
+        let c = console.0.lock().expect("lock");
+        let first = c.text.find("ready (A)\n").expect("first") + "ready (A)".len();
+        let second = c.text.rfind("ready (A)\n").expect("second") + "ready (A)".len();
+        assert!(c.closed);
+        assert_eq!(c.lines.len(), 4);
+        assert_eq!(c.arrival(first), c.lines[1].at);
+        assert_eq!(c.arrival(second), c.lines[3].at);
+        assert!(c.arrival(second) > c.arrival(first));
+    }
 }

@@ -19,7 +19,7 @@ use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use qemu_tests::disk::run;
+use qemu_tests::seed::Seed;
 use qemu_tests::{Disk, Env, Vm, VmConfig, examples};
 use sha2::{Digest, Sha256};
 
@@ -228,70 +228,13 @@ fn check_node(
     Ok(())
 }
 
-/// A seed volume made by xorriso (ISO 9660 with Joliet and Rock Ridge, as
-/// cloud-localds makes them) holding `files`.
-fn iso(label: &str, files: &[(&str, &str)]) -> Result<(tempfile::TempDir, PathBuf)> {
-    let dir = tempfile::tempdir()?;
-    let root = dir.path().join("root");
-    for (path, content) in files {
-        let p = root.join(path);
-        std::fs::create_dir_all(p.parent().context("parent")?)?;
-        std::fs::write(&p, content)?;
-    }
-    let out = dir.path().join("seed.iso");
-    run(Command::new("xorriso")
-        .args([
-            "-as", "mkisofs", "-quiet", "-volid", label, "-joliet", "-rock", "-o",
-        ])
-        .arg(&out)
-        .arg(&root))
-    .context("xorriso (package xorriso)")?;
-    Ok((dir, out))
-}
-
-/// A FAT volume labelled `label` holding `files` (mkfs.vfat and mtools).
-fn fat(label: &str, files: &[(&str, &str)]) -> Result<(tempfile::TempDir, PathBuf)> {
-    let dir = tempfile::tempdir()?;
-    let out = dir.path().join("seed.img");
-    std::fs::File::create(&out)?.set_len(8 << 20)?;
-    run(Command::new("mkfs.vfat").args(["-n", label]).arg(&out))?;
-    for (path, content) in files {
-        let local = dir.path().join("file");
-        std::fs::write(&local, content)?;
-        let mut parts: Vec<&str> = path.split('/').collect();
-        parts.pop();
-        let mut made = String::new();
-        for p in parts {
-            made = format!("{made}/{p}");
-            let _ = Command::new("mmd")
-                .arg("-i")
-                .arg(&out)
-                .arg(format!("::{made}"))
-                .output();
-        }
-        run(Command::new("mcopy")
-            .arg("-i")
-            .arg(&out)
-            .arg(&local)
-            .arg(format!("::/{path}")))?;
-    }
-    Ok((dir, out))
-}
-
-fn second_disk(path: &Path) -> Vec<String> {
-    vec![
-        "-drive".into(),
-        format!("file={},format=raw,if=virtio,readonly=on", path.display()),
-    ]
-}
-
 #[test]
 fn provisioned_from_a_nocloud_volume_then_a_changed_config() -> Result<()> {
     let env = Env::get()?;
     let key = key()?;
     let other = qemu_tests_key_line()?;
     let disk = Disk::overlay(&image(&env)?)?;
-    let (_d, seed) = iso(
+    let seed = Seed::iso(
         "cidata",
         &[
             ("user-data", &config("nocloud", &[&key.public, &other])),
@@ -299,7 +242,7 @@ fn provisioned_from_a_nocloud_volume_then_a_changed_config() -> Result<()> {
         ],
     )?;
     let mut cfg = VmConfig::new("provision-nocloud");
-    cfg.extra = second_disk(&seed);
+    cfg.extra = seed.qemu_args();
     let (mut vm, port) = boot(cfg, &disk)?;
     check_node(&mut vm, port, &key, "nocloud", "10.0.2.15", "NoCloud")?;
     let keys = vm.run(
@@ -315,12 +258,12 @@ fn provisioned_from_a_nocloud_volume_then_a_changed_config() -> Result<()> {
     // The same disk, a changed config: a new host name and file content,
     // one key fewer. Applied, and nothing twice.
     let changed = config("changed", &[&key.public]);
-    let (_d2, seed) = iso(
+    let seed = Seed::iso(
         "cidata",
         &[("user-data", &changed), ("meta-data", "instance-id: i-1\n")],
     )?;
     let mut cfg = VmConfig::new("provision-nocloud-changed");
-    cfg.extra = second_disk(&seed);
+    cfg.extra = seed.qemu_args();
     let (mut vm, port) = boot(cfg, &disk)?;
     check_node(&mut vm, port, &key, "changed", "10.0.2.15", "NoCloud")?;
     let counts = vm.run(
@@ -353,7 +296,7 @@ fn provisioned_from_a_config_drive_and_the_oem_partition() -> Result<()> {
         "{{\"uuid\": \"83679162-1378-4288-a2d4-70e13ec132aa\", \"hostname\": \"ignored\", \"public_keys\": {{\"mykey\": \"{}\"}}}}",
         key.public
     );
-    let (_d, drive) = fat(
+    let drive = Seed::fat(
         "config-2",
         &[
             ("openstack/latest/user_data", &config("configdrive", &[])),
@@ -361,7 +304,7 @@ fn provisioned_from_a_config_drive_and_the_oem_partition() -> Result<()> {
         ],
     )?;
     let mut cfg = VmConfig::new("provision-config-drive");
-    cfg.extra = second_disk(&drive);
+    cfg.extra = drive.qemu_args();
     let (mut vm, port) = boot(cfg, &disk)?;
     check_node(
         &mut vm,

@@ -326,11 +326,11 @@ fn run(
     quiet_console(&cmdline, &mut warnings);
     let slot = crate::cmdline::running_slot(&cmdline);
     t.step("machine id and host name set");
-    apply_tmpfiles(&machine_id, &hostname, &accounts, &mut warnings, &mut t);
+    // The config's step runs beside the modules and the network's start.
+    let provisioning = provisioning::start();
 
     load_system_modules(&mut warnings);
     t.step("modules loaded");
-    apply_sysctl(&mut warnings, &mut t);
     if let Err(e) = net::loopback_up() {
         warn(&mut warnings, &e);
     }
@@ -367,7 +367,7 @@ fn run(
         );
     }
 
-    let provisioning = provisioning::run(watchdog.as_mut(), sys::boottime_us());
+    let provisioning = provisioning.map(|p| p.wait(watchdog.as_mut()));
     let mut hostname = hostname;
     if let Some(outcome) = &provisioning {
         system_log!("provisioning: {}", outcome.summary());
@@ -389,6 +389,15 @@ fn run(
         }
         t.step("provisioned");
     }
+    // After the config's step: its files may add tmpfiles.d and sysctl.d
+    // lines, and its users may own what tmpfiles.d makes.
+    let accounts = if provisioning.as_ref().is_some_and(|o| !o.applied.is_empty()) {
+        users::read_accounts(Path::new("/")).0
+    } else {
+        accounts
+    };
+    apply_tmpfiles(&machine_id, &hostname, &accounts, &mut warnings, &mut t);
+    apply_sysctl(&mut warnings, &mut t);
 
     let sh = Path::new("/usr/bin/sh").exists();
     // Image, then the config's (this boot's), then the administrator's.

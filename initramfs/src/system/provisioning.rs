@@ -23,57 +23,82 @@ const TIMEOUT: Duration = Duration::from_secs(120);
 /// How often the watchdog is fed while waiting.
 const PET: Duration = Duration::from_secs(5);
 
-/// Runs the step if the image has it; `None` if it does not.
-pub(super) fn run(mut watchdog: Option<&mut Watchdog>, now_us: u64) -> Option<Outcome> {
+/// The step, started.
+#[derive(Debug)]
+pub(super) struct Running {
+    child: Result<Child, String>,
+    started: Instant,
+    started_us: u64,
+}
+
+/// Starts the step if the image has it; `None` if it does not. PID 1 goes
+/// on with work that does not depend on it (modules, the network) and
+/// [`Running::wait`]s before what does (`tmpfiles.d` and `sysctl.d`, which
+/// the config's files may add to, the services).
+pub(super) fn start() -> Option<Running> {
     if !Path::new(PROGRAM).exists() {
         return None;
     }
     let _ = std::fs::remove_file(RESULT_FILE);
-    let failed = |message: String| Outcome {
-        format: FORMAT,
-        state: ProvisionState::Failed,
-        problems: vec![Problem {
-            severity: "error".into(),
-            at: PROGRAM.into(),
-            message,
-        }],
-        started_us: now_us,
-        finished_us: crate::sys::boottime_us(),
-        ..Outcome::default()
-    };
     // Its standard error is the console: its problems show there as they
     // happen.
-    let mut child = match Command::new(PROGRAM).stdin(Stdio::null()).spawn() {
-        Ok(c) => c,
-        Err(e) => return Some(failed(format!("cannot start: {e}"))),
-    };
-    let started = Instant::now();
-    loop {
-        if let Some(w) = watchdog.as_deref_mut() {
-            let _ = w.pet();
+    let child = Command::new(PROGRAM)
+        .stdin(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("cannot start: {e}"));
+    Some(Running {
+        child,
+        started: Instant::now(),
+        started_us: crate::sys::boottime_us(),
+    })
+}
+
+impl Running {
+    /// Waits for the step within [`TIMEOUT`], feeding the watchdog, and
+    /// reads its outcome; a step that failed to start, hung, died or left
+    /// no outcome is a failed outcome saying so.
+    pub(super) fn wait(self, mut watchdog: Option<&mut Watchdog>) -> Outcome {
+        let failed = |message: String| Outcome {
+            format: FORMAT,
+            state: ProvisionState::Failed,
+            problems: vec![Problem {
+                severity: "error".into(),
+                at: PROGRAM.into(),
+                message,
+            }],
+            started_us: self.started_us,
+            finished_us: crate::sys::boottime_us(),
+            ..Outcome::default()
+        };
+        let mut child = match self.child {
+            Ok(c) => c,
+            Err(e) => return failed(e),
+        };
+        loop {
+            if let Some(w) = watchdog.as_deref_mut() {
+                let _ = w.pet();
+            }
+            match child.try_wait() {
+                Ok(Some(_)) => break,
+                Ok(None) => {}
+                Err(e) => return failed(format!("waiting for it: {e}")),
+            }
+            let left = TIMEOUT.saturating_sub(self.started.elapsed());
+            if left.is_zero() {
+                let _ = child.kill();
+                let _ = child.wait();
+                return failed(format!(
+                    "did not finish within {} s and was stopped; the node boots without its config",
+                    TIMEOUT.as_secs()
+                ));
+            }
+            wait_exit(&child, left.min(PET));
         }
-        match child.try_wait() {
-            Ok(Some(_)) => break,
-            Ok(None) => {}
-            Err(e) => return Some(failed(format!("waiting for it: {e}"))),
-        }
-        let left = TIMEOUT.saturating_sub(started.elapsed());
-        if left.is_zero() {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Some(failed(format!(
-                "did not finish within {} s and was stopped; the node boots without its config",
-                TIMEOUT.as_secs()
-            )));
-        }
-        wait_exit(&child, left.min(PET));
-    }
-    match std::fs::read(RESULT_FILE) {
-        Ok(bytes) => Some(
-            serde_json::from_slice(&bytes)
+        match std::fs::read(RESULT_FILE) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
                 .unwrap_or_else(|e| failed(format!("{RESULT_FILE} is not an outcome: {e}"))),
-        ),
-        Err(e) => Some(failed(format!("ended without writing {RESULT_FILE}: {e}"))),
+            Err(e) => failed(format!("ended without writing {RESULT_FILE}: {e}")),
+        }
     }
 }
 

@@ -15,6 +15,12 @@
 //! depends less on the host's speed than either figure does: compare it
 //! between runs on different days.
 //!
+//! Then the same image boots with a cloud-config on a NoCloud seed volume
+//! (a local datasource): the provisioning step's own time and the system
+//! init's, on the first boot (users, files, services made) and the reboot
+//! after it (the config applied again, nothing to change), beside the
+//! boots without user-data above (the reference).
+//!
 //! Then the container host (`examples/container-host`) boots from fresh
 //! disks to a serving container: the first boot pulls the workload from a
 //! registry on the host (Debian's `docker-registry`), the reboot after it
@@ -24,6 +30,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use qemu_tests::container_host::{self, WEB_PORT, free_port, wait_http};
+use qemu_tests::seed::Seed;
 use qemu_tests::vm::BootTimes;
 use qemu_tests::{Disk, Env, Vm, VmConfig};
 use updater::node::Status;
@@ -33,6 +40,30 @@ use crate::{artifacts, setup, util};
 const RUNS: usize = 5;
 /// Boots of the container host (each a first boot and a reboot).
 const CONTAINER_RUNS: usize = 3;
+/// Boots with a NoCloud config (each a first boot and a reboot).
+const PROVISIONED_RUNS: usize = 3;
+/// The config: a user, a file, a service, update and agent settings.
+const USER_DATA: &str = "#cloud-config
+hostname: bench-node
+users:
+  - name: ops
+write_files:
+  - path: /etc/bench/hello
+    permissions: '0640'
+    owner: ops
+    content: hello at $private_ipv4
+coreos:
+  update:
+    reboot-strategy: off
+  locksmith:
+    group: bench
+  units:
+    - name: hello.service
+      command: start
+      content: |
+        [Service]
+        ExecStart=/bin/sleep 100000
+";
 /// How long a container may take to answer after its node is ready.
 const SERVING: Duration = Duration::from_secs(300);
 
@@ -53,6 +84,8 @@ struct NodeClock {
     /// Each step of the system init's timeline and how long it took (since
     /// the step before it).
     steps: Vec<(String, Duration)>,
+    /// The provisioning step's own time (its process, start to end).
+    provisioning: Duration,
 }
 
 /// The system init's steps that do what Debian's maintainer scripts and
@@ -180,7 +213,67 @@ pub fn run() -> Result<()> {
             (spread - 1.0) * 100.0
         );
     }
+    provisioned(&image, (&first, &later))?;
     container_host(&a)
+}
+
+/// Boots the minimal image with [`USER_DATA`] on a NoCloud seed
+/// `PROVISIONED_RUNS` times (and reboots each once); prints the system
+/// init beside `reference` (the boots without user-data).
+fn provisioned(image: &std::path::Path, reference: (&[NodeClock], &[NodeClock])) -> Result<()> {
+    let seed = Seed::iso(
+        "cidata",
+        &[
+            ("user-data", USER_DATA),
+            (
+                "meta-data",
+                "instance-id: bench
+",
+            ),
+        ],
+    )?;
+    let mut first = Vec::new();
+    let mut later = Vec::new();
+    for i in 0..PROVISIONED_RUNS {
+        let disk = Disk::overlay(&image.join("disk.raw"))?;
+        let mut cfg = VmConfig::new(&format!("bench-provisioned-{i}"));
+        cfg.extra = seed.qemu_args();
+        let mut vm = Vm::start(&cfg, &disk)?;
+        vm.wait_for("tandem: provisioning: applied", READY)?;
+        vm.wait_for("tandem: system ready", READY)?;
+        let f = node_clock(&mut vm)?;
+        vm.send("reboot\n")?;
+        vm.wait_for("tandem-boot: booting slot", READY)?;
+        vm.wait_for("tandem: provisioning: applied", READY)?;
+        vm.wait_for("tandem: system ready", READY)?;
+        let l = node_clock(&mut vm)?;
+        eprintln!(
+            "provisioned boot {}: system init {:.2} s (provisioning {:.0} ms), after a reboot {:.2} s ({:.0} ms)",
+            i + 1,
+            s(f.system_init),
+            f.provisioning.as_secs_f64() * 1e3,
+            s(l.system_init),
+            l.provisioning.as_secs_f64() * 1e3
+        );
+        first.push(f);
+        later.push(l);
+    }
+    println!(
+        "bench boot: provisioning from a NoCloud seed (user, file, service, update and agent settings), median of {PROVISIONED_RUNS} boots"
+    );
+    for (what, runs, without) in [
+        ("first boot", &first, reference.0),
+        ("after a reboot", &later, reference.1),
+    ] {
+        println!(
+            "  {what}: system init {:.2} s with the config, {:.2} s without user-data (above); the provisioning step {:.0} ms, without user-data {:.0} ms",
+            s(median(runs, |c| c.system_init)),
+            s(median(without, |c| c.system_init)),
+            median(runs, |c| c.provisioning).as_secs_f64() * 1e3,
+            median(without, |c| c.provisioning).as_secs_f64() * 1e3,
+        );
+    }
+    Ok(())
 }
 
 /// One boot of the container host: when the node was ready and when its
@@ -295,10 +388,15 @@ fn node_clock(vm: &mut Vm) -> Result<NodeClock> {
         .windows(2)
         .map(|w| (w[1].step.clone(), us(w[0].at_us, w[1].at_us)))
         .collect();
+    let provisioning = status
+        .provisioning
+        .as_ref()
+        .map_or(Duration::ZERO, |p| us(p.started_us, p.finished_us));
     Ok(NodeClock {
         initramfs: us(start, switch),
         system_init: us(switch, ready),
         steps,
+        provisioning,
     })
 }
 
