@@ -395,6 +395,25 @@ impl ClusterView {
                 ));
             }
         }
+        let broken: Vec<&NodeRecord> = self
+            .nodes
+            .iter()
+            .filter(|n| !n.config_errors.is_empty())
+            .collect();
+        if !broken.is_empty() {
+            out.push_str("\nconfigs with errors (`tandemctl config show` on the node):\n");
+            for n in broken {
+                out.push_str(&format!(
+                    "  {} ({}): config {}\n",
+                    n.hostname,
+                    short(&n.machine_id),
+                    text_or_empty(n.config.as_ref())
+                ));
+                for e in &n.config_errors {
+                    out.push_str(&format!("    {e}\n"));
+                }
+            }
+        }
         if !self.failed.is_empty() {
             out.push_str("\nfailed versions (no node installs them; `cluster forget-failed <v>` allows them again):\n");
             for f in &self.failed {
@@ -533,6 +552,8 @@ mod tests {
                 lock: true,
                 lock_since: Some(100),
                 last_seen: 100,
+                config: Some(tandem_contract::provision::ProvisionState::Failed),
+                config_errors: vec!["user-data:3:1: units: misplaced".into()],
                 ..Default::default()
             }],
             failed: vec![FailedRecord {
@@ -553,6 +574,7 @@ mod tests {
             "updated-need-reboot 1.1.0",
             "1.2.0 on node-3",
             "1m ago",
+            "  node-1 (aaaa): config failed\n    user-data:3:1: units: misplaced\n",
         ] {
             assert!(text.contains(want), "{want:?} missing in:\n{text}");
         }

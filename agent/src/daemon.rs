@@ -45,6 +45,8 @@ pub struct Options {
     pub machine_id: PathBuf,
     /// The host name file (`/proc/sys/kernel/hostname`).
     pub hostname: PathBuf,
+    /// This boot's provisioning outcome (`/run/tandem/provision.json`).
+    pub provisioning: PathBuf,
 }
 
 impl Default for Options {
@@ -54,6 +56,7 @@ impl Default for Options {
             config: ConfigPaths::default(),
             machine_id: updater::node::Paths::default().machine_id,
             hostname: "/proc/sys/kernel/hostname".into(),
+            provisioning: tandem_contract::provision::RESULT_FILE.into(),
         }
     }
 }
@@ -541,6 +544,7 @@ impl Agent<'_> {
             }
             _ => None,
         };
+        let provisioning = provisioning(&self.opts.provisioning);
         let rec = NodeRecord {
             machine_id: self.machine_id.clone(),
             hostname: hostname(&self.opts.hostname),
@@ -553,6 +557,12 @@ impl Agent<'_> {
             lock,
             lock_since,
             last_seen: now_unix(),
+            config: provisioning.as_ref().map(|p| p.state),
+            config_errors: provisioning
+                .iter()
+                .flat_map(|p| p.errors())
+                .map(|e| format!("{}: {}", e.at, e.message))
+                .collect(),
         };
         if let Err(e) = self.presence.publish(etcd, &rec) {
             self.log_once(format!("cannot publish this node's fleet record: {e}"));
@@ -582,6 +592,11 @@ impl Agent<'_> {
 }
 
 /// The host name, or `"?"`.
+/// This boot's provisioning outcome, if the node has one.
+fn provisioning(path: &Path) -> Option<tandem_contract::provision::Outcome> {
+    serde_json::from_slice(&std::fs::read(path).ok()?).ok()
+}
+
 fn hostname(path: &Path) -> String {
     std::fs::read_to_string(path)
         .map(|s| s.trim().to_string())

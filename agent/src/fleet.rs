@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use tandem_contract::node::empty_as_none;
+use tandem_contract::provision::ProvisionState;
 use tandem_contract::{AgentState, Slot, UpdateStateKind, Version};
 
 use crate::etcd::{self, Etcd, Expect};
@@ -63,6 +64,13 @@ pub struct NodeRecord {
     pub lock_since: Option<u64>,
     /// When the record was written (Unix seconds).
     pub last_seen: u64,
+    /// How this boot's provisioning ended (`applied`, `failed`, …), on a
+    /// node that has the step.
+    #[serde(with = "empty_as_none")]
+    pub config: Option<ProvisionState>,
+    /// The config's errors with their place (`user-data:3:1: …`), so an
+    /// operator sees a broken config without logging in.
+    pub config_errors: Vec<String>,
 }
 
 /// A version that rolled back somewhere in the cluster. Every field but

@@ -115,9 +115,3 @@ pub fn wait_http(port: u16, path: &str, timeout: Duration) -> Result<String> {
     }
 }
 
-/// A free port on the host's loopback, for a QEMU port forward.
-pub fn free_port() -> Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
-}

@@ -34,6 +34,7 @@ pub mod lab;
 pub mod registry;
 pub mod seed;
 pub mod server;
+pub mod ssh;
 pub mod vm;
 
 /// The agent library (etcd client, semaphore), for `cargo xtask bench lock`.

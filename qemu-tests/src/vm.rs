@@ -49,6 +49,13 @@ impl VmConfig {
     }
 }
 
+/// A free port on the host's loopback, for a QEMU port forward.
+pub fn free_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
 /// One console line and when it arrived (since QEMU started).
 #[derive(Clone, Debug)]
 pub struct Line {

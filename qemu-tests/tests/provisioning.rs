@@ -20,35 +20,16 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use qemu_tests::seed::Seed;
+use qemu_tests::ssh::{KeyPair, login};
+use qemu_tests::vm::free_port;
 use qemu_tests::{Disk, Env, Vm, VmConfig, examples};
 use sha2::{Digest, Sha256};
 
 const BOOT: Duration = Duration::from_secs(240);
 const CMD: Duration = Duration::from_secs(60);
 
-/// The test's key pair.
-struct Key {
-    _dir: tempfile::TempDir,
-    private: PathBuf,
-    public: String,
-}
-
-fn key() -> Result<Key> {
-    let dir = tempfile::tempdir()?;
-    let private = dir.path().join("id_ed25519");
-    let made = Command::new("ssh-keygen")
-        .args(["-q", "-t", "ed25519", "-N", "", "-C", "provisioned", "-f"])
-        .arg(&private)
-        .status()?;
-    assert!(made.success(), "ssh-keygen failed");
-    let public = std::fs::read_to_string(dir.path().join("id_ed25519.pub"))?
-        .trim()
-        .to_string();
-    Ok(Key {
-        _dir: dir,
-        private,
-        public,
-    })
+fn key() -> Result<KeyPair> {
+    KeyPair::new("provisioned")
 }
 
 /// The SSH server example without a key of its own: every key comes from
@@ -107,51 +88,6 @@ coreos:
     text
 }
 
-fn ssh(key: &Path, port: u16, command: &str) -> Result<Output> {
-    Command::new("ssh")
-        .arg("-i")
-        .arg(key)
-        .args(["-p", &port.to_string()])
-        .args([
-            "-o",
-            "StrictHostKeyChecking=no",
-            "-o",
-            "UserKnownHostsFile=/dev/null",
-            "-o",
-            "BatchMode=yes",
-            "-o",
-            "ConnectTimeout=20",
-            "-o",
-            "LogLevel=ERROR",
-        ])
-        .arg("core@127.0.0.1")
-        .arg(command)
-        .output()
-        .context("cannot run ssh (package openssh-client)")
-}
-
-/// Logs in as soon as sshd answers; the command's output.
-fn login(key: &Path, port: u16, command: &str) -> Result<String> {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let out = ssh(key, port, command)?;
-        if out.status.success() {
-            return Ok(String::from_utf8_lossy(&out.stdout).into_owned());
-        }
-        if Instant::now() > deadline {
-            bail!(
-                "ssh as core to port {port} failed: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        std::thread::sleep(Duration::from_secs(2));
-    }
-}
-
-fn free_port() -> Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
-}
-
 /// Boots `disk` with `cfg` plus an SSH forward; waits for `system ready`.
 fn boot(mut cfg: VmConfig, disk: &Disk) -> Result<(Vm, u16)> {
     let port = free_port()?;
@@ -166,7 +102,7 @@ fn boot(mut cfg: VmConfig, disk: &Disk) -> Result<(Vm, u16)> {
 fn check_node(
     vm: &mut Vm,
     port: u16,
-    key: &Key,
+    key: &KeyPair,
     tag: &str,
     private: &str,
     source: &str,
@@ -423,7 +359,17 @@ fn provisioned_from_ec2_metadata_and_a_broken_config() -> Result<()> {
         &file,
         "#cloud-config\nhostname: broken\nunits: []\nwrite_files:\n  - path: /usr/bin/evil\n    permissions: '0999'\n",
     )?;
-    let disk = Disk::overlay(&image)?;
+    // The node's agent reaches an etcd on the host (the OEM partition's
+    // agent.toml, since the broken config gives none): its fleet record
+    // carries the errors.
+    let etcd = qemu_tests::etcd::EtcdCluster::start(1)?;
+    let url = etcd.client_urls().first().cloned().context("etcd has no client URL")?;
+    let etcd_port = url.trim_end_matches('/').rsplit(':').next().unwrap_or_default().to_string();
+    let disk = Disk::copy(&image)?;
+    disk.put_oem_file(
+        "agent.toml",
+        format!("[etcd]\nendpoints = [\"http://10.0.2.2:{etcd_port}\"]\n").as_bytes(),
+    )?;
     let mut cfg = VmConfig::new("provision-broken");
     cfg.extra = vec![
         "-fw_cfg".into(),
@@ -446,6 +392,28 @@ fn provisioned_from_ec2_metadata_and_a_broken_config() -> Result<()> {
     }
     let host = vm.run("hostname", CMD)?;
     assert_ne!(host.trim(), "broken", "a failed config must not be applied");
+    let client = etcd.client()?;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let record = loop {
+        let (nodes, _) = agent::fleet::nodes(&client)?;
+        if let Some(n) = nodes.into_iter().find(|n| !n.config_errors.is_empty()) {
+            break n;
+        }
+        if Instant::now() > deadline {
+            bail!("no fleet record with the config's errors in etcd");
+        }
+        std::thread::sleep(Duration::from_secs(2));
+    };
+    assert_eq!(
+        record.config,
+        Some(tandem_contract::provision::ProvisionState::Failed),
+        "{record:?}"
+    );
+    assert!(
+        record.config_errors[0].starts_with("user-data:3:1: units: "),
+        "{record:?}"
+    );
+    assert_eq!(record.config_errors.len(), 3, "{record:?}");
     Ok(())
 }
 

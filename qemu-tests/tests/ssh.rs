@@ -12,57 +12,12 @@ use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use qemu_tests::ssh::{KeyPair, login};
+use qemu_tests::vm::free_port;
 use qemu_tests::{Disk, Env, Vm, VmConfig, examples};
 
 const BOOT: Duration = Duration::from_secs(180);
 const CMD: Duration = Duration::from_secs(30);
-
-fn free_port() -> Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
-}
-
-fn ssh(key: &Path, port: u16, extra: &[&str], command: &str) -> Result<Output> {
-    Command::new("ssh")
-        .arg("-i")
-        .arg(key)
-        .args(["-p", &port.to_string()])
-        .args([
-            "-o",
-            "StrictHostKeyChecking=no",
-            "-o",
-            "UserKnownHostsFile=/dev/null",
-            "-o",
-            "BatchMode=yes",
-            "-o",
-            "ConnectTimeout=20",
-            "-o",
-            "LogLevel=ERROR",
-        ])
-        .args(extra)
-        .arg("core@127.0.0.1")
-        .arg(command)
-        .output()
-        .context("cannot run ssh (package openssh-client)")
-}
-
-/// Logs in as soon as sshd answers (its host key is made after `system
-/// ready`); returns the command's output.
-fn login(key: &Path, port: u16, command: &str) -> Result<String> {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let out = ssh(key, port, &[], command)?;
-        if out.status.success() {
-            return Ok(String::from_utf8_lossy(&out.stdout).into_owned());
-        }
-        if Instant::now() > deadline {
-            bail!(
-                "ssh to port {port} failed: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        std::thread::sleep(Duration::from_secs(2));
-    }
-}
 
 fn host_key_fingerprint(port: u16) -> Result<String> {
     let scan = Command::new("ssh-keyscan")
@@ -88,14 +43,9 @@ fn host_key_fingerprint(port: u16) -> Result<String> {
 #[test]
 fn ssh_server_from_packages_logs_in_with_a_key_and_nodes_have_their_own_host_keys() -> Result<()> {
     let env = Env::get()?;
-    let keys = tempfile::tempdir()?;
-    let key = keys.path().join("id_ed25519");
-    let made = Command::new("ssh-keygen")
-        .args(["-q", "-t", "ed25519", "-N", "", "-C", "tandem-test", "-f"])
-        .arg(&key)
-        .status()?;
-    assert!(made.success(), "ssh-keygen failed");
-    let public = std::fs::read(keys.path().join("id_ed25519.pub"))?;
+    let pair = KeyPair::new("tandem-test")?;
+    let key = pair.private.clone();
+    let public = format!("{}\n", pair.public).into_bytes();
     let out = examples::build(
         &env,
         "ssh-server",
@@ -149,7 +99,7 @@ fn ssh_server_from_packages_logs_in_with_a_key_and_nodes_have_their_own_host_key
     assert!(who.contains("OpenSSH_9"), "{who}");
 
     // No password logins, whatever the client offers.
-    let refused = ssh(
+    let refused = qemu_tests::ssh::run(
         Path::new("/dev/null"),
         port,
         &[

@@ -2,7 +2,7 @@
 //! `openstack/latest/user_data` and `openstack/latest/meta_data.json`.
 
 use super::error::Error;
-use super::volume::{self, Reader};
+use super::volume;
 use super::{Env, Found};
 use crate::Metadata;
 
@@ -41,43 +41,14 @@ pub fn parse_meta_data(bytes: &[u8]) -> Result<Metadata, String> {
 
 /// Looks for a `config-2` volume with user-data.
 pub fn find(env: &Env, tried: &mut Vec<String>) -> Result<Option<Found>, Error> {
-    let volumes = volume::find(env, LABEL);
-    if volumes.is_empty() {
-        tried.push(format!("config-2: no volume labelled {LABEL}"));
-        return Ok(None);
-    }
-    for v in volumes {
-        let source = format!(
-            "config drive {} (label {})",
-            v.path.display(),
-            v.label.label
-        );
-        let fail = |what: &str, e: std::io::Error| Error::Volume {
-            source_name: source.clone(),
-            label: LABEL.to_string(),
-            msg: format!("reading {what}: {e}"),
-        };
-        let mut reader = Reader::open(&v, &source)?;
-        let Some(user_data) = reader.read(USER_DATA).map_err(|e| fail(USER_DATA, e))? else {
-            tried.push(format!("config-2: {}: no {USER_DATA}", v.path.display()));
-            continue;
-        };
-        let metadata = match reader.read(META_DATA).map_err(|e| fail(META_DATA, e))? {
-            Some(bytes) => parse_meta_data(&bytes).map_err(|msg| Error::Metadata {
-                file: format!("{}: {META_DATA}", v.path.display()),
-                msg,
-            })?,
-            None => Metadata::default(),
-        };
-        tried.push(format!("config-2: {}: user-data", v.path.display()));
-        return Ok(Some(Found {
-            source,
-            file_name: USER_DATA.to_string(),
-            user_data,
-            metadata,
-        }));
-    }
-    Ok(None)
+    let seed = volume::Seed {
+        name: "config-2",
+        kind: "config drive",
+        label: LABEL,
+        user_data: USER_DATA,
+        meta_data: META_DATA,
+    };
+    volume::find_seed(env, seed, parse_meta_data, tried)
 }
 
 #[cfg(test)]

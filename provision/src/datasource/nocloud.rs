@@ -4,7 +4,7 @@
 //! the whole file as JSON, which YAML includes).
 
 use super::error::Error;
-use super::volume::{self, Reader};
+use super::volume;
 use super::{Env, Found};
 use crate::Metadata;
 
@@ -101,49 +101,16 @@ fn from_json(v: &serde_json::Value) -> Metadata {
 
 /// Looks for a `cidata` volume with `user-data`.
 pub fn find(env: &Env, tried: &mut Vec<String>) -> Result<Option<Found>, Error> {
-    let volumes = volume::find(env, LABEL);
-    if volumes.is_empty() {
-        tried.push(format!("NoCloud: no volume labelled {LABEL}"));
-        return Ok(None);
-    }
-    for v in volumes {
-        let source = format!(
-            "NoCloud volume {} (label {})",
-            v.path.display(),
-            v.label.label
-        );
-        let fail = |what: &str, e: std::io::Error| Error::Volume {
-            source_name: source.clone(),
-            label: LABEL.to_string(),
-            msg: format!("reading {what}: {e}"),
-        };
-        let mut reader = Reader::open(&v, &source)?;
-        let Some(user_data) = reader.read("user-data").map_err(|e| fail("user-data", e))? else {
-            tried.push(format!(
-                "NoCloud: {} ({}): no user-data",
-                v.path.display(),
-                v.label.label
-            ));
-            continue;
-        };
-        let metadata = reader
-            .read("meta-data")
-            .map_err(|e| fail("meta-data", e))?
-            .map(|b| parse_meta_data(&String::from_utf8_lossy(&b)))
-            .unwrap_or_default();
-        tried.push(format!(
-            "NoCloud: {} ({}): user-data",
-            v.path.display(),
-            v.label.label
-        ));
-        return Ok(Some(Found {
-            source,
-            file_name: "user-data".to_string(),
-            user_data,
-            metadata,
-        }));
-    }
-    Ok(None)
+    let seed = volume::Seed {
+        name: "NoCloud",
+        kind: "NoCloud volume",
+        label: LABEL,
+        user_data: "user-data",
+        meta_data: "meta-data",
+    };
+    // meta-data is read as far as it can be: a line it cannot read is skipped.
+    let parse = |bytes: &[u8]| Ok(parse_meta_data(&String::from_utf8_lossy(bytes)));
+    volume::find_seed(env, seed, parse, tried)
 }
 
 #[cfg(test)]

@@ -11,7 +11,8 @@ use std::fs::File;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use super::Env;
+use super::{Env, Found};
+use crate::Metadata;
 use super::error::Error;
 use super::fat::{Fat, Window};
 use super::iso9660;
@@ -91,6 +92,71 @@ pub fn find(env: &Env, wanted: &str) -> Vec<Volume> {
             label::matches(&label, wanted).then_some(Volume { path, label })
         })
         .collect()
+}
+
+/// A kind of seed volume: a label and the files on it.
+#[derive(Clone, Copy, Debug)]
+pub struct Seed {
+    /// For `tried` lines (`NoCloud`, `config-2`).
+    pub name: &'static str,
+    /// For the source (`NoCloud volume`, `config drive`).
+    pub kind: &'static str,
+    /// The label (`cidata`).
+    pub label: &'static str,
+    /// The user-data's path on it.
+    pub user_data: &'static str,
+    /// The metadata's path on it.
+    pub meta_data: &'static str,
+}
+
+/// The first volume labelled `seed.label` that has user-data, with its
+/// metadata read by `parse`; `tried` says what each volume had.
+pub fn find_seed(
+    env: &Env,
+    seed: Seed,
+    parse: impl Fn(&[u8]) -> Result<Metadata, String>,
+    tried: &mut Vec<String>,
+) -> Result<Option<Found>, Error> {
+    let volumes = find(env, seed.label);
+    if volumes.is_empty() {
+        tried.push(format!("{}: no volume labelled {}", seed.name, seed.label));
+        return Ok(None);
+    }
+    for v in volumes {
+        let at = format!("{} ({})", v.path.display(), v.label.label);
+        let source = format!("{} {} (label {})", seed.kind, v.path.display(), v.label.label);
+        let fail = |what: &str, e: std::io::Error| Error::Volume {
+            source_name: source.clone(),
+            label: seed.label.to_string(),
+            msg: format!("reading {what}: {e}"),
+        };
+        let mut reader = Reader::open(&v, &source)?;
+        let Some(user_data) = reader
+            .read(seed.user_data)
+            .map_err(|e| fail(seed.user_data, e))?
+        else {
+            tried.push(format!("{}: {at}: no {}", seed.name, seed.user_data));
+            continue;
+        };
+        let metadata = match reader
+            .read(seed.meta_data)
+            .map_err(|e| fail(seed.meta_data, e))?
+        {
+            Some(bytes) => parse(&bytes).map_err(|msg| Error::Metadata {
+                file: format!("{}: {}", v.path.display(), seed.meta_data),
+                msg,
+            })?,
+            None => Metadata::default(),
+        };
+        tried.push(format!("{}: {at}: {}", seed.name, seed.user_data));
+        return Ok(Some(Found {
+            source,
+            file_name: seed.user_data.to_string(),
+            user_data,
+            metadata,
+        }));
+    }
+    Ok(None)
 }
 
 /// Reads files from a volume, whichever its file system.
