@@ -26,6 +26,12 @@ pub enum Part {
     Tandem,
     /// A service under `tandem.services`.
     TandemService,
+    /// `tandem.network`.
+    Network,
+    /// An entry of `tandem.network.interfaces`.
+    Interface,
+    /// An entry of an interface's `routes`.
+    Route,
 }
 
 impl Part {
@@ -90,7 +96,10 @@ impl Part {
                 "encoding",
                 "append",
             ],
-            Part::Tandem => &["services"],
+            Part::Tandem => &["services", "network"],
+            Part::Network => &["interfaces"],
+            Part::Interface => &["name", "mac", "addresses", "gateway", "routes", "dns"],
+            Part::Route => &["to", "via"],
             Part::TandemService => &[
                 "description",
                 "type",
@@ -126,6 +135,9 @@ impl Part {
             Part::File => "in a `write_files` entry",
             Part::Tandem => "under `tandem:`",
             Part::TandemService => "in a `tandem.services` service",
+            Part::Network => "under `tandem.network`",
+            Part::Interface => "in a `tandem.network.interfaces` entry",
+            Part::Route => "in an interface's `routes` entry",
         }
     }
 }
@@ -140,6 +152,8 @@ const SEARCH: &[Part] = &[
     Part::File,
     Part::User,
     Part::Tandem,
+    Part::Network,
+    Part::Interface,
 ];
 
 /// A key as the reader compares it: dashes are underscores.
@@ -219,6 +233,14 @@ mod tests {
         assert_eq!(
             unknown_key(Part::Coreos, "write_files"),
             "`write_files` belongs at the top level, not under `coreos:`"
+        );
+        assert_eq!(
+            unknown_key(Part::Tandem, "interfaces"),
+            "`interfaces` belongs under `tandem.network`, not under `tandem:`"
+        );
+        assert_eq!(
+            unknown_key(Part::Network, "gateway"),
+            "`gateway` belongs in a `tandem.network.interfaces` entry, not under `tandem.network`"
         );
         assert_eq!(
             unknown_key(Part::Update, "window-start"),

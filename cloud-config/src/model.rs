@@ -2,8 +2,10 @@
 //! position of each part that the node may still have to report on
 //! (a user it could not create, a file it could not write).
 
+use std::net::Ipv4Addr;
 use std::time::Duration;
 
+use tandem_contract::ipv4::Ipv4Cidr;
 use tandem_contract::strategy::RebootStrategy as TandemStrategy;
 
 use crate::files::{Encoding, Owner};
@@ -262,4 +264,57 @@ pub struct Etcd2 {
 pub struct Tandem {
     /// `services`: written in Tandem's service-file keys.
     pub services: Vec<TranslatedService>,
+    /// `network`: static IPv4 settings.
+    pub network: Network,
+}
+
+/// `tandem.network`: static IPv4 addresses, routes and name servers, beside
+/// DHCP on the first Ethernet interface.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Network {
+    /// `interfaces`, in the file's order.
+    pub interfaces: Vec<Interface>,
+}
+
+impl Network {
+    /// The first static address, for `$private_ipv4` when the metadata
+    /// has none.
+    pub fn first_address(&self) -> Option<Ipv4Addr> {
+        self.interfaces
+            .iter()
+            .flat_map(|i| &i.addresses)
+            .map(|c| c.address)
+            .next()
+    }
+}
+
+/// One entry of `tandem.network.interfaces`: exactly one of `name` and
+/// `mac` says which interface.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Interface {
+    /// Where the entry starts.
+    pub pos: Pos,
+    /// `name`: the kernel's name (`eth1`).
+    pub name: Option<String>,
+    /// `mac`: the MAC address, lower case.
+    pub mac: Option<String>,
+    /// `addresses`: at least one.
+    pub addresses: Vec<Ipv4Cidr>,
+    /// `gateway`: the default route's, in one of the addresses' subnets.
+    pub gateway: Option<Ipv4Addr>,
+    /// `routes`.
+    pub routes: Vec<Route>,
+    /// `dns`: name servers.
+    pub dns: Vec<Ipv4Addr>,
+}
+
+/// One entry of an interface's `routes`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Route {
+    /// Where the entry starts.
+    pub pos: Pos,
+    /// `to`: the destination network.
+    pub to: Ipv4Cidr,
+    /// `via`: the gateway, in one of the interface's subnets.
+    pub via: Ipv4Addr,
 }

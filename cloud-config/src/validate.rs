@@ -371,9 +371,11 @@ impl<'t> Reader<'t> {
                 "coreos" => self.coreos(v, p, &mut c),
                 "tandem" => {
                     for (canon, written, _, sv) in self.entries(v, p, Part::Tandem) {
-                        if canon == "services" {
-                            let sp = join(p, &written);
-                            c.tandem.services = self.tandem_services(sv, &sp);
+                        let sp = join(p, &written);
+                        match canon.as_str() {
+                            "services" => c.tandem.services = self.tandem_services(sv, &sp),
+                            "network" => c.tandem.network = self.network(sv, &sp),
+                            _ => {}
                         }
                     }
                 }
@@ -1447,5 +1449,6 @@ fn check_etcd_flag(flag: &str, value: &str) -> Result<(), String> {
     Ok(())
 }
 
+mod network;
 #[cfg(test)]
 mod tests;

@@ -20,6 +20,8 @@
 //!   image's resolved users file and the stable id allocation;
 //! - `accounts` (feature `std`): `/etc/passwd`, `group`, `shadow`,
 //!   `gshadow`, and the add-only merge of declared users into them;
+//! - `ipv4` (feature `std`): IPv4 addresses with a prefix length, for
+//!   static networking;
 //! - `log` (feature `std`): the programs' log lines and their prefixes;
 //! - `node` (feature `std`): the update engine's and the reboot agent's
 //!   states, as the socket, the fleet records and the CLIs carry them;
@@ -66,6 +68,8 @@ pub mod esp;
 #[cfg(feature = "std")]
 pub mod etc;
 pub mod guid;
+#[cfg(feature = "std")]
+pub mod ipv4;
 #[cfg(feature = "std")]
 pub mod log;
 #[cfg(feature = "std")]

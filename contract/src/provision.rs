@@ -10,8 +10,11 @@
 //! what must outlive a boot goes to ROOT: users (added, never changed or
 //! removed) and `write_files` (written at every boot).
 
+use std::net::Ipv4Addr;
+
 use serde::{Deserialize, Serialize};
 
+use crate::ipv4::Ipv4Cidr;
 use crate::node::state_enum;
 
 /// The provisioning step's program (a role of `tandem-node`).
@@ -35,6 +38,9 @@ pub const AUTHORIZED_KEYS_DIR: &str = "/run/tandem/provisioned/authorized_keys.d
 /// The host name from the config (or the metadata), one line; PID 1 sets
 /// it unless `/etc/hostname` names one.
 pub const HOSTNAME_FILE: &str = "/run/tandem/provisioned/hostname";
+/// Static networking from `tandem.network` ([`NetworkConfig`], JSON),
+/// which PID 1 applies after the step; absent when the config has none.
+pub const NETWORK_FILE: &str = "/run/tandem/provisioned/network.json";
 /// The user-data as applied (after `$private_ipv4` and the like were
 /// replaced), for `tandemctl config show`. Mode 0600: it may hold secrets.
 pub const USER_DATA_COPY: &str = "/run/tandem/provisioned/user-data";
@@ -53,6 +59,58 @@ pub const CMDLINE_SHA256: &str = "tandem.config.sha256";
 /// Kernel command line: which datasources to try, comma-separated, in
 /// order (`tandem.datasource=ec2`, `tandem.datasource=none`).
 pub const CMDLINE_DATASOURCE: &str = "tandem.datasource";
+
+/// Static IPv4 networking ([`NETWORK_FILE`]): what PID 1 puts on the
+/// interfaces besides DHCP's lease on the first one.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetworkConfig {
+    /// The interfaces, in the config's order.
+    #[serde(default)]
+    pub interfaces: Vec<StaticInterface>,
+}
+
+/// One interface's static settings. Exactly one of `name` and `mac` names
+/// it (the validator makes sure).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StaticInterface {
+    /// The kernel's name (`eth1`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// The MAC address, lower case (`52:54:00:12:34:57`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mac: Option<String>,
+    /// Addresses with their prefix lengths; at least one.
+    pub addresses: Vec<Ipv4Cidr>,
+    /// The default route's gateway (one interface at most has one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway: Option<Ipv4Addr>,
+    /// Further routes.
+    #[serde(default)]
+    pub routes: Vec<StaticRoute>,
+    /// Name servers, before DHCP's in resolv.conf.
+    #[serde(default)]
+    pub dns: Vec<Ipv4Addr>,
+}
+
+impl StaticInterface {
+    /// How the config names it, for messages: `eth1` or `mac 52:54:…`.
+    pub fn label(&self) -> String {
+        match (&self.name, &self.mac) {
+            (Some(n), _) => n.clone(),
+            (None, Some(m)) => format!("mac {m}"),
+            (None, None) => "(unnamed)".into(),
+        }
+    }
+}
+
+/// A route: `to` (a network) via a gateway on the interface's subnet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StaticRoute {
+    /// The destination network.
+    pub to: Ipv4Cidr,
+    /// The gateway.
+    pub via: Ipv4Addr,
+}
 
 /// Version of [`Outcome`]'s format.
 pub const FORMAT: u32 = 1;
@@ -146,6 +204,7 @@ mod tests {
             AUTHORIZED_KEYS_DIR,
             HOSTNAME_FILE,
             USER_DATA_COPY,
+            NETWORK_FILE,
         ] {
             assert!(p.starts_with(DIR), "{p}");
         }
@@ -170,5 +229,40 @@ mod tests {
         let back: Outcome = serde_json::from_str(&text).expect("parse");
         assert_eq!(back, o);
         assert_eq!(back.summary(), "failed (fw_cfg): 1 errors, nothing applied");
+    }
+
+    #[test]
+    fn network_config_round_trips() {
+        let c = NetworkConfig {
+            interfaces: vec![
+                StaticInterface {
+                    name: Some("eth1".into()),
+                    addresses: vec!["10.99.0.11/24".parse().expect("cidr")],
+                    gateway: Some(Ipv4Addr::new(10, 99, 0, 1)),
+                    routes: vec![StaticRoute {
+                        to: "10.100.0.0/16".parse().expect("cidr"),
+                        via: Ipv4Addr::new(10, 99, 0, 1),
+                    }],
+                    dns: vec![Ipv4Addr::new(10, 99, 0, 1)],
+                    ..StaticInterface::default()
+                },
+                StaticInterface {
+                    mac: Some("52:54:00:12:34:57".into()),
+                    addresses: vec!["192.168.5.2/24".parse().expect("cidr")],
+                    ..StaticInterface::default()
+                },
+            ],
+        };
+        let text = serde_json::to_string(&c).expect("json");
+        assert!(
+            text.contains(r#""addresses":["10.99.0.11/24"],"gateway":"10.99.0.1""#),
+            "{text}"
+        );
+        assert!(!text.contains(r#""mac":null"#), "{text}");
+        let back: NetworkConfig = serde_json::from_str(&text).expect("parse");
+        assert_eq!(back, c);
+        assert_eq!(back.interfaces[1].label(), "mac 52:54:00:12:34:57");
+        let bad = r#"{"interfaces":[{"name":"eth1","addresses":["10.0.0.1"]}]}"#;
+        assert!(serde_json::from_str::<NetworkConfig>(bad).is_err());
     }
 }

@@ -183,20 +183,47 @@ pub fn set_address(ifname: &str, address: Ipv4Addr, netmask: Ipv4Addr) -> io::Re
     )
 }
 
-/// Adds the default route via `gateway` on `ifname`; an existing one is fine.
-pub fn add_default_route(ifname: &str, gateway: Ipv4Addr) -> io::Result<()> {
+/// The metric of DHCP's default route: above a static gateway's (0), so
+/// that the config's gateway wins when both exist (systemd-networkd's DHCP
+/// routes have the same).
+pub const DHCP_ROUTE_METRIC: u16 = 1024;
+
+/// Adds the default route via `gateway` on `ifname` with `metric` (as `ip
+/// route` shows it); an existing one is fine.
+pub fn add_default_route(ifname: &str, gateway: Ipv4Addr, metric: u16) -> io::Result<()> {
+    add_route(
+        ifname,
+        Ipv4Addr::UNSPECIFIED,
+        Ipv4Addr::UNSPECIFIED,
+        gateway,
+        metric,
+    )
+}
+
+/// Adds a route to `dest`/`netmask` via `gateway` on `ifname` with
+/// `metric` (as `ip route` shows it); an existing one is fine.
+pub fn add_route(
+    ifname: &str,
+    dest: Ipv4Addr,
+    netmask: Ipv4Addr,
+    gateway: Ipv4Addr,
+    metric: u16,
+) -> io::Result<()> {
     let sock = inet_socket()?;
     let dev = CString::new(ifname).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    // The kernel stores rt_metric - 1 (ifconfig's convention): 0 is 0.
+    let metric = libc::c_short::try_from(u32::from(metric) + 1)
+        .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
     let mut rt = RtEntry {
         pad1: 0,
-        dst: sockaddr_in(Ipv4Addr::UNSPECIFIED),
+        dst: sockaddr_in(dest),
         gateway: sockaddr_in(gateway),
-        genmask: sockaddr_in(Ipv4Addr::UNSPECIFIED),
+        genmask: sockaddr_in(netmask),
         flags: RTF_UP | RTF_GATEWAY,
         pad2: 0,
         pad3: 0,
         pad4: std::ptr::null_mut(),
-        metric: 0,
+        metric,
         dev: dev.as_ptr().cast_mut(),
         mtu: 0,
         window: 0,
@@ -398,38 +425,83 @@ pub fn configure(ifname: &str, lease: &Lease) -> Result<(), Error> {
     set_address(ifname, lease.address, lease.netmask).map_err(fail("setting the address"))?;
     link_up(ifname).map_err(fail("bringing the link up"))?;
     if let Some(gw) = lease.router {
-        add_default_route(ifname, gw).map_err(fail("adding the default route"))?;
+        add_default_route(ifname, gw, DHCP_ROUTE_METRIC)
+            .map_err(fail("adding the default route"))?;
     }
     Ok(())
 }
 
-/// resolv.conf text for a lease.
-pub fn resolv_conf(lease: &Lease) -> String {
+/// Where the name servers come from: the config's static ones (set once by
+/// PID 1 after provisioning) and the DHCP lease's (at every lease, by the
+/// DHCP thread). Either writer renders both, under the lock.
+#[derive(Debug, Default)]
+struct Resolver {
+    static_dns: Vec<Ipv4Addr>,
+    lease: Option<Lease>,
+}
+
+static RESOLVER: std::sync::Mutex<Resolver> = std::sync::Mutex::new(Resolver {
+    static_dns: Vec::new(),
+    lease: None,
+});
+
+/// At most this many `nameserver` lines: glibc reads three (MAXNS).
+const MAX_NAMESERVERS: usize = 3;
+
+/// resolv.conf text: the config's static name servers first (the
+/// administrator chose them), then the lease's, without repeats, three at
+/// most; the lease's search domain.
+pub fn resolv_conf(static_dns: &[Ipv4Addr], lease: Option<&Lease>) -> String {
     let mut s = String::from(
-        "# written by tandem-init from the DHCP lease; replace /etc/resolv.conf with a file to override\n",
+        "# written by tandem-init from the config's static name servers and the DHCP lease; replace /etc/resolv.conf with a file to override\n",
     );
-    if let Some(d) = &lease.domain
+    if let Some(d) = lease.and_then(|l| l.domain.as_ref())
         && !d.is_empty()
         && !d.contains(char::is_whitespace)
     {
         s.push_str(&format!("search {d}\n"));
     }
-    for ns in lease.dns.iter().take(3) {
+    let mut servers: Vec<Ipv4Addr> = Vec::new();
+    for ns in static_dns.iter().chain(lease.map_or(&[][..], |l| &l.dns)) {
+        if !servers.contains(ns) {
+            servers.push(*ns);
+        }
+    }
+    for ns in servers.iter().take(MAX_NAMESERVERS) {
         s.push_str(&format!("nameserver {ns}\n"));
     }
     s
 }
 
-/// Writes [`RESOLV_RUN`] and points /etc/resolv.conf at it, unless the
-/// administrator has a regular file there.
+/// Writes [`RESOLV_RUN`] with the lease's name servers after the static
+/// ones, and points /etc/resolv.conf at it (unless the administrator has a
+/// regular file there).
 pub fn write_resolv_conf(lease: &Lease) -> Result<(), Error> {
+    let mut r = RESOLVER
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    r.lease = Some(lease.clone());
+    write_resolver(&r)
+}
+
+/// Sets the config's static name servers and writes [`RESOLV_RUN`] (with
+/// the lease's, if one came already).
+pub fn set_static_dns(servers: Vec<Ipv4Addr>) -> Result<(), Error> {
+    let mut r = RESOLVER
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    r.static_dns = servers;
+    write_resolver(&r)
+}
+
+fn write_resolver(r: &Resolver) -> Result<(), Error> {
     let run = Path::new(RESOLV_RUN);
     let tmp = run.with_extension("conf.tmp");
     let write_fail = |err| Error::Write {
         path: run.to_path_buf(),
         err,
     };
-    std::fs::write(&tmp, resolv_conf(lease)).map_err(write_fail)?;
+    std::fs::write(&tmp, resolv_conf(&r.static_dns, r.lease.as_ref())).map_err(write_fail)?;
     std::fs::rename(&tmp, run).map_err(write_fail)?;
     let etc = Path::new(RESOLV_ETC);
     match std::fs::symlink_metadata(etc) {
@@ -592,10 +664,23 @@ mod tests {
             lease_secs: 86400,
             renew_secs: 43200,
         };
-        let t = resolv_conf(&lease);
+        let t = resolv_conf(&[], Some(&lease));
         assert!(
             t.contains("search example.net\nnameserver 10.0.2.3\n"),
             "{t}"
         );
+        // The config's first, the lease's after, no repeats, three at most.
+        let ip = |t: &str| t.parse::<Ipv4Addr>().expect("ip");
+        let lease = Lease {
+            dns: vec![ip("10.0.2.3"), ip("10.99.0.1"), ip("10.0.2.4")],
+            ..lease
+        };
+        let t = resolv_conf(&[ip("10.99.0.1"), ip("10.99.0.2")], Some(&lease));
+        assert!(
+            t.ends_with("nameserver 10.99.0.1\nnameserver 10.99.0.2\nnameserver 10.0.2.3\n"),
+            "{t}"
+        );
+        let t = resolv_conf(&[ip("10.99.0.1")], None);
+        assert!(t.ends_with("override\nnameserver 10.99.0.1\n"), "{t}");
     }
 }

@@ -73,7 +73,7 @@ fn provision(found: Found, root: &Path, out: &mut Outcome) {
     };
     let mut values = found.metadata.addresses.clone();
     if values.private_ipv4.is_none() && substitute::used(&text).contains(&Variable::PrivateIpv4) {
-        values.private_ipv4 = dhcp_address();
+        values.private_ipv4 = static_address(&text).or_else(dhcp_address);
     }
     let substituted = substitute::substitute(&text, &values);
     if !substituted.unknown.is_empty() {
@@ -116,6 +116,19 @@ fn provision(found: Found, root: &Path, out: &mut Outcome) {
             message: format!("keeping a copy for `tandemctl config show` failed: {e}"),
         });
     }
+}
+
+/// The config's first static address (`tandem.network`), read from the
+/// text before substitution: the address the node is given on purpose
+/// comes before whatever DHCP hands out. Only the network part needs to be
+/// valid here; the whole config is checked after substitution.
+fn static_address(text: &str) -> Option<String> {
+    cloud_config::validate(text)
+        .config
+        .tandem
+        .network
+        .first_address()
+        .map(|a| a.to_string())
 }
 
 /// The address DHCP gave (it runs beside this step), waited for a while.
@@ -217,6 +230,38 @@ mod tests {
                 .starts_with("$public_ipv4 not known"),
             "{out:?}"
         );
+    }
+
+    const STATIC: &str = "#cloud-config\ntandem:\n  network:\n    interfaces:\n      - name: eth1\n        addresses: [10.99.0.11/24, 10.99.1.11/24]\n";
+
+    #[test]
+    fn private_ipv4_is_the_first_static_address() {
+        assert_eq!(static_address(STATIC).as_deref(), Some("10.99.0.11"));
+        assert_eq!(static_address("#cloud-config\nhostname: a\n"), None);
+        // Another part's error does not hide the network's address.
+        let broken = format!("{STATIC}units: []\n");
+        assert_eq!(static_address(&broken).as_deref(), Some("10.99.0.11"));
+        let dir = tempfile::tempdir().expect("tmp");
+        let mut out = Outcome::default();
+        let text =
+            format!("{STATIC}write_files:\n  - path: /etc/ip\n    content: \"$private_ipv4\"\n");
+        provision(found(&text), dir.path(), &mut out);
+        assert_eq!(out.state, ProvisionState::Applied, "{out:?}");
+        let ip = std::fs::read_to_string(dir.path().join("etc/ip")).expect("written");
+        assert_eq!(ip, "10.99.0.11");
+    }
+
+    #[test]
+    fn metadata_private_ipv4_wins_over_the_static_one() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let mut out = Outcome::default();
+        let text =
+            format!("{STATIC}write_files:\n  - path: /etc/ip\n    content: \"$private_ipv4\"\n");
+        let mut f = found(&text);
+        f.metadata.addresses.private_ipv4 = Some("172.31.0.5".into());
+        provision(f, dir.path(), &mut out);
+        let ip = std::fs::read_to_string(dir.path().join("etc/ip")).expect("written");
+        assert_eq!(ip, "172.31.0.5");
     }
 
     #[test]

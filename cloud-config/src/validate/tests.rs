@@ -481,3 +481,137 @@ fn tandem_service_clashing_with_a_unit() {
         "10:5 tandem.services.web: the service `web` is also a unit in coreos.units"
     );
 }
+
+const NETWORK: &str = "tandem:\n  network:\n    interfaces:\n";
+
+#[test]
+fn tandem_network_section() {
+    let v = check(&format!(
+        "{NETWORK}      - name: eth1\n        addresses: [10.99.0.11/24, 10.98.0.11/16]\n        gateway: 10.99.0.1\n        routes:\n          - to: 10.100.0.0/16\n            via: 10.98.0.1\n        dns: [10.99.0.1]\n      - mac: \"52:54:00:AB:34:57\"\n        addresses: [192.168.5.2/24]\n"
+    ));
+    assert!(v.report.valid(), "{:?}", diags(&v));
+    let n = &v.config.tandem.network;
+    assert_eq!(n.interfaces.len(), 2);
+    let eth1 = &n.interfaces[0];
+    assert_eq!(eth1.pos, Pos::new(5, 9));
+    assert_eq!(eth1.name.as_deref(), Some("eth1"));
+    assert_eq!(eth1.addresses[1].to_string(), "10.98.0.11/16");
+    assert_eq!(eth1.gateway, Some("10.99.0.1".parse().expect("ip")));
+    assert_eq!(eth1.routes[0].to.to_string(), "10.100.0.0/16");
+    assert_eq!(
+        eth1.dns,
+        vec!["10.99.0.1".parse::<std::net::Ipv4Addr>().expect("ip")]
+    );
+    assert_eq!(n.interfaces[1].mac.as_deref(), Some("52:54:00:ab:34:57"));
+    assert_eq!(n.first_address(), Some("10.99.0.11".parse().expect("ip")));
+}
+
+#[test]
+fn tandem_network_errors_have_positions() {
+    let one = |entry: &str| only_error(&format!("{NETWORK}{entry}"));
+    assert_eq!(
+        one(
+            "      - name: eth1\n        adresses: [10.0.0.2/24]\n        addresses: [10.0.0.2/24]\n"
+        ),
+        "6:9 tandem.network.interfaces[0].adresses: unknown key `adresses` in a `tandem.network.interfaces` entry: did you mean `addresses`?"
+    );
+    assert_eq!(
+        one("      - name: eth1\n        addresses: [10.0.0.2]\n"),
+        "6:21 tandem.network.interfaces[0].addresses[0]: \"10.0.0.2\" has no prefix length: write it as address/prefix (10.0.0.5/24)"
+    );
+    assert_eq!(
+        one("      - name: eth1\n        addresses: [10.0.0.2/24, 'fd00::2/64']\n"),
+        "6:34 tandem.network.interfaces[0].addresses[1]: \"fd00::2/64\": IPv6 static addresses are not supported yet"
+    );
+    assert_eq!(
+        one("      - name: eth1\n        addresses: [10.0.0.300/24]\n"),
+        "6:21 tandem.network.interfaces[0].addresses[0]: \"10.0.0.300/24\" is not an IPv4 address with a prefix length (10.0.0.5/24)"
+    );
+    assert_eq!(
+        one("      - mac: 52:54:00:12:34\n        addresses: [10.0.0.2/24]\n"),
+        "5:14 tandem.network.interfaces[0].mac: \"52:54:00:12:34\" is not a MAC address (six hexadecimal pairs separated by colons: \"52:54:00:12:34:57\")"
+    );
+    assert_eq!(
+        one(
+            "      - name: eth1\n        mac: \"52:54:00:12:34:57\"\n        addresses: [10.0.0.2/24]\n"
+        ),
+        "5:9 tandem.network.interfaces[0]: give either `name` or `mac`, not both: one says which interface"
+    );
+    assert_eq!(
+        one("      - addresses: [10.0.0.2/24]\n"),
+        "5:9 tandem.network.interfaces[0]: an interface needs `name` (eth1) or `mac` (\"52:54:00:12:34:57\")"
+    );
+    assert!(one("      - name: eth1\n").contains("needs `addresses`"));
+    assert!(one("      - name: eth1\n        addresses: []\n").contains("at least one address"));
+    assert_eq!(
+        one("      - name: eth1\n        addresses: [10.0.0.2/24]\n        gateway: 10.0.1.1\n"),
+        "7:18 tandem.network.interfaces[0].gateway: the gateway 10.0.1.1 is not in the interface's subnets (10.0.0.0/24): the node could not reach it"
+    );
+    assert_eq!(
+        one(
+            "      - name: eth1\n        addresses: [10.0.0.2/24]\n        gateway: 10.0.0.1\n      - name: eth2\n        addresses: [10.1.0.2/24]\n        gateway: 10.1.0.1\n"
+        ),
+        "8:9 tandem.network.interfaces[1].gateway: only one interface may have a gateway (the default route): `eth1` (10.0.0.1) has one (line 5); give this one's networks as `routes`"
+    );
+    assert_eq!(
+        one(
+            "      - name: eth1\n        addresses: [10.0.0.2/24]\n      - name: eth1\n        addresses: [10.1.0.2/24]\n"
+        ),
+        "7:9 tandem.network.interfaces[1]: the interface `eth1` is given twice (first on line 5)"
+    );
+    assert_eq!(
+        one(
+            "      - mac: 52:54:00:12:34:57\n        addresses: [10.0.0.2/24]\n      - mac: 52:54:00:12:34:57\n        addresses: [10.1.0.2/24]\n"
+        ),
+        "7:9 tandem.network.interfaces[1]: the interface with mac 52:54:00:12:34:57 is given twice (first on line 5)"
+    );
+    assert_eq!(
+        one(
+            "      - name: eth1\n        addresses: [10.0.0.2/24]\n      - name: eth2\n        addresses: [10.0.0.2/24]\n"
+        ),
+        "7:9 tandem.network.interfaces[1]: the address 10.0.0.2 is also on `eth1`"
+    );
+    assert_eq!(
+        one(
+            "      - name: eth1\n        addresses: [10.0.0.2/24]\n        routes:\n          - to: 10.100.0.0/16\n            via: 10.9.0.1\n"
+        ),
+        "8:13 tandem.network.interfaces[0]: the route to 10.100.0.0/16: via 10.9.0.1 is not in the interface's subnets (10.0.0.0/24): the node could not reach it"
+    );
+    assert_eq!(
+        one(
+            "      - name: eth1\n        addresses: [10.0.0.2/24]\n        routes:\n          - to: 10.100.0.5/16\n            via: 10.0.0.1\n"
+        ),
+        "8:17 tandem.network.interfaces[0].routes[0].to: 10.100.0.5/16 is not a network (its host bits are set): did you mean 10.100.0.0/16?"
+    );
+    assert!(
+        one("      - name: eth1\n        addresses: [10.0.0.2/24]\n        routes:\n          - to: 0.0.0.0/0\n            via: 10.0.0.1\n")
+            .contains("give it as the interface's `gateway`")
+    );
+    assert!(
+        one("      - name: eth1\n        addresses: [10.0.0.2/24]\n        routes:\n          - to: 10.100.0.0/16\n")
+            .contains("a route needs `to`")
+    );
+    assert!(
+        one("      - name: eth1\n        addresses: [10.0.0.2/24]\n        routes:\n          - to: 10.100.0.0/16\n            via: 10.0.0.1\n            metric: 5\n")
+            .contains("unknown key `metric` in an interface's `routes` entry")
+    );
+    assert_eq!(
+        one(
+            "      - name: eth1\n        addresses: [10.0.0.2/24]\n        dns: [10.0.0.1, 'fd00::1']\n"
+        ),
+        "7:25 tandem.network.interfaces[0].dns[1]: \"fd00::1\": IPv6 static addresses are not supported yet"
+    );
+    assert!(
+        one("      - name: eth0:1\n        addresses: [10.0.0.2/24]\n")
+            .contains("is not an interface name")
+    );
+    assert_eq!(
+        only_error("tandem:\n  network:\n    eth1: {}\n"),
+        "4:5 tandem.network.eth1: unknown key `eth1` under `tandem.network`; known keys: interfaces"
+    );
+    // An invalid interface is left out of the model.
+    let v = check(&format!(
+        "{NETWORK}      - name: eth1\n        addresses: [10.0.0.2]\n"
+    ));
+    assert!(v.config.tandem.network.interfaces.is_empty());
+}

@@ -14,6 +14,8 @@
 //! - [`factory`], [`users`], [`tmpfiles`]: what Debian's maintainer
 //!   scripts would have done, declaratively: the factory /etc copied where
 //!   missing, users and groups added where missing, `tmpfiles.d` applied;
+//! - [`static_net`]: the config's static addresses, routes and name
+//!   servers, beside DHCP;
 //! - [`sysctl`]: kernel settings from `sysctl.d`, once the modules are
 //!   loaded;
 //! - [`cgroups`]: cgroup2 and the services' cgroup;
@@ -32,6 +34,7 @@ pub mod identity;
 pub mod mounts;
 pub mod provisioning;
 pub mod shutdown;
+pub mod static_net;
 pub mod sysctl;
 pub mod tmpfiles;
 pub mod users;
@@ -166,6 +169,32 @@ fn apply_tmpfiles(
         warn(warnings, e);
     }
     t.step("tmpfiles.d applied");
+}
+
+/// The config's static interfaces, after the provisioning step wrote them
+/// and before the services (which may listen on those addresses) start.
+fn apply_static_network(
+    watchdog: Option<&mut Watchdog>,
+    warnings: &mut Vec<String>,
+    t: &mut Timeline,
+) {
+    // Waiting for a missing interface takes up to 5 s.
+    if let Some(w) = watchdog {
+        let _ = w.pet();
+    }
+    let Some(report) = static_net::apply_file() else {
+        return;
+    };
+    for w in report.warnings {
+        system_log!("warning: {w}");
+        warnings.push(w);
+    }
+    if !report.configured.is_empty() {
+        system_log!("static network: {}", report.configured.join(", "));
+    }
+    if report.applied {
+        t.step("static network configured");
+    }
 }
 
 /// Kernel settings, before the network and the services start.
@@ -389,6 +418,7 @@ fn run(
         }
         t.step("provisioned");
     }
+    apply_static_network(watchdog.as_mut(), &mut warnings, &mut t);
     // After the config's step: its files may add tmpfiles.d and sysctl.d
     // lines, and its users may own what tmpfiles.d makes.
     let accounts = if provisioning.as_ref().is_some_and(|o| !o.applied.is_empty()) {

@@ -4,7 +4,8 @@
 //! In order: this boot's output directory ([`DIR`], emptied), users
 //! ([`users`]), SSH keys ([`keys`]), `write_files` ([`files`]), the host
 //! name and `/etc/hosts` ([`host`]), services ([`services`]), then
-//! `update.toml` and `agent.toml` ([`settings`]). What the config owns for
+//! `update.toml` and `agent.toml` ([`settings`]), and static networking
+//! for PID 1 ([`network`]). What the config owns for
 //! this boot goes under [`DIR`] (a tmpfs), so removing something from the
 //! config removes its effect at the next boot; only users (added, never
 //! changed) and `write_files` and `/etc/hosts` (written at every boot) go
@@ -16,6 +17,7 @@
 pub mod files;
 pub mod host;
 pub mod keys;
+pub mod network;
 pub mod services;
 pub mod settings;
 pub mod users;
@@ -116,6 +118,7 @@ pub fn apply(
     let hostname = host::apply(root, c, meta, &mut out);
     let etcd = services::apply(root, v, hostname.as_deref(), &mut out);
     settings::apply(root, c, etcd, &mut out);
+    network::apply(root, &c.tandem.network, &mut out);
     out.result
 }
 

@@ -1,7 +1,7 @@
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 
 use tandem_contract::provision::{
-    AGENT_CONFIG, AUTHORIZED_KEYS_DIR, HOSTNAME_FILE, SERVICES_DIR, UPDATE_CONFIG,
+    AGENT_CONFIG, AUTHORIZED_KEYS_DIR, HOSTNAME_FILE, NETWORK_FILE, SERVICES_DIR, UPDATE_CONFIG,
 };
 
 use super::*;
@@ -522,4 +522,33 @@ fn keys_and_hosts_and_appends() {
         Some(b"a\nline\n".to_vec())
     );
     assert_eq!(files::content(&f, None), Some(b"line\n".to_vec()));
+}
+
+#[test]
+fn static_network_is_written_for_pid_1_only_when_given() {
+    let root = node();
+    let v = config(
+        "#cloud-config\ntandem:\n  network:\n    interfaces:\n      - mac: 52:54:00:00:01:01\n        addresses: [10.99.0.11/24]\n        gateway: 10.99.0.1\n        routes:\n          - to: 10.100.0.0/16\n            via: 10.99.0.254\n        dns: [10.99.0.1]\n",
+    );
+    let out = apply(root.path(), "user-data", &v, &Metadata::default());
+    assert!(out.problems.is_empty(), "{out:?}");
+    assert!(
+        out.applied
+            .contains(&"static network for mac 52:54:00:00:01:01".to_string()),
+        "{out:?}"
+    );
+    let text = read(root.path(), NETWORK_FILE);
+    let back: tandem_contract::provision::NetworkConfig =
+        serde_json::from_str(&text).expect("PID 1 reads it");
+    assert_eq!(back, network::config(&v.config.tandem.network));
+    assert_eq!(back.interfaces[0].routes[0].via.to_string(), "10.99.0.254");
+    assert!(text.contains("\"10.99.0.11/24\""), "{text}");
+    // The next boot's config without it: no file.
+    apply(
+        root.path(),
+        "user-data",
+        &config("#cloud-config\nhostname: a\n"),
+        &Metadata::default(),
+    );
+    assert!(!write::under(root.path(), NETWORK_FILE).exists());
 }
