@@ -114,4 +114,3 @@ pub fn wait_http(port: u16, path: &str, timeout: Duration) -> Result<String> {
         std::thread::sleep(Duration::from_millis(500));
     }
 }
-

@@ -11,10 +11,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use qemu_tests::container_host::{self, WEB_PORT, http_get, wait_http};
-use qemu_tests::vm::free_port;
 use qemu_tests::disk::run;
 use qemu_tests::fixtures::Fixtures;
 use qemu_tests::server::Server;
+use qemu_tests::vm::free_port;
 use qemu_tests::{Disk, Env, Vm, VmConfig};
 
 const BOOT: Duration = Duration::from_secs(240);

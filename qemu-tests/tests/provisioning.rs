@@ -14,8 +14,7 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -266,20 +265,24 @@ fn provisioned_from_a_kernel_command_line_url_and_fw_cfg() -> Result<()> {
     let env = Env::get()?;
     let key = key()?;
     let image = image(&env)?;
+    // The two nodes run side by side, joined by a second network card (a
+    // QEMU socket link) with static addresses from their configs, which
+    // `$private_ipv4` then names.
+    let link = free_port()?;
 
     // The URL on the kernel command line (the OEM partition's cmdline
     // file), served by the host with its sha256.
     let served = tempfile::tempdir()?;
-    let text = config("url", &[&key.public]);
+    let text = config("url", &[&key.public]) + &static_nic(1);
     std::fs::write(served.path().join("user-data"), &text)?;
     let server = qemu_tests::server::Server::start(
         &env.tandem,
         served.path(),
         &qemu_tests::vm::log_dir().join("provision-url.requests.jsonl"),
     )?;
-    let disk = Disk::copy(&image)?;
+    let url_disk = Disk::copy(&image)?;
     let sha = hex(&Sha256::digest(text.as_bytes()));
-    disk.put_oem_file(
+    url_disk.put_oem_file(
         "cmdline",
         format!(
             "tandem.config.url={}user-data tandem.config.sha256={sha}\n",
@@ -287,24 +290,60 @@ fn provisioned_from_a_kernel_command_line_url_and_fw_cfg() -> Result<()> {
         )
         .as_bytes(),
     )?;
-    let (mut vm, port) = boot(VmConfig::new("provision-url"), &disk)?;
-    check_node(&mut vm, port, &key, "url", "10.0.2.15", "http://")?;
-    vm.send("poweroff\n")?;
-    vm.wait_exit(BOOT)?;
+    let mut cfg = VmConfig::new("provision-url");
+    cfg.extra = second_nic(&format!("listen=127.0.0.1:{link}"), 1);
 
     // QEMU's fw_cfg.
     let dir = tempfile::tempdir()?;
     let file = dir.path().join("user-data");
-    std::fs::write(&file, config("fwcfg", &[&key.public]))?;
-    let disk = Disk::overlay(&image)?;
-    let mut cfg = VmConfig::new("provision-fw-cfg");
-    cfg.extra = vec![
+    std::fs::write(&file, config("fwcfg", &[&key.public]) + &static_nic(2))?;
+    let fw_disk = Disk::overlay(&image)?;
+    let mut fw_cfg = VmConfig::new("provision-fw-cfg");
+    fw_cfg.extra = vec![
         "-fw_cfg".into(),
         format!("name=opt/org.tandem/user-data,file={}", file.display()),
     ];
-    let (mut vm, port) = boot(cfg, &disk)?;
-    check_node(&mut vm, port, &key, "fwcfg", "10.0.2.15", "fw_cfg")?;
+    fw_cfg
+        .extra
+        .extend(second_nic(&format!("connect=127.0.0.1:{link}"), 2));
+
+    // The listening side first, so that the other finds it.
+    let (mut url, url_port) = boot(cfg, &url_disk)?;
+    let (mut fw, fw_port) = boot(fw_cfg, &fw_disk)?;
+    check_node(&mut url, url_port, &key, "url", "10.99.0.21", "http://")?;
+    check_node(&mut fw, fw_port, &key, "fwcfg", "10.99.0.22", "fw_cfg")?;
+    // Each reaches the other over the static link; DHCP still runs on the
+    // first card.
+    let ping = url.run("ping -c 2 -W 5 10.99.0.22 && ip -4 addr show", CMD)?;
+    assert!(ping.contains("2 packets received"), "{ping}");
+    assert!(ping.contains("10.0.2.15/24"), "{ping}");
+    let back = fw.run("ping -c 2 -W 5 10.99.0.21", CMD)?;
+    assert!(back.contains("2 packets received"), "{back}");
     Ok(())
+}
+
+/// The MAC of node `n`'s second card.
+fn mac(n: u8) -> String {
+    format!("52:54:00:00:01:{n:02x}")
+}
+
+/// QEMU arguments for node `n`'s second card on a socket link (`listen=…`
+/// or `connect=…`).
+fn second_nic(socket: &str, n: u8) -> Vec<String> {
+    vec![
+        "-netdev".into(),
+        format!("socket,id=link,{socket}"),
+        "-device".into(),
+        format!("virtio-net-pci,netdev=link,mac={}", mac(n)),
+    ]
+}
+
+/// The config's `tandem.network`: node `n`'s second card at 10.99.0.2n/24.
+fn static_nic(n: u8) -> String {
+    format!(
+        "tandem:\n  network:\n    interfaces:\n      - mac: \"{}\"\n        addresses: [10.99.0.2{n}/24]\n",
+        mac(n)
+    )
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -363,8 +402,17 @@ fn provisioned_from_ec2_metadata_and_a_broken_config() -> Result<()> {
     // agent.toml, since the broken config gives none): its fleet record
     // carries the errors.
     let etcd = qemu_tests::etcd::EtcdCluster::start(1)?;
-    let url = etcd.client_urls().first().cloned().context("etcd has no client URL")?;
-    let etcd_port = url.trim_end_matches('/').rsplit(':').next().unwrap_or_default().to_string();
+    let url = etcd
+        .client_urls()
+        .first()
+        .cloned()
+        .context("etcd has no client URL")?;
+    let etcd_port = url
+        .trim_end_matches('/')
+        .rsplit(':')
+        .next()
+        .unwrap_or_default()
+        .to_string();
     let disk = Disk::copy(&image)?;
     disk.put_oem_file(
         "agent.toml",

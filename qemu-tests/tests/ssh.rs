@@ -6,12 +6,11 @@
 //! boot); users, factory /etc and tmpfiles did their part; sshd runs in its
 //! own cgroup, and when its main process dies its sessions die with it.
 
-use std::net::TcpListener;
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use qemu_tests::ssh::{KeyPair, login};
 use qemu_tests::vm::free_port;
 use qemu_tests::{Disk, Env, Vm, VmConfig, examples};

@@ -11,12 +11,12 @@ use std::fs::File;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use super::{Env, Found};
-use crate::Metadata;
 use super::error::Error;
 use super::fat::{Fat, Window};
 use super::iso9660;
 use super::label::{self, Fs, Label, PROBE_LEN};
+use super::{Env, Found};
+use crate::Metadata;
 
 /// A device with a matching label.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -124,7 +124,12 @@ pub fn find_seed(
     }
     for v in volumes {
         let at = format!("{} ({})", v.path.display(), v.label.label);
-        let source = format!("{} {} (label {})", seed.kind, v.path.display(), v.label.label);
+        let source = format!(
+            "{} {} (label {})",
+            seed.kind,
+            v.path.display(),
+            v.label.label
+        );
         let fail = |what: &str, e: std::io::Error| Error::Volume {
             source_name: source.clone(),
             label: seed.label.to_string(),

@@ -30,9 +30,9 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use qemu_tests::container_host::{self, WEB_PORT, wait_http};
-use qemu_tests::vm::free_port;
 use qemu_tests::seed::Seed;
 use qemu_tests::vm::BootTimes;
+use qemu_tests::vm::free_port;
 use qemu_tests::{Disk, Env, Vm, VmConfig};
 use updater::node::Status;
 
