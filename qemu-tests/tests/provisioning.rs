@@ -17,7 +17,8 @@ use std::net::TcpListener;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, bail, ensure};
+use qemu_tests::fixtures::Fixtures;
 use qemu_tests::seed::Seed;
 use qemu_tests::ssh::{KeyPair, login};
 use qemu_tests::vm::free_port;
@@ -31,24 +32,58 @@ fn key() -> Result<KeyPair> {
     KeyPair::new("provisioned")
 }
 
-/// The SSH server example without a key of its own: every key comes from
-/// provisioning.
+/// The SSH server example's definition with Debian's etcd-server added
+/// (for `coreos.etcd2`), as `version`, with `extra` appended.
+fn etcd_definition(version: &str, extra: &str) -> Result<String> {
+    let definition =
+        std::fs::read_to_string(examples::examples_dir().join("ssh-server/image.toml"))?;
+    let with_etcd = definition
+        .replace(
+            "packages = [\"busybox-static\", \"openssh-server\"]",
+            "packages = [\"busybox-static\", \"openssh-server\", \"etcd-server\"]",
+        )
+        .replace("version = \"1.0.0\"", &format!("version = \"{version}\""));
+    ensure!(
+        with_etcd.contains("etcd-server") && with_etcd.contains(version),
+        "the ssh-server example's packages or version line changed"
+    );
+    Ok(with_etcd + extra)
+}
+
+/// No key in the image: every key comes from provisioning.
+const NO_KEYS: (&str, &[u8]) = (
+    "files/authorized_keys",
+    b"# keys come from the node's cloud-config\n",
+);
+
+/// The SSH server example without a key of its own, with etcd-server.
 fn image(env: &Env) -> Result<PathBuf> {
+    let definition = etcd_definition("1.0.0", "")?;
     Ok(examples::build(
         env,
         "ssh-server",
         "provision",
-        &[(
-            "files/authorized_keys",
-            b"# keys come from the node's cloud-config\n",
-        )],
+        &[("image.toml", definition.as_bytes()), NO_KEYS],
     )?
     .join("disk.raw"))
 }
 
+/// The etcd the agent's endpoint names: on the host (not running: only the
+/// setting is checked) or a member on the node from `coreos.etcd2`.
+const HOST_ETCD: &str = "http://10.0.2.2:23790";
+/// The endpoint the agent gets from `coreos.etcd2` without a locksmith
+/// endpoint.
+const NODE_ETCD: &str = "http://127.0.0.1:2379";
+
 /// A config that touches every part the test checks; `keys` empty leaves
 /// core's keys to the metadata (EC2).
 fn config(tag: &str, keys: &[&str]) -> String {
+    with_etcd(tag, keys, false)
+}
+
+/// [`config`], with an etcd member on the node (`coreos.etcd2`) instead of
+/// a locksmith endpoint when `member`.
+fn with_etcd(tag: &str, keys: &[&str], member: bool) -> String {
     let mut text = format!("#cloud-config\nhostname: node-{tag}\n");
     if !keys.is_empty() {
         text.push_str("ssh_authorized_keys:\n");
@@ -72,9 +107,8 @@ coreos:
     reboot-strategy: etcd-lock
     group: beta
   locksmith:
-    endpoint: http://10.0.2.2:23790
-    group: web
-  units:
+{locksmith}    group: web
+{etcd2}  units:
     - name: hello.service
       command: start
       content: |
@@ -82,7 +116,27 @@ coreos:
         Description=says hello
         [Service]
         ExecStart=/bin/sh -c 'echo {tag} > /run/hello; exec sleep 100000'
-"#
+"#,
+        locksmith = if member {
+            String::new()
+        } else {
+            format!("    endpoint: {HOST_ETCD}\n")
+        },
+        etcd2 = if member {
+            format!(
+                "  etcd2:
+    name: node-{tag}
+    advertise-client-urls: http://$private_ipv4:2379
+    listen-client-urls: http://0.0.0.0:2379
+    initial-advertise-peer-urls: http://$private_ipv4:2380
+    listen-peer-urls: http://$private_ipv4:2380
+    initial-cluster: node-{tag}=http://$private_ipv4:2380
+    initial-cluster-state: new
+"
+            )
+        } else {
+            String::new()
+        },
     ));
     text
 }
@@ -105,6 +159,17 @@ fn check_node(
     tag: &str,
     private: &str,
     source: &str,
+) -> Result<()> {
+    check_with_etcd(vm, port, key, (tag, private, source), HOST_ETCD)
+}
+
+/// [`check_node`] with the agent's expected etcd endpoint.
+fn check_with_etcd(
+    vm: &mut Vm,
+    port: u16,
+    key: &KeyPair,
+    (tag, private, source): (&str, &str, &str),
+    etcd: &str,
 ) -> Result<()> {
     let out = login(
         &key.private,
@@ -157,7 +222,7 @@ fn check_node(
         .rfind(|l| l.contains("configuration:"))
         .unwrap_or_default();
     assert!(
-        line.contains("group web") && line.contains("etcd http://10.0.2.2:23790"),
+        line.contains("group web") && line.contains(&format!("etcd {etcd}")),
         "{agent}"
     );
     Ok(())
@@ -234,21 +299,33 @@ fn provisioned_from_a_config_drive_and_the_oem_partition() -> Result<()> {
     let drive = Seed::fat(
         "config-2",
         &[
-            ("openstack/latest/user_data", &config("configdrive", &[])),
+            (
+                "openstack/latest/user_data",
+                &with_etcd("configdrive", &[], true),
+            ),
             ("openstack/latest/meta_data.json", &meta),
         ],
     )?;
     let mut cfg = VmConfig::new("provision-config-drive");
     cfg.extra = drive.qemu_args();
     let (mut vm, port) = boot(cfg, &disk)?;
-    check_node(
+    check_with_etcd(
         &mut vm,
         port,
         &key,
-        "configdrive",
-        "10.0.2.15",
-        "config drive",
+        ("configdrive", "10.0.2.15", "config drive"),
+        NODE_ETCD,
     )?;
+    // `coreos.etcd2` runs a member on the node, and the agent keeps its
+    // fleet record there.
+    let fleet = vm.run(
+        "for i in $(seq 60); do tandemctl cluster status 2>&1 | grep -q '^node-configdrive ' && break; sleep 1; done; tandemctl cluster status 2>&1",
+        Duration::from_secs(90),
+    )?;
+    assert!(
+        fleet.lines().any(|l| l.starts_with("node-configdrive ")),
+        "{fleet}"
+    );
     vm.send("poweroff\n")?;
     vm.wait_exit(BOOT)?;
 
@@ -575,4 +652,161 @@ impl Imds {
             }
         }
     }
+}
+
+/// Three nodes of `version` that trust the test's release key; the build
+/// directory.
+fn cluster_image(env: &Env, fixtures: &Fixtures, version: &str) -> Result<PathBuf> {
+    let key = std::fs::read(fixtures.key.with_extension("pub"))?;
+    let definition = etcd_definition(
+        version,
+        "\n[update]\ntrusted-keys = [\"keys/test-release.pub\"]\n",
+    )?;
+    examples::build(
+        env,
+        "ssh-server",
+        &format!("etcd-{version}"),
+        &[
+            ("image.toml", definition.as_bytes()),
+            NO_KEYS,
+            ("keys/test-release.pub", &key),
+        ],
+    )
+}
+
+/// Node `i`'s whole configuration: an etcd member of the three on the
+/// shared segment (`$private_ipv4` is its static address there), the
+/// update server and the etcd-lock strategy.
+fn cluster_config(i: u8, server: &str) -> String {
+    format!(
+        r#"#cloud-config
+hostname: etcd-{i}
+coreos:
+  update:
+    reboot-strategy: etcd-lock
+    server: {server}
+  etcd2:
+    name: etcd-{i}
+    initial-cluster: etcd-1=http://10.99.1.1:2380,etcd-2=http://10.99.1.2:2380,etcd-3=http://10.99.1.3:2380
+    initial-cluster-token: tandem-test
+    initial-cluster-state: new
+    initial-advertise-peer-urls: http://$private_ipv4:2380
+    listen-peer-urls: http://$private_ipv4:2380
+    listen-client-urls: http://$private_ipv4:2379,http://127.0.0.1:2379
+    advertise-client-urls: http://$private_ipv4:2379
+tandem:
+  network:
+    interfaces:
+      - mac: "52:54:00:00:02:{i:02x}"
+        addresses: [10.99.1.{i}/24]
+"#
+    )
+}
+
+/// When a node went down for its reboot and came back on `version`, from
+/// its console.
+fn downtime(vm: &Vm, version: &str) -> Result<(Instant, Instant)> {
+    let lines = vm.lines();
+    let down = lines
+        .iter()
+        .find(|l| l.text.contains("tandem: stopping services for reboot"))
+        .context("no reboot on the console")?;
+    let up = lines
+        .iter()
+        .find(|l| {
+            l.text
+                .contains(&format!("tandem: system ready (slot B, version {version})"))
+        })
+        .context("not back on the new version")?;
+    Ok((vm.started() + down.at, vm.started() + up.at))
+}
+
+#[test]
+fn provisioned_etcd2_cluster_coordinates_an_update() -> Result<()> {
+    let env = Env::get()?;
+    let fixtures = Fixtures::get(&env)?;
+    let v1 = cluster_image(&env, fixtures, "1.0.0")?;
+    let v2 = cluster_image(&env, fixtures, "1.1.0")?;
+    let dir = tempfile::tempdir()?;
+    let repo = dir.path().join("repo");
+    std::fs::create_dir_all(&repo)?;
+    let server = qemu_tests::server::Server::start(
+        &env.tandem,
+        &repo,
+        &qemu_tests::vm::log_dir().join("etcd2-cluster.requests.jsonl"),
+    )?;
+
+    // Three nodes whose only configuration is their cloud-config (and the
+    // platform's check interval on the OEM partition, as in every update
+    // lab), on a segment of their own: a second card on a QEMU multicast
+    // socket. The host runs no etcd.
+    let segment = free_port()?;
+    let mut nodes = Vec::new();
+    for i in 1..=3u8 {
+        let seed = Seed::iso(
+            "cidata",
+            &[
+                ("user-data", &cluster_config(i, &server.guest_url())),
+                ("meta-data", &format!("instance-id: etcd-{i}\n")),
+            ],
+        )?;
+        let disk = Disk::copy(&v1.join("disk.raw"))?;
+        disk.put_oem_file("update.toml", b"check-interval = \"5s\"\n")?;
+        let mut cfg = VmConfig::new(&format!("etcd2-cluster-{i}"));
+        cfg.extra = seed.qemu_args();
+        cfg.extra.extend([
+            "-netdev".into(),
+            format!("socket,id=link,mcast=230.0.0.1:{segment},localaddr=127.0.0.1"),
+            "-device".into(),
+            format!("virtio-net-pci,netdev=link,mac=52:54:00:00:02:{i:02x}"),
+        ]);
+        let vm = Vm::start(&cfg, &disk)?;
+        nodes.push((vm, disk, seed));
+    }
+    for (vm, _, _) in &mut nodes {
+        vm.wait_for("tandem: provisioning: applied", BOOT)?;
+        vm.wait_for("tandem: system ready", BOOT)?;
+    }
+
+    // The members found each other, and every node's agent keeps its
+    // record in the cluster they formed.
+    let fleet = nodes[0].0.run(
+        "for i in $(seq 150); do [ \"$(tandemctl cluster status 2>/dev/null | grep -c '^etcd-[123] ')\" = 3 ] && break; sleep 1; done; tandemctl cluster status 2>&1",
+        Duration::from_secs(200),
+    )?;
+    for i in 1..=3 {
+        ensure!(
+            fleet.lines().any(|l| l.starts_with(&format!("etcd-{i} "))),
+            "etcd-{i} is not in the nodes' own cluster:\n{fleet}"
+        );
+    }
+
+    // 1.1.0 is published: each node installs it into slot B and reboots
+    // when it holds the cluster's reboot lock, one at a time.
+    qemu_tests::disk::run(
+        std::process::Command::new(&env.tandem)
+            .args(["release", "publish", "--quiet", "--repo"])
+            .arg(&repo)
+            .args(["--channel", "stable", "--key"])
+            .arg(&fixtures.key)
+            .arg(&v2),
+    )?;
+    for (vm, _, _) in &mut nodes {
+        vm.wait_for(
+            "tandem: system ready (slot B, version 1.1.0)",
+            Duration::from_secs(1200),
+        )?;
+    }
+    let mut windows = nodes
+        .iter()
+        .map(|(vm, _, _)| downtime(vm, "1.1.0"))
+        .collect::<Result<Vec<_>>>()?;
+    windows.sort();
+    for pair in windows.windows(2) {
+        ensure!(
+            pair[0].1 <= pair[1].0,
+            "two nodes were down at once: {windows:?}"
+        );
+    }
+    Ok(())
 }

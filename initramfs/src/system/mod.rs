@@ -107,24 +107,8 @@ fn copy_factory_etc(root: &Path, warnings: &mut Vec<String>, t: &mut Timeline) {
 }
 
 /// The image's and the administrator's users and groups added where
-/// missing, while a thread sets up the cgroups: most of the cgroups' time
-/// is waiting on the kernel (enabling the controllers waits for an RCU
-/// grace period), most of the users' is reading and syncing files, so
-/// together they cost the boot about what the longer one does. Returns the
-/// accounts (for `tmpfiles.d`'s user and group names) and whether services
-/// get cgroups.
-fn users_and_cgroups(
-    root: &Path,
-    warnings: &mut Vec<String>,
-    t: &mut Timeline,
-) -> (Accounts, bool) {
-    let setup = || {
-        let mut w = Vec::new();
-        (cgroups::setup(&mut w), w)
-    };
-    let thread = std::thread::Builder::new()
-        .name("cgroups".into())
-        .spawn(setup);
+/// missing. Returns the accounts (for `tmpfiles.d`'s user and group names).
+fn ensure_users(root: &Path, warnings: &mut Vec<String>, t: &mut Timeline) -> Accounts {
     let (accounts, report, errors) = users::ensure_accounts(root);
     for e in &errors {
         warn(warnings, e);
@@ -136,14 +120,7 @@ fn users_and_cgroups(
         system_log!("{line}");
     }
     t.step("users and groups ready");
-    // Without a thread (or if it died), the set-up runs here.
-    let (on, cgroup_warnings) = thread
-        .ok()
-        .and_then(|h| h.join().ok())
-        .unwrap_or_else(setup);
-    warnings.extend(cgroup_warnings);
-    t.step("cgroups set up");
-    (accounts, on)
+    accounts
 }
 
 /// `tmpfiles.d`, once the machine id and host name are known (`%m`, `%H`)
@@ -331,7 +308,9 @@ fn run(
     ensure_root_layout(&mut warnings);
     t.step("filesystems mounted");
     copy_factory_etc(Path::new("/"), &mut warnings, &mut t);
-    let (accounts, cgroups) = users_and_cgroups(Path::new("/"), &mut warnings, &mut t);
+    let accounts = ensure_users(Path::new("/"), &mut warnings, &mut t);
+    let cgroups = cgroups::setup(&mut warnings);
+    t.step("cgroups set up");
 
     let machine_id = ensure_machine_id(&mut warnings);
     let etc_hostname = std::fs::read_to_string(HOSTNAME).ok();

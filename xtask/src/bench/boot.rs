@@ -99,8 +99,7 @@ const SETUP_STEPS: [&str; 5] = [
     "sysctl.d applied",
 ];
 /// Of those, the two the goal is about: what adding users and groups and
-/// setting up the services' cgroups (which overlap: the cgroups in a
-/// thread) may cost a boot together.
+/// setting up the services' cgroups may cost a boot together.
 const GOAL_STEPS: [&str; 2] = ["users and groups ready", "cgroups set up"];
 const SETUP_GOAL: Duration = Duration::from_millis(50);
 
