@@ -65,11 +65,13 @@ pub struct NodeRecord {
     /// When the record was written (Unix seconds).
     pub last_seen: u64,
     /// How this boot's provisioning ended (`applied`, `failed`, …), on a
-    /// node that has the step.
-    #[serde(with = "empty_as_none")]
+    /// node that has the step. Left out when unknown, so records of nodes
+    /// without it read as before.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub config: Option<ProvisionState>,
     /// The config's errors with their place (`user-data:3:1: …`), so an
     /// operator sees a broken config without logging in.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub config_errors: Vec<String>,
 }
 
@@ -269,6 +271,24 @@ mod tests {
             serde_json::from_str::<NodeRecord>(&json).expect("parse"),
             unknown
         );
+    }
+
+    #[test]
+    fn a_record_carries_the_config_state_and_errors() {
+        let r = NodeRecord {
+            machine_id: "m".into(),
+            config: Some(ProvisionState::Failed),
+            config_errors: vec!["user-data:3:1: units: misplaced".into()],
+            ..Default::default()
+        };
+        let json = serde_json::to_string(&r).expect("json");
+        assert!(
+            json.ends_with(
+                r#""config":"failed","config_errors":["user-data:3:1: units: misplaced"]}"#
+            ),
+            "{json}"
+        );
+        assert_eq!(serde_json::from_str::<NodeRecord>(&json).expect("parse"), r);
     }
 
     #[test]

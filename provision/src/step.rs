@@ -200,6 +200,24 @@ mod tests {
     }
 
     #[test]
+    fn bad_yaml_is_not_applied_and_says_where() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let mut out = Outcome::default();
+        provision(
+            found("#cloud-config\nhostname: web-1\nusers: [\n"),
+            dir.path(),
+            &mut out,
+        );
+        assert_eq!(out.state, ProvisionState::Failed);
+        assert!(out.problems[0].at.starts_with("user-data:"), "{out:?}");
+        assert!(
+            out.problems[0].message.starts_with("not valid YAML"),
+            "{out:?}"
+        );
+        assert!(!dir.path().join("run").exists(), "nothing written");
+    }
+
+    #[test]
     fn a_valid_config_is_applied_and_kept_for_config_show() {
         let dir = tempfile::tempdir().expect("tmp");
         let mut out = Outcome::default();
