@@ -1241,9 +1241,11 @@ fn is_service_name(name: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '@'))
 }
 
-/// RFC 1123 host names (a short name or a fully qualified one).
-fn check_hostname(h: &str) -> Result<(), String> {
-    let ok = !h.is_empty()
+/// Whether `h` is an RFC 1123 host name, short or fully qualified (labels
+/// of letters, digits and `-`, 1 to 63 long, not starting or ending with
+/// `-`; at most 253 in all). The node checks the platform's names with it.
+pub fn valid_hostname(h: &str) -> bool {
+    !h.is_empty()
         && h.len() <= 253
         && h.split('.').all(|l| {
             !l.is_empty()
@@ -1251,8 +1253,12 @@ fn check_hostname(h: &str) -> Result<(), String> {
                 && !l.starts_with('-')
                 && !l.ends_with('-')
                 && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
-        });
-    if ok || h.contains('$') {
+        })
+}
+
+/// RFC 1123 host names (a short name or a fully qualified one).
+fn check_hostname(h: &str) -> Result<(), String> {
+    if valid_hostname(h) || h.contains('$') {
         Ok(())
     } else {
         Err(format!(

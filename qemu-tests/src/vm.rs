@@ -376,6 +376,24 @@ impl Vm {
         lock.lock().map(|c| tail_of(&c.text, n)).unwrap_or_default()
     }
 
+    /// When the machine went down for a reboot and came back in slot B on
+    /// `version` (as instants), from its console.
+    pub fn reboot_window(&self, version: &str) -> Result<(Instant, Instant)> {
+        let lines = self.lines();
+        let down = lines
+            .iter()
+            .find(|l| l.text.contains("tandem: stopping services for reboot"))
+            .context("no reboot on the console")?;
+        let up = lines
+            .iter()
+            .find(|l| {
+                l.text
+                    .contains(&format!("tandem: system ready (slot B, version {version})"))
+            })
+            .context("not back on the new version")?;
+        Ok((self.started + down.at, self.started + up.at))
+    }
+
     /// All console lines so far, with arrival times.
     pub fn lines(&self) -> Vec<Line> {
         let (lock, _) = &*self.console;

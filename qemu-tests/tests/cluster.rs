@@ -133,24 +133,6 @@ fn boot_all(lab: &Lab, name: &str, setups: &[NodeSetup]) -> Result<Vec<(Vm, qemu
     Ok(out)
 }
 
-/// When a node went down for its reboot and came back on `version` (as
-/// instants), from its console.
-fn downtime(vm: &Vm, version: &str) -> Result<(Instant, Instant)> {
-    let lines = vm.lines();
-    let down = lines
-        .iter()
-        .find(|l| l.text.contains("tandem: stopping services for reboot"))
-        .context("no reboot on the console")?;
-    let up = lines
-        .iter()
-        .find(|l| {
-            l.text
-                .contains(&format!("tandem: system ready (slot B, version {version})"))
-        })
-        .context("not back on the new version")?;
-    Ok((vm.started() + down.at, vm.started() + up.at))
-}
-
 #[test]
 fn three_nodes_update_one_reboot_at_a_time() -> Result<()> {
     let cluster = Cluster::start()?;
@@ -242,7 +224,7 @@ fn three_nodes_update_one_reboot_at_a_time() -> Result<()> {
     // The consoles: no two nodes down at the same time.
     let mut spans = Vec::new();
     for (vm, _) in &nodes {
-        spans.push(downtime(vm, "1.1.0")?);
+        spans.push(vm.reboot_window("1.1.0")?);
     }
     spans.sort();
     for w in spans.windows(2) {

@@ -703,24 +703,6 @@ tandem:
     )
 }
 
-/// When a node went down for its reboot and came back on `version`, from
-/// its console.
-fn downtime(vm: &Vm, version: &str) -> Result<(Instant, Instant)> {
-    let lines = vm.lines();
-    let down = lines
-        .iter()
-        .find(|l| l.text.contains("tandem: stopping services for reboot"))
-        .context("no reboot on the console")?;
-    let up = lines
-        .iter()
-        .find(|l| {
-            l.text
-                .contains(&format!("tandem: system ready (slot B, version {version})"))
-        })
-        .context("not back on the new version")?;
-    Ok((vm.started() + down.at, vm.started() + up.at))
-}
-
 #[test]
 fn provisioned_etcd2_cluster_coordinates_an_update() -> Result<()> {
     let env = Env::get()?;
@@ -799,7 +781,7 @@ fn provisioned_etcd2_cluster_coordinates_an_update() -> Result<()> {
     }
     let mut windows = nodes
         .iter()
-        .map(|(vm, _, _)| downtime(vm, "1.1.0"))
+        .map(|(vm, _, _)| vm.reboot_window("1.1.0"))
         .collect::<Result<Vec<_>>>()?;
     windows.sort();
     for pair in windows.windows(2) {

@@ -23,17 +23,9 @@ pub const HOSTS: &str = "/etc/hosts";
 /// The longest host name Linux takes (`HOST_NAME_MAX`).
 pub const MAX_LEN: usize = 64;
 
-/// Whether `h` is an RFC 1123 host name (labels of letters, digits and
-/// `-`, 1 to 63 long, not starting or ending with `-`; at most 253).
+/// Whether `h` is an RFC 1123 host name (the validator's rule).
 pub fn valid(h: &str) -> bool {
-    h.len() <= 253
-        && h.split('.').all(|l| {
-            !l.is_empty()
-                && l.len() <= 63
-                && !l.starts_with('-')
-                && !l.ends_with('-')
-                && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
-        })
+    cloud_config::validate::valid_hostname(h)
 }
 
 /// The host name to set, or why the platform's is not used.
