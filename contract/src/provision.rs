@@ -133,11 +133,22 @@ state_enum! {
     }
 }
 
+state_enum! {
+    /// How bad a [`Problem`] is.
+    Severity, "a severity" {
+        /// The part it names was not applied (or, for the config as a
+        /// whole, nothing was).
+        Error = "error",
+        /// Applied, or left out on purpose; worth a look.
+        Warning = "warning",
+    }
+}
+
 /// One problem, located where the file allows.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Problem {
-    /// `error` or `warning`.
-    pub severity: String,
+    /// Error or warning.
+    pub severity: Severity,
     /// Where: `user-data:4:1` (the datasource's file name, line, column),
     /// or the part of the config (`write_files[2]`).
     pub at: String,
@@ -175,7 +186,9 @@ pub struct Outcome {
 impl Outcome {
     /// The errors, for the status and the console.
     pub fn errors(&self) -> impl Iterator<Item = &Problem> {
-        self.problems.iter().filter(|p| p.severity == "error")
+        self.problems
+            .iter()
+            .filter(|p| p.severity == Severity::Error)
     }
 
     /// One line for the console and `tandemctl status`.
@@ -218,7 +231,7 @@ mod tests {
             state: ProvisionState::Failed,
             datasource: Some("fw_cfg".into()),
             problems: vec![Problem {
-                severity: "error".into(),
+                severity: Severity::Error,
                 at: "user-data:3:1".into(),
                 message: "x".into(),
             }],

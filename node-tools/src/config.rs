@@ -104,7 +104,7 @@ mod tests {
             tried: vec!["fw_cfg: found".into()],
             applied: vec!["user core added".into()],
             problems: vec![Problem {
-                severity: "error".into(),
+                severity: tandem_contract::provision::Severity::Error,
                 at: "user-data:4:5".into(),
                 message: "owner nobody2: no such user".into(),
             }],

@@ -6,10 +6,12 @@
 use std::path::Path;
 use std::time::Duration;
 
+use cloud_config::Diagnostic;
 use cloud_config::substitute::{self, Variable};
-use cloud_config::{Diagnostic, Severity};
 use sha2::{Digest, Sha256};
-use tandem_contract::provision::{FORMAT, Outcome, Problem, ProvisionState, USER_DATA_COPY};
+use tandem_contract::provision::{
+    FORMAT, Outcome, Problem, ProvisionState, Severity, USER_DATA_COPY,
+};
 
 use crate::apply;
 use crate::datasource::{self, Env, Found};
@@ -40,7 +42,7 @@ pub fn run(env: &Env, root: &Path, now_us: impl Fn() -> u64) -> Outcome {
 
 fn error(at: &str, message: String) -> Problem {
     Problem {
-        severity: Severity::Error.as_str().into(),
+        severity: Severity::Error,
         at: at.into(),
         message,
     }
@@ -53,7 +55,10 @@ fn problem(file: &str, d: &Diagnostic) -> Problem {
         format!("{}: ", d.path)
     };
     Problem {
-        severity: d.severity.as_str().into(),
+        severity: match d.severity {
+            cloud_config::Severity::Error => Severity::Error,
+            cloud_config::Severity::Warning => Severity::Warning,
+        },
         at: format!("{file}:{}:{}", d.line, d.column),
         message: format!("{path}{}", d.message),
     }
@@ -98,7 +103,10 @@ fn provision(found: Found, root: &Path, out: &mut Outcome) {
     }
     let applied = apply::apply(root, file, &v, &found.metadata);
     out.applied = applied.applied;
-    let failed = applied.problems.iter().any(|p| p.severity == "error");
+    let failed = applied
+        .problems
+        .iter()
+        .any(|p| p.severity == Severity::Error);
     out.problems.extend(applied.problems);
     out.state = if failed {
         ProvisionState::Partial
@@ -111,7 +119,7 @@ fn provision(found: Found, root: &Path, out: &mut Outcome) {
     let perm = apply::write::Perm::root(0o600);
     if let Err(e) = apply::write::write_atomic(&copy, substituted.text.as_bytes(), perm) {
         out.problems.push(Problem {
-            severity: Severity::Warning.as_str().into(),
+            severity: Severity::Warning,
             at: USER_DATA_COPY.into(),
             message: format!("keeping a copy for `tandemctl config show` failed: {e}"),
         });
@@ -147,7 +155,6 @@ mod tests {
             sys: dir.join("sys"),
             dev: dir.join("dev"),
             boot_disk: None,
-            mount_dir: dir.join("mnt"),
             modules: None,
             network_wait: Duration::ZERO,
         }

@@ -11,7 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use tandem_contract::provision::{
-    FORMAT, HOSTNAME_FILE, Outcome, PROGRAM, Problem, ProvisionState, RESULT_FILE,
+    FORMAT, HOSTNAME_FILE, Outcome, PROGRAM, Problem, ProvisionState, RESULT_FILE, Severity,
 };
 
 use crate::watchdog::Watchdog;
@@ -62,7 +62,7 @@ impl Running {
             format: FORMAT,
             state: ProvisionState::Failed,
             problems: vec![Problem {
-                severity: "error".into(),
+                severity: Severity::Error,
                 at: PROGRAM.into(),
                 message,
             }],

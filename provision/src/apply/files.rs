@@ -21,8 +21,8 @@ use cloud_config::files::Owner;
 use cloud_config::model::WriteFile;
 use tandem_contract::accounts::Accounts;
 
-use super::Out;
 use super::write::{Perm, same, under, write_atomic};
+use super::{Out, Severity};
 
 /// Mode of a file without `permissions`.
 pub const DEFAULT_MODE: u32 = 0o644;
@@ -85,7 +85,11 @@ pub(crate) fn apply(root: &Path, c: &CloudConfig, accounts: &Accounts, out: &mut
         let (uid, gid) = match resolve(f.owner.as_ref(), accounts) {
             Ok(ids) => ids,
             Err(why) => {
-                out.problem_at("error", f.pos, format!("{} not written: {why}", f.path));
+                out.problem_at(
+                    Severity::Error,
+                    f.pos,
+                    format!("{} not written: {why}", f.path),
+                );
                 continue;
             }
         };
@@ -99,7 +103,7 @@ pub(crate) fn apply(root: &Path, c: &CloudConfig, accounts: &Accounts, out: &mut
             Ok(b) => Some(b),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
             Err(e) if f.append => {
-                out.problem_at("error", f.pos, format!(
+                out.problem_at(Severity::Error, f.pos, format!(
                     "{} not appended to: reading it failed: {e}: make it a readable file, or drop `append`",
                     f.path
                 ));
@@ -125,7 +129,7 @@ pub(crate) fn apply(root: &Path, c: &CloudConfig, accounts: &Accounts, out: &mut
                 perm.mode,
                 shown_owner(f.owner.as_ref())
             )),
-            Err(e) => out.problem_at("error", f.pos, format!(
+            Err(e) => out.problem_at(Severity::Error, f.pos, format!(
                 "{} not written: {e}: check that its directory can be made and written (a file in the way, a read-only mount?)",
                 f.path
             )),

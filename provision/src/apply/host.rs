@@ -14,8 +14,8 @@ use cloud_config::CloudConfig;
 use cloud_config::model::ManageEtcHosts;
 use tandem_contract::provision::HOSTNAME_FILE;
 
-use super::Out;
 use super::write::{Perm, same, under, write_atomic};
+use super::{Out, Severity};
 use crate::Metadata;
 
 /// `/etc/hosts`.
@@ -77,14 +77,18 @@ pub(crate) fn apply(
     let name = match choose(c, meta) {
         Ok(n) => n,
         Err(why) => {
-            out.problem("warning", "hostname", format!("host name not set: {why}"));
+            out.problem(
+                Severity::Warning,
+                "hostname",
+                format!("host name not set: {why}"),
+            );
             None
         }
     };
     if let Some(n) = &name {
         match write_atomic(&under(root, HOSTNAME_FILE), format!("{n}\n").as_bytes(), Perm::root(0o644)) {
             Ok(()) => out.done(format!("host name {n}")),
-            Err(e) => out.problem("error", "hostname", format!(
+            Err(e) => out.problem(Severity::Error, "hostname", format!(
                 "host name not written to {HOSTNAME_FILE}: {e}: check that /run is a writable tmpfs"
             )),
         }
@@ -92,7 +96,7 @@ pub(crate) fn apply(
     if c.manage_etc_hosts == Some(ManageEtcHosts::Localhost) {
         match &name {
             None => out.problem(
-                "warning",
+                Severity::Warning,
                 "manage_etc_hosts",
                 format!("{HOSTS} not written: there is no host name to put in it; set `hostname`"),
             ),
@@ -103,7 +107,7 @@ pub(crate) fn apply(
                     match write_atomic(&path, text.as_bytes(), Perm::root(0o644)) {
                         Ok(()) => out.done(format!("wrote {HOSTS} ({n})")),
                         Err(e) => out.problem(
-                            "error",
+                            Severity::Error,
                             "manage_etc_hosts",
                             format!("{HOSTS} not written: {e}: check that /etc is writable"),
                         ),

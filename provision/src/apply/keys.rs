@@ -9,9 +9,9 @@ use std::path::Path;
 use cloud_config::CloudConfig;
 use tandem_contract::provision::AUTHORIZED_KEYS_DIR;
 
-use super::Out;
 use super::users::CORE;
 use super::write::{Perm, under, write_atomic};
+use super::{Out, Severity};
 use crate::Metadata;
 
 /// Each user's keys, in order, without repeats: for `core` the config's
@@ -58,8 +58,8 @@ pub(crate) fn apply(root: &Path, c: &CloudConfig, meta: &Metadata, out: &mut Out
                     "keys for {user} not written to {AUTHORIZED_KEYS_DIR}/{user}: {e}: check that /run is a writable tmpfs"
                 );
                 match c.users.iter().find(|u| u.name == user) {
-                    Some(u) => out.problem_at("error", u.pos, message),
-                    None => out.problem("error", "ssh_authorized_keys", message),
+                    Some(u) => out.problem_at(Severity::Error, u.pos, message),
+                    None => out.problem(Severity::Error, "ssh_authorized_keys", message),
                 }
             }
         }

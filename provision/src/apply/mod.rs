@@ -26,6 +26,7 @@ pub mod write;
 use std::path::Path;
 
 use cloud_config::yaml::Pos;
+pub(crate) use tandem_contract::provision::Severity;
 use tandem_contract::provision::{DIR, Problem};
 
 use crate::Metadata;
@@ -71,7 +72,7 @@ impl Out<'_> {
     }
 
     /// A problem at a position of the file.
-    pub(crate) fn problem_at(&mut self, severity: &str, pos: Pos, message: impl Into<String>) {
+    pub(crate) fn problem_at(&mut self, severity: Severity, pos: Pos, message: impl Into<String>) {
         let at = self.place.at(pos);
         self.problem(severity, at, message);
     }
@@ -79,12 +80,12 @@ impl Out<'_> {
     /// A problem at a part of the config without a position (`coreos.etcd2`).
     pub(crate) fn problem(
         &mut self,
-        severity: &str,
+        severity: Severity,
         at: impl Into<String>,
         message: impl Into<String>,
     ) {
         self.result.problems.push(Problem {
-            severity: severity.into(),
+            severity,
             at: at.into(),
             message: message.into(),
         });
@@ -107,7 +108,7 @@ pub fn apply(
     let c = &v.config;
     if let Err(e) = fresh_dir(&write::under(root, DIR)) {
         out.problem(
-            "error",
+            Severity::Error,
             file_name,
             format!("cannot empty {DIR}: {e}; keys, host name, services and settings of this config are not applied: check that /run is a writable tmpfs"),
         );

@@ -9,8 +9,8 @@ use std::path::Path;
 use cloud_config::model::Network;
 use tandem_contract::provision::{NETWORK_FILE, NetworkConfig, StaticInterface, StaticRoute};
 
-use super::Out;
 use super::write::{Perm, under, write_atomic};
+use super::{Out, Severity};
 
 /// The file's content for `n`: the checked model, without positions.
 pub fn config(n: &Network) -> NetworkConfig {
@@ -46,7 +46,7 @@ pub(crate) fn apply(root: &Path, n: &Network, out: &mut Out<'_>) {
         Ok(t) => t,
         Err(e) => {
             out.problem(
-                "error",
+                Severity::Error,
                 "tandem.network",
                 format!("cannot render {NETWORK_FILE}: {e}"),
             );
@@ -62,7 +62,7 @@ pub(crate) fn apply(root: &Path, n: &Network, out: &mut Out<'_>) {
         Err(e) => {
             let pos = n.interfaces.first().map(|i| i.pos).unwrap_or_default();
             out.problem_at(
-                "error",
+                Severity::Error,
                 pos,
                 format!("static network not written to {NETWORK_FILE}: {e}: check that /run is a writable tmpfs"),
             );

@@ -14,8 +14,8 @@ use cloud_config::model::{Etcd2, Unit};
 use tandem_contract::provision::SERVICES_DIR;
 use tandem_contract::service::{Restart, ServiceFile};
 
-use super::Out;
 use super::write::{Perm, under, write_atomic};
+use super::{Out, Severity};
 
 /// The etcd server Debian's `etcd-server` installs.
 pub const ETCD: &str = "/usr/bin/etcd";
@@ -117,8 +117,8 @@ pub(crate) fn apply(
             Err(why) => {
                 let message = format!("service {name} not written to {SERVICES_DIR}: {why}");
                 match at {
-                    Some(pos) => out.problem_at("error", pos, message),
-                    None => out.problem("error", at_text, message),
+                    Some(pos) => out.problem_at(Severity::Error, pos, message),
+                    None => out.problem(Severity::Error, at_text, message),
                 }
             }
         }
@@ -135,20 +135,20 @@ pub(crate) fn apply(
     }
     for u in &c.coreos.units {
         if let Some(note) = image_unit_note(u) {
-            out.problem_at("warning", u.pos, note);
+            out.problem_at(Severity::Warning, u.pos, note);
         }
     }
     let Some(e) = &c.coreos.etcd2 else {
         return false;
     };
     if v.services.iter().any(|s| s.name == ETCD_SERVICE) {
-        out.problem("error", "coreos.etcd2", format!(
+        out.problem(Severity::Error, "coreos.etcd2", format!(
             "the etcd member is not written: the config already defines a service named {ETCD_SERVICE}; keep one of the two"
         ));
         return false;
     }
     if !under(root, ETCD).exists() {
-        out.problem("error", "coreos.etcd2", format!(
+        out.problem(Severity::Error, "coreos.etcd2", format!(
             "the image has no etcd (Debian's etcd-server, {ETCD}): add it to [usr] packages of the image definition, or remove coreos.etcd2"
         ));
         return false;

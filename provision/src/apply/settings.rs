@@ -10,8 +10,8 @@ use cloud_config::CloudConfig;
 use tandem_contract::provision::{AGENT_CONFIG, DIR, UPDATE_CONFIG};
 use toml::{Table, Value};
 
-use super::Out;
 use super::write::{Perm, under, write_atomic};
+use super::{Out, Severity};
 
 /// Where the etcd password from `locksmith.etcd_password` is written.
 pub const ETCD_PASSWORD: &str = "/run/tandem/provisioned/etcd-password";
@@ -142,7 +142,7 @@ pub(crate) fn apply(root: &Path, c: &CloudConfig, local_etcd: bool, out: &mut Ou
                     .replace('"', ""),
             ),
             Err(e) => out.problem(
-                "error",
+                Severity::Error,
                 "coreos.update",
                 format!("{UPDATE_CONFIG} not written: {e}: check that {DIR} is writable"),
             ),
@@ -161,7 +161,7 @@ pub(crate) fn apply(root: &Path, c: &CloudConfig, local_etcd: bool, out: &mut Ou
         )
     {
         out.problem(
-            "error",
+            Severity::Error,
             "coreos.locksmith.etcd_password",
             format!("{ETCD_PASSWORD} not written: {e}: check that {DIR} is writable"),
         );
@@ -179,7 +179,7 @@ pub(crate) fn apply(root: &Path, c: &CloudConfig, local_etcd: bool, out: &mut Ou
         ) {
             Ok(()) => out.done(summary(shown, &text)),
             Err(e) => out.problem(
-                "error",
+                Severity::Error,
                 "coreos.locksmith",
                 format!("{AGENT_CONFIG} not written: {e}: check that {DIR} is writable"),
             ),

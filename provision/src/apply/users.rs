@@ -44,7 +44,7 @@ use initramfs::system::users::{ensure_home, read_accounts, write_accounts};
 use tandem_contract::accounts::{Accounts, Change, Shadow};
 use tandem_contract::sysusers::{self, Entry, GroupRef};
 
-use super::Out;
+use super::{Out, Severity};
 use crate::Metadata;
 
 /// The user the top-level keys and the platform's keys are for.
@@ -185,8 +185,8 @@ pub(crate) fn apply(root: &Path, c: &CloudConfig, meta: &Metadata, out: &mut Out
     let (mut accounts, errors) = read_accounts(root);
     let p = plan(c, meta, &accounts, root.join("usr/bin/bash").exists());
     let at = |out: &mut Out<'_>, pos: Option<Pos>, message: String| match pos {
-        Some(pos) => out.problem_at("error", pos, message),
-        None => out.problem("error", "ssh_authorized_keys", message),
+        Some(pos) => out.problem_at(Severity::Error, pos, message),
+        None => out.problem(Severity::Error, "ssh_authorized_keys", message),
     };
     if !errors.is_empty() {
         let why: Vec<String> = errors.iter().map(ToString::to_string).collect();
@@ -204,12 +204,12 @@ pub(crate) fn apply(root: &Path, c: &CloudConfig, meta: &Metadata, out: &mut Out
         return accounts;
     }
     for (pos, message) in kept(c, &accounts) {
-        out.problem_at("warning", pos, message);
+        out.problem_at(Severity::Warning, pos, message);
     }
     for u in &c.users {
         let new = p.users.iter().any(|x| x.name == u.name);
         if new && u.passwd.is_some() && u.lock_passwd == Some(true) {
-            out.problem_at("warning", u.pos, format!(
+            out.problem_at(Severity::Warning, u.pos, format!(
                 "lock_passwd: true locks {}'s password (`!` before the hash), and Tandem's sshd (no PAM) then refuses {}'s key logins too; set lock_passwd: false to log in with keys",
                 u.name, u.name
             ));

@@ -52,9 +52,6 @@ pub struct Env {
     /// The boot disk (`early.json`'s `disk`); its partitions are never
     /// datasources, except the OEM partition.
     pub boot_disk: Option<PathBuf>,
-    /// A scratch mount point (`/run/tandem/datasource`). Unused so far:
-    /// ISO 9660 and FAT volumes are read in user space, without mounting.
-    pub mount_dir: PathBuf,
     /// The running kernel's modules (`/usr/lib/modules/<release>`), to load
     /// `qemu_fw_cfg` when needed; `None` loads nothing.
     pub modules: Option<PathBuf>,
@@ -62,8 +59,6 @@ pub struct Env {
     pub network_wait: Duration,
 }
 
-/// Where [`Env::node`] mounts a volume.
-pub const MOUNT_DIR: &str = "/run/tandem/datasource";
 /// The default [`Env::network_wait`].
 pub const NETWORK_WAIT: Duration = Duration::from_secs(30);
 const MODULES_BASE: &str = "/usr/lib/modules";
@@ -86,7 +81,6 @@ impl Env {
             sys: PathBuf::from("/sys"),
             dev: PathBuf::from("/dev"),
             boot_disk,
-            mount_dir: PathBuf::from(MOUNT_DIR),
             modules,
             network_wait: NETWORK_WAIT,
         }
@@ -137,19 +131,19 @@ mod tests {
     use iso9660::tests::{Style, image};
     use volume::tests::{add_device, env};
 
+    /// A config drive as `sr0` and a NoCloud volume as `sr1`.
+    fn both_seeds(env: &Env) {
+        let seed =
+            |label: &str, path: &str| image(label, &[(path, b"#cloud-config\n")], Style::Joliet);
+        add_device(env, "sr0", None, &seed("config-2", config_drive::USER_DATA));
+        add_device(env, "sr1", None, &seed("cidata", "user-data"));
+    }
+
     #[test]
     fn tries_in_order_and_stops_at_the_first() {
         let tmp = tempfile::tempdir().expect("tmp");
         let env = env(tmp.path());
-        let seed =
-            |label: &str, path: &str| image(label, &[(path, b"#cloud-config\n")], Style::Joliet);
-        add_device(
-            &env,
-            "sr0",
-            None,
-            &seed("config-2", config_drive::USER_DATA),
-        );
-        add_device(&env, "sr1", None, &seed("cidata", "user-data"));
+        both_seeds(&env);
         let mut tried = Vec::new();
         let found = find(&env, &mut tried).expect("find").expect("found");
         assert!(
@@ -171,15 +165,7 @@ mod tests {
     fn the_command_line_order_wins() {
         let tmp = tempfile::tempdir().expect("tmp");
         let mut env = env(tmp.path());
-        let seed =
-            |label: &str, path: &str| image(label, &[(path, b"#cloud-config\n")], Style::Joliet);
-        add_device(
-            &env,
-            "sr0",
-            None,
-            &seed("config-2", config_drive::USER_DATA),
-        );
-        add_device(&env, "sr1", None, &seed("cidata", "user-data"));
+        both_seeds(&env);
         env.cmdline = "quiet tandem.datasource=config-2,nocloud".into();
         let mut tried = Vec::new();
         let found = find(&env, &mut tried).expect("find").expect("found");

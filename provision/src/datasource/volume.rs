@@ -219,7 +219,6 @@ pub(crate) mod tests {
             sys: root.join("sys"),
             dev: root.join("dev"),
             boot_disk: None,
-            mount_dir: root.join("mnt"),
             modules: None,
             network_wait: Duration::ZERO,
         };
