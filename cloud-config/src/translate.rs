@@ -7,9 +7,9 @@
 //! type the image builder writes and PID 1 reads, so a translated unit is
 //! rendered and checked by the node's own code
 //! ([`TranslatedService::render`], [`TranslatedService::check`]). What the
-//! service format does not have (`ExecStop=`, `ExecStartPost=`, a
-//! oneshot's second `ExecStart=`, `-` on `ExecStart=`, ...) is a warning
-//! of the [`Translation`], not part of the service.
+//! service format does not have (`ExecStartPost=`, a oneshot's second
+//! `ExecStart=`, `-` on `ExecStart=`, ...) is a warning of the
+//! [`Translation`], not part of the service.
 //!
 //! Semantics kept from systemd where Tandem's defaults differ: no
 //! `Restart=` is `restart = "never"` (systemd's default), not Tandem's
@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use tandem_contract::run::ServiceType;
 use tandem_contract::service::{
-    EnvironmentFile, NameOrId, PreCommand, Restart, ServiceFile, ServiceFileError, ServiceSpec,
+    EnvironmentFile, ExtraCommand, NameOrId, Restart, ServiceFile, ServiceFileError, ServiceSpec,
     StdioMode,
 };
 
@@ -138,6 +138,7 @@ pub fn translate(
     let mut t = Translator {
         findings: Vec::new(),
         pre: Vec::new(),
+        stop: Vec::new(),
     };
     let service = t.run(name, unit, activation, ctx);
     Translation {
@@ -150,6 +151,8 @@ struct Translator {
     findings: Vec<Finding>,
     /// `ExecStartPre=` as parsed, with their lines (for `expand_env`).
     pre: Vec<(Command, Entry)>,
+    /// `ExecStop=` likewise.
+    stop: Vec<(Command, Entry)>,
 }
 
 impl Translator {
@@ -252,13 +255,13 @@ impl Translator {
             self.warn(&main_entry, "`-` on `ExecStart=` is not honoured: Tandem's service format has no such setting, so a failure exit status counts as a failure".into());
         }
         let pre = std::mem::take(&mut self.pre);
-        let expand = main.needs_env_expansion || pre.iter().any(|(c, _)| c.needs_env_expansion);
+        let stop = std::mem::take(&mut self.stop);
+        let extra = || pre.iter().chain(&stop).map(|(c, e)| (c, e));
+        let expand = main.needs_env_expansion || extra().any(|(c, _)| c.needs_env_expansion);
         if expand {
             // `expand_env` is one setting for every command: a command
             // written with `:` (no expansion) is expanded too.
-            let unexpanded: Vec<Entry> = pre
-                .iter()
-                .map(|(c, e)| (c, e))
+            let unexpanded: Vec<Entry> = extra()
                 .chain(std::iter::once((&main, &main_entry)))
                 .filter(|(c, _)| {
                     !c.needs_env_expansion && c.argv.iter().skip(1).any(|a| exec::uses_env(a))
@@ -270,13 +273,16 @@ impl Translator {
             }
         }
         svc.expand_env = expand.then_some(true);
-        svc.exec_start_pre = pre
-            .into_iter()
-            .map(|(c, _)| PreCommand {
-                exec: c.argv,
-                ignore_failure: c.ignore_failure,
-            })
-            .collect();
+        let commands = |list: Vec<(Command, Entry)>| -> Vec<ExtraCommand> {
+            list.into_iter()
+                .map(|(c, _)| ExtraCommand {
+                    exec: c.argv,
+                    ignore_failure: c.ignore_failure,
+                })
+                .collect()
+        };
+        svc.exec_start_pre = commands(pre);
+        svc.exec_stop = commands(stop);
         svc.exec = main.argv;
         // The node's own check: what cannot be written is not translated.
         if let Err(err) = svc.clone().check() {
@@ -436,15 +442,17 @@ impl Translator {
                     "ExecStart" if v.is_empty() => exec_start.clear(),
                     "ExecStart" => exec_start.extend(commands.into_iter().map(|c| (c, e.clone()))),
                     "ExecStartPre" if v.is_empty() => self.pre.clear(),
-                    "ExecStartPre" => self.pre.extend(commands.into_iter().map(|c| (c, e.clone()))),
+                    "ExecStartPre" => self
+                        .pre
+                        .extend(commands.into_iter().map(|c| (c, e.clone()))),
+                    "ExecStop" if v.is_empty() => self.stop.clear(),
+                    "ExecStop" => self
+                        .stop
+                        .extend(commands.into_iter().map(|c| (c, e.clone()))),
                     _ if v.is_empty() => {}
-                    "ExecStartPost" => self.not_honoured(
-                        e,
-                        "Tandem's service format has no commands after the program starts yet",
-                    ),
                     _ => self.not_honoured(
                         e,
-                        "Tandem's service format has no stop command yet: the service's cgroup gets SIGTERM, then SIGKILL after stop_timeout_secs",
+                        "Tandem's service format has no commands after the program starts",
                     ),
                 }
             }
@@ -732,7 +740,7 @@ mod tests {
         assert_eq!(
             s.exec_start_pre,
             [
-                PreCommand {
+                ExtraCommand {
                     exec: vec![
                         "/usr/bin/docker".into(),
                         "rm".into(),
@@ -741,7 +749,7 @@ mod tests {
                     ],
                     ignore_failure: true,
                 },
-                PreCommand {
+                ExtraCommand {
                     exec: vec!["/usr/bin/docker".into(), "pull".into(), "nginx".into()],
                     ignore_failure: false,
                 }
@@ -768,11 +776,14 @@ mod tests {
                 .any(|m| m.starts_with("4: `Requires=` is read as ordering")),
             "{m:?}"
         );
-        assert!(
-            m.iter()
-                .any(|m| m.starts_with("12: `ExecStop=/usr/bin/docker stop x` is not honoured")),
-            "{m:?}"
+        assert_eq!(
+            s.exec_stop,
+            [ExtraCommand {
+                exec: vec!["/usr/bin/docker".into(), "stop".into(), "x".into()],
+                ignore_failure: false,
+            }]
         );
+        assert!(!m.iter().any(|m| m.starts_with("12:")), "{m:?}");
         assert!(t.findings.iter().all(|f| f.severity == Severity::Warning));
     }
 

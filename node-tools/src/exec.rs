@@ -20,6 +20,11 @@
 //! service, the step and the cause; the exit status is 1, or the status of
 //! the `exec_start_pre` command that failed (128 + the signal if a signal
 //! ended it), so the service's restart policy applies.
+//!
+//! To stop a service ([`Action::Stop`]), PID 1 starts the launcher in the
+//! service's cgroup with the same plan: steps 1 to 4, then each `exec_stop`
+//! command in turn; the first failure not ignored skips the rest and is
+//! the exit status, which PID 1 logs before it sends SIGTERM.
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -29,7 +34,7 @@ use std::process::{Command, ExitCode};
 
 use tandem_contract::accounts::{GROUP, PASSWD, Table};
 use tandem_contract::service::env_file::{self, EnvFile};
-use tandem_contract::service::{Credentials, ExecPlan, PLAN_VAR, PreCommand};
+use tandem_contract::service::{Action, Credentials, ExecPlan, ExtraCommand, PLAN_VAR};
 
 /// A step that failed, with the exit status to end with.
 #[derive(Debug, thiserror::Error)]
@@ -72,8 +77,12 @@ pub fn run(args: &[OsString]) -> ExitCode {
         Ok(p) => p,
         Err(f) => return fail(&fallback, &f),
     };
-    match launch(&plan) {
-        Ok(never) => match never {},
+    let result = match plan.action {
+        Action::Start => launch(&plan).map(|never| match never {}),
+        Action::Stop => stop(&plan),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
         Err(f) => fail(&plan.service, &f),
     }
 }
@@ -83,11 +92,11 @@ fn fail(service: &str, f: &Failure) -> ExitCode {
     ExitCode::from(f.status)
 }
 
-fn launch(plan: &ExecPlan) -> Result<Infallible, Failure> {
+/// Steps 1 to 4: the service's environment, and its credentials taken.
+fn become_service(plan: &ExecPlan) -> Result<BTreeMap<String, String>, Failure> {
     let files = read_env_files(plan)?;
     let creds = resolve(plan)?;
     let env = plan.environment(creds.as_ref().and_then(|c| c.home.as_deref()), &files);
-    let (pre, exec) = plan.commands(&env);
     if let Some(c) = &creds {
         drop_to(c).map_err(|e| {
             Failure::new(
@@ -96,8 +105,14 @@ fn launch(plan: &ExecPlan) -> Result<Infallible, Failure> {
             )
         })?;
     }
+    Ok(env)
+}
+
+fn launch(plan: &ExecPlan) -> Result<Infallible, Failure> {
+    let env = become_service(plan)?;
+    let (pre, exec) = plan.commands(&env);
     for (i, cmd) in pre.iter().enumerate() {
-        run_pre(&plan.service, i + 1, cmd, &env)?;
+        run_extra(&plan.service, "exec_start_pre", i + 1, cmd, &env)?;
     }
     let program = exec.first().cloned().unwrap_or_default();
     // Command's exec resets SIGPIPE (ignored by Rust's runtime) and the
@@ -176,16 +191,26 @@ fn drop_to(c: &Credentials) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Runs `exec_start_pre` command number `n` and waits for it; its output
+/// Runs the `exec_stop` commands in order.
+fn stop(plan: &ExecPlan) -> Result<(), Failure> {
+    let env = become_service(plan)?;
+    for (i, cmd) in plan.stop_commands(&env).iter().enumerate() {
+        run_extra(&plan.service, "exec_stop", i + 1, cmd, &env)?;
+    }
+    Ok(())
+}
+
+/// Runs command number `n` of the list `key` and waits for it; its output
 /// goes where the service's does.
-fn run_pre(
+fn run_extra(
     service: &str,
+    key: &str,
     n: usize,
-    cmd: &PreCommand,
+    cmd: &ExtraCommand,
     env: &BTreeMap<String, String>,
 ) -> Result<(), Failure> {
     let program = cmd.exec.first().cloned().unwrap_or_default();
-    let step = format!("exec_start_pre {n} ({program})");
+    let step = format!("{key} {n} ({program})");
     let status = Command::new(&program)
         .args(cmd.exec.get(1..).unwrap_or_default())
         .env_clear()

@@ -155,6 +155,38 @@ fn a_failing_pre_command_fails_the_start_with_its_status() {
 }
 
 #[test]
+fn stop_runs_the_stop_commands_with_the_main_pid_and_stops_at_a_failure() {
+    let s = Scratch::new("stop");
+    let spec = service::parse(
+        r#"
+        exec = ["/bin/sh", "-c", "echo main >> out"]
+        exec_stop = [
+            ["/bin/sh", "-c", "echo stop $MAINPID $X >> out"],
+            { exec = ["/bin/sh", "-c", "exit 4"], ignore_failure = true },
+            ["/bin/sh", "-c", "exit 5"],
+            ["/bin/sh", "-c", "echo never >> out"],
+        ]
+        [env]
+        X = "x"
+        "#,
+    )
+    .expect("valid service file");
+    let plan = ExecPlan::stop("web", &spec, BTreeMap::new(), 4242);
+    let (out, _) = launch_with(&plan.encode().expect("encode"), &s.0);
+    assert_eq!(out.status.code(), Some(5), "{}", stderr(&out));
+    assert_eq!(
+        s.read("out"),
+        "stop 4242 x\n",
+        "the program does not run; the rest is skipped after the failure"
+    );
+    assert_eq!(
+        stderr(&out),
+        "tandem-exec: service web: exec_stop 2 (/bin/sh): exited with status 4 (ignored)\n\
+         tandem-exec: service web: exec_stop 3 (/bin/sh): exited with status 5\n"
+    );
+}
+
+#[test]
 fn missing_files_users_and_programs_are_one_line_each() {
     let s = Scratch::new("errors");
     let cases = [

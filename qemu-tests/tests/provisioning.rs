@@ -116,6 +116,7 @@ coreos:
         Description=says hello
         [Service]
         ExecStart=/bin/sh -c 'echo {tag} > /run/hello; exec sleep 100000'
+        ExecStop=/bin/sh -c 'echo stopping $MAINPID >> /var/lib/hello-stops'
 "#,
         locksmith = if member {
             String::new()
@@ -275,6 +276,29 @@ fn provisioned_from_a_nocloud_volume_then_a_changed_config() -> Result<()> {
         ["1", "1", "1", "1", "hello.toml"],
         "{counts}"
     );
+    // The unit's `ExecStop=` ran at the first boot's poweroff, and runs at
+    // a stop, before SIGTERM, with the main PID.
+    let status: serde_json::Value = serde_json::from_str(&vm.run("tandemctl status --json", CMD)?)?;
+    let pid = status["services"]
+        .as_array()
+        .and_then(|s| s.iter().find(|s| s["name"] == "hello"))
+        .and_then(|s| s["pid"].as_i64())
+        .with_context(|| format!("no running service hello: {status}"))?;
+    let stops = vm.run(
+        "tandemctl stop hello >/dev/null; cat /var/lib/hello-stops",
+        CMD,
+    )?;
+    // The console interleaves PID 1's lines.
+    let lines: Vec<&str> = stops
+        .lines()
+        .filter(|l| l.starts_with("stopping"))
+        .collect();
+    assert_eq!(lines.len(), 2, "{stops}");
+    let first = lines[0].strip_prefix("stopping ").unwrap_or_default();
+    assert!(first.parse::<u32>().is_ok(), "{stops}");
+    assert_eq!(lines[1], format!("stopping {pid}"), "{stops}");
+    let line = format!("hello: stop commands done; sending SIGTERM to hello (pid {pid})");
+    assert!(stops.contains(&line), "{stops}");
     Ok(())
 }
 

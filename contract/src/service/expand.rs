@@ -10,7 +10,7 @@
 //!   valid name and `}`) stays as written;
 //! - the first word, the program, is never expanded.
 //!
-//! `NAME` is a variable name ([`valid_env_name`](super::valid_env_name)).
+//! `NAME` is a variable name ([`valid_env_name`]).
 
 use std::collections::BTreeMap;
 

@@ -46,7 +46,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 pub use crate::run::ServiceType;
-pub use plan::{Credentials, ExecPlan};
+pub use plan::{Action, Credentials, ExecPlan};
 
 /// The launcher: a role of the node binary that starts a service whose
 /// file uses what PID 1 leaves to it ([`ServiceSpec::needs_launcher`]).
@@ -199,19 +199,21 @@ impl<'de> Deserialize<'de> for NameOrId {
     }
 }
 
-/// A command run before the service's program (`exec_start_pre`): in a
-/// file either an array (program, then arguments) or a table
+/// A command of a service besides its program, run before it
+/// (`exec_start_pre`) or to stop it (`exec_stop`): in a file either an
+/// array (program, then arguments) or a table
 /// `{ exec = [...], ignore_failure = true }`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct PreCommand {
+pub struct ExtraCommand {
     /// Program (an absolute path) and arguments.
     pub exec: Vec<String>,
     /// Whether a failure (non-zero exit, or the program cannot run) is
-    /// ignored, as systemd's `-` prefix; otherwise it fails the start.
+    /// ignored, as systemd's `-` prefix; otherwise it fails the start
+    /// (`exec_start_pre`) or skips the commands after it (`exec_stop`).
     pub ignore_failure: bool,
 }
 
-impl Serialize for PreCommand {
+impl Serialize for ExtraCommand {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeMap;
         if !self.ignore_failure {
@@ -224,11 +226,11 @@ impl Serialize for PreCommand {
     }
 }
 
-impl<'de> Deserialize<'de> for PreCommand {
+impl<'de> Deserialize<'de> for ExtraCommand {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         struct Visitor;
         impl<'de> serde::de::Visitor<'de> for Visitor {
-            type Value = PreCommand;
+            type Value = ExtraCommand;
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.write_str(
                     "a command: an array (program, then arguments) or a table { exec = [...], ignore_failure = true }",
@@ -237,12 +239,12 @@ impl<'de> Deserialize<'de> for PreCommand {
             fn visit_seq<A: serde::de::SeqAccess<'de>>(
                 self,
                 mut seq: A,
-            ) -> Result<PreCommand, A::Error> {
+            ) -> Result<ExtraCommand, A::Error> {
                 let mut exec = Vec::new();
                 while let Some(word) = seq.next_element::<String>()? {
                     exec.push(word);
                 }
-                Ok(PreCommand {
+                Ok(ExtraCommand {
                     exec,
                     ignore_failure: false,
                 })
@@ -250,7 +252,7 @@ impl<'de> Deserialize<'de> for PreCommand {
             fn visit_map<A: serde::de::MapAccess<'de>>(
                 self,
                 mut map: A,
-            ) -> Result<PreCommand, A::Error> {
+            ) -> Result<ExtraCommand, A::Error> {
                 use serde::de::Error;
                 let mut exec = None;
                 let mut ignore_failure = false;
@@ -266,7 +268,7 @@ impl<'de> Deserialize<'de> for PreCommand {
                         }
                     }
                 }
-                Ok(PreCommand {
+                Ok(ExtraCommand {
                     exec: exec.ok_or_else(|| A::Error::missing_field("exec"))?,
                     ignore_failure,
                 })
@@ -318,13 +320,18 @@ pub struct ServiceSpec {
     /// Program and arguments; the program is an absolute path.
     pub exec: Vec<String>,
     /// Commands run in order before `exec`, at every start.
-    pub exec_start_pre: Vec<PreCommand>,
+    pub exec_start_pre: Vec<ExtraCommand>,
+    /// Commands run in order when the running service is asked to stop
+    /// (a request or the shutdown), before SIGTERM; its main PID is in
+    /// `$MAINPID`. They count against `stop_timeout_secs`.
+    pub exec_stop: Vec<ExtraCommand>,
     /// Restart policy (default `on-failure`; `never` for a oneshot).
     pub restart: Restart,
     /// First restart delay in milliseconds; doubles on each quick exit (up to
     /// 60 s) and resets once the service ran for 10 s.
     pub restart_delay_ms: u64,
-    /// Seconds between SIGTERM and killing what is left at shutdown.
+    /// Seconds from the stop (the `exec_stop` commands, then SIGTERM) to
+    /// killing what is left.
     pub stop_timeout_secs: u64,
     /// `false` turns the service off (useful to override an image service).
     pub enabled: bool,
@@ -345,7 +352,7 @@ pub struct ServiceSpec {
     pub env: BTreeMap<String, String>,
     /// Files of `KEY=VALUE` lines read at each start; they override `env`.
     pub environment_files: Vec<EnvironmentFile>,
-    /// Whether `${VAR}`, `$VAR` and `$$` in `exec` and `exec_start_pre`
+    /// Whether `${VAR}`, `$VAR` and `$$` in `exec`, `exec_start_pre` and `exec_stop`
     /// are expanded ([`expand`]).
     pub expand_env: bool,
     /// Working directory (default /).
@@ -383,6 +390,7 @@ impl ServiceSpec {
             kind: (self.kind != ServiceType::default()).then_some(self.kind),
             exec: self.exec.clone(),
             exec_start_pre: self.exec_start_pre.clone(),
+            exec_stop: self.exec_stop.clone(),
             restart: (self.restart != default_restart).then_some(self.restart),
             restart_delay_ms: (self.restart_delay_ms != DEFAULT_RESTART_DELAY_MS)
                 .then_some(self.restart_delay_ms),
@@ -434,7 +442,10 @@ pub struct ServiceFile {
     pub exec: Vec<String>,
     /// `exec_start_pre`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub exec_start_pre: Vec<PreCommand>,
+    pub exec_start_pre: Vec<ExtraCommand>,
+    /// `exec_stop`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exec_stop: Vec<ExtraCommand>,
     /// `restart`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub restart: Option<Restart>,
@@ -499,6 +510,9 @@ pub enum ServiceFileError {
         "exec_start_pre entry {0} must be a non-empty list whose first element is an absolute path"
     )]
     ExecStartPre(usize),
+    /// An `exec_stop` command is empty or not absolute.
+    #[error("exec_stop entry {0} must be a non-empty list whose first element is an absolute path")]
+    ExecStop(usize),
     /// The file name is not a usable service name.
     #[error(
         "service name {0:?} (the file name without .toml) may only contain letters, digits, '-', '_', '.' and '@'"
@@ -600,6 +614,9 @@ impl ServiceFile {
         if let Some(i) = self.exec_start_pre.iter().position(|c| !absolute(&c.exec)) {
             return Err(ServiceFileError::ExecStartPre(i + 1));
         }
+        if let Some(i) = self.exec_stop.iter().position(|c| !absolute(&c.exec)) {
+            return Err(ServiceFileError::ExecStop(i + 1));
+        }
         if let Some(bad) = self.after.iter().find(|n| !valid_name(n)) {
             return Err(ServiceFileError::After(bad.clone()));
         }
@@ -657,6 +674,7 @@ impl ServiceFile {
             kind,
             exec: self.exec,
             exec_start_pre: self.exec_start_pre,
+            exec_stop: self.exec_stop,
             restart: self.restart.unwrap_or(match kind {
                 ServiceType::Simple => Restart::OnFailure,
                 ServiceType::Oneshot => Restart::Never,

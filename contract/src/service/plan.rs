@@ -1,6 +1,6 @@
 //! What PID 1 hands the launcher ([`EXEC_LAUNCHER`](super::EXEC_LAUNCHER))
 //! for a service that needs it: the [`ExecPlan`], as JSON in the
-//! environment variable [`PLAN_VAR`](super::PLAN_VAR); and the pure steps
+//! environment variable [`PLAN_VAR`]; and the pure steps
 //! of the launch: the final environment ([`ExecPlan::environment`]), the
 //! commands expanded ([`ExecPlan::commands`]) and the credentials
 //! ([`Credentials::resolve`]).
@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::env_file::EnvFile;
-use super::{EnvironmentFile, NameOrId, PLAN_VAR, PreCommand, ServiceSpec, expand};
+use super::{EnvironmentFile, ExtraCommand, NameOrId, PLAN_VAR, ServiceSpec, expand};
 use crate::accounts::{Group, Passwd, Table};
 
 /// The most bytes of one `NAME=value` environment string Linux execs
@@ -18,17 +18,23 @@ use crate::accounts::{Group, Passwd, Table};
 pub const MAX_ENV_STRING: usize = 32 * 4096;
 
 /// How to start a service: what the launcher does between PID 1's fork and
-/// the service's program.
+/// the service's program; or how to stop it ([`Action::Stop`]).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ExecPlan {
     /// The service's name (for messages).
     pub service: String,
+    /// Start the service, or run its stop commands.
+    #[serde(default)]
+    pub action: Action,
     /// Program and arguments.
     pub exec: Vec<String>,
     /// Commands run before it, in order.
     #[serde(default)]
-    pub exec_start_pre: Vec<PreCommand>,
+    pub exec_start_pre: Vec<ExtraCommand>,
+    /// Commands run to stop it, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exec_stop: Vec<ExtraCommand>,
     /// PID 1's defaults (`PATH`, `HOME`, `TANDEM_SERVICE`, `TERM` on a
     /// terminal), which everything else overrides.
     pub defaults: BTreeMap<String, String>,
@@ -48,6 +54,22 @@ pub struct ExecPlan {
     #[serde(default)]
     pub group: Option<NameOrId>,
 }
+
+/// What the launcher is started for.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    /// Run the `exec_start_pre` commands, then exec the program.
+    #[default]
+    Start,
+    /// Run the `exec_stop` commands and exit: the first failure not
+    /// ignored skips the rest and is the exit status.
+    Stop,
+}
+
+/// The environment variable that holds a stopping service's main PID in
+/// its `exec_stop` commands (as systemd's `$MAINPID`).
+pub const MAINPID_VAR: &str = "MAINPID";
 
 /// The plan cannot be handed over or read.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -71,14 +93,31 @@ impl ExecPlan {
     pub fn new(name: &str, spec: &ServiceSpec, defaults: BTreeMap<String, String>) -> ExecPlan {
         ExecPlan {
             service: name.to_string(),
+            action: Action::Start,
             exec: spec.exec.clone(),
             exec_start_pre: spec.exec_start_pre.clone(),
+            exec_stop: spec.exec_stop.clone(),
             defaults,
             env: spec.env.clone(),
             environment_files: spec.environment_files.clone(),
             expand_env: spec.expand_env,
             user: spec.user.clone(),
             group: spec.group.clone(),
+        }
+    }
+
+    /// The plan that runs the `exec_stop` commands of service `name`
+    /// whose main process is `main_pid` ([`MAINPID_VAR`]).
+    pub fn stop(
+        name: &str,
+        spec: &ServiceSpec,
+        mut defaults: BTreeMap<String, String>,
+        main_pid: i32,
+    ) -> ExecPlan {
+        defaults.insert(MAINPID_VAR.into(), main_pid.to_string());
+        ExecPlan {
+            action: Action::Stop,
+            ..ExecPlan::new(name, spec, defaults)
         }
     }
 
@@ -115,23 +154,38 @@ impl ExecPlan {
 
     /// The commands to run, expanded with `env` when `expand_env` is on:
     /// the `exec_start_pre` commands, then the program.
-    pub fn commands(&self, env: &BTreeMap<String, String>) -> (Vec<PreCommand>, Vec<String>) {
-        let expand = |words: &[String]| {
-            if self.expand_env {
-                expand::command(words, env)
-            } else {
-                words.to_vec()
-            }
-        };
-        let pre = self
-            .exec_start_pre
+    pub fn commands(&self, env: &BTreeMap<String, String>) -> (Vec<ExtraCommand>, Vec<String>) {
+        (
+            self.expand_all(&self.exec_start_pre, env),
+            self.expand(&self.exec, env),
+        )
+    }
+
+    /// The `exec_stop` commands, expanded as [`ExecPlan::commands`].
+    pub fn stop_commands(&self, env: &BTreeMap<String, String>) -> Vec<ExtraCommand> {
+        self.expand_all(&self.exec_stop, env)
+    }
+
+    fn expand(&self, words: &[String], env: &BTreeMap<String, String>) -> Vec<String> {
+        if self.expand_env {
+            expand::command(words, env)
+        } else {
+            words.to_vec()
+        }
+    }
+
+    fn expand_all(
+        &self,
+        commands: &[ExtraCommand],
+        env: &BTreeMap<String, String>,
+    ) -> Vec<ExtraCommand> {
+        commands
             .iter()
-            .map(|c| PreCommand {
-                exec: expand(&c.exec),
+            .map(|c| ExtraCommand {
+                exec: self.expand(&c.exec, env),
                 ignore_failure: c.ignore_failure,
             })
-            .collect();
-        (pre, expand(&self.exec))
+            .collect()
     }
 }
 
@@ -436,6 +490,34 @@ mod tests {
         let (pre, main) = plan(text).commands(&env);
         assert_eq!(main[3], "${IP}:80:80", "literal without expand_env");
         assert_eq!(pre[1].exec[1], "$$");
+    }
+
+    #[test]
+    fn a_stop_plan_runs_the_stop_commands_with_the_main_pid() {
+        let text = "exec = [\"/usr/bin/docker\", \"run\", \"web\"]\n\
+             exec_stop = [[\"/usr/bin/docker\", \"stop\", \"web\"], { exec = [\"/bin/kill\", \"-TERM\", \"${MAINPID}\"], ignore_failure = true }]\n\
+             expand_env = true\n";
+        let spec = crate::service::parse(text).expect("valid");
+        let start = ExecPlan::new("web", &spec, BTreeMap::new());
+        assert_eq!(start.action, Action::Start);
+        let stop = ExecPlan::stop("web", &spec, BTreeMap::new(), 321);
+        assert_eq!(stop.action, Action::Stop);
+        let env = stop.environment(None, &[]);
+        assert_eq!(env.get(MAINPID_VAR).map(String::as_str), Some("321"));
+        let cmds = stop.stop_commands(&env);
+        assert_eq!(cmds[0].exec, ["/usr/bin/docker", "stop", "web"]);
+        assert_eq!(cmds[1].exec, ["/bin/kill", "-TERM", "321"]);
+        assert!(cmds[1].ignore_failure);
+        assert_eq!(
+            ExecPlan::decode(&stop.encode().expect("encode")),
+            Ok(stop.clone())
+        );
+        // A plan from before stop commands existed reads as a start.
+        let old = start
+            .encode()
+            .expect("encode")
+            .replace("\"action\":\"start\",", "");
+        assert_eq!(ExecPlan::decode(&old).map(|p| p.action), Ok(Action::Start));
     }
 
     #[test]

@@ -208,7 +208,7 @@ fn new_keys() {
     assert_eq!(
         spec.exec_start_pre,
         [
-            PreCommand {
+            ExtraCommand {
                 exec: vec![
                     "/usr/bin/docker".into(),
                     "rm".into(),
@@ -217,7 +217,7 @@ fn new_keys() {
                 ],
                 ignore_failure: true
             },
-            PreCommand {
+            ExtraCommand {
                 exec: vec!["/usr/bin/docker".into(), "pull".into(), "nginx".into()],
                 ignore_failure: false
             },
@@ -258,6 +258,10 @@ fn which_services_need_the_launcher() {
     assert!(needs("expand_env = true"));
     assert!(needs("environment_files = [\"-/etc/environment\"]"));
     assert!(needs("exec_start_pre = [[\"/b\"]]"));
+    assert!(
+        !needs("exec_stop = [[\"/b\"]]"),
+        "stop commands are launched on their own"
+    );
 }
 
 #[test]
@@ -271,6 +275,15 @@ fn refuses_bad_new_keys() {
         with("exec_start_pre = [{ exec = [\"b\"] }]"),
         Err(ServiceFileError::ExecStartPre(1))
     );
+    assert_eq!(
+        with("exec_stop = [[\"/b\"], [\"c\"]]"),
+        Err(ServiceFileError::ExecStop(2))
+    );
+    let spec = with("exec_stop = [[\"/b\", \"x\"], { exec = [\"/c\"], ignore_failure = true }]")
+        .expect("valid");
+    assert_eq!(spec.exec_stop.len(), 2);
+    assert!(spec.exec_stop[1].ignore_failure);
+    assert_eq!(parse(&spec.render().expect("render")), Ok(spec));
     for bad in [
         "exec_start_pre = [\"/b\"]",
         "exec_start_pre = [{ exec = [\"/b\"], ignore = true }]",

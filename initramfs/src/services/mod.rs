@@ -23,7 +23,7 @@ pub mod spec;
 pub mod supervisor;
 
 pub use restart::{Exit, next_streak, restart_after};
-pub use spawn::{console_tty, spawn};
+pub use spawn::{console_tty, spawn, spawn_stop};
 #[cfg(test)]
 pub(crate) use spec::test_def;
 pub use spec::{

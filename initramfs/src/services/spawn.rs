@@ -42,52 +42,117 @@ fn open_log(name: &str) -> std::io::Result<File> {
     OpenOptions::new().create(true).append(true).open(path)
 }
 
+/// What to exec for a service: a program, its arguments and environment,
+/// and the numeric credentials PID 1 sets itself.
+struct Launch {
+    program: String,
+    argv: Vec<String>,
+    env: Vec<(String, String)>,
+    user: Option<u32>,
+    group: Option<u32>,
+}
+
+impl Launch {
+    /// The launcher ([`EXEC_LAUNCHER`]) with `plan`: it reads files,
+    /// resolves names and takes the credentials in the service's process.
+    fn launcher(name: &str, plan: &ExecPlan) -> Result<Launch, Error> {
+        let plan = plan.encode().map_err(|err| Error::LaunchPlan {
+            name: name.to_string(),
+            err,
+        })?;
+        Ok(Launch {
+            program: EXEC_LAUNCHER.to_string(),
+            argv: vec![EXEC_LAUNCHER.to_string(), name.to_string()],
+            env: vec![(PLAN_VAR.to_string(), plan)],
+            user: None,
+            group: None,
+        })
+    }
+}
+
+/// PID 1's environment for service `def`, which its `[env]` overrides.
+fn default_env(def: &ServiceDef) -> BTreeMap<String, String> {
+    let mut defaults = BTreeMap::from([
+        ("PATH".to_string(), DEFAULT_PATH.to_string()),
+        ("HOME".to_string(), "/root".to_string()),
+        ("TANDEM_SERVICE".to_string(), def.name.clone()),
+    ]);
+    if def.spec.stdio == StdioMode::Tty {
+        defaults.insert("TERM".into(), "vt100".into());
+    }
+    defaults
+}
+
 /// Starts `def`'s program in a session of its own (the console terminal is
 /// `console` for `stdio = "tty"`) and, with `cgroup`, in that cgroup, which
 /// it joins before exec so that nothing it starts escapes; returns its PID.
 /// The child is reaped by PID 1's `waitpid(-1)` loop.
 pub fn spawn(def: &ServiceDef, console: &Path, cgroup: Option<&Path>) -> Result<i32, Error> {
     let spec = &def.spec;
-    let tty = spec.stdio == StdioMode::Tty;
-    // PID 1's defaults, which the service's [env] overrides.
-    let mut defaults = BTreeMap::from([
-        ("PATH".to_string(), DEFAULT_PATH.to_string()),
-        ("HOME".to_string(), "/root".to_string()),
-        ("TANDEM_SERVICE".to_string(), def.name.clone()),
-    ]);
-    if tty {
-        defaults.insert("TERM".into(), "vt100".into());
-    }
     // A service that needs more than a program started (commands before
     // it, environment files, expansion, names to resolve) is started
     // through the launcher, which does that in the service's process and
     // then execs the program: PID 1 neither reads those files nor waits.
-    let (program, argv, env, user, group) = if spec.needs_launcher() {
-        let plan = ExecPlan::new(&def.name, spec, defaults)
-            .encode()
-            .map_err(|err| Error::LaunchPlan {
-                name: def.name.clone(),
-                err,
-            })?;
-        (
-            EXEC_LAUNCHER.to_string(),
-            vec![EXEC_LAUNCHER.to_string(), def.name.clone()],
-            vec![(PLAN_VAR.to_string(), plan)],
-            None,
-            None,
-        )
+    let launch = if spec.needs_launcher() {
+        Launch::launcher(&def.name, &ExecPlan::new(&def.name, spec, default_env(def)))?
     } else {
-        let mut env = defaults;
+        let mut env = default_env(def);
         env.extend(spec.env.clone());
-        (
-            spec.exec.first().cloned().unwrap_or_default(),
-            spec.exec.clone(),
-            env.into_iter().collect(),
+        Launch {
+            program: spec.exec.first().cloned().unwrap_or_default(),
+            argv: spec.exec.clone(),
+            env: env.into_iter().collect(),
             // Without the launcher they are numeric (`needs_launcher`).
-            spec.user.as_ref().and_then(NameOrId::id),
-            spec.group.as_ref().and_then(NameOrId::id),
-        )
+            user: spec.user.as_ref().and_then(NameOrId::id),
+            group: spec.group.as_ref().and_then(NameOrId::id),
+        }
     };
+    start(def, &launch, spec.stdio, console, cgroup)
+}
+
+/// Starts the launcher that runs `def`'s `exec_stop` commands for its main
+/// process `main_pid`, as [`spawn`] starts the service (its own session, in
+/// `cgroup`); returns its PID. A `tty` service's stop commands write to
+/// the console: the terminal is the service's.
+pub fn spawn_stop(
+    def: &ServiceDef,
+    main_pid: i32,
+    console: &Path,
+    cgroup: Option<&Path>,
+) -> Result<i32, Error> {
+    let plan = ExecPlan::stop(&def.name, &def.spec, default_env(def), main_pid);
+    let stdio = match def.spec.stdio {
+        StdioMode::Tty => StdioMode::Console,
+        other => other,
+    };
+    start(
+        def,
+        &Launch::launcher(&def.name, &plan)?,
+        stdio,
+        console,
+        cgroup,
+    )
+}
+
+/// Starts `launch` for service `def` with standard input and output
+/// `stdio`.
+fn start(
+    def: &ServiceDef,
+    launch: &Launch,
+    stdio: StdioMode,
+    console: &Path,
+    cgroup: Option<&Path>,
+) -> Result<i32, Error> {
+    let spec = &def.spec;
+    let tty = stdio == StdioMode::Tty;
+    let Launch {
+        program,
+        argv,
+        env,
+        user,
+        group,
+    } = launch;
+    let (user, group) = (*user, *group);
     let fail = |err| Error::Spawn {
         name: def.name.clone(),
         program: program.clone(),
@@ -106,7 +171,7 @@ pub fn spawn(def: &ServiceDef, console: &Path, cgroup: Option<&Path>) -> Result<
             .map_err(fail)
     };
     let null = Path::new("/dev/null");
-    let files: Option<[File; 3]> = match spec.stdio {
+    let files: Option<[File; 3]> = match stdio {
         StdioMode::Log => {
             let log = open_log(&def.name).map_err(fail)?;
             Some([open(null, false)?, log.try_clone().map_err(fail)?, log])
@@ -137,8 +202,8 @@ pub fn spawn(def: &ServiceDef, console: &Path, cgroup: Option<&Path>) -> Result<
         };
         let env: Vec<String> = env.iter().map(|(k, v)| format!("{k}={v}")).collect();
         return crate::sys::spawn(&SpawnRequest {
-            program: &program,
-            argv: &argv,
+            program,
+            argv,
             env: &env,
             cwd,
             stdio,
@@ -162,10 +227,10 @@ pub fn spawn(def: &ServiceDef, console: &Path, cgroup: Option<&Path>) -> Result<
             ]
         }
     };
-    let mut cmd = Command::new(&program);
+    let mut cmd = Command::new(program);
     cmd.args(argv.get(1..).unwrap_or_default())
         .env_clear()
-        .envs(env)
+        .envs(env.iter().cloned())
         .current_dir(cwd)
         .stdin(stdin)
         .stdout(stdout)

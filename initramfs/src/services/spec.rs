@@ -100,6 +100,7 @@ pub fn builtin_console(sh_exists: bool) -> ServiceDef {
             kind: ServiceType::Simple,
             exec,
             exec_start_pre: Vec::new(),
+            exec_stop: Vec::new(),
             restart: Restart::Always,
             restart_delay_ms: 200,
             stop_timeout_secs: 2,

@@ -47,12 +47,14 @@ enum State {
         pid: i32,
         since: Instant,
     },
-    /// Asked to stop: `pid` until the main process ended, then until its
-    /// cgroup is empty. Past `deadline` what is left is killed (`killed`;
-    /// `timed_out` when it was its stop timeout that passed), and waited
-    /// for until [`KILL_WAIT`] later.
+    /// Asked to stop: `stopper` while its stop commands run (the main
+    /// process gets SIGTERM once they ended), `pid` until the main process
+    /// ended, then until its cgroup is empty. Past `deadline` what is left
+    /// is killed (`killed`; `timed_out` when it was its stop timeout that
+    /// passed), and waited for until [`KILL_WAIT`] later.
     Stopping {
         pid: Option<i32>,
+        stopper: Option<i32>,
         deadline: Instant,
         killed: bool,
         timed_out: bool,
@@ -129,6 +131,15 @@ pub enum Event {
     },
     /// Could not start.
     SpawnFailed(Error),
+    /// Its stop commands ended.
+    StopCommandsEnded {
+        /// Service.
+        name: String,
+        /// How.
+        exit: Exit,
+        /// The main process that got SIGTERM then (`None`: it had ended).
+        terminated: Option<i32>,
+    },
     /// Exited; `restart_in` when it will be restarted.
     Exited {
         /// Service.
@@ -183,6 +194,9 @@ pub struct Supervisor {
     cgroups: bool,
     network_settled: bool,
     stopping: bool,
+    /// Stop commands that could not be started, for the next
+    /// [`Supervisor::stop_progress`].
+    stop_failures: Vec<Error>,
 }
 
 impl Supervisor {
@@ -227,6 +241,7 @@ impl Supervisor {
             cgroups: false,
             network_settled: false,
             stopping: false,
+            stop_failures: Vec::new(),
         };
         s.promote(now);
         s
@@ -430,6 +445,13 @@ impl Supervisor {
         exit: Exit,
         now: Instant,
     ) -> Option<Event> {
+        if let Some(i) = self
+            .units
+            .iter()
+            .position(|u| matches!(u.state, State::Stopping { stopper: Some(p), .. } if p == pid))
+        {
+            return Some(self.stop_commands_ended(i, sys, exit, now));
+        }
         let i = self.units.iter().position(|u| match u.state {
             State::Running { pid: p, .. } | State::Stopping { pid: Some(p), .. } => p == pid,
             _ => false,
@@ -440,14 +462,23 @@ impl Supervisor {
         let name = u.def.name.clone();
         // Its main process is what a service is: what it leaves behind in
         // its cgroup is killed (before a restart, or for good; once).
-        let killed_already = matches!(u.state, State::Stopping { killed: true, .. });
-        let killed_left = !killed_already
+        // Not while its stop commands run there: they end it.
+        let keep = matches!(
+            u.state,
+            State::Stopping { killed: true, .. }
+                | State::Stopping {
+                    stopper: Some(_),
+                    ..
+                }
+        );
+        let killed_left = !keep
             && u.cgroup == Cgroup::Live
             && sys.cgroup_populated(&u.dir).unwrap_or(false)
             && sys.cgroup_kill(&u.dir).is_ok();
         let since = match u.state {
             State::Running { since, .. } => since,
             State::Stopping {
+                stopper,
                 deadline,
                 killed,
                 timed_out,
@@ -458,6 +489,7 @@ impl Supervisor {
                 u.state = if killed_left {
                     State::Stopping {
                         pid: None,
+                        stopper,
                         deadline: now + KILL_WAIT,
                         killed: true,
                         timed_out,
@@ -466,6 +498,7 @@ impl Supervisor {
                 } else {
                     State::Stopping {
                         pid: None,
+                        stopper,
                         deadline,
                         killed,
                         timed_out,
@@ -498,6 +531,57 @@ impl Supervisor {
             restart_in: delay,
             killed_left,
         })
+    }
+
+    /// The stop commands of service `i` ended with `exit`: its main process
+    /// gets SIGTERM now; if it ended already, what is left in its cgroup
+    /// is killed, as after any main process.
+    fn stop_commands_ended(
+        &mut self,
+        i: usize,
+        sys: &mut dyn Syscall,
+        exit: Exit,
+        now: Instant,
+    ) -> Event {
+        let u = &mut self.units[i];
+        let name = u.def.name.clone();
+        let State::Stopping {
+            pid,
+            stopper,
+            deadline,
+            killed,
+            ..
+        } = &mut u.state
+        else {
+            return Event::StopCommandsEnded {
+                name,
+                exit,
+                terminated: None,
+            };
+        };
+        *stopper = None;
+        let mut terminated = None;
+        match *pid {
+            _ if *killed => {}
+            Some(main) => {
+                send_stop_signals(sys, main, u.def.spec.stdio);
+                terminated = Some(main);
+            }
+            None => {
+                if u.cgroup == Cgroup::Live
+                    && sys.cgroup_populated(&u.dir).unwrap_or(false)
+                    && sys.cgroup_kill(&u.dir).is_ok()
+                {
+                    *killed = true;
+                    *deadline = now + KILL_WAIT;
+                }
+            }
+        }
+        Event::StopCommandsEnded {
+            name,
+            exit,
+            terminated,
+        }
     }
 
     /// Removes the cgroups of services that ended for good, once empty;
@@ -539,16 +623,14 @@ impl Supervisor {
         self.units
             .iter()
             .filter_map(|u| match u.state {
+                // A process's end is a SIGCHLD; a cgroup's is polled.
                 State::Stopping {
-                    pid: Some(_),
+                    pid,
+                    stopper,
                     deadline,
                     ..
-                } => Some(deadline),
-                State::Stopping {
-                    pid: None,
-                    deadline,
-                    ..
-                } => Some(deadline.min(now + STOP_POLL)),
+                } if pid.is_some() || stopper.is_some() => Some(deadline),
+                State::Stopping { deadline, .. } => Some(deadline.min(now + STOP_POLL)),
                 _ => None,
             })
             .min()
@@ -573,9 +655,9 @@ impl Supervisor {
             .min()
     }
 
-    /// Sends SIGTERM to the process group of running service `i` (SIGHUP
-    /// too to a `tty` service, then SIGCONT); it has its stop timeout from
-    /// now.
+    /// Stops running service `i`: starts its stop commands if it has any
+    /// (in its cgroup), else sends its process group the stop signals
+    /// ([`send_stop_signals`]); it has its stop timeout from now.
     fn terminate(
         &mut self,
         i: usize,
@@ -587,14 +669,20 @@ impl Supervisor {
         let State::Running { pid, .. } = u.state else {
             return;
         };
-        let _ = sys.kill(-pid, libc::SIGTERM);
-        // An interactive shell ignores SIGTERM but not a hangup.
-        if u.def.spec.stdio == StdioMode::Tty {
-            let _ = sys.kill(-pid, libc::SIGHUP);
+        let mut stopper = None;
+        if !u.def.spec.exec_stop.is_empty() {
+            let cgroup = (u.cgroup == Cgroup::Live).then_some(u.dir.as_path());
+            match sys.spawn_stop(&u.def, pid, &self.console, cgroup) {
+                Ok(p) => stopper = Some(p),
+                Err(e) => self.stop_failures.push(e),
+            }
         }
-        let _ = sys.kill(-pid, libc::SIGCONT);
+        if stopper.is_none() {
+            send_stop_signals(sys, pid, u.def.spec.stdio);
+        }
         u.state = State::Stopping {
             pid: Some(pid),
+            stopper,
             deadline: now + Duration::from_secs(u.def.spec.stop_timeout_secs),
             killed: false,
             timed_out: false,
@@ -602,9 +690,8 @@ impl Supervisor {
         };
     }
 
-    /// Sends SIGTERM to every running service's process group (SIGHUP too
-    /// to a `tty` service, then SIGCONT); each has its own stop timeout
-    /// from now. Nothing starts or restarts after.
+    /// Stops every running service ([`Supervisor::terminate`]); each has
+    /// its own stop timeout from now. Nothing starts or restarts after.
     pub fn terminate_all(&mut self, sys: &mut dyn Syscall, now: Instant) {
         self.stopping = true;
         for i in 0..self.units.len() {
@@ -645,8 +732,8 @@ impl Supervisor {
         self.units.get(i).map_or("", |u| u.def.name.as_str())
     }
 
-    /// Stops service `i` on request, as the shutdown does: SIGTERM now,
-    /// its cgroup killed after its stop timeout; [`Supervisor::stop_progress`]
+    /// Stops service `i` on request, as the shutdown does: its stop
+    /// commands, else SIGTERM, now; its cgroup killed after its stop timeout; [`Supervisor::stop_progress`]
     /// reports it stopped once its cgroup is empty, and it stays stopped.
     /// `None` when that is under way; a report at once when it was not
     /// running: one waiting to start (or restart) is stopped (it will not
@@ -754,11 +841,15 @@ impl Supervisor {
     /// stopped; one past its stop timeout is killed (its whole cgroup, or
     /// its process group without cgroups) and given up [`KILL_WAIT`] later.
     pub fn stop_progress(&mut self, sys: &mut dyn Syscall, now: Instant) -> StopStep {
-        let mut step = StopStep::default();
+        let mut step = StopStep {
+            warnings: std::mem::take(&mut self.stop_failures),
+            ..StopStep::default()
+        };
         for i in 0..self.units.len() {
             let u = &mut self.units[i];
             let State::Stopping {
                 pid,
+                stopper,
                 deadline,
                 killed,
                 timed_out,
@@ -768,7 +859,9 @@ impl Supervisor {
                 continue;
             };
             let live = u.cgroup == Cgroup::Live;
-            let empty = pid.is_none() && !(live && sys.cgroup_populated(&u.dir).unwrap_or(false));
+            let empty = pid.is_none()
+                && stopper.is_none()
+                && !(live && sys.cgroup_populated(&u.dir).unwrap_or(false));
             if empty {
                 let outcome = if timed_out {
                     StopOutcome::Killed
@@ -792,12 +885,15 @@ impl Supervisor {
                 continue;
             }
             let by_cgroup = live && sys.cgroup_kill(&u.dir).is_ok();
-            if !by_cgroup && let Some(pid) = pid {
-                let _ = sys.kill(-pid, libc::SIGKILL);
+            if !by_cgroup {
+                for group in pid.iter().chain(stopper.iter()) {
+                    let _ = sys.kill(-group, libc::SIGKILL);
+                }
             }
             step.killed.push((u.def.name.clone(), pid));
             u.state = State::Stopping {
                 pid,
+                stopper,
                 deadline: now + KILL_WAIT,
                 killed: true,
                 timed_out: true,
@@ -894,6 +990,17 @@ impl Supervisor {
             })
             .collect()
     }
+}
+
+/// Sends SIGTERM to the process group `pid` (SIGHUP too for a `tty`
+/// service: an interactive shell ignores SIGTERM but not a hangup), then
+/// SIGCONT so that a stopped process sees them.
+fn send_stop_signals(sys: &mut dyn Syscall, pid: i32, stdio: StdioMode) {
+    let _ = sys.kill(-pid, libc::SIGTERM);
+    if stdio == StdioMode::Tty {
+        let _ = sys.kill(-pid, libc::SIGHUP);
+    }
+    let _ = sys.kill(-pid, libc::SIGCONT);
 }
 
 fn base(def: &ServiceDef) -> Duration {
@@ -1017,5 +1124,168 @@ mod tests {
             .count();
         assert_eq!(creates, 2);
         assert_eq!(s.status()[0].cgroup.as_deref(), dir.to_str());
+    }
+
+    /// Service `web` (restart always, stop timeout 10 s) with one stop
+    /// command, started at once; returns the supervisor and its PID.
+    fn web_with_stop_command(sys: &mut TestSyscall, cgroups: bool) -> (Supervisor, i32) {
+        let mut web = def("web", Restart::Always);
+        web.spec.exec_stop = vec![tandem_contract::service::ExtraCommand {
+            exec: vec!["/usr/bin/docker".into(), "stop".into(), "web".into()],
+            ignore_failure: false,
+        }];
+        web.spec.stop_timeout_secs = 10;
+        let t0 = sys.now();
+        let mut s = Supervisor::new(vec![web], t0).with_cgroups(cgroups);
+        let events = s.start_due(sys, t0);
+        let Some(Event::Started { pid, .. }) = events.first() else {
+            panic!("{events:?}");
+        };
+        let pid = *pid;
+        (s, pid)
+    }
+
+    /// Lets `d` of fake time pass and hands the supervisor what ended.
+    fn after(s: &mut Supervisor, sys: &mut TestSyscall, d: Duration) -> Vec<Event> {
+        sys.sleep(d);
+        let now = sys.now();
+        let mut events = Vec::new();
+        for (pid, exit) in sys.reap().exited {
+            events.extend(s.on_exit(sys, pid, exit, now));
+        }
+        events
+    }
+
+    #[test]
+    fn stop_commands_run_before_sigterm_and_may_end_the_service() {
+        let sys = &mut TestSyscall::default().stop_command(
+            "web",
+            Duration::from_secs(3),
+            Exit::Code(0),
+            true,
+        );
+        let (mut s, main) = web_with_stop_command(sys, true);
+        let t0 = sys.now();
+        assert!(s.stop(sys, 0, t0).is_none(), "under way");
+        let stopper = sys
+            .calls
+            .iter()
+            .find_map(|r| match r.call {
+                crate::syscall::test::Call::SpawnStop { pid, main_pid, .. } => {
+                    assert_eq!(main_pid, main);
+                    Some(pid)
+                }
+                _ => None,
+            })
+            .expect("the stop commands were started");
+        assert!(
+            sys.cgroups()[&tandem_contract::cgroup::service("web")].contains(&stopper),
+            "in the service's cgroup"
+        );
+        assert!(sys.kills().is_empty(), "no signal while they run");
+        assert_eq!(s.status()[0].state, ServiceState::Stopping);
+        assert_eq!(s.next_stop_check(t0), Some(t0 + Duration::from_secs(10)));
+
+        let events = after(&mut s, sys, Duration::from_secs(3));
+        assert!(
+            matches!(
+                &events[..],
+                [
+                    Event::Exited {
+                        killed_left: false,
+                        ..
+                    },
+                    Event::StopCommandsEnded {
+                        terminated: None,
+                        ..
+                    }
+                ]
+            ),
+            "the main process ended first; nothing left to signal: {events:?}"
+        );
+        let step = {
+            let now = sys.now();
+            s.stop_progress(sys, now)
+        };
+        assert_eq!(step.stopped.len(), 1);
+        assert_eq!(step.stopped[0].1.outcome, StopOutcome::Stopped);
+        assert_eq!(step.stopped[0].1.took_ms, 3000);
+        assert!(sys.kills().is_empty(), "{:?}", sys.kills());
+    }
+
+    #[test]
+    fn the_main_process_gets_sigterm_once_the_stop_commands_ended() {
+        let sys = &mut TestSyscall::default().stop_command(
+            "web",
+            Duration::from_secs(1),
+            Exit::Code(2),
+            false,
+        );
+        let (mut s, main) = web_with_stop_command(sys, true);
+        {
+            let now = sys.now();
+            s.terminate_all(sys, now)
+        };
+        let events = after(&mut s, sys, Duration::from_secs(1));
+        assert!(
+            matches!(
+                &events[..],
+                [Event::StopCommandsEnded { exit: Exit::Code(2), terminated: Some(p), .. }] if *p == main
+            ),
+            "a failure does not keep the service from stopping: {events:?}"
+        );
+        assert_eq!(
+            sys.kills()[0],
+            (Duration::from_secs(1), -main, libc::SIGTERM)
+        );
+        let events = after(&mut s, sys, Duration::ZERO);
+        assert!(matches!(&events[..], [Event::Exited { .. }]), "{events:?}");
+        let step = {
+            let now = sys.now();
+            s.stop_step(sys, now)
+        };
+        assert!(!step.left, "{step:?}");
+    }
+
+    #[test]
+    fn stop_commands_that_hang_are_killed_with_the_service_at_the_timeout() {
+        for cgroups in [true, false] {
+            let sys = &mut TestSyscall::default().stop_command(
+                "web",
+                Duration::from_secs(3600),
+                Exit::Code(0),
+                false,
+            );
+            let (mut s, main) = web_with_stop_command(sys, cgroups);
+            let t0 = sys.now();
+            s.stop(sys, 0, t0);
+            assert!(after(&mut s, sys, Duration::from_secs(9)).is_empty());
+            assert!(
+                {
+                    let now = sys.now();
+                    s.stop_progress(sys, now)
+                }
+                .killed
+                .is_empty()
+            );
+            let events = after(&mut s, sys, Duration::from_secs(1));
+            assert!(events.is_empty(), "{events:?}");
+            let step = {
+                let now = sys.now();
+                s.stop_progress(sys, now)
+            };
+            assert_eq!(step.killed, [("web".to_string(), Some(main))]);
+            if !cgroups {
+                let kills: Vec<i32> = sys.kills().iter().map(|k| k.1).collect();
+                assert_eq!(kills, [-main, -(main + 1)], "both process groups");
+            }
+            let events = after(&mut s, sys, Duration::ZERO);
+            assert_eq!(events.len(), 2, "{events:?}");
+            let step = {
+                let now = sys.now();
+                s.stop_progress(sys, now)
+            };
+            assert_eq!(step.stopped[0].1.outcome, StopOutcome::Killed);
+        }
     }
 }

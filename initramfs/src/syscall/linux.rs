@@ -82,6 +82,16 @@ impl Syscall for LinuxSyscall {
         services::spawn(def, console, cgroup)
     }
 
+    fn spawn_stop(
+        &mut self,
+        def: &ServiceDef,
+        main_pid: i32,
+        console: &Path,
+        cgroup: Option<&Path>,
+    ) -> Result<i32, Error> {
+        services::spawn_stop(def, main_pid, console, cgroup)
+    }
+
     fn cgroup_create(&mut self, dir: &Path) -> io::Result<()> {
         cgroup::create(dir)
     }

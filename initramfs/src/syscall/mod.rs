@@ -80,6 +80,16 @@ pub trait Syscall {
         console: &Path,
         cgroup: Option<&Path>,
     ) -> Result<i32, Error>;
+    /// Starts the process that runs service `def`'s stop commands for its
+    /// main process `main_pid` (see [`services::spawn_stop`]), in `cgroup`
+    /// if given; returns its PID.
+    fn spawn_stop(
+        &mut self,
+        def: &ServiceDef,
+        main_pid: i32,
+        console: &Path,
+        cgroup: Option<&Path>,
+    ) -> Result<i32, Error>;
     /// Creates the cgroup `dir` (one that exists is fine).
     fn cgroup_create(&mut self, dir: &Path) -> io::Result<()>;
     /// Writes `value` to the interface file `file` of the cgroup `dir`

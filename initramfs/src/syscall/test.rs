@@ -33,6 +33,15 @@ pub enum Call {
         /// The cgroup it joined.
         cgroup: Option<PathBuf>,
     },
+    /// A service's stop commands were started with this PID.
+    SpawnStop {
+        /// Service.
+        name: String,
+        /// PID given to the stop commands' process.
+        pid: i32,
+        /// The service's main PID handed to them.
+        main_pid: i32,
+    },
     /// A cgroup was created.
     CgroupCreate(PathBuf),
     /// A cgroup file was written: (cgroup, file, value).
@@ -163,6 +172,9 @@ pub struct TestSyscall {
     stuck: HashSet<String>,
     /// Services whose program cannot be started (ENOENT).
     missing_programs: HashSet<String>,
+    /// Service → how its stop commands run: they end after this long with
+    /// this exit, and end the service's main process then if `true`.
+    stop_commands: HashMap<String, (Duration, Exit, bool)>,
     /// Existing cgroups and the PIDs in them.
     cgroups: BTreeMap<PathBuf, BTreeSet<i32>>,
     /// Cgroup files that cannot be written (a controller the kernel lacks).
@@ -198,6 +210,7 @@ impl Default for TestSyscall {
             next_helper: 1000,
             stuck: HashSet::new(),
             missing_programs: HashSet::new(),
+            stop_commands: HashMap::new(),
             cgroups: BTreeMap::new(),
             missing_files: HashSet::new(),
             failing_cgroups: HashSet::new(),
@@ -245,6 +258,21 @@ impl TestSyscall {
     /// Starting `name` fails: its program is missing (ENOENT).
     pub fn missing_program(mut self, name: &str) -> TestSyscall {
         self.missing_programs.insert(name.to_string());
+        self
+    }
+
+    /// `name`'s stop commands end `after` they start, with `exit`; with
+    /// `ends_service` they end its main process then (`docker stop`), which
+    /// exits with status 0. Unscripted, they exit at once with status 0.
+    pub fn stop_command(
+        mut self,
+        name: &str,
+        after: Duration,
+        exit: Exit,
+        ends_service: bool,
+    ) -> TestSyscall {
+        self.stop_commands
+            .insert(name.to_string(), (after, exit, ends_service));
         self
     }
 
@@ -621,6 +649,37 @@ impl Syscall for TestSyscall {
         {
             self.exits.push((self.clock + after, pid, exit));
         }
+        Ok(pid)
+    }
+
+    fn spawn_stop(
+        &mut self,
+        def: &ServiceDef,
+        main_pid: i32,
+        _console: &Path,
+        cgroup: Option<&Path>,
+    ) -> Result<i32, Error> {
+        let pid = self.next_pid;
+        self.next_pid += 1;
+        self.record(Call::SpawnStop {
+            name: def.name.clone(),
+            pid,
+            main_pid,
+        });
+        self.children.insert(pid, format!("{}/stop", def.name));
+        if let Some(set) = cgroup.and_then(|dir| self.cgroups.get_mut(dir)) {
+            set.insert(pid);
+        }
+        let (after, exit, ends_service) = self.stop_commands.get(&def.name).copied().unwrap_or((
+            Duration::ZERO,
+            Exit::Code(0),
+            false,
+        ));
+        if ends_service {
+            self.exits
+                .push((self.clock + after, main_pid, Exit::Code(0)));
+        }
+        self.exits.push((self.clock + after, pid, exit));
         Ok(pid)
     }
 

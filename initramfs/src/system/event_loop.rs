@@ -122,7 +122,7 @@ impl Init {
         }
     }
 
-    fn service_event(&mut self, ev: Event) {
+    pub(super) fn service_event(&mut self, ev: Event) {
         match ev {
             Event::Started { name, pid } => system_log!("started {name} (pid {pid})"),
             Event::SpawnFailed(e) => system_log!("warning: {e}"),
@@ -143,6 +143,20 @@ impl Init {
                         d.as_millis()
                     ),
                     None => system_log!("{name} ended ({exit}){left}; not restarting"),
+                }
+            }
+            Event::StopCommandsEnded {
+                name,
+                exit,
+                terminated,
+            } => {
+                let then = terminated.map_or(String::new(), |pid| {
+                    format!("; sending SIGTERM to {name} (pid {pid})")
+                });
+                if exit.success() {
+                    system_log!("{name}: stop commands done{then}");
+                } else {
+                    system_log!("warning: {name}: stop commands failed ({exit}){then}");
                 }
             }
             Event::Blocked { name, by } => system_log!(

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use super::event_loop::Init;
 use crate::mount;
-use crate::services::StopStep;
+use crate::services::{Event, StopStep};
 use crate::syscall::Syscall;
 use crate::system_log;
 
@@ -68,7 +68,12 @@ pub(super) fn stop_everything(init: &mut Init, sys: &mut dyn Syscall, how: Shutd
         init.pet(sys, now);
         init.control.refuse_new(sys, how);
         for (pid, exit) in sys.reap().exited {
-            let _ = init.supervisor.on_exit(sys, pid, exit, now);
+            // Services' ends are expected here; how stop commands ended is news.
+            if let Some(ev @ Event::StopCommandsEnded { .. }) =
+                init.supervisor.on_exit(sys, pid, exit, now)
+            {
+                init.service_event(ev);
+            }
         }
         let step = init.supervisor.stop_step(sys, now);
         log_stop_step(&step);
