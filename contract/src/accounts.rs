@@ -11,9 +11,17 @@
 //! The image builder uses the same code to resolve an image's users with
 //! stable ids (starting from base-passwd's master files), the system init
 //! to apply them to a node's `/etc` at boot.
+//!
+//! What the system init does at boot is defined here too, apart from its
+//! I/O: [`Accounts::add_at_boot`] (the image's batch, then the
+//! administrator's, and the login users' homes) and [`Accounts::files`]
+//! (each file's text, mode and group). The image builder carries out the
+//! same on the ROOT it makes, so that a node's first boot finds its
+//! accounts complete.
 
 use std::collections::HashSet;
 use std::ops::RangeInclusive;
+use std::path::{Path, PathBuf};
 
 use crate::sysusers::{self, Entry, GroupRef, User};
 
@@ -785,6 +793,193 @@ impl Accounts {
     }
 }
 
+/// The mode of [`PASSWD`] and [`GROUP`].
+pub const PUBLIC_MODE: u32 = 0o644;
+/// The mode of [`SHADOW`] and [`GSHADOW`], group [`SHADOW_GROUP`].
+pub const SECRET_MODE: u32 = 0o640;
+/// The mode of [`SHADOW`] and [`GSHADOW`] when there is no
+/// [`SHADOW_GROUP`].
+pub const SECRET_MODE_ROOT_ONLY: u32 = 0o600;
+/// A login user's home directory, owned by the user: Debian's adduser has
+/// made homes 0700 since bookworm (`DIR_MODE`), since a home holds keys
+/// and histories that nobody else should read.
+pub const HOME_MODE: u32 = 0o700;
+
+/// One account file as a node holds it: owner root, group `group`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AccountFile {
+    /// Its path ([`PASSWD`], …).
+    pub path: &'static str,
+    /// Its text.
+    pub text: String,
+    /// Permission bits.
+    pub mode: u32,
+    /// Its group: the [`SHADOW_GROUP`]'s gid for [`SHADOW`] and
+    /// [`GSHADOW`] when there is one; `None` is root's.
+    pub group: Option<u32>,
+    /// Whether anything was added since the tables were parsed (only
+    /// changed files are written).
+    pub changed: bool,
+}
+
+/// `sysusers.d` lines applied together at boot ([`Accounts::add_at_boot`]),
+/// each with the file and line it came from.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Batch {
+    entries: Vec<Entry>,
+    origin: Vec<(PathBuf, usize)>,
+}
+
+impl Batch {
+    /// Adds the lines of `text`, the file shown as `shown`; returns the
+    /// lines that could not be read (they are skipped).
+    pub fn add(&mut self, shown: &Path, text: &str) -> Vec<sysusers::LineError> {
+        let (entries, errors) = sysusers::parse(text);
+        for (line, entry) in entries {
+            self.entries.push(entry);
+            self.origin.push((shown.to_path_buf(), line));
+        }
+        errors
+    }
+
+    /// The entries, in the order added.
+    pub fn entries(&self) -> &[Entry] {
+        &self.entries
+    }
+}
+
+/// A change of [`Accounts::add_at_boot`] worth telling, with the line
+/// that asked for it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Noted {
+    /// The file, as given to [`Batch::add`].
+    pub file: PathBuf,
+    /// Its line.
+    pub line: usize,
+    /// [`Change::Moved`] or [`Change::Failed`].
+    pub change: Change,
+}
+
+/// A login user's home directory: [`HOME_MODE`], owned by the user.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Home {
+    /// Absolute path on the node.
+    pub path: String,
+    /// Owner.
+    pub uid: u32,
+    /// Group.
+    pub gid: u32,
+}
+
+/// What [`Accounts::add_at_boot`] did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct BootMerge {
+    /// Users added.
+    pub users: usize,
+    /// Groups added.
+    pub groups: usize,
+    /// Memberships added.
+    pub members: usize,
+    /// Entries whose id was taken by another name and that got another
+    /// ([`Change::Moved`]).
+    pub moved: Vec<Noted>,
+    /// Entries that could not be added ([`Change::Failed`]).
+    pub failed: Vec<Noted>,
+    /// The homes the login users of both batches must have (made where
+    /// nothing is at the path), each once.
+    pub homes: Vec<Home>,
+}
+
+impl Accounts {
+    /// What a node's boot adds: the image's resolved users
+    /// ([`sysusers::RESOLVED`]) as one batch, then the administrator's
+    /// `/etc/sysusers.d` files as another, each by [`Accounts::apply`];
+    /// then the homes of the login users either declares: users whose
+    /// entry has a login uid ([`sysusers::is_login_id`]) and an absolute
+    /// home other than `/`.
+    pub fn add_at_boot(&mut self, image: &Batch, admin: &Batch) -> BootMerge {
+        let mut merge = BootMerge::default();
+        for batch in [image, admin] {
+            for o in self.apply(&batch.entries) {
+                let (file, line) = &batch.origin[o.entry];
+                let noted = |change| Noted {
+                    file: file.clone(),
+                    line: *line,
+                    change,
+                };
+                match o.change {
+                    Change::AddedUser { .. } => merge.users += 1,
+                    Change::AddedGroup { .. } => merge.groups += 1,
+                    Change::AddedMember { .. } => merge.members += 1,
+                    c @ Change::Moved { .. } => merge.moved.push(noted(c)),
+                    c @ Change::Failed { .. } => merge.failed.push(noted(c)),
+                }
+            }
+        }
+        for e in image.entries.iter().chain(&admin.entries) {
+            let Entry::User(u) = e else { continue };
+            let Some(p) = self.passwd.get(&u.name) else {
+                continue;
+            };
+            if !sysusers::is_login_id(p.uid) || !p.home.starts_with('/') || p.home == "/" {
+                continue;
+            }
+            if !merge.homes.iter().any(|h| h.path == p.home) {
+                merge.homes.push(Home {
+                    path: p.home.clone(),
+                    uid: p.uid,
+                    gid: p.gid,
+                });
+            }
+        }
+        merge
+    }
+
+    /// The four files, in the order they are written: groups before
+    /// users, shadow entries before the accounts they belong to, so that a
+    /// crash in between leaves nothing dangling. `passwd` and `group`
+    /// [`PUBLIC_MODE`]; `shadow` and `gshadow` [`SECRET_MODE`] with the
+    /// [`SHADOW_GROUP`], [`SECRET_MODE_ROOT_ONLY`] without one.
+    pub fn files(&self) -> [AccountFile; 4] {
+        let shadow_gid = self.gid(SHADOW_GROUP);
+        let secret = if shadow_gid.is_some() {
+            SECRET_MODE
+        } else {
+            SECRET_MODE_ROOT_ONLY
+        };
+        [
+            AccountFile {
+                path: GSHADOW,
+                text: self.gshadow.render(),
+                mode: secret,
+                group: shadow_gid,
+                changed: self.gshadow.changed(),
+            },
+            AccountFile {
+                path: GROUP,
+                text: self.group.render(),
+                mode: PUBLIC_MODE,
+                group: None,
+                changed: self.group.changed(),
+            },
+            AccountFile {
+                path: SHADOW,
+                text: self.shadow.render(),
+                mode: secret,
+                group: shadow_gid,
+                changed: self.shadow.changed(),
+            },
+            AccountFile {
+                path: PASSWD,
+                text: self.passwd.render(),
+                mode: PUBLIC_MODE,
+                group: None,
+                changed: self.passwd.changed(),
+            },
+        ]
+    }
+}
+
 struct Ctx<'a> {
     out: &'a mut Vec<Outcome>,
     reserved: &'a HashSet<u32>,
@@ -1109,5 +1304,108 @@ mod tests {
         let before = node.clone();
         assert_eq!(node.apply(&parsed), vec![]);
         assert_eq!(node, before);
+    }
+
+    const RESOLVED: &str = "g root 0\ng adm 4\ng shadow 42\ng core 1234\n\
+        u root 0:0 root /root /bin/sh\nu messagebus 321:321 - / /usr/sbin/nologin\n\
+        u core 1234:1234 \"Core user\" /home/core /bin/sh\nm core adm\n";
+
+    #[test]
+    fn the_boot_adds_both_batches_and_lists_login_homes() {
+        let mut image = Batch::default();
+        assert_eq!(image.add(Path::new(sysusers::RESOLVED), RESOLVED), vec![]);
+        let mut admin = Batch::default();
+        let errors = admin.add(
+            Path::new("/etc/sysusers.d/ops.conf"),
+            "u ops 2000 - /home/ops\nu core 1300 - /elsewhere\nbogus\nu app - - /var/lib/app\nu taken 1234\n",
+        );
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert_eq!(errors[0].line, 3);
+        assert_eq!(admin.entries().len(), 4);
+        let mut acc = Accounts::parse("", "", "", "");
+        let merge = acc.add_at_boot(&image, &admin);
+        assert_eq!((merge.users, merge.groups, merge.members), (6, 7, 1));
+        assert_eq!(merge.failed, vec![]);
+        assert_eq!(merge.moved.len(), 1, "{:?}", merge.moved);
+        assert_eq!(merge.moved[0].file, Path::new("/etc/sysusers.d/ops.conf"));
+        assert_eq!(merge.moved[0].line, 5);
+        assert!(
+            matches!(&merge.moved[0].change, Change::Moved { name, wanted: 1234, .. } if name == "taken")
+        );
+        // core once (the image's home: the first entry counts), ops and
+        // taken (moved to a login id); not root, messagebus, app (system
+        // ids).
+        let taken = acc.uid("taken").expect("taken");
+        assert!(sysusers::is_login_id(taken));
+        assert_eq!(
+            merge.homes,
+            [
+                Home {
+                    path: "/home/core".into(),
+                    uid: 1234,
+                    gid: 1234
+                },
+                Home {
+                    path: "/home/ops".into(),
+                    uid: 2000,
+                    gid: acc.gid("ops").expect("ops")
+                },
+                Home {
+                    path: "/home/taken".into(),
+                    uid: taken,
+                    gid: taken
+                },
+            ]
+        );
+        // A second boot adds nothing and lists the same homes.
+        let files = acc.files();
+        let mut again = Accounts::parse(
+            &files[3].text,
+            &files[1].text,
+            &files[2].text,
+            &files[0].text,
+        );
+        let second = again.add_at_boot(&image, &admin);
+        assert_eq!((second.users, second.groups, second.members), (0, 0, 0));
+        assert!(again.files().iter().all(|f| !f.changed));
+        assert_eq!(second.homes, merge.homes);
+    }
+
+    #[test]
+    fn files_in_write_order_with_modes_and_groups() {
+        let mut image = Batch::default();
+        image.add(Path::new(sysusers::RESOLVED), RESOLVED);
+        let mut acc = Accounts::default();
+        acc.add_at_boot(&image, &Batch::default());
+        let files = acc.files();
+        let shape: Vec<_> = files
+            .iter()
+            .map(|f| (f.path, f.mode, f.group, f.changed))
+            .collect();
+        assert_eq!(
+            shape,
+            [
+                (GSHADOW, 0o640, Some(42), true),
+                (GROUP, 0o644, None, true),
+                (SHADOW, 0o640, Some(42), true),
+                (PASSWD, 0o644, None, true),
+            ]
+        );
+        assert!(
+            files[2].text.contains("core:*:::::::\n"),
+            "{}",
+            files[2].text
+        );
+        assert!(files[3].text.starts_with("root:x:0:0:root:/root:/bin/sh\n"));
+        let mut bare = Accounts::default();
+        bare.apply(&entries("g root 0\nu root 0:0 root /root /bin/sh\n"));
+        let files = bare.files();
+        assert_eq!((files[0].mode, files[0].group), (0o600, None));
+        assert!(
+            Accounts::default()
+                .files()
+                .iter()
+                .all(|f| !f.changed && f.text.is_empty())
+        );
     }
 }

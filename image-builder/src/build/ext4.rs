@@ -8,19 +8,63 @@ use std::path::{Path, PathBuf};
 use crate::build::tools::{DEBUGFS, MKE2FS};
 use crate::error::{Error, Result};
 
-/// One thing to create in the file system.
+/// One thing to create in the file system, with its owner.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Node {
+pub struct Node {
+    /// Absolute path in the file system.
+    pub path: String,
+    /// What it is.
+    pub kind: Kind,
+    /// Owner.
+    pub uid: u32,
+    /// Group.
+    pub gid: u32,
+}
+
+/// What a [`Node`] is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Kind {
     /// A directory with permission bits.
-    Dir(String, u32),
-    /// A symbolic link: path, target.
-    Symlink(String, String),
+    Dir(u32),
+    /// A symbolic link to a target.
+    Symlink(String),
     /// A regular file copied from the host, with permission bits.
-    File(String, PathBuf, u32),
+    File(PathBuf, u32),
+}
+
+impl Node {
+    /// A directory owned by root.
+    pub fn dir(path: impl Into<String>, mode: u32) -> Node {
+        Node::root_owned(path.into(), Kind::Dir(mode))
+    }
+
+    /// A symbolic link owned by root.
+    pub fn symlink(path: impl Into<String>, target: impl Into<String>) -> Node {
+        Node::root_owned(path.into(), Kind::Symlink(target.into()))
+    }
+
+    /// A file copied from `source` on the host, owned by root.
+    pub fn file(path: impl Into<String>, source: impl Into<PathBuf>, mode: u32) -> Node {
+        Node::root_owned(path.into(), Kind::File(source.into(), mode))
+    }
+
+    /// The same node owned by `uid:gid`.
+    pub fn owned_by(self, uid: u32, gid: u32) -> Node {
+        Node { uid, gid, ..self }
+    }
+
+    fn root_owned(path: String, kind: Kind) -> Node {
+        Node {
+            path,
+            kind,
+            uid: 0,
+            gid: 0,
+        }
+    }
 }
 
 /// Creates an ext4 file system of `size` bytes at `path` holding `nodes`
-/// (parents before children), all owned by root.
+/// (parents before children) with their owners.
 pub fn build(
     path: &Path,
     size: u64,
@@ -76,30 +120,31 @@ pub fn build(
     Ok(())
 }
 
-/// The debugfs commands that create `nodes` owned by root.
+/// The debugfs commands that create `nodes` with their modes and owners.
 fn script(nodes: &[Node]) -> Result<String> {
     let mut s = String::new();
     for node in nodes {
-        let (path, mode) = match node {
-            Node::Dir(p, m) => {
-                s.push_str(&format!("mkdir {}\n", quote(p)?));
-                (p, 0o040000 | m)
+        let q = quote(&node.path)?;
+        let mode = match &node.kind {
+            Kind::Dir(m) => {
+                s.push_str(&format!("mkdir {q}\n"));
+                0o040000 | m
             }
-            Node::Symlink(p, target) => {
-                s.push_str(&format!("symlink {} {}\n", quote(p)?, quote(target)?));
-                (p, 0o120777)
+            Kind::Symlink(target) => {
+                s.push_str(&format!("symlink {q} {}\n", quote(target)?));
+                0o120777
             }
-            Node::File(p, src, m) => {
+            Kind::File(src, m) => {
                 let src = src
                     .to_str()
                     .ok_or_else(|| bad_name(&src.display().to_string()))?;
-                s.push_str(&format!("write {} {}\n", quote(src)?, quote(p)?));
-                (p, 0o100000 | m)
+                s.push_str(&format!("write {} {q}\n", quote(src)?));
+                0o100000 | m
             }
         };
-        let q = quote(path)?;
         s.push_str(&format!(
-            "sif {q} mode 0{mode:o}\nsif {q} uid 0\nsif {q} gid 0\n"
+            "sif {q} mode 0{mode:o}\nsif {q} uid {}\nsif {q} gid {}\n",
+            node.uid, node.gid
         ));
     }
     Ok(s)
@@ -128,19 +173,70 @@ mod tests {
 
     #[test]
     fn script_sets_owner_and_type_bits() {
-        let s = script(&[
-            Node::Dir("/tmp".into(), 0o1777),
-            Node::Symlink("/bin".into(), "usr/bin".into()),
-        ])
-        .expect("script");
+        let s =
+            script(&[Node::dir("/tmp", 0o1777), Node::symlink("/bin", "usr/bin")]).expect("script");
         assert!(
-            s.contains("mkdir \"/tmp\"\nsif \"/tmp\" mode 041777\nsif \"/tmp\" uid 0\n"),
+            s.contains(
+                "mkdir \"/tmp\"\nsif \"/tmp\" mode 041777\nsif \"/tmp\" uid 0\nsif \"/tmp\" gid 0\n"
+            ),
             "{s}"
         );
         assert!(
             s.contains("symlink \"/bin\" \"usr/bin\"\nsif \"/bin\" mode 0120777"),
             "{s}"
         );
-        assert!(script(&[Node::Dir("a\"b".into(), 0o755)]).is_err());
+        assert!(script(&[Node::dir("a\"b", 0o755)]).is_err());
+    }
+
+    #[test]
+    fn script_gives_each_node_its_owner() {
+        let s = script(&[
+            Node::dir("/home/core", 0o700).owned_by(1234, 1235),
+            Node::file("/etc/shadow", "/work/shadow", 0o640).owned_by(0, 42),
+        ])
+        .expect("script");
+        assert_eq!(
+            s,
+            "mkdir \"/home/core\"\nsif \"/home/core\" mode 040700\n\
+             sif \"/home/core\" uid 1234\nsif \"/home/core\" gid 1235\n\
+             write \"/work/shadow\" \"/etc/shadow\"\nsif \"/etc/shadow\" mode 0100640\n\
+             sif \"/etc/shadow\" uid 0\nsif \"/etc/shadow\" gid 42\n"
+        );
+    }
+
+    #[test]
+    fn owners_are_written_and_the_image_is_reproducible() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let shadow = dir.path().join("shadow");
+        std::fs::write(&shadow, "root:*:::::::\n").expect("write");
+        let nodes = [
+            Node::dir("/etc", 0o755),
+            Node::file("/etc/shadow", &shadow, 0o640).owned_by(0, 42),
+            Node::dir("/home", 0o755),
+            Node::dir("/home/core", 0o700).owned_by(1234, 1235),
+        ];
+        let uuid = "6c1d7a34-7c4e-4f59-9a6f-0b3c2d1e4f5a";
+        let a = dir.path().join("a.img");
+        let b = dir.path().join("b.img");
+        build(&a, 8 << 20, "ROOT", uuid, 1_700_000_000, &nodes).expect("build a");
+        build(&b, 8 << 20, "ROOT", uuid, 1_700_000_000, &nodes).expect("build b");
+        assert!(
+            std::fs::read(&a).expect("a") == std::fs::read(&b).expect("b"),
+            "the same nodes, the same bytes"
+        );
+        for (path, owner) in [
+            ("/home/core", "User:  1234   Group:  1235"),
+            ("/etc/shadow", "User:     0   Group:    42"),
+        ] {
+            let out = DEBUGFS
+                .command()
+                .arg("-R")
+                .arg(format!("stat {path}"))
+                .arg(&a)
+                .output()
+                .expect("debugfs");
+            let text = String::from_utf8_lossy(&out.stdout);
+            assert!(text.contains(owner), "{path}: {text}");
+        }
     }
 }

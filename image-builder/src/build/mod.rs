@@ -10,8 +10,9 @@
 //! - what packages ask for: [`maintscripts`] (their preinst and postinst
 //!   read, not run), [`tmpfiles`] (their /var files, declared for boot);
 //! - file systems and archives: [`usr_tree`] (the /usr tree), [`erofs`]
-//!   (/usr image), [`ext4`] (OEM and ROOT), [`fat`] (the ESP), [`cpio`] and
-//!   [`initrd`] (the initramfs);
+//!   (/usr image), [`ext4`] (OEM and ROOT), [`root`] (ROOT's /etc as a
+//!   node's first boot would leave it: the factory /etc, the accounts, the
+//!   homes), [`fat`] (the ESP), [`cpio`] and [`initrd`] (the initramfs);
 //! - the disk: [`layout`] (partition plan, identities) and [`disk`] (GPT);
 //! - accounts: [`users`] (the image's users and groups, resolved with
 //!   stable ids, and their SSH keys);
@@ -32,6 +33,7 @@ pub mod maintscripts;
 pub mod manifest;
 pub mod pipeline;
 pub mod resolve;
+pub mod root;
 pub mod tmpfiles;
 pub mod tools;
 pub mod users;

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use tandem_contract::Partition;
 use tandem_contract::cmdline::UsrVerity;
 use tandem_contract::esp::{self, LoaderConf, SlotConf, SlotFiles, Writer};
+use tandem_contract::etc;
 use tandem_contract::os_release::OsRelease;
 use tandem_contract::service::{EXEC_LAUNCHER, Restart, ServiceFile, ServiceFileError, StdioMode};
 use tandem_slot::{GptPrio, Slot, verity};
@@ -25,6 +26,7 @@ use crate::build::lockfile::{self, Change, Lock};
 use crate::build::maintscripts::{self, Finding};
 use crate::build::manifest::{self, Artifact, BuildManifest, NoteKind, PackageNote};
 use crate::build::resolve::{self, Resolved};
+use crate::build::root::{self, RootTree};
 use crate::build::tmpfiles;
 use crate::build::users;
 use crate::build::usr_tree;
@@ -256,7 +258,9 @@ impl Builder<'_> {
         let oem = self.work.join("oem.img");
         progress.step("OEM partition", |_| self.oem(&oem, &plan, &ids))?;
         let root = self.work.join("root.img");
-        progress.step("ROOT file system", |_| self.root(&root, &plan, &ids))?;
+        let root_notes =
+            progress.step("ROOT file system", |_| self.root(&root, &usr, &plan, &ids))?;
+        self.notes.extend(root_notes);
 
         // The disk.
         let disk_path = self.work.join(outputs::DISK);
@@ -783,13 +787,22 @@ impl Builder<'_> {
         fat::build(path, vol, &files)
     }
 
-    fn root(&self, path: &Path, plan: &DiskPlan, ids: &Identity) -> Result<()> {
-        let mut nodes: Vec<Node> = ROOT_DIRS
-            .iter()
-            .map(|(p, m)| Node::Dir(format!("/{p}"), *m))
-            .collect();
+    /// ROOT: its layout, the definition's files, then what a node's first
+    /// boot would add (the factory /etc, the accounts, the homes), so that
+    /// the first boot only checks. Returns the notes of that last part.
+    fn root(
+        &self,
+        path: &Path,
+        usr: &Path,
+        plan: &DiskPlan,
+        ids: &Identity,
+    ) -> Result<Vec<String>> {
+        let mut tree = RootTree::default();
+        for (p, m) in ROOT_DIRS {
+            tree.put(Node::dir(format!("/{p}"), *m));
+        }
         for (link, target) in ROOT_LINKS {
-            nodes.push(Node::Symlink(format!("/{link}"), target.to_string()));
+            tree.put(Node::symlink(format!("/{link}"), *target));
         }
         for f in &self.def.root.files {
             let src = self.def.resolve(&f.source);
@@ -814,19 +827,20 @@ impl Builder<'_> {
                 .map_or(&[][..], |(_, p)| p)
             {
                 parent = format!("{parent}/{part}");
-                if !nodes
-                    .iter()
-                    .any(|n| matches!(n, Node::Dir(p, _) if *p == parent))
-                {
-                    nodes.push(Node::Dir(parent.clone(), 0o755));
+                if !matches!(tree.get(&parent).map(|n| &n.kind), Some(ext4::Kind::Dir(_))) {
+                    tree.put(Node::dir(parent.clone(), 0o755));
                 }
             }
-            nodes.push(Node::File(
+            tree.put(Node::file(
                 f.target.clone(),
                 src,
                 f.mode_bits().unwrap_or(0o644),
             ));
         }
+        let mut notes = Vec::new();
+        let factory = usr.join(etc::FACTORY_ETC.trim_start_matches("/usr/"));
+        root::copy_factory(&mut tree, &factory, &mut notes)?;
+        root::add_accounts(&mut tree, usr, &self.work.join("root-etc"), &mut notes)?;
         let size = plan.partition(Partition::Root).map_or(0, |p| p.size());
         ext4::build(
             path,
@@ -834,8 +848,9 @@ impl Builder<'_> {
             Partition::Root.label(),
             &ids.uuid("root"),
             self.opts.source_date_epoch,
-            &nodes,
-        )
+            tree.nodes(),
+        )?;
+        Ok(notes)
     }
 }
 
@@ -870,7 +885,7 @@ fn base_accounts(usr: &Path) -> std::collections::BTreeSet<String> {
         .collect()
 }
 
-/// Directories on ROOT at first boot, with their modes.
+/// Directories on ROOT before /etc is filled, with their modes.
 const ROOT_DIRS: &[(&str, u32)] = &[
     ("dev", 0o755),
     ("etc", 0o755),

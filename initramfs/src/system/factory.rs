@@ -5,6 +5,12 @@
 //! administrator deletes comes back at the next boot; to keep a package's
 //! file out, replace it with an empty file or a link.)
 //!
+//! What is missing, and so what is made, is the contract's rule
+//! ([`etc::plan_copy`]), which the image builder also carries out on the
+//! ROOT it makes: a node's first boot finds nothing missing. This module
+//! carries it out on the node, for a ROOT that lacks parts (a wiped ROOT,
+//! a new /usr's new factory file).
+//!
 //! Cheap when nothing is missing: the walk reads each directory of both
 //! trees once (`getdents`, whose entry types say what is a directory) and
 //! looks at no file. New files are written under a temporary name, synced
@@ -14,11 +20,12 @@
 //!
 //! [`copy_missing`] is also what `tmpfiles.d`'s `C` lines use.
 
-use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+
+use tandem_contract::etc::{self, EntryKind, Side, Tree};
 
 use crate::error::Error;
 
@@ -55,22 +62,87 @@ pub fn populate_etc(root: &Path) -> (Copied, Vec<Error>) {
 
 /// Copies what of `src` (a file, link or directory tree) is missing at
 /// `dst`, descending into directories that exist on both sides and never
-/// replacing anything. Modes are kept; the owner is the caller (root).
+/// replacing anything: the contract's rule ([`etc::plan_copy`]), carried
+/// out on disk. Modes are kept; the owner is the caller (root).
 pub fn copy_missing(src: &Path, dst: &Path) -> (Copied, Vec<Error>) {
+    let plan = etc::plan_copy(&Disk(src), &Disk(dst));
     let mut job = Job::default();
-    match std::fs::symlink_metadata(dst) {
-        Ok(m) if m.is_dir() => job.merge(src, dst),
-        Ok(_) => {}
-        Err(_) => match std::fs::symlink_metadata(src) {
-            Ok(m) => job.create(src, dst, m.file_type()),
-            Err(err) => job.errors.push(Error::Read {
-                path: src.into(),
-                err,
-            }),
-        },
+    for e in plan.errors {
+        let top = match e.side {
+            Side::Factory => src,
+            Side::Target => dst,
+        };
+        job.read_err(&at(top, &e.path), e.error);
+    }
+    // A directory that could not be made: nothing under it is tried.
+    let mut failed: Option<PathBuf> = None;
+    for c in plan.create {
+        if failed.as_ref().is_some_and(|f| c.path.starts_with(f)) {
+            continue;
+        }
+        if !job.create(&at(src, &c.path), &at(dst, &c.path), c.kind) && c.kind == EntryKind::Dir {
+            failed = Some(c.path);
+        }
+    }
+    for rel in plan.unsupported {
+        job.errors.push(Error::Write {
+            path: at(dst, &rel),
+            err: std::io::Error::other(format!(
+                "{} is neither a file, a directory nor a link: not copied",
+                at(src, &rel).display()
+            )),
+        });
     }
     job.finish(dst);
     (job.copied, job.errors)
+}
+
+/// `rel` (empty: the top itself) under `top`.
+fn at(top: &Path, rel: &Path) -> PathBuf {
+    if rel.as_os_str().is_empty() {
+        top.to_path_buf()
+    } else {
+        top.join(rel)
+    }
+}
+
+/// A tree on disk, as the factory copy sees it.
+struct Disk<'a>(&'a Path);
+
+fn kind_of(t: std::fs::FileType) -> EntryKind {
+    if t.is_symlink() {
+        EntryKind::Symlink
+    } else if t.is_dir() {
+        EntryKind::Dir
+    } else if t.is_file() {
+        EntryKind::File
+    } else {
+        EntryKind::Other
+    }
+}
+
+impl Tree for Disk<'_> {
+    type Error = std::io::Error;
+
+    fn kind(&self, rel: &Path) -> std::io::Result<Option<EntryKind>> {
+        match std::fs::symlink_metadata(at(self.0, rel)) {
+            Ok(m) => Ok(Some(kind_of(m.file_type()))),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(err) => Err(err),
+        }
+    }
+
+    /// One `getdents` pass: the entries' types come with their names.
+    fn list(&self, rel: &Path) -> std::io::Result<Vec<(OsString, EntryKind)>> {
+        let mut out = Vec::new();
+        for entry in std::fs::read_dir(at(self.0, rel))? {
+            let entry = entry?;
+            if let Ok(t) = entry.file_type() {
+                out.push((entry.file_name(), kind_of(t)));
+            }
+        }
+        Ok(out)
+    }
 }
 
 #[derive(Default)]
@@ -104,93 +176,61 @@ impl Job {
         });
     }
 
-    /// `src` and `dst` are both directories: look at both listings once.
-    fn merge(&mut self, src: &Path, dst: &Path) {
-        let entries = match std::fs::read_dir(src) {
-            Ok(e) => e,
-            Err(err) => return self.read_err(src, err),
-        };
-        // Name → whether it is a real directory (not a link to one).
-        let there: HashMap<OsString, bool> = match std::fs::read_dir(dst) {
-            Ok(d) => d
-                .filter_map(Result::ok)
-                .map(|e| {
-                    let dir = e.file_type().is_ok_and(|t| t.is_dir());
-                    (e.file_name(), dir)
-                })
-                .collect(),
-            Err(err) => return self.read_err(dst, err),
-        };
-        for entry in entries {
-            let entry = match entry {
-                Ok(e) => e,
-                Err(err) => return self.read_err(src, err),
-            };
-            let name = entry.file_name();
-            let Ok(kind) = entry.file_type() else {
-                continue;
-            };
-            match there.get(&name) {
-                Some(true) if kind.is_dir() => self.merge(&src.join(&name), &dst.join(&name)),
-                Some(_) => {}
-                None => self.create(&src.join(&name), &dst.join(&name), kind),
-            }
-        }
-    }
-
-    /// `dst` does not exist: make it like `src`.
-    fn create(&mut self, src: &Path, dst: &Path, kind: std::fs::FileType) {
-        if kind.is_symlink() {
-            let target = match std::fs::read_link(src) {
-                Ok(t) => t,
-                Err(err) => return self.read_err(src, err),
-            };
-            match std::os::unix::fs::symlink(&target, dst) {
-                Ok(()) => self.copied.links += 1,
-                Err(err) => self.write_err(dst, err),
-            }
-        } else if kind.is_dir() {
-            let mode = match std::fs::symlink_metadata(src) {
-                Ok(m) => m.permissions().mode() & 0o7777,
-                Err(err) => return self.read_err(src, err),
-            };
-            let made = std::fs::DirBuilder::new()
-                .mode(0o700)
-                .create(dst)
-                .and_then(|()| std::fs::set_permissions(dst, PermissionsExt::from_mode(mode)));
-            if let Err(err) = made {
-                return self.write_err(dst, err);
-            }
-            self.copied.dirs += 1;
-            let entries = match std::fs::read_dir(src) {
-                Ok(e) => e,
-                Err(err) => return self.read_err(src, err),
-            };
-            for entry in entries.filter_map(Result::ok) {
-                if let Ok(kind) = entry.file_type() {
-                    let name = entry.file_name();
-                    self.create(&src.join(&name), &dst.join(&name), kind);
+    /// `dst` does not exist: make it like `src` (a directory without its
+    /// entries, which the plan lists after it). Returns whether it was
+    /// made (a file: staged).
+    fn create(&mut self, src: &Path, dst: &Path, kind: EntryKind) -> bool {
+        match kind {
+            EntryKind::Symlink => {
+                let target = match std::fs::read_link(src) {
+                    Ok(t) => t,
+                    Err(err) => {
+                        self.read_err(src, err);
+                        return false;
+                    }
+                };
+                match std::os::unix::fs::symlink(&target, dst) {
+                    Ok(()) => self.copied.links += 1,
+                    Err(err) => {
+                        self.write_err(dst, err);
+                        return false;
+                    }
                 }
             }
-        } else if kind.is_file() {
-            let tmp = temporary(dst);
-            // std::fs::copy keeps the permission bits (set on the open file).
-            match std::fs::copy(src, &tmp) {
-                Ok(_) => self.pending.push((tmp, dst.to_path_buf())),
-                Err(err) => {
-                    let _ = std::fs::remove_file(&tmp);
+            EntryKind::Dir => {
+                let mode = match std::fs::symlink_metadata(src) {
+                    Ok(m) => m.permissions().mode() & 0o7777,
+                    Err(err) => {
+                        self.read_err(src, err);
+                        return false;
+                    }
+                };
+                let made = std::fs::DirBuilder::new()
+                    .mode(0o700)
+                    .create(dst)
+                    .and_then(|()| std::fs::set_permissions(dst, PermissionsExt::from_mode(mode)));
+                if let Err(err) = made {
                     self.write_err(dst, err);
+                    return false;
+                }
+                self.copied.dirs += 1;
+            }
+            EntryKind::File => {
+                let tmp = temporary(dst);
+                // std::fs::copy keeps the permission bits (set on the open file).
+                match std::fs::copy(src, &tmp) {
+                    Ok(_) => self.pending.push((tmp, dst.to_path_buf())),
+                    Err(err) => {
+                        let _ = std::fs::remove_file(&tmp);
+                        self.write_err(dst, err);
+                        return false;
+                    }
                 }
             }
-        } else {
-            self.errors.push(Error::Write {
-                path: dst.into(),
-                err: std::io::Error::other(format!(
-                    "{} is neither a file, a directory nor a link: not copied",
-                    src.display()
-                )),
-            });
+            // The plan lists these apart.
+            EntryKind::Other => return false,
         }
+        true
     }
 
     /// Makes the new files durable together, then gives them their names.

@@ -19,8 +19,8 @@ use std::os::fd::AsRawFd;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
-use tandem_contract::accounts::{self, Accounts, Change};
-use tandem_contract::sysusers::{self, Entry};
+use tandem_contract::accounts::{self, Accounts, Batch, Change};
+use tandem_contract::sysusers;
 
 use crate::error::Error;
 
@@ -58,14 +58,8 @@ impl Report {
     }
 }
 
-/// An entry and the file line it came from.
-struct Sourced {
-    entries: Vec<Entry>,
-    origin: Vec<(PathBuf, usize)>,
-}
-
 /// Reads one `sysusers.d` file into `into`; unreadable lines are warnings.
-fn read_sysusers(path: &Path, shown: &Path, into: &mut Sourced, warnings: &mut Vec<Error>) {
+fn read_sysusers(path: &Path, shown: &Path, into: &mut Batch, warnings: &mut Vec<Error>) {
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => return,
@@ -76,17 +70,12 @@ fn read_sysusers(path: &Path, shown: &Path, into: &mut Sourced, warnings: &mut V
             });
         }
     };
-    let (entries, errors) = sysusers::parse(&text);
-    for e in errors {
+    for e in into.add(shown, &text) {
         warnings.push(Error::ConfigLine {
             path: shown.into(),
             line: e.line,
             reason: format!("{} (line skipped)", e.reason),
         });
-    }
-    for (line, entry) in entries {
-        into.entries.push(entry);
-        into.origin.push((shown.into(), line));
     }
 }
 
@@ -154,20 +143,14 @@ pub fn ensure_accounts(root: &Path) -> (Accounts, Report, Vec<Error>) {
         return (accounts, report, warnings);
     }
 
-    let mut image = Sourced {
-        entries: Vec::new(),
-        origin: Vec::new(),
-    };
+    let mut image = Batch::default();
     read_sysusers(
         &under(root, sysusers::RESOLVED),
         Path::new(sysusers::RESOLVED),
         &mut image,
         &mut warnings,
     );
-    let mut admin = Sourced {
-        entries: Vec::new(),
-        origin: Vec::new(),
-    };
+    let mut admin = Batch::default();
     match conf_files(&under(root, sysusers::ADMIN_DIR)) {
         Ok(files) => {
             for f in files {
@@ -180,29 +163,33 @@ pub fn ensure_accounts(root: &Path) -> (Accounts, Report, Vec<Error>) {
             err,
         }),
     }
-    for batch in [&image, &admin] {
-        for o in accounts.apply(&batch.entries) {
-            let (file, line) = &batch.origin[o.entry];
-            match o.change {
-                Change::AddedUser { .. } => report.users += 1,
-                Change::AddedGroup { .. } => report.groups += 1,
-                Change::AddedMember { .. } => report.members += 1,
-                Change::Moved {
-                    kind,
-                    name,
-                    wanted,
-                    holder,
-                    got,
-                } => report.moved.push(format!(
-                    "{}:{line}: {kind} {name} gets id {got}: {wanted} is {holder}'s on this node",
-                    file.display()
-                )),
-                Change::Failed { name, reason } => warnings.push(Error::ConfigLine {
-                    path: file.clone(),
-                    line: *line,
-                    reason: format!("{name}: {reason}"),
-                }),
-            }
+    let merge = accounts.add_at_boot(&image, &admin);
+    report.users = merge.users;
+    report.groups = merge.groups;
+    report.members = merge.members;
+    for n in merge.moved {
+        if let Change::Moved {
+            kind,
+            name,
+            wanted,
+            holder,
+            got,
+        } = n.change
+        {
+            report.moved.push(format!(
+                "{}:{}: {kind} {name} gets id {got}: {wanted} is {holder}'s on this node",
+                n.file.display(),
+                n.line
+            ));
+        }
+    }
+    for n in merge.failed {
+        if let Change::Failed { name, reason } = n.change {
+            warnings.push(Error::ConfigLine {
+                path: n.file,
+                line: n.line,
+                reason: format!("{name}: {reason}"),
+            });
         }
     }
 
@@ -211,20 +198,12 @@ pub fn ensure_accounts(root: &Path) -> (Accounts, Report, Vec<Error>) {
         Err(err) => warnings.push(err),
     }
 
-    // Homes of the login users the image and the administrator declare.
-    for u in image.entries.iter().chain(&admin.entries) {
-        let Entry::User(u) = u else { continue };
-        let Some(p) = accounts.passwd.get(&u.name) else {
-            continue;
-        };
-        if !sysusers::is_login_id(p.uid) || !p.home.starts_with('/') || p.home == "/" {
-            continue;
-        }
-        match ensure_home(root, &p.home, p.uid, p.gid) {
-            Ok(true) => report.homes.push(PathBuf::from(&p.home)),
+    for home in merge.homes {
+        match ensure_home(root, &home.path, home.uid, home.gid) {
+            Ok(true) => report.homes.push(PathBuf::from(&home.path)),
             Ok(false) => {}
             Err(err) => warnings.push(Error::Write {
-                path: PathBuf::from(&p.home),
+                path: PathBuf::from(&home.path),
                 err,
             }),
         }
@@ -262,58 +241,24 @@ pub fn read_accounts(root: &Path) -> (Accounts, Vec<Error>) {
 }
 
 /// Writes the account files of `accounts` that changed since they were
-/// read, under `root`: `passwd` and `group` 0644, `shadow` and `gshadow`
-/// 0640 root:shadow (0600 without a `shadow` group). Every changed file is
+/// read, under `root`, in the order and with the modes and groups of
+/// [`Accounts::files`] (`passwd` and `group` 0644, `shadow` and `gshadow`
+/// 0640 root:shadow, 0600 without a `shadow` group). Every changed file is
 /// staged beside its target, the file system synced once, then each renamed
 /// into place; a failure while staging leaves every file as it was. Returns
 /// the files written (none when nothing changed).
 pub fn write_accounts(root: &Path, accounts: &Accounts) -> Result<Vec<&'static str>, Error> {
-    let shadow_gid = accounts.gid(accounts::SHADOW_GROUP);
-    let secret = if shadow_gid.is_some() { 0o640 } else { 0o600 };
-    // Groups before users, shadow entries before the accounts they
-    // belong to: a crash in between leaves nothing dangling.
-    let files: [(&'static str, bool, String, u32, Option<u32>); 4] = [
-        (
-            accounts::GSHADOW,
-            accounts.gshadow.changed(),
-            accounts.gshadow.render(),
-            secret,
-            shadow_gid,
-        ),
-        (
-            accounts::GROUP,
-            accounts.group.changed(),
-            accounts.group.render(),
-            0o644,
-            None,
-        ),
-        (
-            accounts::SHADOW,
-            accounts.shadow.changed(),
-            accounts.shadow.render(),
-            secret,
-            shadow_gid,
-        ),
-        (
-            accounts::PASSWD,
-            accounts.passwd.changed(),
-            accounts.passwd.render(),
-            0o644,
-            None,
-        ),
-    ];
     // One sync instead of one per file: on a first boot all four change.
-    let changed: Vec<_> = files.into_iter().filter(|f| f.1).collect();
     let mut staged = Vec::new();
-    for (file, _, text, mode, gid) in &changed {
-        match stage(&under(root, file), text.as_bytes(), *mode, *gid) {
-            Ok(s) => staged.push((*file, s)),
+    for f in accounts.files().iter().filter(|f| f.changed) {
+        match stage(&under(root, f.path), f.text.as_bytes(), f.mode, f.group) {
+            Ok(s) => staged.push((f.path, s)),
             Err(err) => {
                 for (_, s) in &staged {
                     s.discard();
                 }
                 return Err(Error::Write {
-                    path: (*file).into(),
+                    path: f.path.into(),
                     err,
                 });
             }
@@ -341,11 +286,16 @@ fn make_home(home: &Path, uid: u32, gid: u32) -> std::io::Result<()> {
     if let Some(parent) = home.parent() {
         std::fs::create_dir_all(parent)?;
     }
-    std::fs::DirBuilder::new().mode(0o700).create(home)?;
+    std::fs::DirBuilder::new()
+        .mode(accounts::HOME_MODE)
+        .create(home)?;
     std::os::unix::fs::chown(home, Some(uid), Some(gid))?;
     // The umask cannot have widened 0700; set it anyway in case it was
     // narrowed below the owner's bits.
-    std::fs::set_permissions(home, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+    std::fs::set_permissions(
+        home,
+        std::os::unix::fs::PermissionsExt::from_mode(accounts::HOME_MODE),
+    )
 }
 
 /// A file written beside its target, not yet in place.
@@ -427,6 +377,7 @@ fn commit<'a>(staged: &[(&'a str, Staged)]) -> Result<(), (&'a str, std::io::Err
 mod tests {
     use super::*;
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    use tandem_contract::sysusers::Entry;
 
     const RESOLVED: &str = "g root 0\ng adm 4\ng shadow 42\ng nogroup 65534\ng messagebus 321\ng core 1234\n\
         u root 0:0 root /root /bin/sh\nu nobody 65534:65534 nobody /nonexistent /usr/sbin/nologin\n\
