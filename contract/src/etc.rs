@@ -55,6 +55,21 @@ pub enum EntryKind {
     Other,
 }
 
+impl EntryKind {
+    /// The kind of a file of that type.
+    pub fn of(t: std::fs::FileType) -> EntryKind {
+        if t.is_symlink() {
+            EntryKind::Symlink
+        } else if t.is_dir() {
+            EntryKind::Dir
+        } else if t.is_file() {
+            EntryKind::File
+        } else {
+            EntryKind::Other
+        }
+    }
+}
+
 /// A tree the factory copy reads ([`FACTORY_ETC`]) or fills ([`ETC`]),
 /// seen through its listings: the node's file system for the system init,
 /// the ROOT file system being made for the image builder.
@@ -66,6 +81,44 @@ pub trait Tree {
     fn kind(&self, rel: &Path) -> Result<Option<EntryKind>, Self::Error>;
     /// The entries of the directory at `rel` (any order).
     fn list(&self, rel: &Path) -> Result<Vec<(OsString, EntryKind)>, Self::Error>;
+}
+
+/// A directory of the local file system as a [`Tree`] (the factory /etc
+/// in /usr, a node's /etc): `kind` is `lstat`, `list` one `getdents` pass
+/// whose entry types come with the names.
+#[derive(Clone, Copy, Debug)]
+pub struct DirTree<'a>(pub &'a Path);
+
+impl DirTree<'_> {
+    /// `rel` (empty: the top itself) under the tree's top.
+    pub fn at(&self, rel: &Path) -> PathBuf {
+        if rel.as_os_str().is_empty() {
+            self.0.to_path_buf()
+        } else {
+            self.0.join(rel)
+        }
+    }
+}
+
+impl Tree for DirTree<'_> {
+    type Error = std::io::Error;
+
+    fn kind(&self, rel: &Path) -> std::io::Result<Option<EntryKind>> {
+        match std::fs::symlink_metadata(self.at(rel)) {
+            Ok(m) => Ok(Some(EntryKind::of(m.file_type()))),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(err) => Err(err),
+        }
+    }
+
+    fn list(&self, rel: &Path) -> std::io::Result<Vec<(OsString, EntryKind)>> {
+        let mut out = Vec::new();
+        for entry in std::fs::read_dir(self.at(rel))? {
+            let entry = entry?;
+            out.push((entry.file_name(), EntryKind::of(entry.file_type()?)));
+        }
+        Ok(out)
+    }
 }
 
 /// One thing the factory copy creates: `path` relative to the top of both

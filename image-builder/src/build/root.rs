@@ -18,7 +18,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use tandem_contract::accounts::{self, Accounts, Batch, Change};
-use tandem_contract::etc::{self, EntryKind, Side, Tree};
+use tandem_contract::etc::{self, DirTree, EntryKind, Side, Tree};
 use tandem_contract::sysusers;
 
 use crate::build::ext4::{Kind, Node};
@@ -109,51 +109,6 @@ fn etc_path(rel: &Path) -> Option<String> {
     })
 }
 
-/// `rel` (empty: the top itself) under `top`.
-fn at(top: &Path, rel: &Path) -> PathBuf {
-    if rel.as_os_str().is_empty() {
-        top.to_path_buf()
-    } else {
-        top.join(rel)
-    }
-}
-
-/// A directory of the build host, as the factory copy sees it.
-struct HostDir<'a>(&'a Path);
-
-impl Tree for HostDir<'_> {
-    type Error = std::io::Error;
-
-    fn kind(&self, rel: &Path) -> std::io::Result<Option<EntryKind>> {
-        match std::fs::symlink_metadata(at(self.0, rel)) {
-            Ok(m) => Ok(Some(kind_of(m.file_type()))),
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(err) => Err(err),
-        }
-    }
-
-    fn list(&self, rel: &Path) -> std::io::Result<Vec<(OsString, EntryKind)>> {
-        let mut out = Vec::new();
-        for entry in std::fs::read_dir(at(self.0, rel))? {
-            let entry = entry?;
-            out.push((entry.file_name(), kind_of(entry.file_type()?)));
-        }
-        Ok(out)
-    }
-}
-
-fn kind_of(t: std::fs::FileType) -> EntryKind {
-    if t.is_symlink() {
-        EntryKind::Symlink
-    } else if t.is_dir() {
-        EntryKind::Dir
-    } else if t.is_file() {
-        EntryKind::File
-    } else {
-        EntryKind::Other
-    }
-}
-
 /// ROOT's `/etc`, as the factory copy sees it.
 struct EtcView<'a>(&'a RootTree);
 
@@ -195,11 +150,12 @@ pub fn copy_factory(tree: &mut RootTree, factory: &Path, notes: &mut Vec<String>
     if !factory.is_dir() {
         return Ok(());
     }
-    let plan = etc::plan_copy(&HostDir(factory), &EtcView(tree));
+    let factory_tree = DirTree(factory);
+    let plan = etc::plan_copy(&factory_tree, &EtcView(tree));
     if let Some(e) = plan.errors.into_iter().next() {
         let path = match e.side {
-            Side::Factory => at(factory, &e.path),
-            Side::Target => at(Path::new(etc::ETC), &e.path),
+            Side::Factory => factory_tree.at(&e.path),
+            Side::Target => DirTree(Path::new(etc::ETC)).at(&e.path),
         };
         return Err(e.error).io("read", path);
     }
@@ -216,7 +172,7 @@ pub fn copy_factory(tree: &mut RootTree, factory: &Path, notes: &mut Vec<String>
         if skipped.as_ref().is_some_and(|s| c.path.starts_with(s)) {
             continue;
         }
-        let src = at(factory, &c.path);
+        let src = factory_tree.at(&c.path);
         let Some(dst) = etc_path(&c.path).filter(|p| writable(p)) else {
             notes.push(format!(
                 "{}: a name ROOT cannot hold at build time; the node copies it at first boot",

@@ -25,7 +25,7 @@ use std::os::fd::AsRawFd;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use tandem_contract::etc::{self, EntryKind, Side, Tree};
+use tandem_contract::etc::{self, DirTree, EntryKind, Side};
 
 use crate::error::Error;
 
@@ -65,14 +65,15 @@ pub fn populate_etc(root: &Path) -> (Copied, Vec<Error>) {
 /// replacing anything: the contract's rule ([`etc::plan_copy`]), carried
 /// out on disk. Modes are kept; the owner is the caller (root).
 pub fn copy_missing(src: &Path, dst: &Path) -> (Copied, Vec<Error>) {
-    let plan = etc::plan_copy(&Disk(src), &Disk(dst));
+    let (src_tree, dst_tree) = (DirTree(src), DirTree(dst));
+    let plan = etc::plan_copy(&src_tree, &dst_tree);
     let mut job = Job::default();
     for e in plan.errors {
-        let top = match e.side {
-            Side::Factory => src,
-            Side::Target => dst,
+        let tree = match e.side {
+            Side::Factory => src_tree,
+            Side::Target => dst_tree,
         };
-        job.read_err(&at(top, &e.path), e.error);
+        job.read_err(&tree.at(&e.path), e.error);
     }
     // A directory that could not be made: nothing under it is tried.
     let mut failed: Option<PathBuf> = None;
@@ -80,69 +81,23 @@ pub fn copy_missing(src: &Path, dst: &Path) -> (Copied, Vec<Error>) {
         if failed.as_ref().is_some_and(|f| c.path.starts_with(f)) {
             continue;
         }
-        if !job.create(&at(src, &c.path), &at(dst, &c.path), c.kind) && c.kind == EntryKind::Dir {
+        if !job.create(&src_tree.at(&c.path), &dst_tree.at(&c.path), c.kind)
+            && c.kind == EntryKind::Dir
+        {
             failed = Some(c.path);
         }
     }
     for rel in plan.unsupported {
         job.errors.push(Error::Write {
-            path: at(dst, &rel),
+            path: dst_tree.at(&rel),
             err: std::io::Error::other(format!(
                 "{} is neither a file, a directory nor a link: not copied",
-                at(src, &rel).display()
+                src_tree.at(&rel).display()
             )),
         });
     }
     job.finish(dst);
     (job.copied, job.errors)
-}
-
-/// `rel` (empty: the top itself) under `top`.
-fn at(top: &Path, rel: &Path) -> PathBuf {
-    if rel.as_os_str().is_empty() {
-        top.to_path_buf()
-    } else {
-        top.join(rel)
-    }
-}
-
-/// A tree on disk, as the factory copy sees it.
-struct Disk<'a>(&'a Path);
-
-fn kind_of(t: std::fs::FileType) -> EntryKind {
-    if t.is_symlink() {
-        EntryKind::Symlink
-    } else if t.is_dir() {
-        EntryKind::Dir
-    } else if t.is_file() {
-        EntryKind::File
-    } else {
-        EntryKind::Other
-    }
-}
-
-impl Tree for Disk<'_> {
-    type Error = std::io::Error;
-
-    fn kind(&self, rel: &Path) -> std::io::Result<Option<EntryKind>> {
-        match std::fs::symlink_metadata(at(self.0, rel)) {
-            Ok(m) => Ok(Some(kind_of(m.file_type()))),
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(err) => Err(err),
-        }
-    }
-
-    /// One `getdents` pass: the entries' types come with their names.
-    fn list(&self, rel: &Path) -> std::io::Result<Vec<(OsString, EntryKind)>> {
-        let mut out = Vec::new();
-        for entry in std::fs::read_dir(at(self.0, rel))? {
-            let entry = entry?;
-            if let Ok(t) = entry.file_type() {
-                out.push((entry.file_name(), kind_of(t)));
-            }
-        }
-        Ok(out)
-    }
 }
 
 #[derive(Default)]
