@@ -940,43 +940,65 @@ impl Accounts {
     /// crash in between leaves nothing dangling. `passwd` and `group`
     /// [`PUBLIC_MODE`]; `shadow` and `gshadow` [`SECRET_MODE`] with the
     /// [`SHADOW_GROUP`], [`SECRET_MODE_ROOT_ONLY`] without one.
-    pub fn files(&self) -> [AccountFile; 4] {
+    pub fn files(&self) -> Vec<AccountFile> {
+        self.files_if(true)
+    }
+
+    /// The files [`Accounts::files`] lists that changed, in the same
+    /// order: what a writer writes. The others are not even rendered, so
+    /// that a boot with nothing to add does no more than parse.
+    pub fn changed_files(&self) -> Vec<AccountFile> {
+        self.files_if(false)
+    }
+
+    fn files_if(&self, all: bool) -> Vec<AccountFile> {
         let shadow_gid = self.gid(SHADOW_GROUP);
         let secret = if shadow_gid.is_some() {
             SECRET_MODE
         } else {
             SECRET_MODE_ROOT_ONLY
         };
-        [
-            AccountFile {
-                path: GSHADOW,
-                text: self.gshadow.render(),
-                mode: secret,
-                group: shadow_gid,
-                changed: self.gshadow.changed(),
-            },
-            AccountFile {
-                path: GROUP,
-                text: self.group.render(),
-                mode: PUBLIC_MODE,
-                group: None,
-                changed: self.group.changed(),
-            },
-            AccountFile {
-                path: SHADOW,
-                text: self.shadow.render(),
-                mode: secret,
-                group: shadow_gid,
-                changed: self.shadow.changed(),
-            },
-            AccountFile {
-                path: PASSWD,
-                text: self.passwd.render(),
-                mode: PUBLIC_MODE,
-                group: None,
-                changed: self.passwd.changed(),
-            },
-        ]
+        let mut out = Vec::new();
+        let mut add = |path, changed, render: &dyn Fn() -> String, mode, group| {
+            if all || changed {
+                out.push(AccountFile {
+                    path,
+                    text: render(),
+                    mode,
+                    group,
+                    changed,
+                });
+            }
+        };
+        add(
+            GSHADOW,
+            self.gshadow.changed(),
+            &|| self.gshadow.render(),
+            secret,
+            shadow_gid,
+        );
+        add(
+            GROUP,
+            self.group.changed(),
+            &|| self.group.render(),
+            PUBLIC_MODE,
+            None,
+        );
+        add(
+            SHADOW,
+            self.shadow.changed(),
+            &|| self.shadow.render(),
+            secret,
+            shadow_gid,
+        );
+        add(
+            PASSWD,
+            self.passwd.changed(),
+            &|| self.passwd.render(),
+            PUBLIC_MODE,
+            None,
+        );
+        out
     }
 }
 
@@ -1368,6 +1390,8 @@ mod tests {
         let second = again.add_at_boot(&image, &admin);
         assert_eq!((second.users, second.groups, second.members), (0, 0, 0));
         assert!(again.files().iter().all(|f| !f.changed));
+        assert!(again.changed_files().is_empty());
+        assert_eq!(acc.changed_files(), acc.files(), "all four changed");
         assert_eq!(second.homes, merge.homes);
     }
 

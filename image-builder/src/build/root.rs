@@ -314,7 +314,7 @@ pub fn add_accounts(
         notes.push(format!("{}:{}: {what}", n.file.display(), n.line));
     }
     std::fs::create_dir_all(scratch).io("create directory", scratch)?;
-    for f in acc.files().into_iter().filter(|f| f.changed) {
+    for f in acc.changed_files() {
         let name = f.path.trim_start_matches("/etc/");
         let host = scratch.join(name);
         std::fs::write(&host, &f.text).io("write", &host)?;

@@ -250,7 +250,7 @@ pub fn read_accounts(root: &Path) -> (Accounts, Vec<Error>) {
 pub fn write_accounts(root: &Path, accounts: &Accounts) -> Result<Vec<&'static str>, Error> {
     // One sync instead of one per file: on a first boot all four change.
     let mut staged = Vec::new();
-    for f in accounts.files().iter().filter(|f| f.changed) {
+    for f in &accounts.changed_files() {
         match stage(&under(root, f.path), f.text.as_bytes(), f.mode, f.group) {
             Ok(s) => staged.push((f.path, s)),
             Err(err) => {
