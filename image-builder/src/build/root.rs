@@ -17,11 +17,12 @@ use std::ffi::OsString;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use tandem_contract::accounts::{self, Accounts, Batch, Change};
+use tandem_contract::accounts::{self, Accounts, Batch};
 use tandem_contract::etc::{self, DirTree, EntryKind, Side, Tree};
 use tandem_contract::sysusers;
 
 use crate::build::ext4::{Kind, Node};
+use crate::build::users;
 use crate::error::{IoContext, Result};
 
 /// The nodes of ROOT, parents before children, found by path.
@@ -300,18 +301,12 @@ pub fn add_accounts(
 
     let merge = acc.add_at_boot(&image, &admin);
     for n in merge.moved.iter().chain(&merge.failed) {
-        let what = match &n.change {
-            Change::Moved {
-                kind,
-                name,
-                wanted,
-                holder,
-                got,
-            } => format!("{kind} {name} gets id {got}: {wanted} is {holder}'s on ROOT"),
-            Change::Failed { name, reason } => format!("{name}: {reason}"),
-            other => format!("{other:?}"),
-        };
-        notes.push(format!("{}:{}: {what}", n.file.display(), n.line));
+        notes.push(format!(
+            "{}:{}: {}",
+            n.file.display(),
+            n.line,
+            users::describe(&n.change)
+        ));
     }
     std::fs::create_dir_all(scratch).io("create directory", scratch)?;
     for f in acc.changed_files() {

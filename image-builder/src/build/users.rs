@@ -220,7 +220,8 @@ fn definition_entries(
     Ok((entries, fields))
 }
 
-fn describe(change: &Change) -> String {
+/// One line for an account change (build notes and errors).
+pub(crate) fn describe(change: &Change) -> String {
     match change {
         Change::Moved {
             kind,
