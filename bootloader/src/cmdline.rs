@@ -5,9 +5,9 @@ use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use tandem_slot::{Guid, Slot};
+use tandem_slot::Slot;
 
-use tandem_contract::cmdline::slot_args;
+use tandem_contract::cmdline::{UsrSource, live_args, slot_args};
 use tandem_contract::esp::{SlotFiles, uefi_path};
 
 /// Everything the command line is made of, in contract order.
@@ -15,8 +15,9 @@ use tandem_contract::esp::{SlotFiles, uefi_path};
 pub struct Cmdline<'a> {
     /// The slot being booted.
     pub slot: Slot,
-    /// Its partition's unique GUID (PARTUUID).
-    pub partuuid: Guid,
+    /// Where its /usr is: the partition's unique GUID (PARTUUID), or the
+    /// live ISO.
+    pub usr: UsrSource,
     /// `options` of loader.conf.
     pub loader_options: &'a str,
     /// `options` of slot-<x>.conf.
@@ -33,7 +34,10 @@ impl Cmdline<'_> {
         let pieces = [
             format!("initrd={}", uefi_path(&SlotFiles::of(self.slot).initrd)),
             self.loader_options.trim().into(),
-            slot_args(self.slot, self.partuuid),
+            match self.usr {
+                UsrSource::Partition(partuuid) => slot_args(self.slot, partuuid),
+                UsrSource::Live => live_args(),
+            },
             self.slot_options.trim().into(),
             self.oem.trim().into(),
         ];
@@ -94,7 +98,7 @@ mod tests {
     fn parts<'a>(slot: Slot, loader: &'a str, slot_opts: &'a str, oem: &'a str) -> Cmdline<'a> {
         Cmdline {
             slot,
-            partuuid: GUID.parse().expect("valid"),
+            usr: UsrSource::Partition(GUID.parse().expect("valid")),
             loader_options: loader,
             slot_options: slot_opts,
             oem,
@@ -122,6 +126,16 @@ mod tests {
         assert_eq!(
             line,
             r"initrd=\EFI\tandem\initrd-b tandem.slot=b tandem.usr=PARTUUID=7130c94a-213a-4e5a-8e26-6cce9662f132"
+        );
+    }
+
+    #[test]
+    fn a_live_boot_names_no_partition() {
+        let mut p = parts(Slot::A, "console=ttyS0", "tandem.usrhash=ab", "");
+        p.usr = UsrSource::Live;
+        assert_eq!(
+            p.render(),
+            r"initrd=\EFI\tandem\initrd-a console=ttyS0 tandem.slot=a tandem.live tandem.usrhash=ab"
         );
     }
 

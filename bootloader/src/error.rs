@@ -66,6 +66,12 @@ pub enum SetupError {
     /// The table lacks the Tandem slots.
     #[error("the boot disk is not a Tandem disk: {0}")]
     Layout(#[from] LayoutError),
+    /// A live ISO's slot A files are missing or unreadable.
+    #[error("live boot: {0}")]
+    LiveFiles(#[from] EspError),
+    /// A live ISO's kernel did not start.
+    #[error("live boot: {0}")]
+    LiveKernel(#[from] KernelError),
 }
 
 /// A file on the ESP or OEM partition could not be read.

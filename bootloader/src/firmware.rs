@@ -21,6 +21,7 @@ use crate::menu::Menu;
 use crate::plan::{self, Firmware};
 use crate::{esp, kernel};
 use tandem_contract::Partition;
+use tandem_contract::cmdline::UsrSource;
 use tandem_contract::esp::{
     self as files, ConfigWarning, LOADER_CONF, LoaderConf, OEM_CMDLINE, Parsed, SlotFiles,
     uefi_path,
@@ -45,13 +46,16 @@ fn run() -> Result<Infallible, SetupError> {
     let esp_path: Box<DevicePath> = open_shared::<DevicePath>(esp)
         .map_err(|e| SetupError::BootDevicePath(e.status()))?
         .to_boxed();
+    let loader = read_loader_conf(esp);
+    if loader.live {
+        return boot_live(esp, &esp_path, &loader);
+    }
     let BootDisk { mut disk, gpt } = disk::find_boot_disk(&esp_path)?;
     let pair = slot_pair(&gpt)?;
     if !gpt.health.is_clean() {
         repair(&mut disk, &gpt);
     }
 
-    let loader = read_loader_conf(esp);
     let oem = read_oem_cmdline(&gpt);
     let choice = Menu::new(pair, loader.timeout).and_then(|menu| {
         let a = slot_version(esp, Slot::A);
@@ -81,6 +85,44 @@ fn run() -> Result<Infallible, SetupError> {
         }
     }
     console::wait_key_then_reset()
+}
+
+/// A Tandem ISO (`live yes` in loader.conf): no slots to choose from and
+/// no partition table to write. Slot A's files start with `tandem.live`;
+/// the early init finds /usr on the ISO and checks it with slot A's root
+/// hash.
+fn boot_live(
+    esp: Handle,
+    esp_path: &DevicePath,
+    loader: &LoaderConf,
+) -> Result<Infallible, SetupError> {
+    let paths = SlotFiles::of(Slot::A);
+    let conf_path = uefi_path(&paths.conf);
+    let Parsed {
+        value: conf,
+        warnings,
+    } = files::parse_slot_conf(&esp::read(esp, &conf_path)?);
+    warn_all(&conf_path, &warnings);
+    esp::check_file(esp, &uefi_path(&paths.initrd))?;
+    let line = Cmdline {
+        slot: Slot::A,
+        usr: UsrSource::Live,
+        loader_options: &loader.options,
+        slot_options: &conf.options,
+        oem: "",
+    }
+    .render();
+    let marker = format!(
+        "tandem-boot: live boot (ISO), version {}",
+        conf.version.as_deref().unwrap_or("unknown")
+    );
+    Err(kernel::load_and_start(
+        esp,
+        esp_path,
+        &uefi_path(&paths.kernel),
+        &line,
+        || say(&marker),
+    ))?
 }
 
 /// The partition we were loaded from (the ESP).
@@ -211,7 +253,7 @@ impl Firmware for Machine {
         let partuuid = usr_entry(&self.gpt, slot)?.unique_guid;
         let line = Cmdline {
             slot,
-            partuuid,
+            usr: UsrSource::Partition(partuuid),
             loader_options: &self.loader.options,
             slot_options: &conf.options,
             oem: &self.oem,

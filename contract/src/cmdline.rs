@@ -25,11 +25,14 @@ pub const USR_HASH: &str = "tandem.usrhash";
 pub const USR_SALT: &str = "tandem.usrsalt";
 /// `tandem.usrblocks=<n>`: /usr file system size in 4096-byte blocks.
 pub const USR_BLOCKS: &str = "tandem.usrblocks";
+/// `tandem.live`: a live boot from a Tandem ISO ([`crate::live`]); /usr is
+/// the ISO's live /usr partition, found by its type, instead of `tandem.usr`.
+pub const LIVE: &str = "tandem.live";
 
 /// The arguments Tandem reads; a second, different value for one of them is
 /// refused: the OEM cmdline comes last and must not override the verity root
 /// hash of a verified /usr.
-const TANDEM_KEYS: [&str; 5] = [SLOT, USR, USR_HASH, USR_SALT, USR_BLOCKS];
+const TANDEM_KEYS: [&str; 6] = [SLOT, USR, USR_HASH, USR_SALT, USR_BLOCKS, LIVE];
 
 /// A `tandem.*` argument is missing, malformed or given twice.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -106,13 +109,27 @@ pub fn slot_args(slot: Slot, partuuid: Guid) -> String {
     )
 }
 
+/// The arguments of a live boot: slot A's files, /usr on the ISO.
+pub fn live_args() -> String {
+    format!("{SLOT}=a {LIVE}")
+}
+
+/// Where /usr is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UsrSource {
+    /// `tandem.usr=PARTUUID=`: the slot's partition on the boot disk.
+    Partition(Guid),
+    /// `tandem.live`: the live /usr partition of a Tandem ISO.
+    Live,
+}
+
 /// What the early init needs from the command line to set up /usr.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BootArgs {
     /// `tandem.slot`: the slot the bootloader chose.
     pub slot: Slot,
-    /// `tandem.usr=PARTUUID=`: that slot's partition.
-    pub usr_partuuid: Guid,
+    /// Where /usr is.
+    pub usr: UsrSource,
     /// The /usr verity arguments.
     pub verity: UsrVerity,
 }
@@ -200,16 +217,22 @@ pub fn parse(cmdline: &str) -> Result<BootArgs, CmdlineError> {
         other => return Err(invalid(SLOT, other, "a or b")),
     };
 
-    let usr = required(&map, USR)?;
-    let guid_text = usr
-        .strip_prefix("PARTUUID=")
-        .ok_or_else(|| invalid(USR, usr, "PARTUUID=<partition GUID>"))?;
-    let usr_partuuid =
-        Guid::from_str(guid_text).map_err(|_| invalid(USR, usr, "PARTUUID=<partition GUID>"))?;
+    let usr = if map.contains_key(LIVE) {
+        UsrSource::Live
+    } else {
+        let usr = required(&map, USR)?;
+        let guid_text = usr
+            .strip_prefix("PARTUUID=")
+            .ok_or_else(|| invalid(USR, usr, "PARTUUID=<partition GUID>"))?;
+        UsrSource::Partition(
+            Guid::from_str(guid_text)
+                .map_err(|_| invalid(USR, usr, "PARTUUID=<partition GUID>"))?,
+        )
+    };
 
     Ok(BootArgs {
         slot,
-        usr_partuuid,
+        usr,
         verity: verity(&map)?,
     })
 }
@@ -288,12 +311,28 @@ mod tests {
         let args = parse(&good()).expect("valid");
         assert_eq!(args.slot, Slot::A);
         assert_eq!(
-            args.usr_partuuid.to_string(),
-            "0B4C3A1E-5D6F-4A7B-8C9D-0E1F2A3B4C5D"
+            args.usr,
+            UsrSource::Partition(
+                "0B4C3A1E-5D6F-4A7B-8C9D-0E1F2A3B4C5D"
+                    .parse()
+                    .expect("guid")
+            )
         );
         assert_eq!(args.verity.root_hash, HASH);
         assert_eq!(args.verity.salt, SALT);
         assert_eq!(args.verity.data_blocks, 1234);
+    }
+
+    #[test]
+    fn a_live_boot_needs_no_partition() {
+        let line = format!(
+            "console=ttyS0 {} tandem.usrhash={HASH} tandem.usrsalt={SALT} tandem.usrblocks=7",
+            live_args()
+        );
+        let args = parse(&line).expect("valid");
+        assert_eq!((args.slot, args.usr), (Slot::A, UsrSource::Live));
+        let without = line.replace(" tandem.live", "");
+        assert_eq!(parse(&without), Err(CmdlineError::Missing(USR)));
     }
 
     #[test]

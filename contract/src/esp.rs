@@ -119,13 +119,18 @@ pub struct LoaderConf {
     pub timeout: u32,
     /// Kernel arguments for every slot; several `options` lines are joined.
     pub options: String,
+    /// `live yes`: the ESP of a live ISO ([`crate::cmdline::LIVE`]). There
+    /// are no slots to choose from: the bootloader starts slot A's files
+    /// and the early init finds /usr on the ISO.
+    pub live: bool,
 }
 
 impl LoaderConf {
     /// The file's text.
     pub fn render(&self, by: Writer) -> String {
+        let live = if self.live { "live yes\n" } else { "" };
         format!(
-            "{}timeout {}\noptions {}\n",
+            "{}timeout {}\noptions {}\n{live}",
             by.comment(),
             self.timeout,
             self.options
@@ -189,6 +194,7 @@ pub fn parse_loader_conf(bytes: &[u8]) -> Parsed<LoaderConf> {
                 }
             },
             "options" => append(&mut conf.options, value),
+            "live" => conf.live = value == "yes",
             _ => {}
         }
     }
@@ -291,7 +297,8 @@ mod tests {
             parsed.value,
             LoaderConf {
                 timeout: 0,
-                options: "console=ttyS0,115200 panic=10".into()
+                options: "console=ttyS0,115200 panic=10".into(),
+                live: false,
             }
         );
     }
@@ -390,10 +397,19 @@ mod tests {
         let loader = LoaderConf {
             timeout: 3,
             options: "console=ttyS0 panic=10".into(),
+            live: false,
         };
         assert_eq!(
             parse_loader_conf(loader.render(Writer::Builder).as_bytes()).value,
             loader
+        );
+        let live = LoaderConf {
+            live: true,
+            ..loader.clone()
+        };
+        assert_eq!(
+            parse_loader_conf(live.render(Writer::Builder).as_bytes()).value,
+            live
         );
     }
 

@@ -22,9 +22,12 @@
 //!   `gshadow`, and the add-only merge of declared users into them;
 //! - `ipv4` (feature `std`): IPv4 addresses with a prefix length, for
 //!   static networking;
+//! - `live` (feature `std`): the ISO's partitions, its install data
+//!   header and the embedded unattended-install settings;
 //! - `log` (feature `std`): the programs' log lines and their prefixes;
 //! - `node` (feature `std`): the update engine's and the reboot agent's
 //!   states, as the socket, the fleet records and the CLIs carry them;
+//! - `root` (feature `std`): the directories and links of a new ROOT;
 //! - `run` (feature `std`): the `/run/tandem` status files and service
 //!   states;
 //! - `service` (feature `std`): the service file format (read, checked and
@@ -71,6 +74,8 @@ pub mod guid;
 #[cfg(feature = "std")]
 pub mod ipv4;
 #[cfg(feature = "std")]
+pub mod live;
+#[cfg(feature = "std")]
 pub mod log;
 #[cfg(feature = "std")]
 pub mod node;
@@ -78,6 +83,8 @@ pub mod os_release;
 pub mod partition;
 #[cfg(feature = "std")]
 pub mod provision;
+#[cfg(feature = "std")]
+pub mod root;
 #[cfg(feature = "std")]
 pub mod run;
 #[cfg(feature = "std")]

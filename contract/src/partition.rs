@@ -15,6 +15,10 @@ pub mod types {
     pub const LINUX_DATA: Guid = Guid::from_u128(0x0FC63DAF_8483_4772_8E79_3D69D8477DE4);
     /// CoreOS/Flatcar resizable root, used by ROOT.
     pub const ROOT: Guid = Guid::from_u128(0x3884DD41_8582_4404_B9A8_E9B84F2DF50E);
+    /// Tandem's live /usr on an ISO ([`crate::live`]): not a slot.
+    pub const LIVE_USR: Guid = Guid::from_u128(0x6F908C3F_9E42_478D_990B_D69FC12B33BA);
+    /// Tandem's install data on an ISO ([`crate::live`]).
+    pub const INSTALL_DATA: Guid = Guid::from_u128(0xDDDBA567_2252_4731_B3B7_1AA2A7B93A56);
 }
 
 /// A partition of a Tandem disk.

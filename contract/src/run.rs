@@ -55,6 +55,10 @@ pub struct EarlyBoot {
     /// The early init's steps.
     #[serde(default)]
     pub steps: Vec<Step>,
+    /// A live boot from a Tandem ISO (`tandem.live`): `disk` is the ISO's
+    /// device, ROOT is in RAM, there is no slot to update or confirm.
+    #[serde(default)]
+    pub live: bool,
 }
 
 /// Boot timestamps, microseconds of `CLOCK_BOOTTIME`.
@@ -222,6 +226,32 @@ state_enum! {
         /// Runs to completion once per boot (a set-up step); done when it
         /// exits with status 0.
         Oneshot = "oneshot",
+    }
+}
+
+state_enum! {
+    /// Which boots a service runs on: the service file's `runs_on`.
+    #[derive(Default)]
+    RunsOn, "where a service runs" {
+        /// Every boot.
+        #[default]
+        Any = "any",
+        /// Nodes booted from a disk, not a live ISO (the update engine,
+        /// the reboot agent: a live node has no slot to update).
+        Installed = "installed",
+        /// Live boots from a Tandem ISO only (the unattended installer).
+        Live = "live",
+    }
+}
+
+impl RunsOn {
+    /// Whether a service runs on this boot.
+    pub fn allows(self, live_boot: bool) -> bool {
+        match self {
+            RunsOn::Any => true,
+            RunsOn::Installed => !live_boot,
+            RunsOn::Live => live_boot,
+        }
     }
 }
 

@@ -277,6 +277,12 @@ pub enum Error {
         /// The repository's lock file.
         path: PathBuf,
     },
+    /// `tandem run` cannot start the machine as asked.
+    #[error("cannot start the machine: {message}")]
+    Machine {
+        /// What is wrong and what to do.
+        message: String,
+    },
     /// `tandem serve` cannot listen.
     #[error(
         "cannot listen on {addr}: {cause}: choose another address or port, or stop what uses it"

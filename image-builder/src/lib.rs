@@ -14,10 +14,13 @@
 pub mod build;
 pub mod clock;
 pub mod error;
+pub mod export;
 pub mod inspect;
+pub mod iso;
 pub mod progress;
 pub mod release;
 pub mod serve;
+pub mod vm;
 
 pub use build::{BuildOptions, Definition, build};
 pub use error::{Error, Result};

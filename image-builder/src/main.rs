@@ -34,14 +34,20 @@ enum Command {
     Cluster(commands::cluster::Args),
     /// Cloud-config (user-data): `config validate FILE [--json]`.
     Config(commands::config::Args),
+    /// Convert a build's disk for clouds and hypervisors (qcow2, vhd, vmdk, gce).
+    Export(commands::export::Args),
     /// Show partitions, slot states and problems of a disk image.
     Inspect(commands::inspect::Args),
+    /// Live and install ISOs: `iso create BUILD --key K -o x.iso`, `iso customize`, `iso show`.
+    Iso(commands::iso::Args),
     /// Make an update signing key pair (<name>.key, <name>.pub).
     Keygen(commands::keygen::Args),
     /// The cluster's reboot semaphore in etcd: `lock status | lock <id> | unlock <id> | set-max <n>`.
     Lock(commands::cluster::Args),
     /// Publish builds to an update repository, promote between channels, show status.
     Release(commands::release::Args),
+    /// Boot an image in QEMU (UEFI, overlay, SSH port, cloud-config): `run disk.qcow2 --config user-data`.
+    Run(commands::run::Args),
     /// Serve an update repository over HTTP (labs and tests).
     Serve(commands::serve::Args),
 }
@@ -52,10 +58,13 @@ fn main() -> ExitCode {
         Command::Build(a) => commands::build::run(a),
         Command::Cluster(a) => commands::cluster::run("cluster", a),
         Command::Config(a) => commands::config::run(a),
+        Command::Export(a) => commands::export::run(a),
         Command::Lock(a) => commands::cluster::run("lock", a),
         Command::Inspect(a) => commands::inspect::run(a),
+        Command::Iso(a) => commands::iso::run(a),
         Command::Keygen(a) => commands::keygen::run(a),
         Command::Release(a) => commands::release::run(a),
+        Command::Run(a) => commands::run::run(a),
         Command::Serve(a) => commands::serve::run(a),
     };
     match result {

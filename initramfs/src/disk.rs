@@ -6,6 +6,8 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use tandem_contract::live;
+use tandem_contract::partition::types;
 use tandem_slot::{FileDisk, Gpt, Guid};
 
 use crate::error::Error;
@@ -71,8 +73,37 @@ impl std::fmt::Display for Seen {
     }
 }
 
-/// One pass over /sys/block for the partition with `partuuid`.
-pub fn scan(partuuid: Guid, seen: &mut Seen) -> Result<Option<Located>, Error> {
+/// What a scan looks for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Want {
+    /// The partition with this PARTUUID (a slot's /usr).
+    Partuuid(Guid),
+    /// A Tandem ISO's live /usr partition: partition
+    /// [`live::USR_PARTITION`] of type `LIVE_USR`, on a stick or a CD,
+    /// whose table is read in 512-byte blocks whatever the device's are.
+    LiveUsr,
+}
+
+impl Want {
+    fn matches(self, number: u32, e: &tandem_slot::gpt::Entry) -> bool {
+        match self {
+            Want::Partuuid(g) => e.unique_guid == g,
+            Want::LiveUsr => number == live::USR_PARTITION && e.type_guid == types::LIVE_USR,
+        }
+    }
+}
+
+impl std::fmt::Display for Want {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Want::Partuuid(g) => write!(f, "a partition with PARTUUID {g}"),
+            Want::LiveUsr => f.write_str("a Tandem ISO's live /usr partition"),
+        }
+    }
+}
+
+/// One pass over /sys/block for what `want` names.
+pub fn scan(want: Want, seen: &mut Seen) -> Result<Option<Located>, Error> {
     let mut names: Vec<String> = match std::fs::read_dir(SYS_BLOCK) {
         Ok(dir) => dir
             .filter_map(|e| e.ok()?.file_name().into_string().ok())
@@ -84,12 +115,17 @@ pub fn scan(partuuid: Guid, seen: &mut Seen) -> Result<Option<Located>, Error> {
             });
         }
     };
-    names.retain(|n| is_candidate(n));
+    // A live ISO may be on a CD.
+    names.retain(|n| is_candidate(n) || (want == Want::LiveUsr && n.starts_with("sr")));
     names.sort();
     let mut found: Option<Located> = None;
     for name in names {
         let dev = Path::new("/dev").join(&name);
-        let gpt = match FileDisk::open_read_only(&dev).map(|mut d| Gpt::read(&mut d)) {
+        let opened = match want {
+            Want::Partuuid(_) => FileDisk::open_read_only(&dev),
+            Want::LiveUsr => FileDisk::open_read_only_as(&dev, 512),
+        };
+        let gpt = match opened.map(|mut d| Gpt::read(&mut d)) {
             Ok(Ok(gpt)) => gpt,
             Ok(Err(e)) => {
                 seen.0.insert(name, e.to_string());
@@ -103,10 +139,12 @@ pub fn scan(partuuid: Guid, seen: &mut Seen) -> Result<Option<Located>, Error> {
         };
         let hit = gpt
             .partitions()
-            .find(|(_, e)| e.unique_guid == partuuid)
+            .find(|(n, e)| want.matches(*n, e))
             .map(|(n, _)| n);
-        match (hit, &found) {
-            (Some(_), Some(first)) => {
+        match (hit, &found, want) {
+            // Two live media: the first by name, as the firmware has no say.
+            (Some(_), Some(_), Want::LiveUsr) => {}
+            (Some(_), Some(first), Want::Partuuid(partuuid)) => {
                 // Two disks claim the same /usr: booting either could mount the
                 // wrong slot's data, so refuse rather than guess.
                 return Err(Error::DuplicatePartuuid {
@@ -115,32 +153,32 @@ pub fn scan(partuuid: Guid, seen: &mut Seen) -> Result<Option<Located>, Error> {
                     second: name,
                 });
             }
-            (Some(number), None) => {
+            (Some(number), None, _) => {
                 found = Some(Located {
                     disk_name: name,
                     gpt,
                     number,
                 })
             }
-            (None, _) => {
-                seen.0
-                    .insert(name, format!("GPT without PARTUUID {partuuid}"));
+            (None, _, _) => {
+                seen.0.insert(name, format!("GPT without {want}"));
             }
         }
     }
     Ok(found)
 }
 
-/// Polls until a disk with `partuuid` appears and its partition node exists,
-/// or `timeout` passes.
-pub fn wait_for(partuuid: Guid, timeout: Duration) -> Result<Located, Error> {
+/// Polls until a disk with what `want` names appears (and, for a
+/// PARTUUID, its partition node exists), or `timeout` passes.
+pub fn wait_for(want: Want, timeout: Duration) -> Result<Located, Error> {
     let start = Instant::now();
     let mut seen = Seen::default();
     loop {
         seen.0.clear();
-        if let Some(found) = scan(partuuid, &mut seen)? {
+        if let Some(found) = scan(want, &mut seen)? {
             let node = found.partition_path(found.number);
-            if is_block_device(&node) {
+            // The live /usr is mapped from the whole disk.
+            if want == Want::LiveUsr || is_block_device(&node) {
                 return Ok(found);
             }
             seen.0.insert(
@@ -150,7 +188,7 @@ pub fn wait_for(partuuid: Guid, timeout: Duration) -> Result<Located, Error> {
         }
         if start.elapsed() >= timeout {
             return Err(Error::PartitionNotFound {
-                partuuid,
+                want: want.to_string(),
                 waited: timeout,
                 seen: seen.to_string(),
             });

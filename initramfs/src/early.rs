@@ -2,8 +2,10 @@
 //!
 //! Mounts the API filesystems, arms the watchdog, loads the modules of
 //! `/etc/tandem/modules.load`, finds the slot's /usr partition by the
-//! PARTUUID on the command line, puts dm-verity over it, mounts ROOT
-//! read-write on /sysroot and the verified /usr read-only on /sysroot/usr,
+//! PARTUUID on the command line (on a live boot, the ISO's live /usr:
+//! [`crate::live`]), puts dm-verity over it, mounts ROOT read-write on
+//! /sysroot (a tmpfs on a live boot) and the verified /usr read-only on
+//! /sysroot/usr,
 //! switches root and goes on as the system init ([`crate::system`]) in the
 //! same process. Any failure prints `tandem-init: FATAL: …; rebooting in
 //! 5 s` and reboots: a failed boot must reach the bootloader again so the
@@ -24,7 +26,7 @@ use std::time::Duration;
 use tandem_slot::Slot;
 use tandem_slot::guid::types;
 
-use crate::cmdline::{self, BootArgs};
+use crate::cmdline::{self, BootArgs, UsrSource};
 use crate::devmapper::{self, Verity};
 use crate::disk::{self, Located};
 use crate::early_log;
@@ -168,10 +170,18 @@ fn run(started: u64, watchdog: &mut Option<Watchdog>) -> Result<EarlyBoot, Error
     })?;
     let args = cmdline::parse(&text)?;
 
-    let usr = disk::wait_for(args.usr_partuuid, DEVICE_TIMEOUT)?;
-    check_slot(&args, &usr)?;
-    let usr_node = usr.partition_path(usr.number);
-    let root_node = root_partition(&usr)?;
+    let live = args.usr == UsrSource::Live;
+    let want = match args.usr {
+        UsrSource::Partition(guid) => disk::Want::Partuuid(guid),
+        UsrSource::Live => disk::Want::LiveUsr,
+    };
+    let usr = disk::wait_for(want, DEVICE_TIMEOUT)?;
+    let (usr_node, root_node) = if live {
+        (crate::live::usr_device(&usr)?, None)
+    } else {
+        check_slot(&args, &usr)?;
+        (usr.partition_path(usr.number), Some(root_partition(&usr)?))
+    };
     t.step("disk found");
 
     // /run is carried into the system: it holds the hand-over file.
@@ -186,18 +196,22 @@ fn run(started: u64, watchdog: &mut Option<Watchdog>) -> Result<EarlyBoot, Error
     let usr_dev = setup_verity(&args, &usr_node)?;
     t.step("verity device ready");
 
-    mount::mount(
-        &root_node.to_string_lossy(),
-        Path::new(SYSROOT),
-        "ext4",
-        0,
-        None,
-    )?;
-    t.step("ROOT mounted");
-    let root_grow = crate::grow::grow_root_if_first_boot(&usr, &root_node, Path::new(SYSROOT));
-    if root_grow.is_some() {
-        t.step("ROOT grown");
-    }
+    let root_grow = match &root_node {
+        Some(root) => {
+            mount::mount(&root.to_string_lossy(), Path::new(SYSROOT), "ext4", 0, None)?;
+            t.step("ROOT mounted");
+            let grown = crate::grow::grow_root_if_first_boot(&usr, root, Path::new(SYSROOT));
+            if grown.is_some() {
+                t.step("ROOT grown");
+            }
+            grown
+        }
+        None => {
+            crate::live::mount_root(Path::new(SYSROOT))?;
+            t.step("ROOT in RAM (live boot)");
+            None
+        }
+    };
     let sysroot_usr = Path::new(SYSROOT).join("usr");
     mount::mount(
         &usr_dev.to_string_lossy(),
@@ -219,10 +233,12 @@ fn run(started: u64, watchdog: &mut Option<Watchdog>) -> Result<EarlyBoot, Error
         disk: usr.disk_path().to_string_lossy().into_owned(),
         usr_partition: usr_node.to_string_lossy().into_owned(),
         usr_device: usr_dev.to_string_lossy().into_owned(),
-        root_partition: root_node.to_string_lossy().into_owned(),
+        root_partition: root_node
+            .map_or_else(|| "tmpfs".to_string(), |r| r.to_string_lossy().into_owned()),
         modules_failed,
         root_grow,
         steps: t.0,
+        live,
     };
     status::write_json(Path::new(status::EARLY_FILE), &early)?;
     crate::switch_root::switch_root(Path::new(SYSROOT))?;
@@ -232,9 +248,12 @@ fn run(started: u64, watchdog: &mut Option<Watchdog>) -> Result<EarlyBoot, Error
 /// The partition named on the command line must be the slot's partition
 /// number and of the /usr type: otherwise "slot A" would be a lie.
 fn check_slot(args: &BootArgs, usr: &Located) -> Result<(), Error> {
+    let UsrSource::Partition(partuuid) = args.usr else {
+        return Ok(());
+    };
     let mismatch = |what| Error::SlotMismatch {
         slot: args.slot,
-        partuuid: args.usr_partuuid,
+        partuuid,
         number: usr.number,
         what,
         disk: usr.disk_name.clone(),

@@ -84,14 +84,20 @@ pub enum Error {
     #[error(transparent)]
     Cmdline(#[from] CmdlineError),
     /// No disk has the /usr partition.
-    #[error("no disk has a partition with PARTUUID {partuuid} after {waited:?} ({seen})")]
+    #[error("no disk has {want} after {waited:?} ({seen})")]
     PartitionNotFound {
-        /// The partition looked for.
-        partuuid: Guid,
+        /// What was looked for.
+        want: String,
         /// How long we waited.
         waited: Duration,
         /// What each disk held instead.
         seen: String,
+    },
+    /// The live medium is not what the bootloader said.
+    #[error("live boot: {what}")]
+    LiveMedia {
+        /// What is wrong.
+        what: String,
     },
     /// Two disks carry the same /usr PARTUUID.
     #[error(

@@ -6,7 +6,7 @@
 //!
 //! - [`early`]: PID 1 in the initramfs: modules, watchdog, dm-verity /usr,
 //!   ROOT, switch root ([`cmdline`], [`modules`], [`disk`], [`devmapper`],
-//!   [`mount`], [`switch_root`], [`watchdog`], [`grow`]);
+//!   [`mount`], [`switch_root`], [`watchdog`], [`grow`], [`live`]);
 //! - [`system`]: the same PID 1 after switch root: mounts, machine-id, hostname,
 //!   network ([`net`] over the pure [`dhcp`] codec), services ([`services`])
 //!   each in its cgroup ([`cgroup`]), status under /run/tandem ([`status`]),
@@ -33,6 +33,7 @@ pub mod disk;
 pub mod early;
 pub mod error;
 pub mod grow;
+pub mod live;
 pub mod log;
 pub mod modules;
 pub mod mount;

@@ -11,6 +11,8 @@
 //! tandemctl config validate <file|-> [--json]
 //!                                  check a cloud-config (the `cloud-config` crate)
 //! tandemctl config show [--json]   this boot's provisioning and its user-data
+//! tandemctl install <disk> --from <iso> [--config <user-data>]
+//!                                  install from a Tandem ISO (`updater::install`)
 //! tandemctl reboot|poweroff|halt   ask PID 1 to shut down cleanly
 //! ```
 
@@ -46,6 +48,8 @@ pub const USAGE: &str = "usage:
   tandemctl config validate <file|-> [--json]
                                         check a cloud-config: 0 valid, 1 invalid, 2 cannot read
   tandemctl config show [--json]        this boot's provisioning: source, what was applied, problems, the user-data
+  tandemctl install <disk> --from <iso> [--config <user-data>]
+                                        write a Tandem ISO's image onto <disk> (erases it)
   tandemctl reboot | poweroff | halt";
 
 /// Runs a command; returns the process exit code.
@@ -73,6 +77,7 @@ pub fn run(args: &[String]) -> Result<u8, Error> {
             Ok(agent::cli::run(&args, &defaults)?)
         }
         ["config", rest @ ..] => Ok(crate::config::run(rest)),
+        ["install", rest @ ..] => crate::install::run(rest),
         ["reboot"] => signal_init(Shutdown::Reboot),
         ["poweroff"] => signal_init(Shutdown::PowerOff),
         ["halt"] => signal_init(Shutdown::Halt),
@@ -327,10 +332,11 @@ fn boot_disk() -> Result<PathBuf, Error> {
         )
     })?;
     let mut seen = initramfs::disk::Seen::default();
-    match initramfs::disk::scan(guid, &mut seen)? {
+    let want = initramfs::disk::Want::Partuuid(guid);
+    match initramfs::disk::scan(want, &mut seen)? {
         Some(found) => Ok(found.disk_path()),
         None => Err(NodeError::PartitionNotFound {
-            partuuid: guid,
+            want: want.to_string(),
             waited: std::time::Duration::ZERO,
             seen: seen.to_string(),
         }
@@ -444,7 +450,7 @@ fn mark_good() -> Result<u8, Error> {
     Ok(0)
 }
 
-fn signal_init(how: Shutdown) -> Result<u8, Error> {
+pub(crate) fn signal_init(how: Shutdown) -> Result<u8, Error> {
     how.request().map_err(|err| NodeError::Sys {
         what: "signalling PID 1",
         err,

@@ -17,6 +17,9 @@ pub enum Error {
     /// PID 1 could not be asked (`tandemctl stop|start|restart`).
     #[error(transparent)]
     Control(#[from] tandem_contract::control::CallError),
+    /// `tandemctl install` failed.
+    #[error(transparent)]
+    Install(#[from] updater::install::InstallError),
     /// The status could not be written as JSON.
     #[error("writing the status as JSON failed: {0}")]
     Json(#[from] serde_json::Error),

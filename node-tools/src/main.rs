@@ -10,6 +10,7 @@ mod config;
 mod ctl;
 mod error;
 mod exec;
+mod install;
 mod provision;
 mod services;
 

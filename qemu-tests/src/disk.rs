@@ -38,6 +38,33 @@ impl Disk {
         })
     }
 
+    /// An empty qcow2 disk of `bytes` (a machine's bare disk).
+    pub fn blank(bytes: u64) -> Result<Disk> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("blank.qcow2");
+        run(Command::new("qemu-img")
+            .args(["create", "-q", "-f", "qcow2"])
+            .arg(&path)
+            .arg(bytes.to_string()))?;
+        Ok(Disk {
+            dir,
+            path,
+            format: "qcow2",
+        })
+    }
+
+    /// QEMU arguments that attach this disk as one more virtio disk.
+    pub fn qemu_args(&self) -> Vec<String> {
+        vec![
+            "-drive".into(),
+            format!(
+                "file={},format={},if=virtio",
+                self.path.display(),
+                self.format
+            ),
+        ]
+    }
+
     /// A sparse raw copy of `base` that the test may change.
     pub fn copy(base: &Path) -> Result<Disk> {
         let dir = tempfile::tempdir()?;

@@ -5,9 +5,15 @@
 //! two nodes present different host keys (made on each node at first
 //! boot); users, factory /etc and tmpfiles did their part; sshd runs in its
 //! own cgroup, and when its main process dies its sessions die with it.
+//!
+//! The second node is what a user gets from `tandem export --format qcow2`
+//! and `tandem run disk.qcow2 --config user-data`: the compressed qcow2
+//! boots, the cloud-config (a second key) reaches the node as a NoCloud
+//! volume, and the SSH command `tandem run` prints logs in with that key.
 
+use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::Command;
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
@@ -37,6 +43,68 @@ fn host_key_fingerprint(port: u16) -> Result<String> {
         .nth(1)
         .unwrap_or_default()
         .to_string())
+}
+
+/// `tandem run` of `image` with `config`: the child (console on its
+/// stdout, into `console`) and the SSH command it printed.
+fn tandem_run(
+    env: &Env,
+    image: &Path,
+    config: &Path,
+    port: u16,
+    console: &Path,
+) -> Result<(Child, String)> {
+    let mut child = Command::new(&env.tandem)
+        .arg("run")
+        .arg(image)
+        .arg("--config")
+        .arg(config)
+        .args(["--ssh-port", &port.to_string(), "--accel", "tcg"])
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(console)?)
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let stderr = child.stderr.take().context("no stderr")?;
+    let mut lines = BufReader::new(stderr).lines();
+    let ssh = loop {
+        let line = lines
+            .next()
+            .context("tandem run ended without printing an SSH command")??;
+        eprintln!("{line}");
+        if let Some(cmd) = line.split("log in (once sshd runs): ").nth(1) {
+            break cmd.to_string();
+        }
+    };
+    // The rest of its messages still reach the test's output.
+    std::thread::spawn(move || lines.map_while(Result::ok).for_each(|l| eprintln!("{l}")));
+    Ok((child, ssh))
+}
+
+/// Runs the command `tandem run` printed, with `key`, until sshd answers.
+fn printed_ssh(printed: &str, key: &Path, command: &str) -> Result<String> {
+    let rest = printed
+        .strip_prefix("ssh ")
+        .with_context(|| format!("not an ssh command: {printed}"))?;
+    let deadline = Instant::now() + BOOT;
+    loop {
+        let out = Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "ssh -i {} -o BatchMode=yes -o ConnectTimeout=20 -o LogLevel=ERROR {rest} '{command}'",
+                key.display()
+            ))
+            .output()?;
+        if out.status.success() {
+            return Ok(String::from_utf8_lossy(&out.stdout).into_owned());
+        }
+        if Instant::now() > deadline {
+            anyhow::bail!(
+                "{printed} {command}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_secs(2));
+    }
 }
 
 #[test]
@@ -76,21 +144,38 @@ fn ssh_server_from_packages_logs_in_with_a_key_and_nodes_have_their_own_host_key
 
     let disk = out.join("disk.raw");
     let (p1, p2) = (free_port()?, free_port()?);
-    let mut nodes = Vec::new();
-    for (name, port) in [("ssh-1", p1), ("ssh-2", p2)] {
-        let mut cfg = VmConfig::new(name);
-        cfg.forwards.push((port, 22));
-        let d = Disk::overlay(&disk)?;
-        let vm = Vm::start(&cfg, &d)?;
-        nodes.push((vm, d, port));
-    }
-    for (vm, _, _) in &mut nodes {
-        vm.wait_for("tandem: system ready", BOOT)?;
-    }
+    let mut cfg = VmConfig::new("ssh-1");
+    cfg.forwards.push((p1, 22));
+    let overlay = Disk::overlay(&disk)?;
+    let mut vm = Vm::start(&cfg, &overlay)?;
+
+    // The second node: the build exported to a compressed qcow2 and booted
+    // by `tandem run` with a cloud-config holding a second key.
+    let work = tempfile::tempdir()?;
+    qemu_tests::disk::run(
+        Command::new(&env.tandem)
+            .arg("export")
+            .arg(&out)
+            .args(["--format", "qcow2", "--out"])
+            .arg(work.path()),
+    )?;
+    let second = KeyPair::new("tandem-run")?;
+    let config = work.path().join("user-data");
+    std::fs::write(
+        &config,
+        format!(
+            "#cloud-config\nssh_authorized_keys:\n  - {}\n",
+            second.public
+        ),
+    )?;
+    let console = qemu_tests::vm::log_dir().join("ssh-2-tandem-run.log");
+    let (mut run2, printed) =
+        tandem_run(&env, &work.path().join("disk.qcow2"), &config, p2, &console)?;
+    vm.wait_for("tandem: system ready", BOOT)?;
 
     // Logged in with the key, as core, in core's home, with a real shell.
-    let (vm, _, port) = &mut nodes[0];
-    let port = *port;
+    let vm = &mut vm;
+    let port = p1;
     let who = login(&key, port, "id -un; pwd; /usr/bin/ssh -V 2>&1")?;
     let mut lines = who.lines();
     assert_eq!(lines.next(), Some("core"), "{who}");
@@ -171,9 +256,18 @@ fn ssh_server_from_packages_logs_in_with_a_key_and_nodes_have_their_own_host_key
     let again = login(&key, port, "id -un")?;
     assert_eq!(again.trim(), "core");
 
+    // `tandem run`'s printed command logs in with the config's key.
+    let who = printed_ssh(&printed, &second.private, "id -un; cat /etc/os-release")?;
+    assert!(who.starts_with("core\n"), "{who}");
+    assert!(who.contains("VERSION_ID=1.0.0"), "{who}");
+    let booted = std::fs::read_to_string(&console)?;
+    assert!(
+        booted.contains("tandem: system ready (slot A, version 1.0.0)"),
+        "tandem run's console: {booted}"
+    );
+
     // Two nodes of one image, two host keys.
     let f1 = host_key_fingerprint(p1)?;
-    login(&key, p2, "true")?;
     let f2 = host_key_fingerprint(p2)?;
     assert!(
         f1.starts_with("SHA256:") && f2.starts_with("SHA256:"),
@@ -182,9 +276,13 @@ fn ssh_server_from_packages_logs_in_with_a_key_and_nodes_have_their_own_host_key
     assert_ne!(f1, f2, "two nodes booted from one image share a host key");
     eprintln!("host keys: ssh-1 {f1}, ssh-2 {f2}");
 
-    for (vm, _, _) in &mut nodes {
-        vm.send("poweroff\n")?;
-        assert!(vm.wait_exit(Duration::from_secs(60))?.success());
-    }
+    vm.send("poweroff\n")?;
+    assert!(vm.wait_exit(Duration::from_secs(60))?.success());
+    // Ending `tandem run` ends its machine and removes the overlay.
+    let pid = run2.id();
+    qemu_tests::disk::run(Command::new("kill").arg(pid.to_string()))?;
+    run2.wait()?;
+    let overlay_dir = std::env::temp_dir().join(format!("tandem-run-{pid}"));
+    assert!(!overlay_dir.exists(), "{} is left", overlay_dir.display());
     Ok(())
 }

@@ -6,6 +6,7 @@
 //!   chunk list), and the name rules ([`repo::valid_image`],
 //!   [`repo::valid_channel`], [`repo::version_dir`]);
 //! - [`payload`]: cutting a slot image into zstd chunks, decoding a chunk;
+//! - [`install`]: the signed install manifest (a whole disk image, chunked);
 //! - [`keys`]: ed25519 key files, signing and verification;
 //! - [`policy`]: what a node accepts (signature, expiry, version rules,
 //!   manifest identity), as pure functions;
@@ -29,6 +30,7 @@
 #![warn(missing_docs)]
 
 pub mod error;
+pub mod install;
 pub mod keys;
 pub mod payload;
 pub mod policy;

@@ -178,40 +178,7 @@ impl Manifest {
             ));
         }
         let u = &self.usr;
-        if u.chunk_size == 0 || u.chunk_size > 64 << 20 {
-            return Err(format!("chunk size {} out of range", u.chunk_size));
-        }
-        let mut offset = 0;
-        let mut payload_offset = 0;
-        for (i, c) in u.chunks.iter().enumerate() {
-            if c.offset != offset || c.payload_offset != payload_offset {
-                return Err(format!("chunk {i} is not where the previous one ended"));
-            }
-            if c.length == 0
-                || c.length > u.chunk_size
-                || c.compressed_size == 0
-                || c.compressed_size > c.length + 4096
-            {
-                return Err(format!("chunk {i} has impossible sizes"));
-            }
-            if !is_sha256(&c.sha256) {
-                return Err(format!("chunk {i} has no valid sha256"));
-            }
-            offset += c.length;
-            payload_offset += c.compressed_size;
-        }
-        if offset != u.size {
-            return Err(format!(
-                "chunks cover {offset} bytes, the image has {}",
-                u.size
-            ));
-        }
-        if payload_offset != u.payload.size {
-            return Err(format!(
-                "chunks take {payload_offset} payload bytes, the payload has {}",
-                u.payload.size
-            ));
-        }
+        check_chunks(&u.chunks, u.chunk_size, u.size, u.payload.size)?;
         let hash_offset = u
             .verity
             .data_blocks
@@ -239,6 +206,52 @@ impl Manifest {
         }
         Ok(())
     }
+}
+
+/// Checks that `chunks` cover an image of `image_size` bytes exactly, in
+/// order, back to back in a payload of `payload_size` bytes, with sizes a
+/// chunk of `chunk_size` can have and hashes that look like hashes.
+pub fn check_chunks(
+    chunks: &[Chunk],
+    chunk_size: u64,
+    image_size: u64,
+    payload_size: u64,
+) -> Result<(), String> {
+    if chunk_size == 0 || chunk_size > 64 << 20 {
+        return Err(format!("chunk size {} out of range", chunk_size));
+    }
+    let mut offset = 0;
+    let mut payload_offset = 0;
+    for (i, c) in chunks.iter().enumerate() {
+        if c.offset != offset || c.payload_offset != payload_offset {
+            return Err(format!("chunk {i} is not where the previous one ended"));
+        }
+        if c.length == 0
+            || c.length > chunk_size
+            || c.compressed_size == 0
+            || c.compressed_size > c.length + 4096
+        {
+            return Err(format!("chunk {i} has impossible sizes"));
+        }
+        if !is_sha256(&c.sha256) {
+            return Err(format!("chunk {i} has no valid sha256"));
+        }
+        offset += c.length;
+        payload_offset += c.compressed_size;
+    }
+    if offset != image_size {
+        return Err(format!(
+            "chunks cover {offset} bytes, the image has {}",
+            image_size
+        ));
+    }
+    if payload_offset != payload_size {
+        return Err(format!(
+            "chunks take {payload_offset} payload bytes, the payload has {}",
+            payload_size
+        ));
+    }
+    Ok(())
 }
 
 /// Whether `name` can be a channel (and a file name in the repository):

@@ -132,6 +132,17 @@ mod file {
             Self::from_file(File::open(path)?, path)
         }
 
+        /// Opens `path` for reading only, addressed in blocks of
+        /// `block_size` bytes whatever the device's are: a hybrid ISO's
+        /// table is laid out in 512-byte blocks, a CD's are 2048.
+        pub fn open_read_only_as(path: &Path, block_size: u64) -> io::Result<Self> {
+            let mut disk = Self::open_read_only(path)?;
+            let bytes = disk.num_blocks * disk.block_size;
+            disk.block_size = block_size;
+            disk.num_blocks = bytes / block_size;
+            Ok(disk)
+        }
+
         /// Opens `path` for reading and writing.
         pub fn open(path: &Path) -> io::Result<Self> {
             let file = OpenOptions::new().read(true).write(true).open(path)?;

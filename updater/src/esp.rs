@@ -107,6 +107,7 @@ impl Fat {
     pub fn remove(&self, path: &str) -> Result<(), Error> {
         let (dir, name) = split(path);
         let d = match self.fs.root_dir().open_dir(dir) {
+            _ if dir.is_empty() => self.fs.root_dir(),
             Ok(d) => d,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
             Err(e) => return Err(self.err(format!("opening {dir}"), e)),
@@ -124,6 +125,7 @@ impl Fat {
     pub fn replace(&self, path: &str, data: &[u8]) -> Result<(), Error> {
         let (dir, name) = split(path);
         let d = match self.fs.root_dir().open_dir(dir) {
+            _ if dir.is_empty() => self.fs.root_dir(),
             Ok(d) => d,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => self
                 .fs

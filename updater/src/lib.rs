@@ -10,6 +10,7 @@
 //! - [`apply`]: writing a slot chunk by chunk (plan, resume, verify);
 //! - [`esp`]: the slots' kernel, initramfs and slot file on the ESP; the OEM file;
 //! - [`http`]: fetching from the repository;
+//! - [`install`]: writing a Tandem ISO's disk image onto a bare disk;
 //! - [`health`]: when a new boot is confirmed or given up;
 //! - [`engine`]: check, install, boot outcome, scheduling;
 //! - [`state`]: `state.json` and `progress.json`;
@@ -37,6 +38,7 @@ pub mod error;
 pub mod esp;
 pub mod health;
 pub mod http;
+pub mod install;
 pub mod node;
 pub mod state;
 pub mod status;

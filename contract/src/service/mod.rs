@@ -45,7 +45,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-pub use crate::run::ServiceType;
+pub use crate::run::{RunsOn, ServiceType};
 pub use plan::{Action, Credentials, ExecPlan};
 
 /// The launcher: a role of the node binary that starts a service whose
@@ -337,6 +337,9 @@ pub struct ServiceSpec {
     pub enabled: bool,
     /// Standard input/output.
     pub stdio: StdioMode,
+    /// Which boots it runs on (default every boot); on the others it shows
+    /// as disabled.
+    pub runs_on: RunsOn,
     /// Start only once the network is configured (or the boot's wait for it
     /// is over), like systemd's `After=network-online.target`: a service
     /// that talks to the cluster or the update server would otherwise spend
@@ -398,6 +401,7 @@ impl ServiceSpec {
                 .then_some(self.stop_timeout_secs),
             enabled: (!self.enabled).then_some(false),
             stdio: (self.stdio != StdioMode::default()).then_some(self.stdio),
+            runs_on: (self.runs_on != RunsOn::default()).then_some(self.runs_on),
             after_network: some_if(self.after_network),
             after: self.after.clone(),
             memory_max: self.limits.memory_max.map(render_size),
@@ -461,6 +465,9 @@ pub struct ServiceFile {
     /// `stdio`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stdio: Option<StdioMode>,
+    /// `runs_on`: `any`, `installed` or `live`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runs_on: Option<RunsOn>,
     /// `after_network`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub after_network: Option<bool>,
@@ -683,6 +690,7 @@ impl ServiceFile {
             stop_timeout_secs: self.stop_timeout_secs.unwrap_or(DEFAULT_STOP_TIMEOUT_SECS),
             enabled: self.enabled.unwrap_or(true),
             stdio: self.stdio.unwrap_or_default(),
+            runs_on: self.runs_on.unwrap_or_default(),
             after_network: self.after_network.unwrap_or(false),
             after,
             limits: Limits {

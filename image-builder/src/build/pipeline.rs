@@ -11,7 +11,9 @@ use tandem_contract::cmdline::UsrVerity;
 use tandem_contract::esp::{self, LoaderConf, SlotConf, SlotFiles, Writer};
 use tandem_contract::etc;
 use tandem_contract::os_release::OsRelease;
-use tandem_contract::service::{EXEC_LAUNCHER, Restart, ServiceFile, ServiceFileError, StdioMode};
+use tandem_contract::service::{
+    EXEC_LAUNCHER, Restart, RunsOn, ServiceFile, ServiceFileError, ServiceType, StdioMode,
+};
 use tandem_slot::{GptPrio, Slot, verity};
 
 use crate::build::apt;
@@ -568,7 +570,7 @@ impl Builder<'_> {
             ));
         }
         notes.extend(alt_notes);
-        let existing: Vec<String> = ROOT_DIRS
+        let existing: Vec<String> = tandem_contract::root::DIRS
             .iter()
             .filter(|(p, _)| *p == "var" || p.starts_with("var/"))
             .map(|(p, _)| format!("/{p}"))
@@ -669,9 +671,8 @@ impl Builder<'_> {
             update_toml(&def.update).as_bytes(),
             0o644,
         )?;
-        for (role, service) in NODE_SERVICES {
-            usr_tree::link_if_absent(&tandem_lib.join(role), NODE_BINARY)?;
-            let text = service_toml(role).map_err(|err| Error::ServiceFile {
+        let service_file = |service: &str, text: std::result::Result<String, ServiceFileError>| {
+            let text = text.map_err(|err| Error::ServiceFile {
                 service: service.to_string(),
                 err,
             })?;
@@ -679,8 +680,13 @@ impl Builder<'_> {
                 &tandem_lib.join("services").join(format!("{service}.toml")),
                 text.as_bytes(),
                 0o644,
-            )?;
+            )
+        };
+        for (role, service) in NODE_SERVICES {
+            usr_tree::link_if_absent(&tandem_lib.join(role), NODE_BINARY)?;
+            service_file(service, service_toml(role))?;
         }
+        service_file(INSTALL_SERVICE, install_service_toml())?;
         // The services' launcher (PID 1 starts it for services with
         // commands before their program, environment files, expansion or
         // users by name), another role of the node binary.
@@ -718,6 +724,7 @@ impl Builder<'_> {
         let loader_conf = LoaderConf {
             timeout: self.def.boot.timeout,
             options: self.def.boot.cmdline.join(" "),
+            live: false,
         }
         .render(Writer::Builder);
         let slot = SlotFiles::of(Slot::A);
@@ -798,10 +805,10 @@ impl Builder<'_> {
         ids: &Identity,
     ) -> Result<Vec<String>> {
         let mut tree = RootTree::default();
-        for (p, m) in ROOT_DIRS {
+        for (p, m) in tandem_contract::root::DIRS {
             tree.put(Node::dir(format!("/{p}"), *m));
         }
-        for (link, target) in ROOT_LINKS {
+        for (link, target) in tandem_contract::root::LINKS {
             tree.put(Node::symlink(format!("/{link}"), *target));
         }
         for f in &self.def.root.files {
@@ -885,36 +892,6 @@ fn base_accounts(usr: &Path) -> std::collections::BTreeSet<String> {
         .collect()
 }
 
-/// Directories on ROOT before /etc is filled, with their modes.
-const ROOT_DIRS: &[(&str, u32)] = &[
-    ("dev", 0o755),
-    ("etc", 0o755),
-    ("etc/tandem", 0o755),
-    ("etc/tandem/services", 0o755),
-    ("home", 0o755),
-    ("mnt", 0o755),
-    ("proc", 0o555),
-    ("root", 0o700),
-    ("run", 0o755),
-    ("sys", 0o555),
-    ("tmp", 0o1777),
-    ("usr", 0o755),
-    ("var", 0o755),
-    ("var/lib", 0o755),
-    ("var/lib/tandem", 0o755),
-    ("var/log", 0o755),
-    ("var/tmp", 0o1777),
-];
-
-/// Merged-/usr links on ROOT.
-const ROOT_LINKS: &[(&str, &str)] = &[
-    ("bin", "usr/bin"),
-    ("sbin", "usr/sbin"),
-    ("lib", "usr/lib"),
-    ("lib64", "usr/lib64"),
-    ("etc/os-release", "../usr/lib/os-release"),
-];
-
 /// Node roles installed as image services: (link in /usr/lib/tandem to
 /// the node binary, service name).
 pub const NODE_SERVICES: [(&str, &str); 2] =
@@ -947,14 +924,41 @@ pub fn update_toml(update: &crate::build::definition::UpdateSection) -> String {
 /// through the contract's [`ServiceFile`] (so PID 1 reads what is
 /// written). Both roles talk to the network (etcd, the update server), so
 /// they start once it is configured.
+/// A live boot has no slot to update: they run on installed nodes only.
 pub fn service_toml(role: &str) -> std::result::Result<String, ServiceFileError> {
-    let file = ServiceFile {
+    written_service(ServiceFile {
         exec: vec![format!("/usr/lib/tandem/{role}")],
         restart: Some(Restart::Always),
         stdio: Some(StdioMode::Log),
+        runs_on: Some(RunsOn::Installed),
         after_network: Some(true),
         ..ServiceFile::default()
-    };
+    })
+}
+
+/// The unattended installer's service: on a live boot from a Tandem ISO,
+/// `tandemctl install --unattended` installs what `tandem iso customize`
+/// embedded (and does nothing when nothing is), its progress on the
+/// console.
+pub const INSTALL_SERVICE: &str = "install";
+
+/// [`INSTALL_SERVICE`]'s file.
+pub fn install_service_toml() -> std::result::Result<String, ServiceFileError> {
+    written_service(ServiceFile {
+        description: Some("unattended install embedded in this ISO (tandem iso customize)".into()),
+        kind: Some(ServiceType::Oneshot),
+        exec: vec![
+            "/usr/bin/tandemctl".into(),
+            "install".into(),
+            "--unattended".into(),
+        ],
+        stdio: Some(StdioMode::Console),
+        runs_on: Some(RunsOn::Live),
+        ..ServiceFile::default()
+    })
+}
+
+fn written_service(file: ServiceFile) -> std::result::Result<String, ServiceFileError> {
     Ok(format!(
         "# written by tandem build; replace it with /etc/tandem/services/ to change it\n{}",
         file.render()?
@@ -1107,13 +1111,18 @@ mod tests {
     #[test]
     fn node_services() {
         let s = keys(&service_toml("tandem-updated").expect("valid"));
-        assert_eq!(s.len(), 4);
+        assert_eq!(s.len(), 5);
         let text = service_toml("tandem-agent").expect("valid");
         assert!(text.contains(
-            "exec = [\"/usr/lib/tandem/tandem-agent\"]\nrestart = \"always\"\nstdio = \"log\"\nafter_network = true\n"
-        ));
+            "exec = [\"/usr/lib/tandem/tandem-agent\"]\nrestart = \"always\"\nstdio = \"log\"\nruns_on = \"installed\"\nafter_network = true\n"
+        ), "{text}");
         let spec = tandem_contract::service::parse(&text).expect("PID 1 reads it");
         assert_eq!(spec.exec, ["/usr/lib/tandem/tandem-agent"]);
         assert!(spec.after_network && !spec.needs_launcher());
+        assert!(!spec.runs_on.allows(true) && spec.runs_on.allows(false));
+        let install = tandem_contract::service::parse(&install_service_toml().expect("valid"))
+            .expect("PID 1 reads it");
+        assert_eq!(install.kind, ServiceType::Oneshot);
+        assert!(install.runs_on.allows(true) && !install.runs_on.allows(false));
     }
 }

@@ -3,7 +3,10 @@
 pub mod build;
 pub mod cluster;
 pub mod config;
+pub mod export;
 pub mod inspect;
+pub mod iso;
 pub mod keygen;
 pub mod release;
+pub mod run;
 pub mod serve;

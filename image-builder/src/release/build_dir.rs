@@ -126,7 +126,7 @@ impl BuildDir {
         &self.manifest.image.name
     }
 
-    pub(super) fn modified_error(&self, name: &str, got: &str, want: &str) -> Error {
+    pub(crate) fn modified_error(&self, name: &str, got: &str, want: &str) -> Error {
         Error::BuildDir {
             path: self.path.clone(),
             message: modified(name, got, want),

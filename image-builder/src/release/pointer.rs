@@ -37,21 +37,7 @@ pub(super) fn write_pointer(
             message: "--expires-in must be more than 0: nodes refuse an expired pointer".into(),
         });
     }
-    let signed = serde_json::to_string(&pointer).map_err(|e| Error::Release {
-        message: format!("cannot serialise the channel pointer: {e}"),
-    })?;
-    let key_id = key.public().id();
-    let envelope = Envelope {
-        signatures: vec![Signature {
-            key_id: key_id.clone(),
-            signature: key.sign(signed.as_bytes()),
-        }],
-        signed,
-    };
-    // What nodes will check, checked here first.
-    policy::verify_envelope(&envelope, &[key.public()]).map_err(|r| Error::Release {
-        message: format!("internal error: the new signature does not verify: {r}"),
-    })?;
+    let envelope = sign(&pointer, key, "channel pointer")?;
     let mut bytes = serde_json::to_vec_pretty(&envelope).map_err(|e| Error::Release {
         message: format!("cannot serialise the channel pointer: {e}"),
     })?;
@@ -90,7 +76,7 @@ pub(super) fn write_pointer(
         path: rel,
         pointer,
         previous,
-        key_id,
+        key_id: key.public().id(),
         notes,
     })
 }
@@ -105,4 +91,23 @@ pub fn read_pointer(path: &Path) -> Result<(Envelope, ChannelPointer)> {
     let env: Envelope = serde_json::from_slice(&bytes).map_err(|e| bad(e.to_string()))?;
     let p: ChannelPointer = serde_json::from_str(&env.signed).map_err(|e| bad(e.to_string()))?;
     Ok((env, p))
+}
+
+/// `value` as JSON in an envelope signed by `key`, checked the way nodes
+/// check it. `what` names it in errors.
+pub fn sign<T: Serialize>(value: &T, key: &PrivateKey, what: &str) -> Result<Envelope> {
+    let signed = serde_json::to_string(value).map_err(|e| Error::Release {
+        message: format!("cannot serialise the {what}: {e}"),
+    })?;
+    let envelope = Envelope {
+        signatures: vec![Signature {
+            key_id: key.public().id(),
+            signature: key.sign(signed.as_bytes()),
+        }],
+        signed,
+    };
+    policy::verify_envelope(&envelope, &[key.public()]).map_err(|r| Error::Release {
+        message: format!("internal error: the new signature of the {what} does not verify: {r}"),
+    })?;
+    Ok(envelope)
 }

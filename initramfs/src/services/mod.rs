@@ -27,8 +27,8 @@ pub use spawn::{console_tty, spawn, spawn_stop};
 #[cfg(test)]
 pub(crate) use spec::test_def;
 pub use spec::{
-    Limits, Restart, ServiceDef, ServiceSpec, ServiceType, StdioMode, builtin_console, merge,
-    parse, parse_size, read_dir, valid_name,
+    Limits, Restart, RunsOn, ServiceDef, ServiceSpec, ServiceType, StdioMode, apply_runs_on,
+    builtin_console, merge, parse, parse_size, read_dir, valid_name,
 };
 pub use supervisor::{Event, StartNow, StopStep, Supervisor};
 

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use crate::error::{Error, ServiceFileError};
 
 pub use tandem_contract::service::{
-    CPU_WEIGHT_MAX, Limits, NameOrId, Restart, ServiceSpec, ServiceType, StdioMode, parse,
+    CPU_WEIGHT_MAX, Limits, NameOrId, Restart, RunsOn, ServiceSpec, ServiceType, StdioMode, parse,
     parse_size, valid_name,
 };
 
@@ -34,6 +34,19 @@ pub fn merge(layers: Vec<Vec<ServiceDef>>) -> Vec<ServiceDef> {
         }
     }
     by_name.into_values().collect()
+}
+
+/// Turns off the services that do not run on this boot (`runs_on`);
+/// returns their names.
+pub fn apply_runs_on(defs: &mut [ServiceDef], live_boot: bool) -> Vec<String> {
+    let mut off = Vec::new();
+    for d in defs.iter_mut() {
+        if d.spec.enabled && !d.spec.runs_on.allows(live_boot) {
+            d.spec.enabled = false;
+            off.push(d.name.clone());
+        }
+    }
+    off
 }
 
 /// Reads every `*.toml` in `dir` (sorted; a missing directory is empty).
@@ -106,6 +119,7 @@ pub fn builtin_console(sh_exists: bool) -> ServiceDef {
             stop_timeout_secs: 2,
             enabled: true,
             stdio: StdioMode::Tty,
+            runs_on: RunsOn::Any,
             after_network: false,
             after: Vec::new(),
             limits: Limits::default(),
@@ -143,6 +157,29 @@ pub(crate) fn test_def(name: &str, restart: Restart) -> ServiceDef {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn runs_on_turns_services_off_where_they_do_not_belong() {
+        let def = |name: &str, runs_on| {
+            let mut d = builtin_console(true);
+            d.name = name.into();
+            d.spec.runs_on = runs_on;
+            d
+        };
+        let all = || {
+            vec![
+                def("any", RunsOn::Any),
+                def("updater", RunsOn::Installed),
+                def("installer", RunsOn::Live),
+            ]
+        };
+        let mut defs = all();
+        assert_eq!(apply_runs_on(&mut defs, true), ["updater"]);
+        assert!(defs[0].spec.enabled && defs[2].spec.enabled);
+        let mut defs = all();
+        assert_eq!(apply_runs_on(&mut defs, false), ["installer"]);
+        assert!(defs[0].spec.enabled && defs[1].spec.enabled);
+    }
 
     fn def(name: &str, restart: Restart) -> ServiceDef {
         test_def(name, restart)

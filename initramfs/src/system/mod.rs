@@ -422,7 +422,12 @@ fn run(
         }
         layers.push(defs);
     }
-    let defs = services::merge(layers);
+    let mut defs = services::merge(layers);
+    let off = services::apply_runs_on(&mut defs, early.live);
+    if !off.is_empty() {
+        let boot = if early.live { "a live boot" } else { "a disk" };
+        system_log!("not started on {boot} (runs_on): {}", off.join(", "));
+    }
     t.step("service files read");
     // `tandemctl stop|start|restart`; without it the node runs on.
     let control = match control::bind(Path::new(control::INIT_SOCKET)) {

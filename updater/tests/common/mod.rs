@@ -426,6 +426,7 @@ pub fn set_running(paths: &Paths, disk: &Path, slot: Slot) {
         modules_failed: Vec::new(),
         root_grow: None,
         steps: Vec::new(),
+        live: false,
     };
     std::fs::create_dir_all(paths.early.parent().expect("run")).expect("mkdir");
     std::fs::write(&paths.early, serde_json::to_vec(&early).expect("json")).expect("write");

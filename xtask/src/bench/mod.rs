@@ -5,6 +5,7 @@ use anyhow::Result;
 
 mod boot;
 mod image;
+mod install;
 mod lock;
 mod update;
 
@@ -17,6 +18,9 @@ pub enum Which {
     /// QEMU start to system ready, split by boot stage; the container host
     /// to a serving container.
     Boot,
+    /// Installing the example image from the ISO onto a blank disk
+    /// against `dd` of its raw disk onto the same kind of disk.
+    Install,
     /// Update apply throughput against curl | sha256sum + dd, and the bytes
     /// of a one-file update.
     Update,
@@ -31,6 +35,7 @@ pub fn run(which: Which) -> Result<()> {
     match which {
         Which::Image => image::run(),
         Which::Boot => boot::run(),
+        Which::Install => install::run(),
         Which::Update => update::run(),
         Which::Lock => lock::run(),
     }
