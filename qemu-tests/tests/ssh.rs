@@ -45,15 +45,36 @@ fn host_key_fingerprint(port: u16) -> Result<String> {
         .to_string())
 }
 
-/// `tandem run` of `image` with `config`: the child (console on its
-/// stdout, into `console`) and the SSH command it printed.
+/// A running `tandem run`, ended (SIGTERM, as a user's Ctrl-C or kill
+/// would) when dropped, so a failing test leaves no machine behind.
+struct TandemRun(Child);
+
+impl TandemRun {
+    /// Ends it and waits.
+    fn end(&mut self) -> Result<()> {
+        qemu_tests::disk::run(Command::new("kill").arg(self.0.id().to_string()))?;
+        self.0.wait()?;
+        Ok(())
+    }
+}
+
+impl Drop for TandemRun {
+    fn drop(&mut self) {
+        if matches!(self.0.try_wait(), Ok(None)) {
+            let _ = self.end();
+        }
+    }
+}
+
+/// `tandem run` of `image` with `config`: the running child (console on
+/// its stdout, into `console`) and the SSH command it printed.
 fn tandem_run(
     env: &Env,
     image: &Path,
     config: &Path,
     port: u16,
     console: &Path,
-) -> Result<(Child, String)> {
+) -> Result<(TandemRun, String)> {
     let mut child = Command::new(&env.tandem)
         .arg("run")
         .arg(image)
@@ -65,6 +86,7 @@ fn tandem_run(
         .stderr(Stdio::piped())
         .spawn()?;
     let stderr = child.stderr.take().context("no stderr")?;
+    let child = TandemRun(child);
     let mut lines = BufReader::new(stderr).lines();
     let ssh = loop {
         let line = lines
@@ -279,9 +301,8 @@ fn ssh_server_from_packages_logs_in_with_a_key_and_nodes_have_their_own_host_key
     vm.send("poweroff\n")?;
     assert!(vm.wait_exit(Duration::from_secs(60))?.success());
     // Ending `tandem run` ends its machine and removes the overlay.
-    let pid = run2.id();
-    qemu_tests::disk::run(Command::new("kill").arg(pid.to_string()))?;
-    run2.wait()?;
+    let pid = run2.0.id();
+    run2.end()?;
     let overlay_dir = std::env::temp_dir().join(format!("tandem-run-{pid}"));
     assert!(!overlay_dir.exists(), "{} is left", overlay_dir.display());
     Ok(())
