@@ -122,6 +122,20 @@ fn missing_artifacts_say_how_to_build_them() -> Result<()> {
         err.contains("tandem-init not found") && err.contains("cargo xtask build"),
         "{err}"
     );
+    // No --artifacts and none installed beside this tandem (a checkout's
+    // target/release/tandem): the message says both ways out.
+    let o = Command::new(&env.tandem)
+        .arg("build")
+        .arg(example())
+        .arg("--out")
+        .arg(tmp.path().join("out"))
+        .env_remove("TANDEM_ARTIFACTS")
+        .output()?;
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("no --artifacts given") && err.contains("cargo xtask dist"),
+        "{err}"
+    );
     Ok(())
 }
 

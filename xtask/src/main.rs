@@ -6,6 +6,7 @@ use clap::{Parser, Subcommand};
 mod artifacts;
 mod bench;
 mod demo;
+mod dist;
 mod lint;
 mod setup;
 mod test;
@@ -26,6 +27,8 @@ enum Task {
     Build,
     /// Build the example image and show the main job end to end.
     Demo,
+    /// Make the Debian package of the host tools (target/tandem/dist/tandem_<version>_amd64.deb).
+    Dist,
     /// Run every test: unit, integration and the end-to-end QEMU scenarios.
     Test {
         /// Only run tests whose name contains this.
@@ -46,6 +49,7 @@ fn main() -> std::process::ExitCode {
         Task::Setup => setup::run(),
         Task::Build => setup::run().and_then(|()| artifacts::build().map(|_| ())),
         Task::Demo => demo::run(),
+        Task::Dist => dist::run().map(|_| ()),
         Task::Test { filter } => test::run(filter.as_deref()),
         Task::Bench { which } => bench::run(which),
         Task::Lint => lint::run(),

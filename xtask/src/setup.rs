@@ -38,8 +38,10 @@ pub const PACKAGES: &[&str] = &[
     "openssh-client",
     // the container registry the container host pulls from (qemu-tests/tests/containers.rs)
     "docker-registry",
-    // NoCloud and config-2 seed volumes (qemu-tests/tests/provisioning.rs)
+    // NoCloud and config-2 seed volumes (qemu-tests/tests/provisioning.rs), ISOs
     "xorriso",
+    // a clean Debian 12 root for the Debian package (qemu-tests/tests/dist.rs)
+    "debootstrap",
 ];
 
 /// Rust targets beside the host.

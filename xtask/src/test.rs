@@ -4,13 +4,14 @@
 
 use anyhow::Result;
 
-use crate::{artifacts, setup, util};
+use crate::{artifacts, dist, setup, util};
 
 /// Runs the whole suite (or the tests matching `filter`).
 pub fn run(filter: Option<&str>) -> Result<()> {
     setup::run()?;
     let a = artifacts::build()?;
     let image = artifacts::image(&a, "examples/minimal/image.toml", "minimal")?;
+    let deb = dist::package(&a)?;
 
     let mut unit = util::cargo();
     unit.args([
@@ -49,6 +50,7 @@ pub fn run(filter: Option<&str>) -> Result<()> {
         .env("TANDEM_ARTIFACTS", &a.dir)
         .env("TANDEM_BIN", &a.tandem)
         .env("TANDEM_IMAGE", &image)
+        .env("TANDEM_DEB", &deb)
         .env("TANDEM_CACHE", util::out_dir().join("cache"));
     for cmd in [&mut unit, &mut node, &mut boot, &mut e2e] {
         if let Some(f) = filter {

@@ -46,3 +46,20 @@ pub fn describe(cmd: &Command) -> String {
     }
     s
 }
+
+/// Runs a command and returns its standard output; a failure names the
+/// command and says what it printed on standard error.
+pub fn output(cmd: &mut Command) -> Result<String> {
+    let out = cmd
+        .output()
+        .with_context(|| format!("cannot start {}", describe(cmd)))?;
+    if !out.status.success() {
+        bail!(
+            "{} failed ({}): {}",
+            describe(cmd),
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}

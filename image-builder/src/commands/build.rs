@@ -16,9 +16,12 @@ pub struct Args {
     /// Output directory: disk.raw, usr.img, vmlinuz, initrd, build.json.
     #[arg(long, short)]
     out: PathBuf,
-    /// Directory holding tandem-init (static) and BOOTX64.EFI, as `cargo xtask build` leaves them.
+    /// Directory holding tandem-init, tandem-node (static) and BOOTX64.EFI.
+    /// Default: where the Debian package puts them (/usr/lib/tandem beside
+    /// /usr/bin/tandem); in a source checkout, `target/tandem/artifacts`
+    /// (`cargo xtask build` leaves them there).
     #[arg(long, env = "TANDEM_ARTIFACTS")]
-    artifacts: PathBuf,
+    artifacts: Option<PathBuf>,
     /// Where downloaded Debian packages are kept between builds.
     #[arg(long, env = "TANDEM_CACHE", default_value_os_t = default_cache())]
     cache: PathBuf,
@@ -49,6 +52,23 @@ fn default_cache() -> PathBuf {
         .join("tandem/packages")
 }
 
+/// The artefacts of an installed `tandem`: `<prefix>/lib/tandem` for
+/// `<prefix>/bin/tandem` (the Debian package's layout).
+fn installed_artifacts() -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe().context("cannot tell where this tandem is installed")?;
+    let dir = exe
+        .parent()
+        .and_then(|bin| bin.parent())
+        .map(|prefix| prefix.join("lib/tandem"));
+    match dir {
+        Some(d) if d.join(image_builder::build::pipeline::INIT_BINARY).exists() => Ok(d),
+        _ => anyhow::bail!(
+            "no --artifacts given and no artefacts installed beside {} (<prefix>/lib/tandem): install the tandem Debian package (`cargo xtask dist`), or in a source checkout pass --artifacts target/tandem/artifacts after `cargo xtask build`",
+            exe.display()
+        ),
+    }
+}
+
 /// Runs the build and prints what it made.
 pub fn run(args: Args) -> anyhow::Result<u8> {
     let def = Definition::load(&args.definition)?;
@@ -63,7 +83,10 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
     };
     let opts = BuildOptions {
         out_dir: args.out.clone(),
-        artifacts_dir: args.artifacts,
+        artifacts_dir: match args.artifacts {
+            Some(dir) => dir,
+            None => installed_artifacts()?,
+        },
         cache_dir: args.cache,
         source_date_epoch: epoch,
         keep_work: args.keep_work,
