@@ -155,6 +155,7 @@ mod tests {
             sys: dir.join("sys"),
             dev: dir.join("dev"),
             boot_disk: None,
+            live: false,
             modules: None,
             network_wait: Duration::ZERO,
         }

@@ -29,10 +29,30 @@ fn chroot(root: &Path, script: &str) -> Result<String> {
         Command::new("chroot")
             .arg(root)
             .args(["/bin/sh", "-c", script])
+            // A clean machine's environment: nothing of the test's
+            // (TANDEM_ARTIFACTS would point into this checkout).
+            .env_clear()
+            .env("HOME", "/root")
             .env("DEBIAN_FRONTEND", "noninteractive")
             .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
     )
     .with_context(|| format!("in the Debian 12 root: {script}"))
+}
+
+/// A mount inside the root, undone when dropped (also when the test fails).
+struct Mounted(PathBuf);
+
+impl Mounted {
+    fn new(at: &Path, fstype: &str) -> Result<Mounted> {
+        run(Command::new("mount").args(["-t", fstype, fstype]).arg(at))?;
+        Ok(Mounted(at.to_path_buf()))
+    }
+}
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
 }
 
 #[test]
@@ -70,6 +90,8 @@ fn the_debian_package_installs_on_a_clean_debian_12_and_builds_the_example() -> 
     )?;
     std::fs::copy(&deb, root.join("tmp/tandem.deb"))?;
 
+    // A machine has /proc; the installed tools may look at it.
+    let _proc = Mounted::new(&root.join("proc"), "proc")?;
     chroot(&root, "apt-get update -qq")?;
     chroot(&root, "apt-get install -y -qq /tmp/tandem.deb >/dev/null")?;
     let which = chroot(&root, "command -v tandem; ls /usr/lib/tandem")?;

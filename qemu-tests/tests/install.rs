@@ -9,6 +9,8 @@
 //! - the disk then boots alone: slot A, ROOT grown to the disk, the
 //!   embedded config applied (host name, a file), and it updates A→B from
 //!   its channel like any node.
+//!
+//! And an ISO on a CD installs an SSH server whose config's key logs in.
 
 use std::process::Command;
 use std::time::Duration;
@@ -17,7 +19,9 @@ use anyhow::{Context, Result};
 use qemu_tests::disk::{output, run};
 use qemu_tests::fixtures::Build;
 use qemu_tests::lab::Lab;
-use qemu_tests::{Disk, Vm, VmConfig};
+use qemu_tests::ssh::{KeyPair, login};
+use qemu_tests::vm::free_port;
+use qemu_tests::{Disk, Vm, VmConfig, examples};
 
 const BOOT: Duration = Duration::from_secs(180);
 const CMD: Duration = Duration::from_secs(30);
@@ -159,6 +163,117 @@ fn live_iso_installs_survive_a_power_cut_then_boot_provisioned_and_update() -> R
     lab.publish("stable", Build::V2, &[])?;
     vm.run("tandemctl update check", Duration::from_secs(120))?;
     vm.wait_for("tandem: system ready (slot B, version 1.1.0)", INSTALL)?;
+    vm.send("poweroff\n")?;
+    vm.wait_exit(Duration::from_secs(60))?;
+    Ok(())
+}
+
+/// The SSH server example as an ISO on a CD (El Torito, a virtio-scsi
+/// CD-ROM; the image's initramfs has the CD drivers `virtio_scsi` and
+/// `sr_mod`), customised for an unattended install with a config holding
+/// an SSH key, beside a blank disk. The node comes up live with /usr
+/// verified from `/dev/sr0` (where Linux makes no partition devices), its
+/// provisioning skips the OEM datasource, it installs onto the disk
+/// without a keystroke and powers off; the disk then boots alone and the
+/// host's `ssh` logs in with the config's key.
+#[test]
+fn a_cd_installs_an_ssh_server_unattended_and_its_key_logs_in() -> Result<()> {
+    let lab = Lab::new("install-cd")?;
+    let definition =
+        std::fs::read_to_string(examples::examples_dir().join("ssh-server/image.toml"))?.replace(
+            "\"virtio_blk\",",
+            "\"virtio_blk\", \"virtio_scsi\", \"sr_mod\",",
+        ) + "\n[update]\ntrusted-keys = [\"keys/test-release.pub\"]\n";
+    assert!(definition.contains("sr_mod"), "{definition}");
+    let release_pub = std::fs::read(lab.fixtures.key.with_extension("pub"))?;
+    let build = examples::build(
+        &lab.env,
+        "ssh-server",
+        "cd",
+        &[
+            ("image.toml", definition.as_bytes()),
+            ("keys/test-release.pub", &release_pub),
+            (
+                "files/authorized_keys",
+                b"# keys come from the node's cloud-config\n",
+            ),
+        ],
+    )?;
+    let work = tempfile::tempdir()?;
+    let iso = work.path().join("tandem.iso");
+    run(Command::new(&lab.env.tandem)
+        .args(["iso", "create", "--quiet", "--key"])
+        .arg(&lab.fixtures.key)
+        .arg("-o")
+        .arg(&iso)
+        .arg(&build))?;
+    let key = KeyPair::new("install-cd")?;
+    let config = work.path().join("user-data");
+    std::fs::write(
+        &config,
+        format!(
+            "#cloud-config\nhostname: from-cd\nssh_authorized_keys:\n  - {}\n",
+            key.public
+        ),
+    )?;
+    run(Command::new(&lab.env.tandem)
+        .args([
+            "iso",
+            "customize",
+            "--dest-device",
+            "/dev/vda",
+            "--poweroff",
+            "--config",
+        ])
+        .arg(&config)
+        .arg(&iso))?;
+
+    // The blank disk is the machine's disk (vda); the CD sits beside it.
+    let target = Disk::blank(4 << 30)?;
+    let mut cfg = VmConfig::new("install-cd");
+    cfg.extra = vec![
+        "-device".into(),
+        "virtio-scsi-pci,id=scsi".into(),
+        "-drive".into(),
+        format!(
+            "file={},format=raw,if=none,id=cd,media=cdrom,readonly=on",
+            iso.display()
+        ),
+        "-device".into(),
+        "scsi-cd,drive=cd,bus=scsi.0".into(),
+    ];
+    let mut vm = Vm::start(&cfg, &target)?;
+    let boot = vm.wait_for("tandem-boot:", BOOT)?;
+    assert!(boot.text.contains("live boot (ISO)"), "{}", boot.text);
+    vm.wait_for("tandem: system ready (slot A, version 1.0.0)", BOOT)?;
+    let status: serde_json::Value = serde_json::from_str(&vm.run("tandemctl status --json", CMD)?)?;
+    assert_eq!(status["early"]["disk"], "/dev/sr0", "{status}");
+    assert_eq!(status["early"]["live"], true, "{status}");
+    assert_ne!(status["provisioning"]["state"], "failed", "{status}");
+    let slaves = vm.run(
+        "ls /sys/block/$(basename $(readlink -f /dev/mapper/usr-live))/slaves",
+        CMD,
+    )?;
+    assert!(
+        slaves.contains("sr0"),
+        "the live /usr is not read from the CD: {slaves}"
+    );
+    vm.wait_for("installed tandem-ssh 1.0.0 onto /dev/vda", INSTALL)?;
+    vm.wait_for("tandemctl: powering off", CMD)?;
+    assert!(vm.wait_exit(Duration::from_secs(60))?.success());
+    drop(vm);
+
+    // The disk alone, the CD removed: the config's key logs in.
+    let port = free_port()?;
+    let mut cfg = VmConfig::new("install-cd-installed");
+    cfg.forwards.push((port, 22));
+    let mut vm = lab.boot_with(&cfg, &target)?;
+    let who = login(&key.private, port, "id -un; hostname")?;
+    assert_eq!(
+        who.lines().collect::<Vec<_>>(),
+        ["core", "from-cd"],
+        "{who}"
+    );
     vm.send("poweroff\n")?;
     vm.wait_exit(Duration::from_secs(60))?;
     Ok(())

@@ -54,19 +54,27 @@ fn default_cache() -> PathBuf {
 
 /// The artefacts of an installed `tandem`: `<prefix>/lib/tandem` for
 /// `<prefix>/bin/tandem` (the Debian package's layout).
+/// Without /proc (a bare chroot) the executable's place is unknown: the
+/// package's own directory is tried then.
 fn installed_artifacts() -> anyhow::Result<PathBuf> {
-    let exe = std::env::current_exe().context("cannot tell where this tandem is installed")?;
-    let dir = exe
-        .parent()
-        .and_then(|bin| bin.parent())
+    let exe = std::env::current_exe().ok();
+    let beside = exe
+        .as_deref()
+        .and_then(|e| e.parent()?.parent())
         .map(|prefix| prefix.join("lib/tandem"));
-    match dir {
-        Some(d) if d.join(image_builder::build::pipeline::INIT_BINARY).exists() => Ok(d),
-        _ => anyhow::bail!(
-            "no --artifacts given and no artefacts installed beside {} (<prefix>/lib/tandem): install the tandem Debian package (`cargo xtask dist`), or in a source checkout pass --artifacts target/tandem/artifacts after `cargo xtask build`",
-            exe.display()
-        ),
+    let candidates = beside.into_iter().chain([PathBuf::from("/usr/lib/tandem")]);
+    for dir in candidates {
+        if dir
+            .join(image_builder::build::pipeline::INIT_BINARY)
+            .exists()
+        {
+            return Ok(dir);
+        }
     }
+    anyhow::bail!(
+        "no --artifacts given and no artefacts installed beside {} (<prefix>/lib/tandem): install the tandem Debian package (`cargo xtask dist`), or in a source checkout pass --artifacts target/tandem/artifacts after `cargo xtask build`",
+        exe.map_or_else(|| "this tandem".into(), |e| e.display().to_string())
+    )
 }
 
 /// Runs the build and prints what it made.

@@ -52,6 +52,9 @@ pub struct Env {
     /// The boot disk (`early.json`'s `disk`); its partitions are never
     /// datasources, except the OEM partition.
     pub boot_disk: Option<PathBuf>,
+    /// A live boot from a Tandem ISO (`early.json`'s `live`): the boot
+    /// disk is the ISO, which has no OEM partition.
+    pub live: bool,
     /// The running kernel's modules (`/usr/lib/modules/<release>`), to load
     /// `qemu_fw_cfg` when needed; `None` loads nothing.
     pub modules: Option<PathBuf>,
@@ -68,9 +71,11 @@ impl Env {
     /// `/run/tandem/early.json`, the modules of the running kernel.
     pub fn node() -> Env {
         let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
-        let boot_disk = std::fs::read(tandem_contract::run::EARLY_FILE)
+        let early = std::fs::read(tandem_contract::run::EARLY_FILE)
             .ok()
-            .and_then(|b| serde_json::from_slice::<tandem_contract::run::EarlyBoot>(&b).ok())
+            .and_then(|b| serde_json::from_slice::<tandem_contract::run::EarlyBoot>(&b).ok());
+        let live = early.as_ref().is_some_and(|e| e.live);
+        let boot_disk = early
             .map(|e| PathBuf::from(e.disk))
             .filter(|d| !d.as_os_str().is_empty());
         let modules = initramfs::modules::modules_dir(Path::new(MODULES_BASE))
@@ -81,6 +86,7 @@ impl Env {
             sys: PathBuf::from("/sys"),
             dev: PathBuf::from("/dev"),
             boot_disk,
+            live,
             modules,
             network_wait: NETWORK_WAIT,
         }

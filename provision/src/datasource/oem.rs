@@ -15,6 +15,10 @@ use super::{Env, Found};
 
 /// Looks for `user-data` on the boot disk's OEM partition.
 pub fn find(env: &Env, tried: &mut Vec<String>) -> Result<Option<Found>, Error> {
+    if env.live {
+        tried.push("OEM: a live boot (the ISO has no OEM partition)".to_string());
+        return Ok(None);
+    }
     let Some(disk) = &env.boot_disk else {
         tried.push("OEM: the boot disk is not known (no /run/tandem/early.json)".to_string());
         return Ok(None);
@@ -102,6 +106,20 @@ mod tests {
         let found = find(&env, &mut tried).expect("find").expect("found");
         assert_eq!(found.user_data, b"#cloud-config\n");
         assert_eq!(found.file_name, "user-data");
+    }
+
+    #[test]
+    fn a_live_boot_has_no_oem_partition_to_read() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let mut env = env(tmp.path());
+        // A CD: no table this code could read, which is no error here.
+        let path = tmp.path().join("sr0");
+        std::fs::write(&path, vec![0u8; 1 << 20]).expect("write");
+        env.boot_disk = Some(path);
+        env.live = true;
+        let mut tried = Vec::new();
+        assert!(find(&env, &mut tried).expect("no error").is_none());
+        assert!(tried[0].contains("live boot"), "{tried:?}");
     }
 
     #[test]

@@ -219,6 +219,7 @@ pub(crate) mod tests {
             sys: root.join("sys"),
             dev: root.join("dev"),
             boot_disk: None,
+            live: false,
             modules: None,
             network_wait: Duration::ZERO,
         };
