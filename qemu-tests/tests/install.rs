@@ -1,9 +1,10 @@
 //! Tandem's ISO (`tandem iso create`, `customize`, `show`) and its
 //! installer (`tandemctl install`), booted from the ISO (a live node, /usr
 //! from the ISO under dm-verity, ROOT in RAM) with a blank disk attached:
-//! - the power is cut in the middle of an install from the live node's
-//!   shell: the half-written disk does not boot as Tandem (the firmware
-//!   finds nothing to boot on it);
+//! - an install from the live node's shell runs to the end; a second one
+//!   over it says what it erases, and the power is cut in its middle: the
+//!   half-written disk does not boot as Tandem (the firmware finds nothing
+//!   to boot on it);
 //! - the same ISO customised for an unattended install boots, installs
 //!   over the half-written disk without a keystroke and powers off;
 //! - the disk then boots alone: slot A, ROOT grown to the disk, the
@@ -116,8 +117,24 @@ fn live_iso_installs_survive_a_power_cut_then_boot_provisioned_and_update() -> R
     assert_ne!(status, 0, "{out}");
     assert!(out.contains("in use"), "{out}");
 
-    // A power cut in the middle of an install from the live node's shell.
+    // An install from the live node's shell, to the end.
+    let (status, out) = vm.run_status("tandemctl install /dev/vdb 2>&1", INSTALL)?;
+    assert_eq!(status, 0, "{out}");
+    assert!(
+        out.contains("erasing /dev/vdb: 4.0 GiB, no GPT partition table")
+            && out.contains("installed tandem-minimal 1.0.0 onto /dev/vdb"),
+        "{out}"
+    );
+    // Again over it, and a power cut in the middle: it says what it erases.
     vm.send("tandemctl install /dev/vdb\n")?;
+    let erasing = vm.wait_for("tandemctl: erasing /dev/vdb", CMD)?;
+    assert!(
+        erasing
+            .text
+            .contains("GPT with 5 partitions: 1 EFI-SYSTEM, 3 USR-A"),
+        "{}",
+        erasing.text
+    );
     vm.wait_for("tandemctl: install: 20 %", INSTALL)?;
     vm.kill();
     drop(vm);
