@@ -101,27 +101,10 @@ pub struct Source {
     identity: (u64, u64),
 }
 
-/// Size in bytes of a file or block device.
-fn size_of(file: &File, path: &Path) -> Result<u64, InstallError> {
-    let meta = file.metadata().map_err(io("read", path))?;
-    if meta.file_type().is_block_device() {
-        let mut bytes = 0u64;
-        // SAFETY: BLKGETSIZE64 writes one u64.
-        if unsafe { libc::ioctl(file_fd(file), BLKGETSIZE64, &mut bytes) } != 0 {
-            return Err(io("size", path)(std::io::Error::last_os_error()));
-        }
-        Ok(bytes)
-    } else {
-        Ok(meta.len())
-    }
-}
-
 fn file_fd(file: &File) -> i32 {
     std::os::fd::AsRawFd::as_raw_fd(file)
 }
 
-/// `_IOR(0x12, 114, u64)`.
-const BLKGETSIZE64: libc::Ioctl = 0x8008_1272u32 as libc::Ioctl;
 /// `_IO(0x12, 127)`: zero a byte range `[start, len]`.
 const BLKZEROOUT: libc::Ioctl = 0x127f;
 /// `_IO(0x12, 95)`: re-read the partition table.
@@ -265,7 +248,10 @@ impl Target {
                 io("open", path)(err)
             }
         })?;
-        let size = size_of(&file, path)?;
+        // The size as the slot code reads it (a file's length, a device's
+        // BLKGETSIZE64).
+        let geometry = FileDisk::open_read_only(path).map_err(io("size", path))?;
+        let size = geometry.num_blocks() * geometry.block_size();
         let name = path.display().to_string();
         let file = Arc::new(file);
         Ok(Target {
