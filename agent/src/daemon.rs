@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use tandem_contract::window::Position;
 use tandem_contract::{AgentState, Version};
 use updater::api::{self, Request};
 use updater::clock::now_unix;
@@ -538,31 +539,31 @@ impl Agent<'_> {
             LockState::Held { since } => (true, since),
             _ => (false, None),
         };
-        let pending = match &status.state {
-            updater::status::UpdateState::UpdatedNeedReboot { version, .. } => {
-                Some(version.clone())
-            }
-            _ => None,
-        };
         let provisioning = provisioning(&self.opts.provisioning);
+        let now = now_unix();
         let rec = NodeRecord {
             machine_id: self.machine_id.clone(),
             hostname: hostname(&self.opts.hostname),
             group: self.config.group.clone(),
-            version: status.running_version.clone(),
-            slot: status.running_slot,
-            update_state: Some(status.state.kind()),
-            pending_version: pending,
             agent_state: Some(agent_state),
             lock,
             lock_since,
-            last_seen: now_unix(),
+            last_seen: now,
             config: provisioning.as_ref().map(|p| p.state),
             config_errors: provisioning
                 .iter()
                 .flat_map(|p| p.errors())
                 .map(|e| format!("{}: {}", e.at, e.message))
                 .collect(),
+            window: self.config.window.as_ref().map(ToString::to_string),
+            window_opens_at: match (agent_state, &self.config.window) {
+                (AgentState::WaitingForWindow, Some(w)) => match w.at(now) {
+                    Position::Closed { opens_at } => Some(opens_at),
+                    Position::Open { .. } => None,
+                },
+                _ => None,
+            },
+            ..fleet::update_fields(status)
         };
         if let Err(e) = self.presence.publish(etcd, &rec) {
             self.log_once(format!("cannot publish this node's fleet record: {e}"));

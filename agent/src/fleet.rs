@@ -16,7 +16,9 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use tandem_contract::node::empty_as_none;
 use tandem_contract::provision::ProvisionState;
-use tandem_contract::{AgentState, Slot, UpdateStateKind, Version};
+use tandem_contract::{AgentState, BootHealthKind, Slot, UpdateStateKind, Version};
+
+use updater::status::{UpdateState, UpdateStatus};
 
 use crate::etcd::{self, Etcd, Expect};
 
@@ -73,6 +75,89 @@ pub struct NodeRecord {
     /// operator sees a broken config without logging in.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub config_errors: Vec<String>,
+    /// What the fleet view needs to say *why* a node is where it is. The
+    /// fields below are left out when unknown, so records of older agents
+    /// read as before (and say less).
+    ///
+    /// The image followed (`IMAGE_ID`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    /// The channel followed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub channel: Option<String>,
+    /// When the updater entered `update_state` (Unix seconds).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub update_since: Option<u64>,
+    /// Whether this boot is confirmed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub boot: Option<BootHealthKind>,
+    /// The version offered, while `update-available`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub available: Option<Version>,
+    /// When this node's rollout turn comes (Unix seconds), while
+    /// `update-available`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub eligible_at: Option<u64>,
+    /// What else an available update waits for (the updater's words).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub waiting_for: Option<String>,
+    /// The version being written and how far, in whole percent (in steps
+    /// of [`PROGRESS_STEP`], so a download costs a few writes).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub progress: Option<Progress>,
+    /// The last rollback on this node.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rollback: Option<RollbackRecord>,
+    /// The updater's error, while `error`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// The reboot window (`Thu 04:00 +2h`), when one is set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub window: Option<String>,
+    /// When the window opens next (Unix seconds), while waiting for it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub window_opens_at: Option<u64>,
+}
+
+/// Percent steps in which [`NodeRecord::progress`] moves.
+pub const PROGRESS_STEP: u8 = 5;
+
+/// An update being written: which version, which step, how far.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Progress {
+    /// The version.
+    pub version: Version,
+    /// `downloading`, `verifying` or `finalizing`.
+    pub step: UpdateStateKind,
+    /// Percent done, a multiple of [`PROGRESS_STEP`].
+    pub percent: u8,
+}
+
+impl Progress {
+    /// `done` of `total`, rounded down to a [`PROGRESS_STEP`].
+    pub fn new(version: Version, step: UpdateStateKind, done: u64, total: u64) -> Progress {
+        // Nothing to do is all done.
+        let pct = match total {
+            0 => 100,
+            t => (u128::from(done.min(t)) * 100 / u128::from(t)) as u8,
+        };
+        Progress {
+            version,
+            step,
+            percent: pct - pct % PROGRESS_STEP,
+        }
+    }
+}
+
+/// A rollback as the node's record carries it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RollbackRecord {
+    /// The version that did not come up.
+    pub version: Version,
+    /// Why (the updater's words: which health check, which boot step).
+    pub reason: String,
+    /// When it was noticed (Unix seconds).
+    pub at: u64,
 }
 
 /// A version that rolled back somewhere in the cluster. Every field but
@@ -93,6 +178,72 @@ pub struct FailedRecord {
     /// When it was recorded (Unix seconds).
     #[serde(default)]
     pub at: u64,
+}
+
+/// The record's fields that come from the updater's status (the rest
+/// left at their defaults for the agent to fill in).
+pub fn update_fields(status: &UpdateStatus) -> NodeRecord {
+    let mut rec = NodeRecord {
+        version: status.running_version.clone(),
+        slot: status.running_slot,
+        update_state: Some(status.state.kind()),
+        image: status.image.clone(),
+        channel: status.channel.clone(),
+        update_since: Some(status.since),
+        boot: Some(status.boot.kind()),
+        rollback: status.rollback.as_ref().map(|r| RollbackRecord {
+            version: r.version.clone(),
+            reason: r.reason.clone(),
+            at: r.at,
+        }),
+        ..NodeRecord::default()
+    };
+    match &status.state {
+        UpdateState::UpdatedNeedReboot { version, .. } => {
+            rec.pending_version = Some(version.clone());
+        }
+        UpdateState::UpdateAvailable {
+            version,
+            eligible_at,
+            waiting_for,
+        } => {
+            rec.available = Some(version.clone());
+            rec.eligible_at = Some(*eligible_at);
+            rec.waiting_for = waiting_for.clone();
+        }
+        UpdateState::Downloading(t) => {
+            rec.progress = Some(Progress::new(
+                t.version.clone(),
+                UpdateStateKind::Downloading,
+                t.bytes_done,
+                t.bytes_total,
+            ));
+        }
+        UpdateState::Verifying {
+            version,
+            bytes_done,
+            bytes_total,
+            ..
+        } => {
+            rec.progress = Some(Progress::new(
+                version.clone(),
+                UpdateStateKind::Verifying,
+                *bytes_done,
+                *bytes_total,
+            ));
+        }
+        UpdateState::Finalizing { version, .. } => {
+            rec.progress = Some(Progress::new(
+                version.clone(),
+                UpdateStateKind::Finalizing,
+                1,
+                1,
+            ));
+        }
+        UpdateState::Error { reason, .. } => rec.error = Some(reason.clone()),
+        UpdateState::Idle | UpdateState::Checking | UpdateState::RolledBack { .. } => {}
+    }
+    rec
 }
 
 /// The key of a failed version's record (the version as spelt).
@@ -223,6 +374,64 @@ mod tests {
             version: 1,
             lease: None,
         }
+    }
+
+    #[test]
+    fn records_carry_what_the_fleet_view_explains() {
+        use updater::status::{BootHealth, Rollback, Transfer};
+        let mut st = UpdateStatus {
+            state: UpdateState::Downloading(Transfer {
+                version: v("1.2.0"),
+                slot: Slot::B,
+                bytes_done: 47,
+                bytes_total: 100,
+                percent: 47.0,
+                downloaded_bytes: 0,
+                copied_bytes: 0,
+                present_bytes: 0,
+            }),
+            since: 1000,
+            running_version: Some(v("1.1.0")),
+            running_slot: Some(Slot::A),
+            boot: BootHealth::Confirmed,
+            image: Some("img".into()),
+            channel: Some("beta".into()),
+            rollback: Some(Rollback {
+                version: v("1.1.5"),
+                reason: "health check `app` failed".into(),
+                at: 900,
+            }),
+            ..UpdateStatus::default()
+        };
+        let r = update_fields(&st);
+        assert_eq!(
+            r.progress,
+            Some(Progress {
+                version: v("1.2.0"),
+                step: UpdateStateKind::Downloading,
+                percent: 45
+            })
+        );
+        assert_eq!(
+            (r.image.as_deref(), r.channel.as_deref(), r.update_since),
+            (Some("img"), Some("beta"), Some(1000))
+        );
+        assert_eq!(r.boot, Some(BootHealthKind::Confirmed));
+        assert_eq!(r.rollback.map(|b| b.version), Some(v("1.1.5")));
+        st.state = UpdateState::UpdateAvailable {
+            version: v("1.2.0"),
+            eligible_at: 2000,
+            waiting_for: None,
+        };
+        let r = update_fields(&st);
+        assert_eq!((r.available, r.eligible_at), (Some(v("1.2.0")), Some(2000)));
+        assert_eq!(r.progress, None);
+        // Unknown fields are left out, so older readers see what they knew.
+        let json = serde_json::to_string(&NodeRecord::default()).expect("json");
+        assert!(
+            !json.contains("progress") && !json.contains("rollback"),
+            "{json}"
+        );
     }
 
     #[test]

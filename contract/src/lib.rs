@@ -105,7 +105,7 @@ pub mod window;
 
 pub use guid::Guid;
 #[cfg(feature = "std")]
-pub use node::{AgentState, UpdateStateKind};
+pub use node::{AgentState, BootHealthKind, UpdateStateKind};
 pub use partition::Partition;
 pub use slot::Slot;
 #[cfg(feature = "std")]

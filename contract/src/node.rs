@@ -144,6 +144,21 @@ state_enum! {
     }
 }
 
+state_enum! {
+    /// Whether the running boot is confirmed: the `boot` of the updater's
+    /// status, without its details, as the fleet record carries it.
+    BootHealthKind, "a boot health" {
+        /// Not looked at yet.
+        Unknown = "unknown",
+        /// The running slot is marked successful.
+        Confirmed = "confirmed",
+        /// On trial: health checks are running.
+        Checking = "checking",
+        /// Health failed: the slot was given up.
+        Failed = "failed",
+    }
+}
+
 /// Serde for an `Option<T>` written as `""` when absent (the fleet
 /// record's `version`, `slot` and states, which were plain strings with an
 /// empty default): `None` ⇄ `""`, `Some(t)` ⇄ `t`'s own form. A missing
@@ -215,6 +230,14 @@ mod tests {
                 "rolled-back",
                 "error",
             ],
+        );
+    }
+
+    #[test]
+    fn boot_health_keeps_its_names() {
+        round_trip(
+            BootHealthKind::ALL,
+            &["unknown", "confirmed", "checking", "failed"],
         );
     }
 

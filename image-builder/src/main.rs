@@ -34,6 +34,8 @@ enum Command {
     Cluster(commands::cluster::Args),
     /// Cloud-config (user-data): `config validate FILE [--json]`.
     Config(commands::config::Args),
+    /// Serve the fleet's dashboard and Prometheus metrics from etcd and the update repository.
+    Dashboard(commands::dashboard::Args),
     /// Convert a build's disk for clouds and hypervisors (qcow2, vhd, vmdk, gce).
     Export(commands::export::Args),
     /// Show partitions, slot states and problems of a disk image.
@@ -58,6 +60,7 @@ fn main() -> ExitCode {
         Command::Build(a) => commands::build::run(a),
         Command::Cluster(a) => commands::cluster::run("cluster", a),
         Command::Config(a) => commands::config::run(a),
+        Command::Dashboard(a) => commands::dashboard::run(a),
         Command::Export(a) => commands::export::run(a),
         Command::Lock(a) => commands::cluster::run("lock", a),
         Command::Inspect(a) => commands::inspect::run(a),

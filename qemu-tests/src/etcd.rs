@@ -615,7 +615,7 @@ pub fn status(client_url: &str) -> Result<Status> {
 /// A JSON POST over plain HTTP/1.0 (the answer ends when the connection
 /// does), with an auth token if given: enough for the gateway's status and
 /// auth calls, without a client library.
-fn post(base: &str, path: &str, body: &str, token: Option<&str>) -> Result<Value> {
+pub fn post(base: &str, path: &str, body: &str, token: Option<&str>) -> Result<Value> {
     let host = base
         .strip_prefix("http://")
         .with_context(|| format!("{base} is not an http:// URL"))?;

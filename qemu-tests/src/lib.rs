@@ -19,12 +19,15 @@
 //!   registry, its workload and HTTP checks from the host;
 //! - [`etcd`]: real etcd members on loopback (killed, restarted, stopped)
 //!   for the reboot-coordination tests and `cargo xtask bench lock`, and a
-//!   key's history read back from etcd.
+//!   key's history read back from etcd;
+//! - [`dashboard`]: `tandem dashboard`, its pages in a real headless
+//!   Chromium, its `/metrics` through the Prometheus client's parser.
 //!
 //! The scenarios live in `tests/`, one file each.
 #![warn(missing_docs)]
 
 pub mod container_host;
+pub mod dashboard;
 pub mod disk;
 pub mod env;
 pub mod etcd;

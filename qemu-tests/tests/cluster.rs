@@ -11,6 +11,7 @@ use agent::fleet::{self, NodeRecord};
 use agent::lock::Lock;
 use agent::semaphore;
 use anyhow::{Context, Result, bail, ensure};
+use qemu_tests::dashboard::Dashboard;
 use qemu_tests::etcd::EtcdCluster;
 use qemu_tests::fixtures::{BROKEN_BOOT, Build};
 use qemu_tests::lab::{Lab, NodeSetup};
@@ -328,6 +329,7 @@ fn a_version_that_rolls_back_stops_the_cluster() -> Result<()> {
         text.contains(&format!("1.2.0 on {}", failed.hostname)),
         "{text}"
     );
+    dashboard_after_rollback(&cluster, &lab, &records, &failed)?;
     cluster.check_history(1)?;
     // The operator clears the record: the cluster may take 1.2.0 again.
     let out = nodes[first].0.run(
@@ -338,6 +340,55 @@ fn a_version_that_rolls_back_stops_the_cluster() -> Result<()> {
     ensure!(
         fleet::failed(&cluster.client)?.0.is_empty(),
         "the record is still there"
+    );
+    Ok(())
+}
+
+/// The fleet dashboard on this real cluster after the rollback, in a real
+/// headless Chromium: every node on 1.0.0, the one that tried 1.2.0 saying
+/// it rolled back, the others that 1.2.0 failed there.
+fn dashboard_after_rollback(
+    cluster: &Cluster,
+    lab: &Lab,
+    records: &[NodeRecord],
+    failed: &fleet::FailedRecord,
+) -> Result<()> {
+    let trust = lab.fixtures.dir.join("keys/test-release.pub");
+    let d = Dashboard::start(
+        &lab.env.tandem,
+        &cluster.etcd.client_urls(),
+        Some(&lab.repo),
+        Some(&trust),
+        &[],
+    )?;
+    let dom = qemu_tests::dashboard::dom(&d.url("/"), 1000)?;
+    let png = qemu_tests::dashboard::screenshot_path("dashboard-cluster-after-rollback");
+    qemu_tests::dashboard::screenshot(&d.url("/"), &png, 1280, 900)?;
+    eprintln!("screenshot: {}", png.display());
+    for r in records {
+        let at = dom
+            .find(&format!("data-machine-id=\"{}\"", r.machine_id))
+            .with_context(|| format!("{} is not on the page", r.hostname))?;
+        let row = &dom[at..at + dom[at..].find("</tr>").unwrap_or(0)];
+        ensure!(
+            row.contains("class=\"version\">1.0.0<"),
+            "{}: not shown on 1.0.0: {row}",
+            r.hostname
+        );
+        let expected = if r.machine_id == failed.machine_id {
+            "rolled back 1.2.0 at".to_string()
+        } else {
+            format!("stays on 1.0.0: 1.2.0 failed on {}", failed.hostname)
+        };
+        ensure!(
+            row.contains(&expected),
+            "{}: {expected:?} not in {row}",
+            r.hostname
+        );
+    }
+    ensure!(
+        dom.contains("<strong>⚠ 1.2.0</strong>"),
+        "1.2.0 is not among the failed versions"
     );
     Ok(())
 }

@@ -3,7 +3,7 @@
 //! happening, and every error what to do.
 
 use serde::{Deserialize, Serialize};
-use tandem_contract::{AgentState, Slot, UpdateStateKind, Version};
+use tandem_contract::{AgentState, BootHealthKind, Slot, UpdateStateKind, Version};
 
 use crate::clock::{format_duration, format_unix};
 use crate::config::RebootStrategy;
@@ -118,6 +118,18 @@ pub enum BootHealth {
         /// Why.
         reason: String,
     },
+}
+
+impl BootHealth {
+    /// Which state this is, without its details (`boot` of the fleet record).
+    pub fn kind(&self) -> BootHealthKind {
+        match self {
+            BootHealth::Unknown => BootHealthKind::Unknown,
+            BootHealth::Confirmed => BootHealthKind::Confirmed,
+            BootHealth::Checking { .. } => BootHealthKind::Checking,
+            BootHealth::Failed { .. } => BootHealthKind::Failed,
+        }
+    }
 }
 
 /// A rollback noticed at boot.

@@ -42,6 +42,11 @@ pub const PACKAGES: &[&str] = &[
     "xorriso",
     // a clean Debian 12 root for the Debian package (qemu-tests/tests/dist.rs)
     "debootstrap",
+    // the fleet dashboard in a real browser, its /metrics through the
+    // Prometheus client's parser (qemu-tests/tests/dashboard.rs)
+    "chromium-headless-shell",
+    "fonts-dejavu-core",
+    "python3-prometheus-client",
 ];
 
 /// Rust targets beside the host.

@@ -3,6 +3,7 @@
 pub mod build;
 pub mod cluster;
 pub mod config;
+pub mod dashboard;
 pub mod export;
 pub mod inspect;
 pub mod iso;

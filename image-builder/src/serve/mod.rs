@@ -20,7 +20,9 @@
 //!
 //! The modules: `request` reads request heads and decodes targets,
 //! `range` resolves `Range` headers, `files` finds the file and answers
-//! with it, `response` writes status lines and short answers.
+//! with it, `response` writes status lines and short answers. The same
+//! connection loop serves `tandem dashboard` (`dashboard`, the fleet view's
+//! pages): each is a `Site`.
 //! Fault injection (stalls, drops, throttling) is not here: the end-to-end
 //! tests put a proxy in front of this server (`qemu-tests/src/server.rs`).
 //!
@@ -42,6 +44,7 @@ use std::time::Duration;
 
 use crate::error::{Error, IoContext, Result};
 
+mod dashboard;
 mod files;
 mod range;
 mod request;
@@ -49,6 +52,7 @@ mod response;
 #[cfg(test)]
 mod tests;
 
+pub use dashboard::{Dashboard, DashboardOptions};
 pub use range::{RangeSpec, parse_range};
 
 use request::HeadError;
@@ -71,17 +75,38 @@ pub fn exit_on_signals() {
     }
 }
 
+/// What a server answers with: the repository's files (`tandem serve`)
+/// or the fleet dashboard (`tandem dashboard`).
+pub(crate) trait Site: Send + Sync + std::fmt::Debug + 'static {
+    /// Answers one request on `stream`; returns whether the connection
+    /// stays open.
+    fn respond(&self, req: &request::Request, stream: &TcpStream) -> bool;
+
+    /// Notes a malformed request, answered 400 with `sent` body bytes.
+    fn bad_request(&self, _sent: u64) {}
+}
+
 /// A bound server, ready to [`Server::run`].
 #[derive(Debug)]
 pub struct Server {
     listener: TcpListener,
-    shared: Arc<Shared>,
+    site: Arc<dyn Site>,
 }
 
 #[derive(Debug)]
 struct Shared {
     root: PathBuf,
     log: Option<Mutex<File>>,
+}
+
+impl Site for Shared {
+    fn respond(&self, req: &request::Request, stream: &TcpStream) -> bool {
+        files::respond(req, stream, self)
+    }
+
+    fn bad_request(&self, sent: u64) {
+        self.log("", None, 400, sent);
+    }
 }
 
 impl Server {
@@ -105,29 +130,30 @@ impl Server {
             )),
             None => None,
         };
+        Server::bind_site(
+            listen,
+            Arc::new(Shared {
+                root: canonical,
+                log,
+            }),
+        )
+    }
+
+    /// Binds `listen` for `site`.
+    pub(crate) fn bind_site(listen: &str, site: Arc<dyn Site>) -> Result<Server> {
         let listener = TcpListener::bind(listen).map_err(|cause| Error::Listen {
             addr: listen.to_string(),
             cause,
         })?;
-        Ok(Server {
-            listener,
-            shared: Arc::new(Shared {
-                root: canonical,
-                log,
-            }),
-        })
+        Ok(Server { listener, site })
     }
 
     /// The address actually bound.
     pub fn local_addr(&self) -> Result<SocketAddr> {
-        self.listener
-            .local_addr()
-            .io("query listening address of", self.shared.root.clone())
-    }
-
-    /// The directory served (canonical).
-    pub fn root(&self) -> &Path {
-        &self.shared.root
+        self.listener.local_addr().map_err(|cause| Error::Listen {
+            addr: "the bound socket".into(),
+            cause,
+        })
     }
 
     /// Accepts connections until the process ends, one thread each.
@@ -135,17 +161,17 @@ impl Server {
         for conn in self.listener.incoming() {
             match conn {
                 Ok(stream) => {
-                    let shared = Arc::clone(&self.shared);
+                    let site = Arc::clone(&self.site);
                     let spawned = std::thread::Builder::new()
                         .name("tandem-serve-conn".into())
-                        .spawn(move || connection(stream, &shared));
+                        .spawn(move || connection(stream, site.as_ref()));
                     if let Err(e) = spawned {
-                        eprintln!("tandem serve: cannot start a connection thread: {e}");
+                        eprintln!("tandem: cannot start a connection thread: {e}");
                     }
                 }
                 // Out of descriptors, aborted handshakes: keep serving.
                 Err(e) => {
-                    eprintln!("tandem serve: accept failed: {e}");
+                    eprintln!("tandem: accept failed: {e}");
                     std::thread::sleep(Duration::from_millis(100));
                 }
             }
@@ -173,7 +199,7 @@ impl Shared {
 }
 
 /// Serves one connection: request after request until either side ends it.
-fn connection(stream: TcpStream, shared: &Shared) {
+fn connection(stream: TcpStream, site: &dyn Site) {
     let _ = stream.set_nodelay(true);
     let _ = stream.set_read_timeout(Some(IDLE_TIMEOUT));
     let _ = stream.set_write_timeout(Some(WRITE_TIMEOUT));
@@ -181,7 +207,7 @@ fn connection(stream: TcpStream, shared: &Shared) {
     loop {
         match request::read_head(&mut reader) {
             Ok(req) => {
-                if !files::respond(&req, &stream, shared) {
+                if !site.respond(&req, &stream) {
                     return;
                 }
             }
@@ -189,7 +215,7 @@ fn connection(stream: TcpStream, shared: &Shared) {
             Err(HeadError::Bad(why)) => {
                 let mut out = &stream;
                 let sent = response::simple(&mut out, 400, why, (false, false), &[]);
-                shared.log("", None, 400, sent);
+                site.bad_request(sent);
                 return;
             }
         }

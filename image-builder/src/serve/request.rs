@@ -10,7 +10,7 @@ const MAX_HEADERS: usize = 100;
 
 /// A parsed request head.
 #[derive(Debug, Default)]
-pub(super) struct Request {
+pub(crate) struct Request {
     /// `GET`, `HEAD`, … as sent.
     pub(super) method: String,
     /// The request target as sent.

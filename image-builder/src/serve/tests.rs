@@ -164,3 +164,69 @@ fn http10_closes_unless_asked() {
     assert!(text.contains("Connection: close\r\n"), "{text}");
     assert!(text.ends_with("\r\n\r\nhello"), "{text}");
 }
+
+/// The dashboard with its etcd unreachable: every page still answers and
+/// says so; anything but GET and HEAD is refused (read-only).
+#[test]
+fn the_dashboard_answers_and_says_what_it_cannot_read() {
+    use fleet_view::source::{Repo, Source};
+
+    // A port nothing listens on.
+    let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let etcd_url = format!("http://{}", free.local_addr().unwrap());
+    drop(free);
+    let tmp = tempfile::tempdir().unwrap();
+    let source = Source {
+        etcd: agent::etcd::Etcd::new(&[etcd_url], agent::etcd::Auth::None, &Default::default())
+            .unwrap(),
+        repo: Some(Repo::parse(&tmp.path().display().to_string())),
+        trusted: Vec::new(),
+    };
+    let server = Dashboard::new(
+        source,
+        DashboardOptions {
+            refresh: std::time::Duration::ZERO,
+        },
+    )
+    .bind("127.0.0.1:0")
+    .unwrap();
+    let addr = server.local_addr().unwrap();
+    std::thread::spawn(move || server.run());
+
+    let stream = TcpStream::connect(addr).unwrap();
+    let mut r = BufReader::new(stream.try_clone().unwrap());
+    let mut w = stream;
+    let mut get = |method: &str, path: &str| {
+        write!(w, "{method} {path} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        read_response(&mut r, method == "HEAD")
+    };
+    let page = get("GET", "/");
+    assert_eq!(page.0, 200);
+    assert_eq!(
+        header(&page, "content-type"),
+        Some("text/html; charset=utf-8")
+    );
+    let text = String::from_utf8(page.2).unwrap();
+    assert!(
+        text.contains("Not everything could be read") && text.contains("etcd: "),
+        "{text}"
+    );
+    let metrics = get("GET", "/metrics");
+    let text = String::from_utf8(metrics.2).unwrap();
+    assert!(
+        text.contains("tandem_dashboard_source_up{source=\"etcd\"} 0"),
+        "{text}"
+    );
+    assert!(
+        text.contains("tandem_dashboard_source_up{source=\"repository\"} 1"),
+        "{text}"
+    );
+    let json = get("GET", "/api/fleet");
+    let v: serde_json::Value = serde_json::from_slice(&json.2).unwrap();
+    assert_eq!(v["etcd_up"], false);
+    assert_eq!(get("HEAD", "/fragment").0, 200);
+    assert_eq!(get("GET", "/nope").0, 404);
+    let post = get("DELETE", "/api/fleet");
+    assert_eq!(post.0, 405);
+    assert!(String::from_utf8_lossy(&post.2).contains("read-only"));
+}

@@ -12,6 +12,7 @@ use qemu_tests::agent::etcd::{Etcd, Expect};
 use qemu_tests::agent::lock::{Lock, Locked, Unlocked, Waits};
 use qemu_tests::etcd::EtcdCluster;
 
+use super::{Latency, percentiles};
 use crate::setup;
 
 /// Samples of each latency.
@@ -84,24 +85,6 @@ pub fn run() -> Result<()> {
         contention.revisions
     );
     Ok(())
-}
-
-/// Median, 99th percentile and mean.
-struct Latency {
-    p50: Duration,
-    p99: Duration,
-    mean: Duration,
-}
-
-fn percentiles(mut v: Vec<Duration>) -> Latency {
-    v.sort();
-    let at = |q: f64| v[((v.len() as f64 * q) as usize).min(v.len() - 1)];
-    let mean = v.iter().sum::<Duration>() / v.len().max(1) as u32;
-    Latency {
-        p50: at(0.50),
-        p99: at(0.99),
-        mean,
-    }
 }
 
 fn cas_latencies(etcd: &Etcd) -> Result<Latency> {

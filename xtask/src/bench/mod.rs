@@ -1,9 +1,12 @@
 //! `cargo xtask bench <which>`: figures next to a reference run in the same
 //! process, and their ratio.
 
+use std::time::Duration;
+
 use anyhow::Result;
 
 mod boot;
+mod dashboard;
 mod image;
 mod install;
 mod lock;
@@ -28,6 +31,9 @@ pub enum Which {
     /// round trip against a bare compare-and-swap transaction (p50, p99),
     /// and hand-offs per second with 50 contenders for one slot.
     Lock,
+    /// The fleet dashboard on a real etcd holding 1,000 node records: each
+    /// page's response time against reading those records from etcd alone.
+    Dashboard,
 }
 
 /// Runs a benchmark.
@@ -38,5 +44,24 @@ pub fn run(which: Which) -> Result<()> {
         Which::Install => install::run(),
         Which::Update => update::run(),
         Which::Lock => lock::run(),
+        Which::Dashboard => dashboard::run(),
+    }
+}
+
+/// Median, 99th percentile and mean.
+pub(crate) struct Latency {
+    pub(crate) p50: Duration,
+    pub(crate) p99: Duration,
+    pub(crate) mean: Duration,
+}
+
+pub(crate) fn percentiles(mut v: Vec<Duration>) -> Latency {
+    v.sort();
+    let at = |q: f64| v[((v.len() as f64 * q) as usize).min(v.len() - 1)];
+    let mean = v.iter().sum::<Duration>() / v.len().max(1) as u32;
+    Latency {
+        p50: at(0.50),
+        p99: at(0.99),
+        mean,
     }
 }
