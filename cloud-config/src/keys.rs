@@ -57,7 +57,7 @@ impl Part {
                 "flannel",
                 "oem",
             ],
-            Part::Update => &["reboot_strategy", "group", "server"],
+            Part::Update => &["reboot_strategy", "group", "server", "proxy"],
             Part::Locksmith => &[
                 "endpoint",
                 "etcd_cafile",
@@ -255,7 +255,8 @@ mod tests {
             "unknown key `hostnme` at the top level: did you mean `hostname`?"
         );
         assert!(
-            unknown_key(Part::Update, "zzz").contains("known keys: reboot_strategy, group, server")
+            unknown_key(Part::Update, "zzz")
+                .contains("known keys: reboot_strategy, group, server, proxy")
         );
     }
 }

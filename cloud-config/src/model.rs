@@ -152,6 +152,9 @@ pub struct Update {
     pub group: Option<String>,
     /// `server`: the update repository's URL.
     pub server: Option<String>,
+    /// `proxy` (Tandem's): the proxy for update requests
+    /// (`http://[user:password@]host:port`, or `none`).
+    pub proxy: Option<String>,
 }
 
 /// `coreos.locksmith`: the reboot agent's settings.

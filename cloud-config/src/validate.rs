@@ -662,6 +662,22 @@ impl<'t> Reader<'t> {
                         }
                     }
                 }
+                "proxy" => {
+                    if let Some(s) = self.string(v, p) {
+                        if s == "none" || s.starts_with("http://") || s.starts_with("https://") {
+                            u.proxy = Some(s);
+                        } else {
+                            self.error(
+                                v.pos,
+                                p,
+                                format!(
+                                    "{:?} is not a proxy: http://[user:password@]host:port, or none",
+                                    s.split('@').next_back().unwrap_or("")
+                                ),
+                            );
+                        }
+                    }
+                }
                 _ => {}
             }
         }

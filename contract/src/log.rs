@@ -15,6 +15,23 @@ pub const UPDATER: &str = "tandem-updated";
 /// The reboot agent.
 pub const AGENT: &str = "tandem-agent";
 
+/// Text with the password of a URL in it replaced by `***`
+/// (`proxy http://u:***@p:3128`), for messages and logs: a proxy's
+/// password in update.toml must never reach a console or a status.
+pub fn redact(text: &str) -> String {
+    let Some((before, rest)) = text.split_once("://") else {
+        return text.to_string();
+    };
+    let authority_end = rest.find(['/', ' ']).unwrap_or(rest.len());
+    match rest[..authority_end].rsplit_once('@') {
+        Some((userinfo, _)) => match userinfo.split_once(':') {
+            Some((user, _)) => format!("{before}://{user}:***@{}", &rest[userinfo.len() + 1..]),
+            None => text.to_string(),
+        },
+        None => text.to_string(),
+    }
+}
+
 /// Writes `<prefix>: <message>\n` to standard output. If that fails there
 /// is nowhere to report it, so it is ignored.
 pub fn line(prefix: &str, message: fmt::Arguments<'_>) {

@@ -707,6 +707,9 @@ pub struct TestPki {
 }
 
 /// The `openssl` configuration for the requests and extensions. The server
+/// certificate names 127.0.0.1 and 10.0.2.2 (the host as QEMU guests see
+/// it), so the HTTPS update server of `qemu-tests/tests/transport.rs` uses
+/// it too. The server
 /// certificate is also a client certificate (clientAuth): etcd's JSON
 /// gateway connects to the member's own gRPC port with `--cert-file`, and
 /// with `--client-cert-auth` the member refuses it otherwise ("certificate
@@ -725,7 +728,7 @@ subjectKeyIdentifier = hash
 basicConstraints = critical,CA:FALSE
 keyUsage = critical,digitalSignature,keyEncipherment
 extendedKeyUsage = serverAuth,clientAuth
-subjectAltName = IP:127.0.0.1,DNS:localhost
+subjectAltName = IP:127.0.0.1,IP:10.0.2.2,DNS:localhost
 subjectKeyIdentifier = hash
 authorityKeyIdentifier = keyid
 [client]

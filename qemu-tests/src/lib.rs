@@ -20,6 +20,8 @@
 //! - [`etcd`]: real etcd members on loopback (killed, restarted, stopped)
 //!   for the reboot-coordination tests and `cargo xtask bench lock`, and a
 //!   key's history read back from etcd;
+//! - [`web`]: Debian's nginx serving a repository over HTTPS, tinyproxy
+//!   as a node's only way out;
 //! - [`dashboard`]: `tandem dashboard`, its pages in a real headless
 //!   Chromium, its `/metrics` through the Prometheus client's parser.
 //!
@@ -39,6 +41,7 @@ pub mod seed;
 pub mod server;
 pub mod ssh;
 pub mod vm;
+pub mod web;
 
 /// The agent library (etcd client, semaphore), for `cargo xtask bench lock`.
 pub use agent;

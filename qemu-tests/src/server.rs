@@ -40,10 +40,16 @@ pub struct Request {
 impl Server {
     /// Starts `tandem serve repo` on a free loopback port.
     pub fn start(tandem: &Path, repo: &Path, log: &Path) -> Result<Server> {
+        Server::start_on(tandem, repo, log, "127.0.0.1:0")
+    }
+
+    /// Starts `tandem serve repo` on `listen` (`127.0.0.2:0`: a loopback
+    /// address guests cannot reach, only a proxy on the host can).
+    pub fn start_on(tandem: &Path, repo: &Path, log: &Path, listen: &str) -> Result<Server> {
         let mut child = Command::new(tandem)
             .arg("serve")
             .arg(repo)
-            .args(["--listen", "127.0.0.1:0", "--log"])
+            .args(["--listen", listen, "--log"])
             .arg(log)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

@@ -35,6 +35,13 @@ pub enum Request {
     Check,
     /// Check and install now, without waiting for the rollout turn.
     Apply,
+    /// Check and install now from a repository on local media (a
+    /// directory, or a FAT stick made by `tandem release export`), with
+    /// the same signature, version and channel rules as from a server.
+    ApplyFrom {
+        /// The directory or device, on the node.
+        source: String,
+    },
     /// Follow another channel (written to /etc/tandem/update.toml), then check.
     SetChannel {
         /// The channel.

@@ -4,6 +4,8 @@
 //! tandemctl update status [--json]      state, progress, versions, last check, what to do
 //! tandemctl update check                check the channel now and say what was found
 //! tandemctl update apply [--no-wait]    install now, without waiting for the rollout turn
+//! tandemctl update apply --from <dir-or-device> [--no-wait]
+//!                                       install from local media (no network)
 //! tandemctl update channel <name>       follow another channel (written to /etc/tandem/update.toml)
 //! tandemctl update forget-failed <ver>  allow a version that failed here again
 //! ```
@@ -25,6 +27,9 @@ pub const USAGE: &str = "usage:
   tandemctl update status [--json]      state, progress, versions, checks, what to do
   tandemctl update check                check the channel now and report what was found
   tandemctl update apply [--no-wait]    install now, without waiting for this node's rollout turn
+  tandemctl update apply --from <dir-or-device> [--no-wait]
+                                        install from local media: a repository directory, or a
+                                        stick made by `tandem release export` (same checks)
   tandemctl update channel <name>       follow another channel (writes /etc/tandem/update.toml)
   tandemctl update forget-failed <ver>  allow a version that failed to come up here again";
 
@@ -57,6 +62,16 @@ pub fn run(args: &[&str], socket: &Path) -> Result<u8, Error> {
             follow(&mut out, socket)
         }
         ["apply", "--no-wait"] => done(&mut out, socket, &Request::Apply),
+        ["apply", "--from", source] | ["apply", "--from", source, "--no-wait"] => {
+            let req = Request::ApplyFrom {
+                source: absolute(source),
+            };
+            let code = done(&mut out, socket, &req)?;
+            if code != 0 || args.last() == Some(&"--no-wait") {
+                return Ok(code);
+            }
+            follow(&mut out, socket)
+        }
         ["channel", name] => done(
             &mut out,
             socket,
@@ -77,6 +92,12 @@ pub fn run(args: &[&str], socket: &Path) -> Result<u8, Error> {
         }
         _ => Err(Error::Usage(USAGE.to_string())),
     }
+}
+
+/// `path` made absolute against this process's directory (the daemon's
+/// is another).
+fn absolute(path: &str) -> String {
+    std::path::absolute(path).map_or_else(|_| path.to_string(), |p| p.display().to_string())
 }
 
 /// The daemon's status.

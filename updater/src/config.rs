@@ -16,7 +16,7 @@
 //! the text; [`read_layers`] reads the files and the OEM partition,
 //! [`write_admin_channel`] writes the administrator's file.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 use tandem_contract::Partition;
 
@@ -26,6 +26,7 @@ use crate::clock::parse_duration;
 use crate::disk::BootDisk;
 use crate::error::Error;
 use crate::esp;
+use crate::transport::ProxySetting;
 
 pub use tandem_contract::RebootStrategy;
 
@@ -44,8 +45,14 @@ pub struct HealthCheck {
 /// The merged configuration.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Config {
-    /// Base URL of the update repository (`http://host:port/path`).
-    pub server: Option<String>,
+    /// Base URLs of the update repository (`http://host:port/path` or
+    /// `https://…`), tried in order: a site mirror first, the origin last.
+    pub servers: Vec<String>,
+    /// Extra CA certificates (PEM) for `https://` servers, beside the
+    /// image's roots.
+    pub ca_file: Option<PathBuf>,
+    /// The proxy.
+    pub proxy: ProxySetting,
     /// The channel to follow; `None` = the image's (`TANDEM_CHANNEL`).
     pub channel: Option<String>,
     /// Time between checks (±10 % jitter).
@@ -78,7 +85,9 @@ pub const MIN_INTERVAL: Duration = Duration::from_secs(1);
 impl Default for Config {
     fn default() -> Self {
         Config {
-            server: None,
+            servers: Vec::new(),
+            ca_file: None,
+            proxy: ProxySetting::Environment,
             channel: None,
             check_interval: DEFAULT_INTERVAL,
             reboot_strategy: RebootStrategy::default(),
@@ -94,7 +103,9 @@ impl Default for Config {
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 struct Layer {
-    server: Option<String>,
+    server: Option<ServerList>,
+    ca_file: Option<String>,
+    proxy: Option<String>,
     channel: Option<String>,
     check_interval: Option<String>,
     reboot_strategy: Option<RebootStrategy>,
@@ -103,6 +114,23 @@ struct Layer {
     health_deadline: Option<String>,
     #[serde(default)]
     health_check: Vec<HealthCheckSpec>,
+}
+
+/// `server = "http://…"` or `server = ["http://mirror/", "https://origin/"]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(untagged)]
+enum ServerList {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl ServerList {
+    fn into_vec(self) -> Vec<String> {
+        match self {
+            ServerList::One(s) => vec![s],
+            ServerList::Many(v) => v,
+        }
+    }
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -161,13 +189,34 @@ fn apply_layer(cfg: &mut Config, src: &Source) -> Result<(), Error> {
     }
     let grace = dur("health-grace", &layer.health_grace)?;
     let deadline = dur("health-deadline", &layer.health_deadline)?;
-    if let Some(s) = &layer.server
-        && !s.starts_with("http://")
-    {
-        return Err(err(format!(
-            "server {s:?} must start with http:// (integrity comes from the signatures; this node speaks plain HTTP)"
-        )));
+    let servers = layer.server.map(ServerList::into_vec);
+    if let Some(list) = &servers {
+        if list.is_empty() {
+            return Err(err("server is an empty list: give at least one URL".into()));
+        }
+        if let Some(s) = list
+            .iter()
+            .find(|s| !(s.starts_with("http://") || s.starts_with("https://")))
+        {
+            return Err(err(format!(
+                "server {s:?} must start with http:// or https://"
+            )));
+        }
     }
+    let ca_file = match layer.ca_file.as_deref() {
+        Some(f) if !f.starts_with('/') => {
+            return Err(err(format!(
+                "ca-file {f:?} must be an absolute path (a PEM file of CA certificates)"
+            )));
+        }
+        f => f.map(PathBuf::from),
+    };
+    let proxy = layer
+        .proxy
+        .as_deref()
+        .map(ProxySetting::parse)
+        .transpose()
+        .map_err(err)?;
     if let Some(c) = &layer.channel
         && !valid_channel(c)
     {
@@ -190,8 +239,14 @@ fn apply_layer(cfg: &mut Config, src: &Source) -> Result<(), Error> {
             timeout,
         });
     }
-    if let Some(s) = layer.server {
-        cfg.server = Some(s);
+    if let Some(s) = servers {
+        cfg.servers = s;
+    }
+    if let Some(f) = ca_file {
+        cfg.ca_file = Some(f);
+    }
+    if let Some(p) = proxy {
+        cfg.proxy = p;
     }
     if let Some(c) = layer.channel {
         cfg.channel = Some(c);
@@ -367,6 +422,30 @@ mod tests {
     }
 
     #[test]
+    fn servers_ca_file_and_proxy() {
+        let cfg = merge(&[
+            src("image", "server = \"https://origin.example/repo\"\n"),
+            src(
+                "oem",
+                "server = [\"http://mirror.site/\", \"https://origin.example/repo\"]\nca-file = \"/etc/tandem/ca.pem\"\nproxy = \"http://u:p@proxy:3128\"\n",
+            ),
+        ])
+        .expect("valid");
+        assert_eq!(
+            cfg.servers,
+            ["http://mirror.site/", "https://origin.example/repo"]
+        );
+        assert_eq!(
+            cfg.ca_file.as_deref(),
+            Some(Path::new("/etc/tandem/ca.pem"))
+        );
+        assert_eq!(cfg.proxy, ProxySetting::Url("http://u:p@proxy:3128".into()));
+        let cfg = merge(&[src("admin", "proxy = \"none\"\n")]).expect("valid");
+        assert_eq!(cfg.proxy, ProxySetting::Off);
+        assert!(cfg.servers.is_empty());
+    }
+
+    #[test]
     fn layers_merge_key_by_key() {
         let cfg = merge(&[
             src("image", "server = \"http://a\"\nchannel = \"stable\"\ncheck-interval = \"1h\"\nreboot-strategy = \"reboot\"\n[[health-check]]\nname = \"x\"\nexec = [\"/bin/true\"]\n"),
@@ -374,7 +453,7 @@ mod tests {
             src("admin", "channel = \"beta\"\nallow-downgrade = true\nhealth-grace = \"3s\"\n[[health-check]]\nname = \"x\"\nexec = [\"/bin/false\"]\ntimeout = \"5s\"\n[[health-check]]\nname = \"y\"\nexec = [\"/bin/y\"]\n"),
         ])
         .expect("valid");
-        assert_eq!(cfg.server.as_deref(), Some("http://10.0.2.2:8080"));
+        assert_eq!(cfg.servers, ["http://10.0.2.2:8080"]);
         assert_eq!(cfg.channel.as_deref(), Some("beta"));
         assert_eq!(cfg.check_interval, Duration::from_secs(3600));
         assert!(cfg.allow_downgrade);
@@ -396,7 +475,11 @@ mod tests {
         for bad in [
             "check-interval = \"soon\"",
             "reboot-strategy = \"sometimes\"",
-            "server = \"https://x\"",
+            "server = \"ftp://x\"",
+            "server = []",
+            "server = [\"http://a\", \"x\"]",
+            "ca-file = \"relative.pem\"",
+            "proxy = \"proxy:3128\"",
             "channel = \"../x\"",
             "check-interval = \"0s\"",
             "[[health-check]]\nname = \"a\"\nexec = [\"relative\"]",

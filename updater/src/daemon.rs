@@ -18,6 +18,7 @@ use crate::api::{self, Request, Response};
 use crate::clock::now_unix;
 use crate::engine::{self, CheckOutcome, Engine, Next, RebootFn, Shared};
 use crate::error::Error;
+use crate::http::Fetch;
 use crate::node::Paths;
 use crate::status::{ApplyReport, UpdateState, summary_line};
 use crate::version::Version;
@@ -238,13 +239,26 @@ impl Daemon {
 
     /// Checks now; installs if due (or `force`). Returns what happened.
     fn check(&mut self, force: bool) -> String {
+        self.check_from(force, None)
+    }
+
+    /// Where updates come from: the configured servers, or `from` (local
+    /// media).
+    fn source(&self, from: Option<&Path>) -> Result<Box<dyn Fetch + Send>, Error> {
+        match from {
+            Some(p) => crate::local::open(p),
+            None => Ok(Box::new(self.engine.fetcher()?)),
+        }
+    }
+
+    /// [`Self::check`] against `from` (local media) instead of the servers.
+    fn check_from(&mut self, force: bool, from: Option<&Path>) -> String {
         let saved = self.engine.status.get();
         let before = saved.state.clone();
         self.engine.status.set_state(UpdateState::Checking);
         let result = self
-            .engine
-            .fetcher()
-            .and_then(|mut f| self.engine.check(&mut f));
+            .source(from)
+            .and_then(|mut f| self.engine.check(f.as_mut()));
         self.engine.status.update(|s| {
             s.state = saved.state;
             s.since = saved.since;
@@ -273,7 +287,7 @@ impl Daemon {
                         self.schedule(Some(offer.eligible_at));
                         summary_line(&self.engine.status.get(), now_unix())
                     }
-                    Next::Install => match self.start_install(*offer) {
+                    Next::Install => match self.start_install(*offer, from) {
                         Ok(msg) => msg,
                         Err(e) => {
                             let retry = engine::next_delay(
@@ -291,9 +305,13 @@ impl Daemon {
         }
     }
 
-    fn start_install(&mut self, offer: engine::Offer) -> Result<String, Error> {
+    fn start_install(
+        &mut self,
+        offer: engine::Offer,
+        from: Option<&Path>,
+    ) -> Result<String, Error> {
         let ctx = self.engine.install_context()?;
-        let mut fetch = self.engine.fetcher()?;
+        let mut fetch = self.source(from)?;
         let status = self.engine.status.clone();
         let tx = self.tx.clone();
         let version = offer.pointer.version.clone();
@@ -312,7 +330,7 @@ impl Daemon {
         std::thread::Builder::new()
             .name("install".into())
             .spawn(move || {
-                let r = engine::install(&ctx, &offer, &mut fetch, &status);
+                let r = engine::install(&ctx, &offer, fetch.as_mut(), &status);
                 let _ = tx.send(Event::Installed(Box::new(r)));
             })
             .map_err(|e| Error::Node {
@@ -373,7 +391,9 @@ impl Daemon {
             Request::Status => Response::Status {
                 status: Box::new(self.engine.status.get()),
             },
-            Request::Check | Request::Apply if self.installing => busy(),
+            Request::Check | Request::Apply | Request::ApplyFrom { .. } if self.installing => {
+                busy()
+            }
             Request::Check => {
                 self.engine.reload_config(true);
                 let m = self.check(false);
@@ -382,6 +402,12 @@ impl Daemon {
             Request::Apply => {
                 self.engine.reload_config(true);
                 let m = self.check(true);
+                done(&self.engine, m)
+            }
+            Request::ApplyFrom { source } => {
+                self.engine.reload_config(true);
+                crate::log!("updating from {source} (local media)");
+                let m = self.check_from(true, Some(Path::new(&source)));
                 done(&self.engine, m)
             }
             Request::SetChannel { channel } => match self.engine.set_channel(&channel) {

@@ -64,6 +64,24 @@ pub enum Error {
         /// What is missing.
         what: String,
     },
+    /// update.toml's `ca-file` cannot be used.
+    #[error(
+        "ca-file {path} (update.toml) cannot be used: {msg}; it must hold the PEM certificates of the CAs that sign the update server's certificate"
+    )]
+    CaFile {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What is wrong.
+        msg: String,
+    },
+    /// The source of an offline update cannot be read.
+    #[error("cannot read updates from {source_path}: {msg}")]
+    Offline {
+        /// The directory or device.
+        source_path: PathBuf,
+        /// What is wrong.
+        msg: String,
+    },
     /// An HTTP request failed.
     #[error("fetching {url} failed: {msg}")]
     Http {

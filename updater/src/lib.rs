@@ -9,7 +9,9 @@
 //! - [`disk`]: the boot disk, its partitions as byte regions, slot attributes;
 //! - [`apply`]: writing a slot chunk by chunk (plan, resume, verify);
 //! - [`esp`]: the slots' kernel, initramfs and slot file on the ESP; the OEM file;
-//! - [`http`]: fetching from the repository;
+//! - [`http`]: fetching from the repository (one server, or several in order);
+//! - [`transport`]: CA roots for `https://` servers and the proxy;
+//! - [`local`]: repositories on local media (a directory, a FAT stick);
 //! - [`install`]: writing a Tandem ISO's disk image onto a bare disk;
 //! - [`health`]: when a new boot is confirmed or given up;
 //! - [`engine`]: check, install, boot outcome, scheduling;
@@ -39,9 +41,11 @@ pub mod esp;
 pub mod health;
 pub mod http;
 pub mod install;
+pub mod local;
 pub mod node;
 pub mod state;
 pub mod status;
+pub mod transport;
 /// Release versions (defined in `tandem-contract`: the node's status,
 /// the fleet records and the repository all use them).
 pub mod version {

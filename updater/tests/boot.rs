@@ -41,7 +41,7 @@ fn installed(admin_toml: &str) -> World {
     let p = repo.publish("1.1.0", &slot_image(blocks(2, 300)));
     repo.point("stable", &p);
     let mut engine = Engine::new(node.paths.clone());
-    let mut http = Http::new(&server.url);
+    let mut http = Http::new(&server.url, &updater::transport::Transport::direct());
     let CheckOutcome::Available(offer) = engine.check(&mut http).expect("check") else {
         panic!("no update")
     };
@@ -221,7 +221,10 @@ fn an_unhealthy_new_slot_is_given_up_and_the_rollback_is_recorded() {
 
     // The channel still serves 1.1.0: refused, and the rollback stays shown.
     let err = e
-        .check(&mut Http::new(&w.server.url))
+        .check(&mut Http::new(
+            &w.server.url,
+            &updater::transport::Transport::direct(),
+        ))
         .expect_err("failed before");
     assert!(
         matches!(&err, Error::Refused(Refusal::FailedBefore { .. })),
@@ -240,7 +243,11 @@ fn an_unhealthy_new_slot_is_given_up_and_the_rollback_is_recorded() {
     );
     assert_eq!(e.status.get().state, UpdateState::Idle);
     assert!(matches!(
-        e.check(&mut Http::new(&w.server.url)).expect("check"),
+        e.check(&mut Http::new(
+            &w.server.url,
+            &updater::transport::Transport::direct()
+        ))
+        .expect("check"),
         CheckOutcome::Available(_)
     ));
 }

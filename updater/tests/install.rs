@@ -52,7 +52,7 @@ fn v1() -> SlotImage {
 
 fn offer(w: &World) -> (Engine, Box<Offer>) {
     let mut engine = Engine::new(w.node.paths.clone());
-    let mut http = Http::new(&w.server.url);
+    let mut http = Http::new(&w.server.url, &updater::transport::Transport::direct());
     match engine.check(&mut http).expect("check") {
         CheckOutcome::Available(o) => (engine, o),
         other => panic!("expected an update, got {other:?}"),
@@ -62,7 +62,12 @@ fn offer(w: &World) -> (Engine, Box<Offer>) {
 fn install(w: &World) -> Result<ApplyReport, Error> {
     let (engine, offer) = offer(w);
     let ctx = engine.install_context().expect("context");
-    engine::install(&ctx, &offer, &mut Http::new(&w.server.url), &engine.status)
+    engine::install(
+        &ctx,
+        &offer,
+        &mut Http::new(&w.server.url, &updater::transport::Transport::direct()),
+        &engine.status,
+    )
 }
 
 fn chunk_range(p: &Published, i: usize) -> (u64, u64) {

@@ -34,7 +34,10 @@ fn refused(setup: impl FnOnce(&Repo, &common::Published)) -> Error {
     let before = node.disk_sha();
     let mut engine = Engine::new(node.paths.clone());
     let err = engine
-        .check(&mut Http::new(&server.url))
+        .check(&mut Http::new(
+            &server.url,
+            &updater::transport::Transport::direct(),
+        ))
         .expect_err("refused");
     assert_eq!(node.disk_sha(), before, "the disk is untouched");
     assert!(!node.paths.state_dir.exists(), "no state written");
@@ -169,7 +172,12 @@ fn the_same_version_is_up_to_date() {
     let p = repo.publish("1.0.0", &v1);
     repo.point("stable", &p);
     let mut engine = Engine::new(node.paths.clone());
-    let out = engine.check(&mut Http::new(&server.url)).expect("check");
+    let out = engine
+        .check(&mut Http::new(
+            &server.url,
+            &updater::transport::Transport::direct(),
+        ))
+        .expect("check");
     assert!(matches!(out, CheckOutcome::UpToDate { .. }), "{out:?}");
     assert_eq!(server.requests().len(), 1, "only the pointer is fetched");
 }

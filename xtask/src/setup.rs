@@ -47,6 +47,10 @@ pub const PACKAGES: &[&str] = &[
     "chromium-headless-shell",
     "fonts-dejavu-core",
     "python3-prometheus-client",
+    // an HTTPS update server with a redirect, and a proxy as a node's only
+    // way out (qemu-tests/tests/transport.rs)
+    "nginx-light",
+    "tinyproxy",
 ];
 
 /// Rust targets beside the host.

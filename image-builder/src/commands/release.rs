@@ -1,4 +1,4 @@
-//! `tandem release publish | promote | status`.
+//! `tandem release publish | promote | status | mirror | export`.
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -27,6 +27,14 @@ enum Command {
     Promote(PromoteArgs),
     /// Show what every channel of a repository serves and whether it is sound.
     Status(StatusArgs),
+    /// Copy channels of a repository (directory or URL) into a directory any
+    /// static web server can serve, checking every signature and hash; only
+    /// what the mirror lacks is fetched.
+    Mirror(MirrorArgs),
+    /// Write channels of a repository, checked as `mirror` checks them, onto a
+    /// FAT volume (a file to write to a USB stick) for `tandemctl update apply
+    /// --from <device>` on nodes without a network.
+    Export(ExportArgs),
 }
 
 /// Rollout and expiry of a new pointer.
@@ -121,12 +129,47 @@ struct StatusArgs {
     json: bool,
 }
 
+#[derive(clap::Args, Debug)]
+struct MirrorArgs {
+    /// The repository to copy from: a directory, or an http:// or https:// URL
+    /// (proxy from https_proxy/http_proxy/no_proxy).
+    source: String,
+    /// The mirror's root directory (created if missing).
+    dest: PathBuf,
+    /// IMAGE/CHANNEL to copy (repeatable); default: every channel of a directory.
+    #[arg(long = "channel", value_name = "IMAGE/CHANNEL")]
+    channels: Vec<String>,
+    /// Public keys the channel pointers must be signed by (as the nodes check them).
+    #[arg(long, value_name = "PUBKEY", num_args = 1.., required = true)]
+    trust: Vec<PathBuf>,
+    /// Print what was copied as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(clap::Args, Debug)]
+struct ExportArgs {
+    /// The repository to copy from: a directory, or an http:// or https:// URL.
+    source: String,
+    /// IMAGE/CHANNEL to put on the volume (repeatable); default: every channel of a directory.
+    #[arg(long = "channel", value_name = "IMAGE/CHANNEL")]
+    channels: Vec<String>,
+    /// Public keys the channel pointers must be signed by.
+    #[arg(long, value_name = "PUBKEY", num_args = 1.., required = true)]
+    trust: Vec<PathBuf>,
+    /// The volume to write (e.g. update.img; `dd` it to a stick, or attach it to a VM).
+    #[arg(short, long, value_name = "FILE")]
+    output: PathBuf,
+}
+
 /// Runs a release subcommand.
 pub fn run(args: Args) -> anyhow::Result<u8> {
     match args.command {
         Command::Publish(a) => publish(a),
         Command::Promote(a) => promote(a),
         Command::Status(a) => status(a),
+        Command::Mirror(a) => mirror(a),
+        Command::Export(a) => export(a),
     }
 }
 
@@ -226,6 +269,98 @@ fn promote(args: PromoteArgs) -> anyhow::Result<u8> {
     for n in key_notes {
         eprintln!("note: {n}");
     }
+    Ok(0)
+}
+
+/// Copies `channels` (IMAGE/CHANNEL; all of a directory when empty) from
+/// `source` into `dest`, checking everything against `trust`.
+fn copy_channels(
+    source: &str,
+    dest: &std::path::Path,
+    channels: &[String],
+    trust: &[PathBuf],
+) -> anyhow::Result<Vec<release::MirroredChannel>> {
+    use updater::http::{Fetch, Servers};
+    use updater::local::Dir;
+    use updater::transport::{ProxySetting, Transport};
+    let trusted = image_builder::release::keys::load_public_keys(trust)?;
+    let is_url = source.starts_with("http://") || source.starts_with("https://");
+    let mut pairs = Vec::new();
+    for c in channels {
+        let (image, channel) = c
+            .split_once('/')
+            .filter(|(i, c)| release::valid_image(i) && release::valid_channel(c))
+            .with_context(|| {
+                format!("--channel {c:?}: give IMAGE/CHANNEL, e.g. tandem-minimal/stable")
+            })?;
+        pairs.push((image.to_string(), channel.to_string()));
+    }
+    if pairs.is_empty() {
+        anyhow::ensure!(
+            !is_url,
+            "a repository URL cannot be listed: name what to copy with --channel IMAGE/CHANNEL"
+        );
+        let src = PathBuf::from(source);
+        for image in release::list_images(&src)? {
+            for channel in release::list_channels(&src, &image) {
+                pairs.push((image.clone(), channel));
+            }
+        }
+        anyhow::ensure!(!pairs.is_empty(), "{source} has no channels");
+    }
+    let mut fetch: Box<dyn Fetch> = if is_url {
+        let transport = Transport::new(None, &ProxySetting::Environment).unwrap_or_default();
+        Box::new(Servers::new(&[source.to_string()], &transport)?)
+    } else {
+        Box::new(Dir::new(std::path::Path::new(source)))
+    };
+    Ok(release::mirror(release::MirrorOptions {
+        source: fetch.as_mut(),
+        dest,
+        channels: &pairs,
+        trusted: &trusted,
+        now: clock::now(),
+    })?)
+}
+
+fn print_copied(copied: &[release::MirroredChannel]) {
+    for c in copied {
+        println!(
+            "{}/{} {}: {:.1} MiB fetched in {} requests, {:.1} MiB already there",
+            c.image,
+            c.channel,
+            c.version,
+            mib(c.fetched_bytes),
+            c.requests,
+            mib(c.reused_bytes)
+        );
+    }
+}
+
+fn mirror(args: MirrorArgs) -> anyhow::Result<u8> {
+    let copied = copy_channels(&args.source, &args.dest, &args.channels, &args.trust)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&copied)?);
+    } else {
+        print_copied(&copied);
+    }
+    Ok(0)
+}
+
+fn export(args: ExportArgs) -> anyhow::Result<u8> {
+    // Beside the output, removed when done (kept on failure, to look at).
+    let staging = args.output.with_extension("export-dir");
+    let _ = std::fs::remove_dir_all(&staging);
+    let copied = copy_channels(&args.source, &staging, &args.channels, &args.trust)?;
+    print_copied(&copied);
+    let size = release::export_volume(&staging, &args.output)?;
+    let _ = std::fs::remove_dir_all(&staging);
+    println!(
+        "wrote {} ({:.0} MiB FAT volume): write it to a stick (dd if={} of=/dev/sdX bs=4M), then on a node: tandemctl update apply --from /dev/sdX",
+        args.output.display(),
+        mib(size),
+        args.output.display()
+    );
     Ok(0)
 }
 

@@ -30,6 +30,9 @@ pub fn update_toml(c: &CloudConfig, has_etcd: bool) -> Option<String> {
     if let Some(g) = &u.group {
         t.insert("channel".into(), Value::String(g.clone()));
     }
+    if let Some(p) = &u.proxy {
+        t.insert("proxy".into(), Value::String(p.clone()));
+    }
     if let Some(s) = u.reboot_strategy {
         t.insert(
             "reboot-strategy".into(),
@@ -116,9 +119,10 @@ fn summary(name: &str, text: &str) -> String {
             section = format!("{s}.");
             continue;
         }
+        // A proxy URL's password never reaches the status or the console.
         keys.push(format!(
             "{section}{}",
-            line.replace(" = ", " ").replace('"', "")
+            tandem_contract::log::redact(&line.replace(" = ", " ").replace('"', ""))
         ));
     }
     format!("{name}: {}", keys.join(", "))

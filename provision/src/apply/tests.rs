@@ -80,6 +80,7 @@ coreos:
     reboot-strategy: best-effort
     group: beta
     server: http://updates.example.com/repo
+    proxy: http://ops:pw@proxy.example:3128
   locksmith:
     group: web
     window_start: Thu 04:00
@@ -121,7 +122,7 @@ fn a_whole_config_then_the_next_boot() {
     let p = &a.problems[0];
     assert_eq!(
         (p.severity.as_str(), p.at.as_str()),
-        ("warning", "user-data:44:7"),
+        ("warning", "user-data:45:7"),
         "{p:?}"
     );
     assert!(
@@ -236,7 +237,7 @@ fn a_whole_config_then_the_next_boot() {
         update.contains("reboot-strategy = \"etcd-lock\""),
         "{update}"
     );
-    assert!(a.applied.iter().any(|l| l == "update.toml: channel beta, reboot-strategy etcd-lock, server http://updates.example.com/repo"), "{:?}", a.applied);
+    assert!(a.applied.iter().any(|l| l == "update.toml: channel beta, proxy http://ops:***@proxy.example:3128, reboot-strategy etcd-lock, server http://updates.example.com/repo"), "{:?}", a.applied);
     let agent = read(root, AGENT_CONFIG);
     assert!(
         agent.contains("endpoints = [\"http://127.0.0.1:2379\"]"),
@@ -312,9 +313,10 @@ fn rendered_settings_parse_with_the_updater_and_the_agent() {
         tandem_contract::strategy::RebootStrategy::EtcdLock
     );
     assert_eq!(cfg.channel.as_deref(), Some("beta"));
+    assert_eq!(cfg.servers, ["http://updates.example.com/repo"]);
     assert_eq!(
-        cfg.server.as_deref(),
-        Some("http://updates.example.com/repo")
+        cfg.proxy,
+        updater::transport::ProxySetting::Url("http://ops:pw@proxy.example:3128".into())
     );
 
     let text = settings::agent_toml(&v.config, true).unwrap();

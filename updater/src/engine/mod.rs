@@ -28,10 +28,11 @@ use crate::config::{self, Config};
 use crate::disk::BootDisk;
 use crate::error::Error;
 use crate::health::Tracker;
-use crate::http::{Fetch, Http};
+use crate::http::{Fetch, Servers};
 use crate::node::{self, BootFacts, Identity, Paths};
 use crate::state::State;
 use crate::status::{UpdateState, UpdateStatus};
+use crate::transport::Transport;
 use crate::version::Version;
 
 mod boot;
@@ -197,7 +198,7 @@ impl Engine {
                     if c != self.config {
                         crate::log!(
                             "configuration: server {:?}, channel {:?}, check every {}, reboot strategy {}",
-                            c.server,
+                            c.servers,
                             c.channel,
                             clock::format_duration(c.check_interval),
                             c.reboot_strategy
@@ -216,7 +217,7 @@ impl Engine {
         self.status.update(|s| {
             s.config_errors = errors;
             s.channel = Some(channel);
-            s.server = cfg.server.clone();
+            s.server = (!cfg.servers.is_empty()).then(|| cfg.servers.join(", "));
             s.reboot_strategy = cfg.reboot_strategy;
             s.check_interval_secs = cfg.check_interval.as_secs();
         });
@@ -244,11 +245,14 @@ impl Engine {
         })
     }
 
-    /// A client for the configured server.
-    pub fn fetcher(&self) -> Result<Http, Error> {
-        Ok(Http::new(
-            self.config.server.as_deref().ok_or(Error::NoServer)?,
-        ))
+    /// A client for the configured servers (in order), with the image's
+    /// CA roots, `ca-file` and the proxy.
+    pub fn fetcher(&self) -> Result<Servers, Error> {
+        if self.config.servers.is_empty() {
+            return Err(Error::NoServer);
+        }
+        let transport = Transport::new(self.config.ca_file.as_deref(), &self.config.proxy)?;
+        Servers::new(&self.config.servers, &transport)
     }
 
     /// Fetches and verifies the channel pointer and, if it offers an

@@ -156,7 +156,7 @@ fn apply(manifest: &Manifest, url: &str, target: &Path, dir: &Path) -> Result<Du
         running: None,
         progress_file: &progress,
     };
-    let mut http = Http::new(url);
+    let mut http = Http::new(url, &updater::transport::Transport::direct());
     let started = Instant::now();
     let counters = write_slot(&job, &mut http, &mut |_| {})?;
     let took = started.elapsed();
@@ -219,7 +219,10 @@ fn one_file_update(a: &artifacts::Artifacts, server: &Server) -> Result<()> {
         running: Some((&running, running_size)),
         progress_file: &progress,
     };
-    let mut http = Http::new(&format!("http://{}/", server.addr));
+    let mut http = Http::new(
+        &format!("http://{}/", server.addr),
+        &updater::transport::Transport::direct(),
+    );
     let c = write_slot(&job, &mut http, &mut |_| {})?;
     let written = std::fs::read(&target)?;
     let expected = std::fs::read(v2.join("usr.img"))?;
