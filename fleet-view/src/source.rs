@@ -13,7 +13,7 @@ use agent::semaphore;
 use repository::keys::PublicKey;
 use repository::repo::{self, ChannelPointer, Envelope, MAX_METADATA_BYTES};
 use updater::http::{Fetch, Http};
-use updater::transport::{ProxySetting, Transport};
+use updater::transport::Transport;
 
 use crate::memory::Memory;
 use crate::view::{ChannelInput, LockInput, Snapshot};
@@ -83,7 +83,7 @@ impl Repo {
                 let p = root.join(&path);
                 std::fs::read(&p).map_err(|e| format!("{}: {e}", p.display()))
             }
-            Repo::Url(base) => Http::new(base, &host_transport())
+            Repo::Url(base) => Http::new(base, &Transport::host())
                 .get(&path, MAX_METADATA_BYTES)
                 .map_err(|e| e.to_string()),
         };
@@ -99,12 +99,6 @@ impl Repo {
             .map_err(|e| format!("{path}: not a channel pointer ({e})"));
         (pointer, verified)
     }
-}
-
-/// The host's CA roots and the environment's proxy (the built-in roots
-/// when the host has none).
-fn host_transport() -> Transport {
-    Transport::new(None, &ProxySetting::Environment).unwrap_or_default()
 }
 
 /// What the dashboard reads.

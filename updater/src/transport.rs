@@ -79,20 +79,14 @@ pub struct Transport {
     pub proxy_shown: Option<String>,
 }
 
-impl Default for Transport {
-    /// The built-in roots, the environment's proxy.
-    fn default() -> Self {
-        let proxy = ProxySetting::Environment.proxy();
-        Transport {
-            roots: RootCerts::WebPki,
-            proxy_shown: proxy.as_ref().map(|p| p.uri().to_string()),
-            proxy,
-            roots_from: "the Mozilla roots built in".into(),
-        }
-    }
-}
-
 impl Transport {
+    /// The machine's own roots and the environment's proxy: host tools
+    /// (`tandem release mirror`, `tandem dashboard`). Without a `ca-file`
+    /// nothing can fail; if it did, the built-in roots, direct.
+    pub fn host() -> Transport {
+        Transport::new(None, &ProxySetting::Environment).unwrap_or_else(|_| Transport::direct())
+    }
+
     /// The built-in roots and no proxy, whatever the environment says
     /// (tests and benchmarks against a server on loopback).
     pub fn direct() -> Transport {

@@ -282,7 +282,7 @@ fn copy_channels(
 ) -> anyhow::Result<Vec<release::MirroredChannel>> {
     use updater::http::{Fetch, Servers};
     use updater::local::Dir;
-    use updater::transport::{ProxySetting, Transport};
+    use updater::transport::Transport;
     let trusted = image_builder::release::keys::load_public_keys(trust)?;
     let is_url = source.starts_with("http://") || source.starts_with("https://");
     let mut pairs = Vec::new();
@@ -309,7 +309,7 @@ fn copy_channels(
         anyhow::ensure!(!pairs.is_empty(), "{source} has no channels");
     }
     let mut fetch: Box<dyn Fetch> = if is_url {
-        let transport = Transport::new(None, &ProxySetting::Environment).unwrap_or_default();
+        let transport = Transport::host();
         Box::new(Servers::new(&[source.to_string()], &transport)?)
     } else {
         Box::new(Dir::new(std::path::Path::new(source)))
