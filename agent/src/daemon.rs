@@ -48,6 +48,8 @@ pub struct Options {
     pub hostname: PathBuf,
     /// This boot's provisioning outcome (`/run/tandem/provision.json`).
     pub provisioning: PathBuf,
+    /// The system init's status (`/run/tandem/status.json`).
+    pub node_status: PathBuf,
 }
 
 impl Default for Options {
@@ -58,6 +60,7 @@ impl Default for Options {
             machine_id: updater::node::Paths::default().machine_id,
             hostname: "/proc/sys/kernel/hostname".into(),
             provisioning: tandem_contract::provision::RESULT_FILE.into(),
+            node_status: tandem_contract::run::STATUS_FILE.into(),
         }
     }
 }
@@ -555,6 +558,7 @@ impl Agent<'_> {
                 .flat_map(|p| p.errors())
                 .map(|e| format!("{}: {}", e.at, e.message))
                 .collect(),
+            usr_corruption: usr_corruption(&self.opts.node_status),
             window: self.config.window.as_ref().map(ToString::to_string),
             window_opens_at: match (agent_state, &self.config.window) {
                 (AgentState::WaitingForWindow, Some(w)) => match w.at(now) {
@@ -593,6 +597,14 @@ impl Agent<'_> {
 }
 
 /// The host name, or `"?"`.
+/// Corrupt /usr found at run time, from the system init's status.
+fn usr_corruption(path: &Path) -> Option<String> {
+    let s: tandem_contract::run::Status =
+        serde_json::from_slice(&std::fs::read(path).ok()?).ok()?;
+    s.usr_corruption
+        .map(|c| format!("{}; {}", c.what, c.action))
+}
+
 /// This boot's provisioning outcome, if the node has one.
 fn provisioning(path: &Path) -> Option<tandem_contract::provision::Outcome> {
     serde_json::from_slice(&std::fs::read(path).ok()?).ok()

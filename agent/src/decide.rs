@@ -8,7 +8,7 @@
 //!
 //! | # | situation | decision |
 //! |---|---|---|
-//! | 1 | a rollback seen at this boot, not yet recorded in etcd (etcd configured) | record the failed version |
+//! | 1 | a rollback seen at this boot with evidence of a failure (not only trial boots cut short), not yet recorded in etcd (etcd configured) | record the failed version |
 //! | 2 | strategy `etcd-lock`/`fleetlock` without its `[etcd]`/`[fleetlock]` settings | report `error`; no lock, no reboot |
 //! | 3 | lock held (or maybe held) and this boot failed its health checks | keep the lock (stop the line), report `holding-lock` |
 //! | 4 | an update waits for a reboot, its version failed elsewhere in the cluster | release a held lock once confirmed, else report `blocked`; no reboot |
@@ -204,7 +204,9 @@ pub fn decide(i: &Inputs<'_>) -> Decision {
 
     // 1. A rollback of this boot goes into etcd before anything else, so no
     //    other node installs that version.
-    if let Some(rb) = i.unrecorded_rollback {
+    if let Some(rb) = i.unrecorded_rollback
+        && rb.evidence.is_failure()
+    {
         return Decision::RecordFailure {
             version: rb.version.clone(),
             reason: rb.reason.clone(),
@@ -371,6 +373,7 @@ pub fn backoff(failures: u32, first: Duration, cap: Duration, r: f64) -> Duratio
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tandem_contract::node::Evidence;
 
     fn v(text: &str) -> Version {
         text.parse().expect("a version")
@@ -421,9 +424,36 @@ mod tests {
     fn rollback() -> Rollback {
         Rollback {
             version: v("1.1.0"),
-            reason: "did not confirm".into(),
+            reason: "health check app failed".into(),
             at: NOW - 60,
+            evidence: Evidence::HealthChecks,
         }
+    }
+
+    #[test]
+    fn a_rollback_without_evidence_is_not_recorded_for_the_cluster() {
+        let rb = Rollback {
+            evidence: Evidence::None,
+            ..rollback()
+        };
+        let status = UpdateStatus {
+            state: UpdateState::RolledBack {
+                version: rb.version.clone(),
+                reason: rb.reason.clone(),
+            },
+            boot: BootHealth::Confirmed,
+            rollback: Some(rb.clone()),
+            ..UpdateStatus::default()
+        };
+        let mut i = Inputs::new(RebootStrategy::EtcdLock, &status, NOW);
+        i.unrecorded_rollback = Some(&rb);
+        assert!(!matches!(decide(&i), Decision::RecordFailure { .. }));
+        let with_evidence = Rollback {
+            evidence: Evidence::EarlyBoot,
+            ..rb.clone()
+        };
+        i.unrecorded_rollback = Some(&with_evidence);
+        assert!(matches!(decide(&i), Decision::RecordFailure { .. }));
     }
 
     #[test]

@@ -14,7 +14,7 @@
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
-use tandem_contract::node::empty_as_none;
+use tandem_contract::node::{Evidence, empty_as_none};
 use tandem_contract::provision::ProvisionState;
 use tandem_contract::{AgentState, BootHealthKind, Slot, UpdateStateKind, Version};
 
@@ -117,7 +117,18 @@ pub struct NodeRecord {
     /// When the window opens next (Unix seconds), while waiting for it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub window_opens_at: Option<u64>,
+    /// Corrupt blocks of the running /usr found at run time and what the
+    /// node did (this boot: it stays up on them).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub usr_corruption: Option<String>,
+    /// The latest incident of the last day (a failed early boot, corrupt
+    /// /usr that made the node switch slots), in words.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub incident: Option<String>,
 }
+
+/// How long an incident stays in the node's record.
+pub const INCIDENT_SHOWN_SECS: u64 = 24 * 3600;
 
 /// Percent steps in which [`NodeRecord::progress`] moves.
 pub const PROGRESS_STEP: u8 = 5;
@@ -158,6 +169,10 @@ pub struct RollbackRecord {
     pub reason: String,
     /// When it was noticed (Unix seconds).
     pub at: u64,
+    /// What showed the failure (`none`: its trial boots were all cut short;
+    /// not recorded for the cluster).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evidence: Option<Evidence>,
 }
 
 /// A version that rolled back somewhere in the cluster. Every field but
@@ -195,7 +210,22 @@ pub fn update_fields(status: &UpdateStatus) -> NodeRecord {
             version: r.version.clone(),
             reason: r.reason.clone(),
             at: r.at,
+            evidence: Some(r.evidence),
         }),
+        incident: status
+            .incidents
+            .last()
+            .filter(|i| i.at + INCIDENT_SHOWN_SECS > updater::clock::now_unix())
+            .map(|i| {
+                format!(
+                    "slot {} {} at {}: {}; {}",
+                    i.slot,
+                    i.kind,
+                    updater::clock::format_unix(i.at),
+                    i.what,
+                    i.action
+                )
+            }),
         ..NodeRecord::default()
     };
     match &status.state {
@@ -400,6 +430,7 @@ mod tests {
                 version: v("1.1.5"),
                 reason: "health check `app` failed".into(),
                 at: 900,
+                evidence: Evidence::HealthChecks,
             }),
             ..UpdateStatus::default()
         };

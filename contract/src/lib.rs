@@ -20,6 +20,9 @@
 //!   image's resolved users file and the stable id allocation;
 //! - `accounts` (feature `std`): `/etc/passwd`, `group`, `shadow`,
 //!   `gshadow`, and the add-only merge of declared users into them;
+//! - `incident` (feature `std`): what went wrong with a slot (a failed
+//!   early boot, corrupt /usr), written on ROOT for the next boot's update
+//!   engine;
 //! - `ipv4` (feature `std`): IPv4 addresses with a prefix length, for
 //!   static networking;
 //! - `live` (feature `std`): the ISO's partitions, its install data
@@ -71,6 +74,8 @@ pub mod esp;
 #[cfg(feature = "std")]
 pub mod etc;
 pub mod guid;
+#[cfg(feature = "std")]
+pub mod incident;
 #[cfg(feature = "std")]
 pub mod ipv4;
 #[cfg(feature = "std")]

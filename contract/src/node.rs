@@ -159,6 +159,28 @@ state_enum! {
     }
 }
 
+state_enum! {
+    /// What shows that a new slot failed, rather than that its trial was
+    /// cut short. Only a failure with evidence stops a rollout for the
+    /// cluster.
+    Evidence, "evidence of a failed trial" {
+        /// Its health checks failed or did not pass by the deadline.
+        HealthChecks = "health-checks",
+        /// Its early boot failed (`tandem-init: FATAL`), recorded on ROOT.
+        EarlyBoot = "early-boot",
+        /// None: every trial boot ended without a recorded failure (power
+        /// cuts, resets, hangs or crashes the node could not record).
+        None = "none",
+    }
+}
+
+impl Evidence {
+    /// Whether this is evidence against the release (not just no news).
+    pub fn is_failure(self) -> bool {
+        self != Evidence::None
+    }
+}
+
 /// Serde for an `Option<T>` written as `""` when absent (the fleet
 /// record's `version`, `slot` and states, which were plain strings with an
 /// empty default): `None` ⇄ `""`, `Some(t)` ⇄ `t`'s own form. A missing

@@ -165,6 +165,21 @@ pub struct Status {
     /// it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub provisioning: Option<crate::provision::Outcome>,
+    /// Blocks of the running /usr failed dm-verity at run time, and what
+    /// was done about it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usr_corruption: Option<UsrCorruption>,
+}
+
+/// Corrupt /usr found while the system runs.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UsrCorruption {
+    /// The kernel's words (`data block 1234 is corrupted`).
+    pub what: String,
+    /// What was done: switched to the other slot, or why the node stays.
+    pub action: String,
+    /// When it was found (`CLOCK_BOOTTIME` microseconds).
+    pub at_us: u64,
 }
 
 state_enum! {

@@ -48,6 +48,9 @@ pub fn explain(r: &NodeRecord, c: &Context<'_>) -> (String, Attention) {
             Problem,
         );
     }
+    if let Some(c) = &r.usr_corruption {
+        return (format!("/usr corrupt on disk: {c}"), Problem);
+    }
     if r.config == Some(ProvisionState::Failed) {
         return (provisioning_failed(&r.config_errors), Problem);
     }
@@ -160,7 +163,13 @@ pub fn explain(r: &NodeRecord, c: &Context<'_>) -> (String, Attention) {
         );
     };
     if r.version.as_ref().is_some_and(|v| same(v, target)) {
-        return (format!("up to date: {target}, confirmed"), Fine);
+        return match &r.incident {
+            Some(i) => (
+                format!("up to date: {target}, confirmed; after an incident: {i}"),
+                Problem,
+            ),
+            None => (format!("up to date: {target}, confirmed"), Fine),
+        };
     }
     if turn > now {
         return (

@@ -38,6 +38,10 @@ pub const DM_DEV_CREATE: u64 = dm_iowr(3);
 pub const DM_DEV_SUSPEND: u64 = dm_iowr(6);
 /// DM_TABLE_LOAD.
 pub const DM_TABLE_LOAD: u64 = dm_iowr(9);
+/// DM_TABLE_STATUS.
+pub const DM_TABLE_STATUS: u64 = dm_iowr(12);
+/// The answer did not fit the buffer (DM_BUFFER_FULL_FLAG).
+const BUFFER_FULL_FLAG: u32 = 1 << 8;
 
 /// The verity data and hash device: the whole /usr partition.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -140,6 +144,46 @@ pub fn returned_dev(buf: &[u8]) -> Option<(u32, u32)> {
     Some((major, minor))
 }
 
+/// The status strings of a DM_TABLE_STATUS answer, one per target (for
+/// dm-verity `V` when every block read so far verified, `C` once one did
+/// not). `None` when the answer is malformed or did not fit.
+pub fn parse_status(buf: &[u8]) -> Option<Vec<String>> {
+    let u32_at = |at: usize| -> Option<u32> {
+        Some(u32::from_ne_bytes(buf.get(at..at + 4)?.try_into().ok()?))
+    };
+    if u32_at(28)? & BUFFER_FULL_FLAG != 0 {
+        return None;
+    }
+    let count = u32_at(20)?;
+    let mut at = usize::try_from(u32_at(16)?).ok()?;
+    let mut out = Vec::new();
+    for _ in 0..count {
+        let text = buf.get(at + TARGET_SPEC_SIZE..)?;
+        let end = text.iter().position(|&b| b == 0).unwrap_or(text.len());
+        out.push(String::from_utf8_lossy(&text[..end]).into_owned());
+        // `next` is the offset of the following spec from the data start
+        // for status answers (unlike table loads); the kernel sets it.
+        let next = usize::try_from(u32_at(at + 20)?).ok()?;
+        let start = usize::try_from(u32_at(16)?).ok()?;
+        at = start.checked_add(next)?;
+    }
+    Some(out)
+}
+
+/// The status of device `name` (see [`parse_status`]).
+pub fn status(name: &str) -> io::Result<Vec<String>> {
+    let control = OpenOptions::new().read(true).write(true).open(CONTROL)?;
+    let mut buf = header(name, "", 0, 16 * 1024)
+        .map_err(|w| io::Error::new(io::ErrorKind::InvalidInput, w))?;
+    dm_ioctl(&control, DM_TABLE_STATUS, &mut buf)?;
+    parse_status(&buf).ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            "malformed DM_TABLE_STATUS answer",
+        )
+    })
+}
+
 fn dm_ioctl(control: &File, request: u64, buf: &mut [u8]) -> io::Result<()> {
     // SAFETY: buf is a dm_ioctl header of data_size == buf.len() bytes, the
     // size the kernel reads and writes back.
@@ -226,6 +270,7 @@ mod tests {
         assert_eq!(DM_DEV_CREATE, 0xC138_FD03);
         assert_eq!(DM_DEV_SUSPEND, 0xC138_FD06);
         assert_eq!(DM_TABLE_LOAD, 0xC138_FD09);
+        assert_eq!(DM_TABLE_STATUS, 0xC138_FD0C);
     }
 
     #[test]
@@ -281,6 +326,21 @@ mod tests {
         let p = &b[s + TARGET_SPEC_SIZE..];
         assert_eq!(&p[..params.len()], params.as_bytes());
         assert_eq!(p[params.len()], 0, "NUL-terminated");
+    }
+
+    #[test]
+    fn status_answers_are_parsed() {
+        // What the kernel returns for one verity target that saw corruption.
+        let mut b = header("usr", "", 0, 1024).expect("header");
+        put_u32(&mut b, 20, 1);
+        let s = DM_IOCTL_SIZE;
+        put_u64(&mut b, s + 8, 1000);
+        put_str(&mut b, s + 24, 16, "verity").expect("type");
+        b[s + TARGET_SPEC_SIZE] = b'C';
+        assert_eq!(parse_status(&b), Some(vec!["C".to_string()]));
+        put_u32(&mut b, 28, BUFFER_FULL_FLAG);
+        assert_eq!(parse_status(&b), None);
+        assert_eq!(parse_status(&b[..20]), None);
     }
 
     #[test]

@@ -7,9 +7,11 @@
 //! /sysroot (a tmpfs on a live boot) and the verified /usr read-only on
 //! /sysroot/usr,
 //! switches root and goes on as the system init ([`crate::system`]) in the
-//! same process. Any failure prints `tandem-init: FATAL: …; rebooting in
-//! 5 s` and reboots: a failed boot must reach the bootloader again so the
-//! slot's tries counter can do its job.
+//! same process. Any failure prints `tandem-init: FATAL: …` and reboots: a
+//! failed boot must reach the bootloader again. Once the disk is found, the
+//! failure is first written down ([`failed`]): a slot on trial is given up
+//! (its failure is evidence against the release), a corrupt /usr switches
+//! to a confirmed other slot, and an incident on ROOT tells the next boot.
 //!
 //! Why no exec of a system init from /usr: this binary already is the
 //! system init, of the same build as the slot's /usr (the image builder
@@ -23,6 +25,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use tandem_contract::incident::IncidentKind;
 use tandem_slot::Slot;
 use tandem_slot::guid::types;
 
@@ -33,6 +36,7 @@ use crate::early_log;
 use crate::error::Error;
 use crate::modules::{self, ModuleLine};
 use crate::mount::{self, MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_RDONLY};
+use crate::recovery;
 use crate::status::{self, EarlyBoot, Timeline};
 use crate::sys;
 use crate::watchdog::{self, Watchdog};
@@ -61,17 +65,92 @@ pub fn main() -> ! {
     // Owned here, not in run(), so the watchdog stays open (armed, no
     // "did not stop" warning) through a FATAL reboot as well.
     let mut watchdog = None;
-    match run(started, &mut watchdog) {
+    let mut reached = Reached::default();
+    match run(started, &mut watchdog, &mut reached) {
         Ok(early) => crate::system::main(early, watchdog),
-        Err(err) => fatal(&err),
+        Err(err) => failed(&err, &reached, watchdog),
+    }
+}
+
+/// How far the early boot got: what a failure can still act on.
+#[derive(Debug, Default)]
+struct Reached {
+    /// The slot being booted, once the disk is found (not on a live boot).
+    slot: Option<Slot>,
+    /// Its disk.
+    disk: Option<PathBuf>,
+    /// ROOT's partition, once known.
+    root: Option<PathBuf>,
+    /// Whether ROOT is mounted on [`SYSROOT`].
+    root_mounted: bool,
+}
+
+/// The early boot failed. On a disk, the slot rules decide what the
+/// failure means: corrupt /usr gives the slot up when the other one holds
+/// a confirmed version; any other failure gives up a slot on trial (one
+/// failed trial is evidence enough). The decision goes into the slot table
+/// and an incident on ROOT, then the machine reboots, except when corrupt
+/// /usr has nowhere to go: rebooting would only fail again, so the node
+/// stays and says why.
+fn failed(err: &Error, reached: &Reached, watchdog: Option<Watchdog>) -> ! {
+    let (Some(slot), Some(disk)) = (reached.slot, &reached.disk) else {
+        fatal(err);
+    };
+    early_log!("FATAL: {err}");
+    let kind = if err.is_corruption() {
+        IncidentKind::UsrCorrupt
+    } else {
+        IncidentKind::BootFailed
+    };
+    let outcome = recovery::decide(disk, slot, kind);
+    early_log!("{}", outcome.action);
+    if let Some(root) = &reached.root {
+        let root_dir = Path::new(SYSROOT);
+        let mounted = reached.root_mounted
+            || mount::mount(&root.to_string_lossy(), root_dir, "ext4", 0, None).is_ok();
+        let recorded = if mounted {
+            recovery::record(root_dir, slot, kind, &err.to_string(), &outcome)
+        } else {
+            Err(format!(
+                "cannot mount ROOT ({}) to record the incident",
+                root.display()
+            ))
+        };
+        if let Err(e) = recorded {
+            early_log!("warning: {e}");
+        }
+    }
+    sys::sync();
+    if kind == IncidentKind::UsrCorrupt && outcome.switch_to.is_none() {
+        stay(slot, watchdog);
+    }
+    reboot_after_failure()
+}
+
+/// Corrupt /usr and no confirmed slot to switch to: the node waits here,
+/// saying why every minute, instead of rebooting into the same corruption.
+fn stay(slot: Slot, watchdog: Option<Watchdog>) -> ! {
+    if let Some(w) = watchdog {
+        let _ = w.disarm();
+    }
+    loop {
+        early_log!(
+            "/usr of slot {slot} is corrupt on disk and no other slot holds a confirmed version: staying here instead of rebooting into the same corruption; reinstall the node (`tandemctl install` from a Tandem ISO) or replace its disk"
+        );
+        sys::sleep(Duration::from_secs(60));
     }
 }
 
 /// Prints the FATAL marker, syncs and reboots. If even reboot(2) fails, PID 1
 /// exits, the kernel panics and `panic=N` reboots.
 pub fn fatal(err: &Error) -> ! {
-    early_log!("FATAL: {err}; rebooting in 5 s");
+    early_log!("FATAL: {err}");
     sys::sync();
+    reboot_after_failure()
+}
+
+fn reboot_after_failure() -> ! {
+    early_log!("rebooting in 5 s");
     sys::sleep(Duration::from_secs(5));
     let e = sys::reboot(libc::RB_AUTOBOOT);
     early_log!("reboot(2) failed: {e}; exiting so that the kernel panics (panic=N reboots)");
@@ -140,7 +219,11 @@ fn arm_watchdog() -> Option<Watchdog> {
     }
 }
 
-fn run(started: u64, watchdog: &mut Option<Watchdog>) -> Result<EarlyBoot, Error> {
+fn run(
+    started: u64,
+    watchdog: &mut Option<Watchdog>,
+    reached: &mut Reached,
+) -> Result<EarlyBoot, Error> {
     let mut t = Timeline::default();
     mount_api()?;
     early_log!("initramfs started");
@@ -180,7 +263,11 @@ fn run(started: u64, watchdog: &mut Option<Watchdog>) -> Result<EarlyBoot, Error
         (crate::live::usr_device(&usr)?, None)
     } else {
         check_slot(&args, &usr)?;
-        (usr.partition_path(usr.number), Some(root_partition(&usr)?))
+        reached.slot = Some(args.slot);
+        reached.disk = Some(usr.disk_path());
+        let root = root_partition(&usr)?;
+        reached.root = Some(root.clone());
+        (usr.partition_path(usr.number), Some(root))
     };
     t.step("disk found");
 
@@ -199,6 +286,7 @@ fn run(started: u64, watchdog: &mut Option<Watchdog>) -> Result<EarlyBoot, Error
     let root_grow = match &root_node {
         Some(root) => {
             mount::mount(&root.to_string_lossy(), Path::new(SYSROOT), "ext4", 0, None)?;
+            reached.root_mounted = true;
             t.step("ROOT mounted");
             let grown = crate::grow::grow_root_if_first_boot(&usr, root, Path::new(SYSROOT));
             if grown.is_some() {

@@ -266,6 +266,21 @@ pub enum Error {
     },
 }
 
+impl Error {
+    /// Whether this failure means /usr is corrupt on disk: dm-verity
+    /// answers a block that does not match the root hash with EIO, whether
+    /// the early init read it or mount(2) did.
+    pub fn is_corruption(&self) -> bool {
+        match self {
+            Error::Verity { err, .. } => err.raw_os_error() == Some(libc::EIO),
+            Error::Mount {
+                source_dev, err, ..
+            } => source_dev.starts_with("/dev/dm-") && err.raw_os_error() == Some(libc::EIO),
+            _ => false,
+        }
+    }
+}
+
 /// ENODEV from mount(2) means the kernel does not know the file system type.
 fn no_driver_hint(err: &io::Error, fstype: &str) -> String {
     if err.raw_os_error() == Some(libc::ENODEV) {

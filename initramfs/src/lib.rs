@@ -38,6 +38,7 @@ pub mod log;
 pub mod modules;
 pub mod mount;
 pub mod net;
+pub mod recovery;
 pub mod services;
 pub mod status;
 pub mod switch_root;

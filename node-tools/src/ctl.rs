@@ -302,6 +302,9 @@ pub fn render_status(s: &Status) -> String {
             out.push_str(&format!("            {}: {}\n", e.at, e.message));
         }
     }
+    if let Some(c) = &s.usr_corruption {
+        out.push_str(&format!("usr:        CORRUPT: {}; {}\n", c.what, c.action));
+    }
     out.push_str("services:\n");
     out.push_str(&render_services(&s.services));
     for w in &s.warnings {

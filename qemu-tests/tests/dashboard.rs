@@ -338,6 +338,7 @@ fn dashboard_says_why_each_node_is_where_it_is_at_two_moments_of_a_rollout() -> 
         version: v("1.1.0"),
         reason: reason.into(),
         at: t - 30,
+        evidence: None,
     });
     fleet::record_failure(
         &fleet.client,

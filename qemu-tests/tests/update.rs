@@ -8,7 +8,7 @@ use qemu_tests::fixtures::{BROKEN_BOOT, Build};
 use qemu_tests::lab::{Lab, NodeSetup};
 use qemu_tests::server::Fault;
 use tandem_contract::UpdateStateKind;
-use tandem_slot::Slot;
+use tandem_slot::{Slot, TRIAL_BOOTS};
 
 /// The update engine's state in `tandemctl update status --json`, typed: a
 /// renamed state fails to compile here instead of timing out in a VM.
@@ -18,6 +18,19 @@ fn state(s: &serde_json::Value) -> Option<UpdateStateKind> {
 
 const BOOT: Duration = Duration::from_secs(180);
 const INSTALL: Duration = Duration::from_secs(300);
+
+/// The bootloader's line for trial boot `n` (1-based) of a new slot.
+fn trial_boot(slot: Slot, n: u8, version: &str) -> String {
+    let tries = TRIAL_BOOTS + 1 - n;
+    format!(
+        "booting slot {slot} (priority 2, tries {tries} -> {}, unconfirmed) version {version}",
+        tries - 1
+    )
+}
+
+fn first_trial_boot(slot: Slot, version: &str) -> String {
+    trial_boot(slot, 1, version)
+}
 
 /// Scenario 1: v1 → v2 into slot B, reboot, confirmed; then v2 → v3 back
 /// into slot A.
@@ -31,8 +44,7 @@ fn v1_to_v2_to_v3_through_both_slots() -> Result<()> {
     // The node finds 1.1.0, installs it into B and the agent reboots it.
     let line = vm.wait_for("tandem-boot: booting slot", INSTALL)?;
     assert!(
-        line.text
-            .contains("booting slot B (priority 2, tries 1 -> 0, unconfirmed) version 1.1.0"),
+        line.text.contains(&first_trial_boot(Slot::B, "1.1.0")),
         "{}",
         line.text
     );
@@ -54,8 +66,7 @@ fn v1_to_v2_to_v3_through_both_slots() -> Result<()> {
     lab.publish("stable", Build::V3, &[])?;
     let line = vm.wait_for("tandem-boot: booting slot", INSTALL)?;
     assert!(
-        line.text
-            .contains("booting slot A (priority 2, tries 1 -> 0, unconfirmed) version 1.2.0"),
+        line.text.contains(&first_trial_boot(Slot::A, "1.2.0")),
         "{}",
         line.text
     );
@@ -80,8 +91,9 @@ fn v1_to_v2_to_v3_through_both_slots() -> Result<()> {
 }
 
 /// Scenario 2: a release that cannot boot (its initramfs cannot mount /usr).
-/// The node boots it once, falls back to the old slot by itself, reports the
-/// rollback, and never tries that version again.
+/// The node boots it once: its early init gives the slot up and records
+/// why, the node falls back to the old slot, reports the rollback with that
+/// evidence, and never tries that version again.
 #[test]
 fn broken_release_rolls_back_and_is_not_retried() -> Result<()> {
     let lab = Lab::new("update-broken")?;
@@ -91,14 +103,15 @@ fn broken_release_rolls_back_and_is_not_retried() -> Result<()> {
 
     let line = vm.wait_for("tandem-boot: booting slot", INSTALL)?;
     assert!(
-        line.text.contains("booting slot B") && line.text.contains("version 1.2.0"),
+        line.text.contains(&first_trial_boot(Slot::B, "1.2.0")),
         "{}",
         line.text
     );
-    // The early init cannot mount /usr and reboots ...
+    // The early init cannot mount /usr, gives its slot up and reboots ...
     let fatal = vm.wait_for("tandem-init: FATAL:", BOOT)?;
     assert!(fatal.text.contains(BROKEN_BOOT), "{}", fatal.text);
-    // ... and the bootloader, with B's only try spent, picks A.
+    vm.wait_for("tandem-init: slot B given up; slot A boots next", BOOT)?;
+    // ... and the bootloader picks A after this one trial boot.
     let line = vm.wait_for("tandem-boot: booting slot", BOOT)?;
     assert!(
         line.text
@@ -113,6 +126,15 @@ fn broken_release_rolls_back_and_is_not_retried() -> Result<()> {
     })?;
     assert_eq!(s["version"], "1.2.0", "{s:#}");
     assert!(s["failed_versions"].to_string().contains("1.2.0"), "{s:#}");
+    // The evidence: the early boot's own failure, recorded on ROOT.
+    assert_eq!(s["rollback"]["evidence"], "early-boot", "{s:#}");
+    let reason = s["rollback"]["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.starts_with("the early boot of slot B failed:") && reason.contains(BROKEN_BOOT),
+        "{reason}"
+    );
+    assert_eq!(s["incidents"][0]["kind"], "boot-failed", "{s:#}");
+    assert_eq!(s["incidents"][0]["slot"], "B", "{s:#}");
     let fetched = lab.server.bytes_served("1.2.0/usr.payload")?;
     // Several more checks (every 5 s): the version is refused, nothing fetched.
     std::thread::sleep(Duration::from_secs(20));
@@ -129,6 +151,15 @@ fn broken_release_rolls_back_and_is_not_retried() -> Result<()> {
     );
     vm.send("poweroff\n")?;
     vm.wait_exit(Duration::from_secs(60))?;
+    let boots_of_b = vm
+        .lines()
+        .iter()
+        .filter(|l| l.text.contains("tandem-boot: booting slot B"))
+        .count();
+    assert_eq!(
+        boots_of_b, 1,
+        "the broken release was booted more than once"
+    );
     drop(vm);
     let (_, tries, successful) = disk.cgpt_slot(Slot::B)?;
     assert_eq!((tries, successful), (0, false), "B given up");
@@ -137,6 +168,56 @@ fn broken_release_rolls_back_and_is_not_retried() -> Result<()> {
         (1, 0, true),
         "A still the confirmed slot"
     );
+    Ok(())
+}
+
+/// Scenario 2b: power cuts during a good release's trial, once in its
+/// first boot and once during its health wait, are not a failure: the
+/// next boot goes on with the trial, the node ends on the new version,
+/// confirmed, and nothing is recorded as failed.
+#[test]
+fn power_cuts_during_the_trial_are_not_a_failure() -> Result<()> {
+    let lab = Lab::new("update-trialcut")?;
+    lab.publish("stable", Build::V2, &[])?;
+    let mut setup = NodeSetup::new(Build::V1);
+    // A health wait long enough to cut into.
+    setup.extra = "health-grace = \"40s\"\n".into();
+    let disk = lab.disk(&setup)?;
+    let mut vm = lab.boot("update-trialcut-0", &disk)?;
+    // Cut 1: in the first trial boot, once its early init runs.
+    vm.wait_for(&trial_boot(Slot::B, 1, "1.1.0"), INSTALL)?;
+    vm.wait_for("tandem-init: initramfs started", BOOT)?;
+    vm.kill();
+    drop(vm);
+    // Cut 2: the second trial boot comes up and waits out its health grace.
+    let mut vm = qemu_tests::Vm::start(&qemu_tests::VmConfig::new("update-trialcut-1"), &disk)?;
+    vm.wait_for(&trial_boot(Slot::B, 2, "1.1.0"), BOOT)?;
+    vm.wait_for("tandem: system ready (slot B, version 1.1.0)", BOOT)?;
+    let s = vm.wait_update("the health wait", BOOT, |s| {
+        s["boot"]["state"] == "checking"
+    })?;
+    assert_eq!(s["trial"]["boot"], 2, "{s:#}");
+    vm.kill();
+    drop(vm);
+    // The third trial boot is confirmed.
+    let mut vm = qemu_tests::Vm::start(&qemu_tests::VmConfig::new("update-trialcut-2"), &disk)?;
+    vm.wait_for(&trial_boot(Slot::B, 3, "1.1.0"), BOOT)?;
+    vm.wait_for("tandem: system ready (slot B, version 1.1.0)", BOOT)?;
+    let s = vm.wait_update("the third trial boot", BOOT, |s| s["trial"]["boot"] == 3)?;
+    assert_ne!(s["boot"]["state"], "confirmed", "{s:#}");
+    let s = vm.wait_update("1.1.0 confirmed", BOOT, |s| {
+        s["boot"]["state"] == "confirmed"
+    })?;
+    assert_eq!(s["running_version"], "1.1.0", "{s:#}");
+    assert_eq!(s["failed_versions"], serde_json::json!([]), "{s:#}");
+    assert!(s["rollback"].is_null(), "{s:#}");
+    let log = std::fs::read_to_string(vm.log_path())?;
+    assert!(!log.contains("booting slot A"), "fell back to A");
+    vm.send("poweroff\n")?;
+    vm.wait_exit(Duration::from_secs(60))?;
+    drop(vm);
+    assert_eq!(disk.cgpt_slot(Slot::B)?, (2, 0, true), "B confirmed");
+    assert_eq!(disk.cgpt_slot(Slot::A)?, (1, 0, true), "A the fallback");
     Ok(())
 }
 

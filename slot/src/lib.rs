@@ -15,15 +15,17 @@
 //! the `std` feature adds [`FileDisk`].
 //!
 //! ```
-//! use tandem_slot::{GptPrio, Slot, SlotPair};
+//! use tandem_slot::{GptPrio, Recovery, Slot, SlotPair, TRIAL_BOOTS};
 //!
 //! // A fresh image: A confirmed, B empty. An update lands in B.
 //! let mut pair = SlotPair::new(GptPrio::new(1, 0, true), GptPrio::new(0, 0, false));
 //! pair.clear_inactive(Slot::A);
 //! pair.activate_inactive(Slot::A);
 //! let first = pair.boot().unwrap();
-//! assert_eq!((first.slot, first.after.tries()), (Slot::B, 0));
-//! // B never confirmed itself: the next boot falls back to A.
+//! assert_eq!((first.slot, first.after.tries()), (Slot::B, TRIAL_BOOTS - 1));
+//! // A power cut: B boots again. Its early init fails: B is given up.
+//! assert_eq!(pair.next_boot(), Some(Slot::B));
+//! assert_eq!(pair.after_boot_failure(Slot::B), Recovery::SwitchTo(Slot::A));
 //! assert_eq!(pair.next_boot(), Some(Slot::A));
 //! ```
 #![cfg_attr(not(feature = "std"), no_std)]
@@ -53,5 +55,5 @@ pub use attr::GptPrio;
 pub use device::FileDisk;
 pub use device::{BlockDevice, MemDisk};
 pub use gpt::{GeometryError, Gpt, GptError};
-pub use state::{BootDecision, SlotPair, TransitionError};
+pub use state::{BootDecision, Recovery, SlotPair, Stay, TRIAL_BOOTS, TransitionError};
 pub use table::{LayoutError, TableError};

@@ -143,11 +143,14 @@ impl SlotPair {
     }
 
     /// After the inactive slot is written and verified: it gets priority 2
-    /// and one try, the running slot drops to priority 1 (and stays
-    /// bootable as the fallback).
+    /// and [`TRIAL_BOOTS`] tries, the running slot drops to priority 1 (and
+    /// stays bootable as the fallback).
     pub fn activate_inactive(&mut self, running: Slot) {
         let inactive = running.other();
-        self.set(inactive, set_fields(self.get(inactive), 2, 1, false));
+        self.set(
+            inactive,
+            set_fields(self.get(inactive), 2, TRIAL_BOOTS, false),
+        );
         self.set(running, self.get(running).with_priority(1));
     }
 
@@ -171,6 +174,77 @@ impl SlotPair {
     pub fn mark_unbootable(&mut self, slot: Slot) {
         let attrs = self.get(slot);
         self.set(slot, set_fields(attrs, attrs.priority(), 0, false));
+    }
+
+    /// The early init of `slot` failed. An unconfirmed slot (on trial) is
+    /// given up when the other slot would boot: the failure is evidence
+    /// against the release, and one trial is enough. A confirmed slot is
+    /// kept (its next boot tries again), and so is a slot with nothing to
+    /// fall back to.
+    pub fn after_boot_failure(&mut self, slot: Slot) -> Recovery {
+        let other = slot.other();
+        if self.get(slot).successful() {
+            Recovery::Stay(Stay::Confirmed)
+        } else if !self.get(other).is_bootable() {
+            Recovery::Stay(Stay::NoOtherSlot)
+        } else {
+            self.mark_unbootable(slot);
+            Recovery::SwitchTo(other)
+        }
+    }
+
+    /// /usr of `slot` is corrupt on disk. When the other slot holds a
+    /// confirmed version, `slot` is given up and the other boots next
+    /// (priority 2 over 1); otherwise nothing changes: booting an
+    /// unconfirmed or empty slot instead would trade a known problem for an
+    /// unknown one.
+    pub fn after_corruption(&mut self, slot: Slot) -> Recovery {
+        let other = slot.other();
+        let attrs = self.get(other);
+        if !(attrs.is_bootable() && attrs.successful()) {
+            return Recovery::Stay(Stay::NoGoodOtherSlot);
+        }
+        self.mark_unbootable(slot);
+        self.set(slot, self.get(slot).with_priority(1));
+        self.set(other, attrs.with_priority(2));
+        Recovery::SwitchTo(other)
+    }
+}
+
+/// Boots a new slot gets before it is given up when none of them confirms
+/// it. A boot that fails with evidence (its early init failed, its health
+/// checks failed) gives the slot up at once; the other tries cover boots
+/// cut short by power cuts and resets, which say nothing about the release.
+pub const TRIAL_BOOTS: u8 = 3;
+
+/// What [`SlotPair::after_boot_failure`] and [`SlotPair::after_corruption`]
+/// decided.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Recovery {
+    /// The slot was given up; this one boots next.
+    SwitchTo(Slot),
+    /// Nothing changed.
+    Stay(Stay),
+}
+
+/// Why a slot is kept.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stay {
+    /// It is confirmed: a failed boot of it is retried, not given up.
+    Confirmed,
+    /// The other slot would not boot.
+    NoOtherSlot,
+    /// The other slot holds no confirmed version.
+    NoGoodOtherSlot,
+}
+
+impl fmt::Display for Stay {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Stay::Confirmed => "it is confirmed, so its next boot tries again",
+            Stay::NoOtherSlot => "the other slot would not boot",
+            Stay::NoGoodOtherSlot => "the other slot holds no confirmed version to switch to",
+        })
     }
 }
 
@@ -317,12 +391,15 @@ mod tests {
                 );
 
                 s.activate_inactive(running);
-                assert_eq!(s.get(inactive), GptPrio::new(2, 1, false));
+                assert_eq!(s.get(inactive), GptPrio::new(2, TRIAL_BOOTS, false));
                 assert_eq!(s.get(running).priority(), 1);
                 assert_eq!(s.next_boot(), Some(inactive));
-                // The new slot gets one boot; then the old one comes back if it
-                // can (it now has priority 1, so it needs tries or successful).
-                s.boot().expect("new slot boots");
+                // The new slot gets TRIAL_BOOTS boots; then the old one comes
+                // back if it can (it now has priority 1, so it needs tries or
+                // successful).
+                for _ in 0..TRIAL_BOOTS {
+                    assert_eq!(s.boot().expect("new slot boots").slot, inactive);
+                }
                 let old = pair.get(running);
                 assert_eq!(
                     s.next_boot(),
@@ -365,6 +442,57 @@ mod tests {
                 assert!(!s.get(slot).is_bootable());
                 assert_eq!(s.get(slot.other()), pair.get(slot.other()));
                 assert_ne!(s.next_boot(), Some(slot));
+            }
+        });
+    }
+
+    #[test]
+    fn a_failed_early_boot_gives_up_only_a_trial_with_a_fallback() {
+        for_all_pairs(|pair| {
+            for slot in Slot::ALL {
+                let mut s = pair;
+                let other = slot.other();
+                match s.after_boot_failure(slot) {
+                    Recovery::SwitchTo(to) => {
+                        assert_eq!(to, other);
+                        assert!(!pair.get(slot).successful());
+                        assert!(!s.get(slot).is_bootable(), "given up");
+                        assert_eq!(s.get(other), pair.get(other));
+                        assert_eq!(s.next_boot(), Some(other));
+                    }
+                    Recovery::Stay(why) => {
+                        assert_eq!(s, pair, "nothing changes: {why}");
+                        assert!(
+                            pair.get(slot).successful() || !pair.get(other).is_bootable(),
+                            "{pair:?}"
+                        );
+                    }
+                }
+            }
+        });
+    }
+
+    #[test]
+    fn corruption_switches_only_to_a_confirmed_slot() {
+        for_all_pairs(|pair| {
+            for slot in Slot::ALL {
+                let mut s = pair;
+                let other = slot.other();
+                let good = pair.get(other).is_bootable() && pair.get(other).successful();
+                match s.after_corruption(slot) {
+                    Recovery::SwitchTo(to) => {
+                        assert!(good);
+                        assert_eq!(to, other);
+                        assert!(!s.get(slot).is_bootable());
+                        assert_eq!(s.next_boot(), Some(other));
+                        assert!(s.get(other).successful());
+                    }
+                    Recovery::Stay(why) => {
+                        assert!(!good, "{pair:?}");
+                        assert_eq!(why, Stay::NoGoodOtherSlot);
+                        assert_eq!(s, pair);
+                    }
+                }
             }
         });
     }

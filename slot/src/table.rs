@@ -136,7 +136,7 @@ mod tests {
         })
         .expect("modify");
         assert_eq!(decision.slot, Slot::B);
-        assert_eq!(pair.b, GptPrio::new(2, 0, false));
+        assert_eq!(pair.b, GptPrio::new(2, crate::TRIAL_BOOTS - 1, false));
         let gpt = Gpt::read(&mut d).expect("read");
         assert!(gpt.health.is_clean());
         assert_eq!(slot_pair(&gpt), Ok(pair));

@@ -43,6 +43,9 @@ pub struct Paths {
     pub early: PathBuf,
     /// `/run/tandem/status.json` (system ready, services).
     pub status: PathBuf,
+    /// ROOT's mount point, under which the init leaves incidents
+    /// ([`tandem_contract::incident::DIR`]): `/`.
+    pub root: PathBuf,
 }
 
 impl Default for Paths {
@@ -58,6 +61,7 @@ impl Default for Paths {
             socket: UPDATER_SOCKET.into(),
             early: EARLY_FILE.into(),
             status: STATUS_FILE.into(),
+            root: "/".into(),
         }
     }
 }
@@ -78,6 +82,7 @@ impl Paths {
             socket: r(d.socket),
             early: r(d.early),
             status: r(d.status),
+            root: r(d.root),
         }
     }
 

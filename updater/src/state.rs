@@ -13,6 +13,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::{Deserialize, Serialize};
+use tandem_contract::incident::Incident;
 
 use crate::error::Error;
 use crate::version::Version;
@@ -39,7 +40,14 @@ pub struct State {
     /// that channel's name) must not move the node to that channel.
     #[serde(default)]
     pub channel: Option<String>,
+    /// The last [`MAX_INCIDENTS`] incidents the init left on ROOT (failed
+    /// early boots, corrupt /usr), oldest first.
+    #[serde(default)]
+    pub incidents: Vec<Incident>,
 }
+
+/// Incidents kept in `state.json`.
+pub const MAX_INCIDENTS: usize = 10;
 
 /// An activated update waiting for its first healthy boot.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -114,6 +122,13 @@ impl State {
             at,
             reason,
         });
+    }
+
+    /// Keeps `incident`, dropping the oldest beyond [`MAX_INCIDENTS`].
+    pub fn add_incident(&mut self, incident: Incident) {
+        self.incidents.push(incident);
+        let extra = self.incidents.len().saturating_sub(MAX_INCIDENTS);
+        self.incidents.drain(..extra);
     }
 
     /// Forgets a failed version; whether it was recorded.

@@ -3,6 +3,8 @@
 //! happening, and every error what to do.
 
 use serde::{Deserialize, Serialize};
+use tandem_contract::incident::Incident;
+use tandem_contract::node::Evidence;
 use tandem_contract::{AgentState, BootHealthKind, Slot, UpdateStateKind, Version};
 
 use crate::clock::{format_duration, format_unix};
@@ -141,6 +143,18 @@ pub struct Rollback {
     pub reason: String,
     /// When it was noticed (Unix seconds).
     pub at: u64,
+    /// What shows the failure; only a failure with evidence is recorded
+    /// for the cluster.
+    pub evidence: Evidence,
+}
+
+/// A boot of a slot on trial.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrialBoot {
+    /// Which boot of the trial this is (1 for the first).
+    pub boot: u8,
+    /// Boots the trial has in all ([`tandem_slot::TRIAL_BOOTS`]).
+    pub of: u8,
 }
 
 /// What the last completed update cost.
@@ -228,6 +242,12 @@ pub struct UpdateStatus {
     pub failed_versions: Vec<Version>,
     /// The last rollback noticed.
     pub rollback: Option<Rollback>,
+    /// The running slot's trial, while it is unconfirmed.
+    #[serde(default)]
+    pub trial: Option<TrialBoot>,
+    /// The last incidents (failed early boots, corrupt /usr), oldest first.
+    #[serde(default)]
+    pub incidents: Vec<Incident>,
     /// The last completed update.
     pub last_apply: Option<ApplyReport>,
     /// The reboot agent.
@@ -387,7 +407,11 @@ pub fn render(s: &UpdateStatus, now: u64) -> String {
             detail,
             deadline_secs,
         } => {
-            format!("on trial: {detail} (given up {deadline_secs} s after boot)")
+            let boot = s
+                .trial
+                .map(|t| format!(", trial boot {} of {}", t.boot, t.of))
+                .unwrap_or_default();
+            format!("on trial{boot}: {detail} (given up {deadline_secs} s after boot)")
         }
         BootHealth::Failed { reason } => format!("failed: {reason}"),
     };
@@ -448,7 +472,31 @@ pub fn render(s: &UpdateStatus, now: u64) -> String {
         line(
             &mut out,
             "rollback:",
-            &format!("{} at {}: {}", r.version, format_unix(r.at), r.reason),
+            &format!(
+                "{} at {}: {} ({})",
+                r.version,
+                format_unix(r.at),
+                r.reason,
+                if r.evidence.is_failure() {
+                    format!("evidence: {}", r.evidence)
+                } else {
+                    "no evidence of a failure: not reported to the cluster".into()
+                }
+            ),
+        );
+    }
+    for i in &s.incidents {
+        line(
+            &mut out,
+            "incident:",
+            &format!(
+                "slot {} {} at {}: {}; {}",
+                i.slot,
+                i.kind,
+                format_unix(i.at),
+                i.what,
+                i.action
+            ),
         );
     }
     if !s.failed_versions.is_empty() {

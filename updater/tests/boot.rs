@@ -8,13 +8,15 @@ use std::sync::{Arc, Mutex};
 
 use common::{NodeSpec, Repo, Server, blocks, set_running, slot_image};
 use repository::policy::Refusal;
-use tandem_slot::{GptPrio, Slot, SlotPair};
+use tandem_contract::incident::{self, Incident, IncidentKind};
+use tandem_contract::node::Evidence;
+use tandem_slot::{GptPrio, Recovery, Slot, SlotPair, TRIAL_BOOTS};
 use updater::engine::{self, BootOutcome, CheckOutcome, Engine};
 use updater::error::Error;
 use updater::http::Http;
 use updater::node::{BootTimes, ServiceState, ServiceStatus, Status};
 use updater::state::State;
-use updater::status::{BootHealth, UpdateState};
+use updater::status::{BootHealth, TrialBoot, UpdateState};
 
 struct World {
     _dir: tempfile::TempDir,
@@ -135,8 +137,8 @@ fn a_healthy_new_slot_is_marked_successful() {
     assert_eq!(reboot(&w), Slot::B);
     assert_eq!(
         w.node.slots().b,
-        GptPrio::new(2, 0, false),
-        "the bootloader spent the try"
+        GptPrio::new(2, TRIAL_BOOTS - 1, false),
+        "the bootloader spent a try"
     );
     system_status(
         &w,
@@ -255,8 +257,20 @@ fn an_unhealthy_new_slot_is_given_up_and_the_rollback_is_recorded() {
 #[test]
 fn a_new_slot_that_never_confirms_rolls_back_by_its_tries() {
     let w = installed("");
-    assert_eq!(reboot(&w), Slot::B);
-    // Nothing confirmed B (no updater ran there); the next boot falls back.
+    // Every trial boot of B is cut short before anything confirms it.
+    for boot in 1..=TRIAL_BOOTS {
+        assert_eq!(reboot(&w), Slot::B);
+        let mut e = Engine::new(w.node.paths.clone());
+        assert_eq!(e.boot_outcome().expect("outcome"), BootOutcome::BootedNew);
+        assert_eq!(
+            e.status.get().trial,
+            Some(TrialBoot {
+                boot,
+                of: TRIAL_BOOTS
+            })
+        );
+    }
+    // Then the bootloader falls back.
     assert_eq!(reboot(&w), Slot::A);
     let mut e = Engine::new(w.node.paths.clone());
     assert_eq!(e.boot_outcome().expect("outcome"), BootOutcome::RolledBack);
@@ -265,10 +279,75 @@ fn a_new_slot_that_never_confirms_rolls_back_by_its_tries() {
         .failed;
     assert_eq!(failed.len(), 1);
     assert!(
-        failed[0].reason.contains("did not confirm a healthy boot"),
+        failed[0].reason.contains("none of them recorded a failure"),
         "{}",
         failed[0].reason
     );
+    let rb = e.status.get().rollback.expect("rollback");
+    assert_eq!(rb.evidence, Evidence::None, "not evidence for the cluster");
+}
+
+#[test]
+fn a_trial_cut_short_goes_on_and_is_confirmed() {
+    let w = installed(
+        "health-grace = \"0s\"\n[[health-check]]\nname = \"ok\"\nexec = [\"/bin/sh\", \"-c\", \"exit 0\"]\n",
+    );
+    // The first trial boot is cut (power) before confirming.
+    assert_eq!(reboot(&w), Slot::B);
+    assert_eq!(reboot(&w), Slot::B, "B boots again: no fallback yet");
+    system_status(&w, &[("web", ServiceState::Running)]);
+    let mut e = Engine::new(w.node.paths.clone());
+    assert_eq!(e.boot_outcome().expect("outcome"), BootOutcome::BootedNew);
+    assert_eq!(e.status.get().trial.map(|t| t.boot), Some(2));
+    let (reboots, reboot_fn) = recorder();
+    assert!(e.health_tick(&reboot_fn).expect("tick"));
+    assert!(reboots.lock().expect("log").is_empty());
+    assert!(w.node.slots().b.successful());
+    let state = State::load(&w.node.paths.state_file()).expect("state");
+    assert!(state.failed.is_empty() && state.pending.is_none());
+    assert_eq!(e.status.get().trial, None);
+}
+
+#[test]
+fn a_failed_early_boot_is_evidence_in_one_trial() {
+    let w = installed("");
+    assert_eq!(reboot(&w), Slot::B);
+    // What the early init of B does when it fails: the rules give B up and
+    // it leaves an incident on ROOT.
+    let mut pair = w.node.slots();
+    assert_eq!(
+        pair.after_boot_failure(Slot::B),
+        Recovery::SwitchTo(Slot::A)
+    );
+    w.node.set_slots(pair);
+    let incident = Incident {
+        format: incident::FORMAT,
+        slot: Slot::B,
+        kind: IncidentKind::BootFailed,
+        what: "mounting /dev/dm-0 on /sysroot/usr (erofs) failed: No such device".into(),
+        action: "slot B given up; slot A boots next".into(),
+        at: 1000,
+    };
+    let file = incident.write(&w.node.paths.root).expect("incident");
+    assert_eq!(reboot(&w), Slot::A, "one trial");
+    let mut e = Engine::new(w.node.paths.clone());
+    assert_eq!(e.boot_outcome().expect("outcome"), BootOutcome::RolledBack);
+    let s = e.status.get();
+    let rb = s.rollback.expect("rollback");
+    assert_eq!(rb.evidence, Evidence::EarlyBoot);
+    assert!(
+        rb.reason
+            .contains("the early boot of slot B failed: mounting"),
+        "{}",
+        rb.reason
+    );
+    assert_eq!(s.incidents, vec![incident.clone()]);
+    assert!(!file.exists(), "taken in");
+    // Kept across restarts of the engine, not taken twice.
+    let e = Engine::new(w.node.paths.clone());
+    let state = State::load(&w.node.paths.state_file()).expect("state");
+    assert_eq!(state.incidents, vec![incident]);
+    drop(e);
 }
 
 #[test]
@@ -288,7 +367,7 @@ fn without_a_fallback_an_unhealthy_slot_is_kept() {
     );
     assert_eq!(
         w.node.slots().b,
-        GptPrio::new(2, 0, false),
+        GptPrio::new(2, TRIAL_BOOTS - 1, false),
         "not marked unbootable"
     );
     assert!(

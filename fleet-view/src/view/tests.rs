@@ -164,6 +164,7 @@ fn rollbacks_failures_and_provisioning_are_problems_first() {
         version: v("1.2.0"),
         reason: "health check `app` failed: exit status 1".into(),
         at: NOW - 300,
+        evidence: None,
     });
     let blocked = node("m2", "worker-2", "1.1.0");
     // What a node's updater says when the channel serves a failed version.
@@ -257,6 +258,7 @@ fn phases_follow_the_served_version() {
         version: v("1.2.0"),
         reason: String::new(),
         at: 0,
+        evidence: None,
     });
     assert_eq!(phase(&r, &target, true), Phase::RolledBack);
     r.version = Some(v("1.2.0"));

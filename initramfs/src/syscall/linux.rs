@@ -224,6 +224,30 @@ impl Syscall for LinuxSyscall {
         sys::sync();
     }
 
+    fn usr_corruption(&mut self) -> Option<String> {
+        crate::recovery::usr_corruption()
+    }
+
+    fn give_up_corrupt_usr(
+        &mut self,
+        disk: &Path,
+        slot: tandem_slot::Slot,
+        what: &str,
+    ) -> crate::recovery::Outcome {
+        use tandem_contract::incident::IncidentKind;
+        let outcome = crate::recovery::decide(disk, slot, IncidentKind::UsrCorrupt);
+        if let Err(e) = crate::recovery::record(
+            Path::new("/"),
+            slot,
+            IncidentKind::UsrCorrupt,
+            what,
+            &outcome,
+        ) {
+            crate::system_log!("warning: {e}");
+        }
+        outcome
+    }
+
     fn mount_table(&mut self) -> io::Result<String> {
         std::fs::read_to_string("/proc/self/mounts")
     }

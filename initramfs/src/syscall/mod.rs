@@ -142,4 +142,16 @@ pub trait Syscall {
     fn remount_read_only(&mut self, target: &Path) -> io::Result<()>;
     /// reboot(2) as `how` asks; returns only on failure.
     fn reboot(&mut self, how: Shutdown) -> io::Error;
+    /// Whether dm-verity found corrupt blocks of /usr, in the kernel's
+    /// words ([`crate::recovery::usr_corruption`]).
+    fn usr_corruption(&mut self) -> Option<String>;
+    /// Acts on corrupt /usr of `slot` on `disk`: the slot rules decide,
+    /// the table and an incident on ROOT record it
+    /// ([`crate::recovery`]).
+    fn give_up_corrupt_usr(
+        &mut self,
+        disk: &Path,
+        slot: tandem_slot::Slot,
+        what: &str,
+    ) -> crate::recovery::Outcome;
 }

@@ -85,6 +85,8 @@ pub enum Call {
     RemountReadOnly(PathBuf),
     /// reboot(2).
     Reboot(Shutdown),
+    /// Corrupt /usr of this slot acted on.
+    GiveUpCorruptUsr(tandem_slot::Slot),
     /// A connection on the control socket was accepted.
     Accept(Conn),
     /// A read from a connection, with how much it got (`None`: nothing
@@ -188,6 +190,10 @@ pub struct TestSyscall {
     /// Every status written, with its time.
     pub published: Vec<(Duration, Status)>,
     clients: Vec<Client>,
+    /// From this time on, dm-verity reports this corruption.
+    corrupt_from: Option<(Duration, String)>,
+    /// Whether acting on corruption switches to the other slot.
+    corrupt_switches: bool,
 }
 
 impl Default for TestSyscall {
@@ -219,11 +225,21 @@ impl Default for TestSyscall {
             status: None,
             published: Vec::new(),
             clients: Vec::new(),
+            corrupt_from: None,
+            corrupt_switches: false,
         }
     }
 }
 
 impl TestSyscall {
+    /// From `at` on, /usr reads `what` are corrupt; acting on it switches
+    /// slots when `switches`.
+    pub fn corrupt_usr(mut self, at: Duration, what: &str, switches: bool) -> TestSyscall {
+        self.corrupt_from = Some((at, what.to_string()));
+        self.corrupt_switches = switches;
+        self
+    }
+
     /// The next run of `name` ends `after` its start, with `exit`; the
     /// last run given is how every later one ends.
     pub fn runs(mut self, name: &str, after: Duration, exit: Exit) -> TestSyscall {
@@ -898,5 +914,35 @@ impl Syscall for TestSyscall {
     fn reboot(&mut self, how: Shutdown) -> io::Error {
         self.record(Call::Reboot(how));
         io::Error::other("reboot(2) is not called in tests")
+    }
+
+    fn usr_corruption(&mut self) -> Option<String> {
+        self.corrupt_from
+            .as_ref()
+            .filter(|(at, _)| *at <= self.clock)
+            .map(|(_, what)| what.clone())
+    }
+
+    fn give_up_corrupt_usr(
+        &mut self,
+        _disk: &Path,
+        slot: tandem_slot::Slot,
+        _what: &str,
+    ) -> crate::recovery::Outcome {
+        self.record(Call::GiveUpCorruptUsr(slot));
+        let other = slot.other();
+        if self.corrupt_switches {
+            crate::recovery::Outcome {
+                action: format!("slot {slot} given up; slot {other} boots next"),
+                switch_to: Some(other),
+            }
+        } else {
+            crate::recovery::Outcome {
+                action: format!(
+                    "slot {slot} kept: the other slot holds no confirmed version to switch to"
+                ),
+                switch_to: None,
+            }
+        }
     }
 }

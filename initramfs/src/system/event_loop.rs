@@ -64,7 +64,14 @@ pub(crate) struct Init {
     network_settled: bool,
     network_deadline: Instant,
     dirty: bool,
+    /// When /usr is next checked for corruption.
+    next_usr_check: Instant,
 }
+
+/// How often PID 1 asks dm-verity whether a block of /usr failed: one
+/// ioctl; a failed block has already been refused to whoever read it, this
+/// is about noticing and acting within seconds.
+pub(super) const USR_CHECK_EVERY: Duration = Duration::from_secs(5);
 
 impl Init {
     /// The state at `now`, when the boot steps are done: the watchdog is
@@ -83,6 +90,7 @@ impl Init {
             control: Control::default(),
             pet_every,
             next_pet: now,
+            next_usr_check: now,
             ready: false,
             network_settled: false,
             network_deadline: now + NETWORK_WAIT,
@@ -111,6 +119,43 @@ impl Init {
             system_log!("warning: petting the watchdog failed: {e}");
         }
         self.next_pet = now + self.pet_every;
+    }
+
+    /// Notices corrupt /usr (once) and acts on it: when the slot rules give
+    /// the running slot up, the answer is a reboot into the other one;
+    /// otherwise the node stays up and its status says so.
+    fn check_usr(&mut self, sys: &mut dyn Syscall, now: Instant) -> Option<Shutdown> {
+        if self.status.usr_corruption.is_some() || now < self.next_usr_check {
+            return None;
+        }
+        self.next_usr_check = now + USR_CHECK_EVERY;
+        let what = sys.usr_corruption()?;
+        let early = self.status.early.clone();
+        let (action, reboot) = match &early {
+            Some(e) if !e.live => {
+                let outcome = sys.give_up_corrupt_usr(std::path::Path::new(&e.disk), e.slot, &what);
+                match outcome.switch_to {
+                    Some(_) => (format!("{}; rebooting", outcome.action), true),
+                    None => (
+                        format!(
+                            "{}; staying up: programs on the corrupt blocks fail to load; reinstall the node or replace its disk",
+                            outcome.action
+                        ),
+                        false,
+                    ),
+                }
+            }
+            _ => ("a live boot has no other slot: staying up".into(), false),
+        };
+        let slot = early.as_ref().map_or("?".into(), |e| e.slot.to_string());
+        system_log!("/usr of slot {slot} is corrupt on disk: {what}; {action}");
+        self.status.usr_corruption = Some(tandem_contract::run::UsrCorruption {
+            what,
+            action,
+            at_us: sys.boottime_us(),
+        });
+        self.write_status(sys);
+        reboot.then_some(Shutdown::Reboot)
     }
 
     fn step(&mut self, at_us: u64, step: &str) {
@@ -200,6 +245,10 @@ pub(super) fn serve(init: &mut Init, sys: &mut dyn Syscall, net: &Receiver<NetEv
     loop {
         let now = sys.now();
         init.pet(sys, now);
+        if let Some(how) = init.check_usr(sys, now) {
+            stop_everything(init, sys, how);
+            return how;
+        }
         while let Ok(ev) = net.try_recv() {
             let st = network_status(&ev);
             match &ev {
@@ -289,6 +338,9 @@ pub(super) fn serve(init: &mut Init, sys: &mut dyn Syscall, net: &Receiver<NetEv
         init.control.flush(sys);
 
         let mut next = init.next_pet;
+        if init.status.usr_corruption.is_none() {
+            next = next.min(init.next_usr_check);
+        }
         if let Some(due) = init.supervisor.next_due() {
             next = next.min(due);
         }
@@ -392,6 +444,73 @@ pub(super) mod tests {
         }
         let how = serve(&mut init, sys, &rx);
         (how, init)
+    }
+
+    /// The loop on a disk boot of slot A, /usr corrupt from 7 s on.
+    fn run_with_corrupt_usr(switches: bool) -> (TestSyscall, Shutdown, Init) {
+        let mut sys = TestSyscall::default()
+            .corrupt_usr(ms(7000), "data block 5 is corrupted", switches)
+            .signal_at(ms(30_000), libc::SIGTERM);
+        let now = sys.now();
+        let status = Status {
+            early: Some(crate::status::EarlyBoot {
+                initramfs_started_us: 0,
+                switch_root_us: 0,
+                slot: tandem_slot::Slot::A,
+                disk: "/dev/vda".into(),
+                usr_partition: "/dev/vda3".into(),
+                usr_device: "/dev/dm-0".into(),
+                root_partition: "/dev/vda9".into(),
+                modules_failed: Vec::new(),
+                root_grow: None,
+                steps: Vec::new(),
+                live: false,
+            }),
+            ..Status::default()
+        };
+        let defs = vec![test_def("web", Restart::Always)];
+        let mut init = Init::new(status, Supervisor::new(defs, now), ms(1000), now);
+        let (tx, rx) = mpsc::channel();
+        tx.send(NetEvent::NoInterface).expect("send");
+        let how = serve(&mut init, &mut sys, &rx);
+        (sys, how, init)
+    }
+
+    fn corruption_calls(sys: &TestSyscall) -> Vec<Duration> {
+        sys.calls
+            .iter()
+            .filter(|r| matches!(r.call, Call::GiveUpCorruptUsr(tandem_slot::Slot::A)))
+            .map(|r| r.at)
+            .collect()
+    }
+
+    #[test]
+    fn corrupt_usr_with_a_good_other_slot_reboots_into_it() {
+        let (sys, how, init) = run_with_corrupt_usr(true);
+        assert_eq!(how, Shutdown::Reboot);
+        // Checked every 5 s: noticed at the first check after 7 s.
+        assert_eq!(corruption_calls(&sys), vec![ms(10_000)]);
+        let c = init.status.usr_corruption.expect("reported");
+        assert_eq!(c.what, "data block 5 is corrupted");
+        assert_eq!(c.action, "slot A given up; slot B boots next; rebooting");
+        let published = sys.status.as_ref().and_then(|s| s.usr_corruption.clone());
+        assert_eq!(published.map(|c| c.what), Some(c.what));
+        assert!(
+            sys.kills().iter().any(|(_, _, sig)| *sig == libc::SIGTERM),
+            "services stopped before the reboot: {:?}",
+            sys.kills()
+        );
+    }
+
+    #[test]
+    fn corrupt_usr_without_a_good_other_slot_stays_up_and_says_so() {
+        let (sys, how, init) = run_with_corrupt_usr(false);
+        assert_eq!(how, Shutdown::Reboot, "only the SIGTERM at 30 s ends it");
+        assert!(sys.elapsed() >= ms(30_000));
+        assert_eq!(corruption_calls(&sys), vec![ms(10_000)], "acted on once");
+        let c = init.status.usr_corruption.expect("reported");
+        assert!(c.action.contains("staying up"), "{}", c.action);
+        assert_eq!(sys.spawn_times("web").len(), 1, "the service kept running");
     }
 
     #[test]

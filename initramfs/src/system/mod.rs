@@ -457,6 +457,7 @@ fn run(
         services: Vec::new(),
         warnings,
         provisioning,
+        usr_corruption: None,
     };
     let supervisor = Supervisor::new(defs, now).with_cgroups(cgroups);
     let mut init = Init::new(status, supervisor, pet_every, now);

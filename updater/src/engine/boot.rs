@@ -4,7 +4,8 @@
 //! forgetting failed versions. Reads and writes the slot table and
 //! `state.json`.
 
-use tandem_slot::Slot;
+use tandem_contract::incident::Incident;
+use tandem_slot::{Slot, TRIAL_BOOTS};
 
 use crate::clock::{self, now_unix};
 use crate::disk::BootDisk;
@@ -12,10 +13,10 @@ use crate::error::Error;
 use crate::health::{self, Step};
 use crate::node::{self, BootFacts};
 use crate::state::State;
-use crate::status::{BootHealth, Rollback, UpdateState};
+use crate::status::{BootHealth, Rollback, TrialBoot, UpdateState};
 use crate::version::Version;
 
-use super::{BootOutcome, Engine, RebootFn, classify_boot};
+use super::{BootOutcome, Engine, RebootFn, classify_boot, rollback_reason, trial_boot};
 
 impl Engine {
     /// Looks at this boot once, at start: a pending update that came up,
@@ -25,6 +26,7 @@ impl Engine {
         let pair = BootDisk::open(&b.disk, false)?.slots()?;
         let file = self.paths.state_file();
         let mut state = State::load(&file)?;
+        let incidents = self.take_incidents(&mut state)?;
         let outcome = classify_boot(state.pending.as_ref(), b.slot, pair);
         match (&outcome, state.pending.clone()) {
             (BootOutcome::WaitingForReboot, Some(p)) => {
@@ -35,13 +37,8 @@ impl Engine {
                 });
             }
             (BootOutcome::RolledBack, Some(p)) => {
-                let reason = p.failure.clone().unwrap_or_else(|| {
-                    format!(
-                        "slot {} did not confirm a healthy boot of {} within its tries (it did not come up, or nothing confirmed it); the bootloader went back to slot {}",
-                        p.slot, p.version, b.slot
-                    )
-                });
-                crate::log!("{} rolled back: {reason}", p.version);
+                let (reason, evidence) = rollback_reason(&p, b.slot, &incidents);
+                crate::log!("{} rolled back: {reason} (evidence: {evidence})", p.version);
                 state.add_failed(p.version.clone(), now_unix(), reason.clone());
                 state.pending = None;
                 state.save(&file)?;
@@ -49,6 +46,7 @@ impl Engine {
                     version: p.version.clone(),
                     reason: reason.clone(),
                     at: now_unix(),
+                    evidence,
                 };
                 self.status.update(|s| {
                     s.rollback = Some(rb);
@@ -59,7 +57,24 @@ impl Engine {
                     reason,
                 });
             }
-            (BootOutcome::BootedNew, Some(p)) if pair.get(b.slot).successful() => {
+            (BootOutcome::BootedNew, Some(p)) if !pair.get(b.slot).successful() => {
+                let boot = trial_boot(pair.get(b.slot).tries());
+                if boot > 1 {
+                    crate::log!(
+                        "trial boot {boot} of {TRIAL_BOOTS} of {} in slot {}: the {} before ended before confirming it and recorded no failure (a power cut, a reset or a hang), which says nothing against the release",
+                        p.version,
+                        b.slot,
+                        if boot == 2 { "boot" } else { "boots" }
+                    );
+                }
+                self.status.update(|s| {
+                    s.trial = Some(TrialBoot {
+                        boot,
+                        of: TRIAL_BOOTS,
+                    })
+                });
+            }
+            (BootOutcome::BootedNew, Some(p)) => {
                 // Confirmed before this daemon got to it (`tandemctl slot mark-good`).
                 crate::log!("update to {} confirmed", p.version);
                 state.pending = None;
@@ -78,6 +93,7 @@ impl Engine {
         }
         self.status.update(|s| {
             s.failed_versions = state.failed_versions();
+            s.incidents = state.incidents.clone();
             s.boot = if pair.get(b.slot).successful() {
                 BootHealth::Confirmed
             } else {
@@ -85,6 +101,40 @@ impl Engine {
             };
         });
         Ok(outcome)
+    }
+
+    /// Takes in the incidents the init left on ROOT: logged, kept in
+    /// `state.json` (saved here) and removed from ROOT. Returns them.
+    fn take_incidents(&mut self, state: &mut State) -> Result<Vec<Incident>, Error> {
+        let found = Incident::read_all(&self.paths.root);
+        if found.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut taken = Vec::new();
+        for (_, incident) in &found {
+            match incident {
+                Ok(i) => {
+                    crate::log!(
+                        "incident: slot {} {} at {}: {}; {}",
+                        i.slot,
+                        i.kind,
+                        clock::format_unix(i.at),
+                        i.what,
+                        i.action
+                    );
+                    state.add_incident(i.clone());
+                    taken.push(i.clone());
+                }
+                Err(e) => crate::log!("warning: unreadable incident ignored: {e}"),
+            }
+        }
+        state.save(&self.paths.state_file())?;
+        for (path, _) in found {
+            if let Err(e) = std::fs::remove_file(&path) {
+                crate::log!("warning: cannot remove {}: {e}", path.display());
+            }
+        }
+        Ok(taken)
     }
 
     /// One health step for an unconfirmed running slot. Returns `true`
@@ -159,7 +209,10 @@ impl Engine {
 
     fn confirmed(&mut self, b: &BootFacts, how: &str) -> Result<(), Error> {
         crate::log!("slot {}: {how}", b.slot);
-        self.status.update(|s| s.boot = BootHealth::Confirmed);
+        self.status.update(|s| {
+            s.boot = BootHealth::Confirmed;
+            s.trial = None;
+        });
         let file = self.paths.state_file();
         let mut state = State::load(&file)?;
         if let Some(p) = state

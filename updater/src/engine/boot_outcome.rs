@@ -2,7 +2,9 @@
 //! record and the slot table: pure, so every case has a unit test. The
 //! engine acts on it in [`super::Engine::boot_outcome`].
 
-use tandem_slot::{Slot, SlotPair};
+use tandem_contract::incident::{Incident, IncidentKind};
+use tandem_contract::node::Evidence;
+use tandem_slot::{Slot, SlotPair, TRIAL_BOOTS};
 
 use crate::state::Pending;
 
@@ -46,10 +48,87 @@ pub fn classify_boot(pending: Option<&Pending>, running: Slot, pair: SlotPair) -
     }
 }
 
+/// Why the pending update's slot was given up, and what shows it: the new
+/// slot's own verdict (its health checks, written into `pending` before it
+/// asked to go back), an incident its early boot left on ROOT, or nothing
+/// at all, when every trial boot was cut short.
+pub fn rollback_reason(p: &Pending, running: Slot, incidents: &[Incident]) -> (String, Evidence) {
+    if let Some(f) = &p.failure {
+        return (f.clone(), Evidence::HealthChecks);
+    }
+    let early = incidents
+        .iter()
+        .rev()
+        .find(|i| i.kind == IncidentKind::BootFailed && Slot::parse(&p.slot) == Some(i.slot));
+    if let Some(i) = early {
+        return (
+            format!("the early boot of slot {} failed: {}", i.slot, i.what),
+            Evidence::EarlyBoot,
+        );
+    }
+    (
+        format!(
+            "slot {} did not confirm a healthy boot of {} in {TRIAL_BOOTS} boots, and none of them recorded a failure (each ended by a power cut, a reset, a hang or a crash the node could not record); the bootloader went back to slot {running}",
+            p.slot, p.version
+        ),
+        Evidence::None,
+    )
+}
+
+/// Which trial boot of its slot this is (1 for the first), from the tries
+/// left after the bootloader spent one: more than 1 means earlier trial
+/// boots ended before confirming and without a recorded failure.
+pub fn trial_boot(tries_left: u8) -> u8 {
+    TRIAL_BOOTS.saturating_sub(tries_left).max(1)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tandem_contract::incident::FORMAT;
     use tandem_slot::GptPrio;
+
+    #[test]
+    fn a_rollback_names_its_evidence() {
+        let mut p = pending("B");
+        let incident = |slot, kind| Incident {
+            format: FORMAT,
+            slot,
+            kind,
+            what: "mounting /usr: no such device".into(),
+            action: "slot B given up; slot A boots next".into(),
+            at: 1,
+        };
+        let (why, ev) = rollback_reason(&p, Slot::A, &[]);
+        assert_eq!(ev, Evidence::None);
+        assert!(why.contains("none of them recorded a failure"), "{why}");
+        // Incidents of the other slot or of another kind are not evidence.
+        let others = [
+            incident(Slot::A, IncidentKind::BootFailed),
+            incident(Slot::B, IncidentKind::UsrCorrupt),
+        ];
+        assert_eq!(rollback_reason(&p, Slot::A, &others).1, Evidence::None);
+        let (why, ev) =
+            rollback_reason(&p, Slot::A, &[incident(Slot::B, IncidentKind::BootFailed)]);
+        assert_eq!(ev, Evidence::EarlyBoot);
+        assert_eq!(
+            why,
+            "the early boot of slot B failed: mounting /usr: no such device"
+        );
+        p.failure = Some("health check app failed".into());
+        assert_eq!(
+            rollback_reason(&p, Slot::A, &[incident(Slot::B, IncidentKind::BootFailed)]),
+            ("health check app failed".into(), Evidence::HealthChecks)
+        );
+    }
+
+    #[test]
+    fn trial_boots_are_counted_from_the_tries_left() {
+        assert_eq!(trial_boot(TRIAL_BOOTS - 1), 1);
+        assert_eq!(trial_boot(0), TRIAL_BOOTS);
+        assert_eq!(trial_boot(TRIAL_BOOTS), 1, "a slot set by hand");
+        assert_eq!(trial_boot(15), 1);
+    }
 
     fn pending(slot: &str) -> Pending {
         Pending {
@@ -71,9 +150,9 @@ mod tests {
             classify_boot(None, Slot::A, pair(GptPrio::new(0, 0, false))),
             BootOutcome::NoPending
         );
-        // Activated, not booted yet.
+        // Activated, not booted yet (or only cut short so far).
         assert_eq!(
-            classify_boot(Some(&p), Slot::A, pair(GptPrio::new(2, 1, false))),
+            classify_boot(Some(&p), Slot::A, pair(GptPrio::new(2, TRIAL_BOOTS, false))),
             BootOutcome::WaitingForReboot
         );
         // Booted it.

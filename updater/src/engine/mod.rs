@@ -41,7 +41,7 @@ pub mod check;
 pub mod install;
 pub mod schedule;
 
-pub use boot_outcome::{BootOutcome, classify_boot};
+pub use boot_outcome::{BootOutcome, classify_boot, rollback_reason, trial_boot};
 use check::same_version;
 pub use check::{CheckOutcome, Next, Offer, after_check};
 pub use install::{InstallContext, install};
