@@ -199,6 +199,42 @@ impl Disk {
             .arg(format!("::{path}")))
     }
 
+    /// `fsck.vfat -n` (check only, change nothing) on a copy of the ESP:
+    /// its exit status and what it printed.
+    pub fn fsck_esp(&self) -> Result<(i32, String)> {
+        let gpt = self.gpt()?;
+        let p = gpt.partition(Partition::Esp.number()).context("no ESP")?;
+        let copy = self.dir.path().join("esp-check.img");
+        let mut f = std::fs::File::open(&self.path)?;
+        let mut out = std::fs::File::create(&copy)?;
+        use std::io::{Read, Seek};
+        f.seek(std::io::SeekFrom::Start(p.first_lba * gpt.block_size))?;
+        std::io::copy(&mut f.take(p.num_blocks() * gpt.block_size), &mut out)?;
+        drop(out);
+        let o = Command::new("fsck.vfat")
+            .arg("-n")
+            .arg(&copy)
+            .output()
+            .context("running fsck.vfat")?;
+        let _ = std::fs::remove_file(&copy);
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        Ok((o.status.code().unwrap_or(-1), text))
+    }
+
+    /// Every file on the ESP, with its path (`::/EFI/tandem/vmlinuz-a`).
+    pub fn esp_files(&self) -> Result<Vec<String>> {
+        let text = output(
+            Command::new("mdir")
+                .args(["-/", "-b", "-i", &self.esp_image()?])
+                .arg("::"),
+        )?;
+        Ok(text.lines().map(str::to_string).collect())
+    }
+
     /// The mtools image spec of the ESP inside a raw copy (`disk@@offset`).
     fn esp_image(&self) -> Result<String> {
         self.partition_image(Partition::Esp)

@@ -345,3 +345,35 @@ fn metrics_follow_prometheus_naming_and_count_the_fleet() {
         assert!(text.contains(expected), "{expected} not in\n{text}");
     }
 }
+
+#[test]
+fn corrupt_usr_and_incidents_are_problems() {
+    let mut corrupt = node("m1", "worker-1", "1.2.0");
+    corrupt.usr_corruption = Some(
+        "device-mapper: verity: 254:3: data block 7 is corrupted; slot A kept: the other slot holds no confirmed version to switch to; staying up".into(),
+    );
+    let mut switched = node("m2", "worker-2", "1.2.0");
+    switched.incident = Some(
+        "slot A usr-corrupt at 2026-12-04 10:00 UTC: data block 7 is corrupted; slot A given up; slot B boots next".into(),
+    );
+    let view = build(&snapshot(
+        vec![corrupt, switched],
+        pointer("1.2.0", NOW - 60, 0),
+    ));
+    let w1 = why(&view, "worker-1");
+    assert!(
+        w1.reason
+            .starts_with("/usr corrupt on disk: device-mapper: verity"),
+        "{}",
+        w1.reason
+    );
+    assert_eq!(w1.attention, Attention::Problem);
+    let w2 = why(&view, "worker-2");
+    assert!(
+        w2.reason
+            .starts_with("up to date: 1.2.0, confirmed; after an incident: slot A usr-corrupt"),
+        "{}",
+        w2.reason
+    );
+    assert_eq!(w2.attention, Attention::Problem);
+}
