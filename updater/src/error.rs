@@ -158,6 +158,39 @@ pub enum Error {
         #[source]
         err: io::Error,
     },
+    /// The ESP is not a FAT32 file system (or its boot sector is nonsense):
+    /// the check before writing it refuses, nothing was written.
+    #[error(
+        "{volume} is not a FAT32 file system the updater can check ({msg}); nothing was written to it: the ESP must be made with mkfs.vfat -F 32"
+    )]
+    NotFat32 {
+        /// The partition.
+        volume: String,
+        /// What is wrong with its boot sector.
+        msg: String,
+    },
+    /// The FAT file system is damaged beyond what the check repairs.
+    #[error(
+        "the FAT file system on {volume} is damaged beyond what the updater repairs ({msg}); nothing was written to it: check it with fsck.vfat"
+    )]
+    FatDamaged {
+        /// The partition.
+        volume: String,
+        /// What is wrong.
+        msg: String,
+    },
+    /// Reading or writing during the check and repair of a FAT file system
+    /// failed (each step leaves it usable; the next check goes on).
+    #[error("checking the FAT file system on {volume}: {what} failed: {err}")]
+    FatRepair {
+        /// The partition.
+        volume: String,
+        /// What was done.
+        what: String,
+        /// The cause.
+        #[source]
+        err: io::Error,
+    },
     /// The running slot is not confirmed yet: its fallback must not be overwritten.
     #[error(
         "the running slot {slot} is not confirmed healthy yet; updating now would overwrite its fallback: wait for the health check (or `tandemctl slot mark-good`)"
