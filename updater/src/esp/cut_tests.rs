@@ -251,6 +251,10 @@ fn layout() -> (Vec<(&'static str, Vec<u8>)>, Content) {
             a.conf.clone(),
             b"version 1.0.0\noptions tandem.usrhash=aa\n".to_vec(),
         ),
+        // Two more short names fill EFI/tandem's first cluster: the install
+        // has to grow it (fatfs links a cluster, then zeroes it).
+        ("EFI/tandem/README".to_string(), bytes(11, 3000)),
+        ("EFI/tandem/NOTES".to_string(), bytes(12, 700)),
     ];
     let old_b = [
         (b.kernel.clone(), bytes(4, 500_000)),
@@ -347,11 +351,23 @@ fn cuts_during_an_install_are_repaired() {
     let base = dir.path().join("base.img");
     let (all, content) = layout();
     esp_image(&base, &all);
-    fsck(&base).expect("base image");
-    let original = std::fs::read(&base).expect("read");
+    let mut original = std::fs::read(&base).expect("read");
     let geo = Geometry::parse(&original[..512]).expect("geometry");
     let fat_start = u64::from(geo.reserved) * 512;
     let data_start = fat_start + u64::from(geo.fats) * u64::from(geo.fat_sectors) * 512;
+    // Free clusters hold old data, as on a used ESP: a directory cluster
+    // fatfs linked but had not zeroed yet reads as garbage entries.
+    let junk = bytes(99, 1 << 16);
+    for c in 2..geo.clusters as usize + 2 {
+        let e = fat_start as usize + 4 * c;
+        if original[e..e + 4] == [0; 4] {
+            let at = data_start as usize + (c - 2) * 512;
+            let from = (c * 512) % (junk.len() - 512);
+            original[at..at + 512].copy_from_slice(&junk[from..from + 512]);
+        }
+    }
+    std::fs::write(&base, &original).expect("junk");
+    fsck(&base).expect("base image");
 
     // Record the install of slot B.
     let kernel = bytes(7, 600_000);
@@ -387,6 +403,10 @@ fn cuts_during_an_install_are_repaired() {
         .collect();
     let count = |k| kinds.iter().filter(|&&x| x == k).count();
     let n = writes.len();
+    let zeroed = writes
+        .iter()
+        .filter(|(at, b)| *at >= data_start && b.len() == 512 && b.iter().all(|&x| x == 0))
+        .count();
 
     // Cut points (k = writes that landed): around every metadata write,
     // the FAT writes next to one, and an even sample of the rest.
@@ -418,6 +438,7 @@ fn cuts_during_an_install_are_repaired() {
     let mut applied = 0usize;
     let mut failures = Vec::new();
     let mut repaired = 0;
+    let mut garbage = 0;
     let mut installs = 0;
     let mut unrepaired = 0;
     let mut repair_cuts = 0;
@@ -455,6 +476,9 @@ fn cuts_during_an_install_are_repaired() {
         let r = repair_file(&mut dev);
         if !r.is_clean() {
             repaired += 1;
+        }
+        if r.stray_slots > 0 || !r.broken_removed.is_empty() || !r.dirs_truncated.is_empty() {
+            garbage += 1;
         }
         let check = fsck(&work)
             .and_then(|()| no_temp(&work))
@@ -539,7 +563,7 @@ fn cuts_during_an_install_are_repaired() {
         dev.revert();
     }
     eprintln!(
-        "{} writes recorded ({} FAT, {} data, {} other metadata); {} cut points ({} torn), {} repaired, {} followed by an install, {} cuts of a repair; {:.1} s",
+        "{} writes recorded ({} FAT, {} data, {} other metadata); {} cut points ({} torn), {} repaired, {} followed by an install, {} cuts of a repair, {} with stray or broken entries, {} directory clusters zeroed; {:.1} s",
         n,
         count(Kind::Fat),
         count(Kind::Data),
@@ -549,6 +573,8 @@ fn cuts_during_an_install_are_repaired() {
         repaired,
         installs,
         repair_cuts,
+        garbage,
+        zeroed,
         started.elapsed().as_secs_f64()
     );
     assert!(points.len() >= 60, "{} cut points", points.len());

@@ -269,6 +269,9 @@ pub struct Dir {
     /// Whether the chain ended with an end mark (else it went somewhere
     /// invalid, or into another directory's clusters).
     pub complete: bool,
+    /// Whether it starts with `.` and `..` (subdirectories; an entry with
+    /// the directory bit in old file data does not).
+    pub dots: bool,
 }
 
 /// Everything read from the directory tree.
@@ -449,6 +452,7 @@ fn dir_chain(fat: &[u32], first: u32, seen: &mut HashSet<u32>) -> Dir {
         path: String::new(),
         chain,
         complete,
+        dots: false,
     }
 }
 
@@ -548,6 +552,11 @@ pub fn plan(
         };
         if let Some(sd) = e.subdir {
             let d = &scan.dirs[sd];
+            if !d.chain.is_empty() && !d.dots {
+                remove(&mut p, Some("a directory without . and .. entries".into()));
+                set_aside.push((e.first, None));
+                continue;
+            }
             let mut n = 0;
             for &c in &d.chain {
                 if owner[c as usize] != 0 {
@@ -561,7 +570,14 @@ pub fn plan(
                     Some(&c) => {
                         format!("its cluster {c} belongs to {}", name_of(owner[c as usize]))
                     }
-                    None => format!("its first cluster {} is {:?}", e.first, link(fat, e.first)),
+                    None if e.first < 2 || e.first as usize >= end => {
+                        format!("its first cluster {} is out of range", e.first)
+                    }
+                    None => match link(fat, e.first) {
+                        Link::Free => format!("its first cluster {} is free", e.first),
+                        Link::Bad => format!("its first cluster {} is marked bad", e.first),
+                        _ => format!("its first cluster {} belongs to another directory", e.first),
+                    },
                 };
                 remove(&mut p, Some(why));
                 set_aside.push((e.first, None));
@@ -904,14 +920,27 @@ fn scan<D: Read + Write + Seek>(
                 offsets.push((at + (k * ENTRY) as u64, pos));
             }
         }
+        let dot = |i: usize, name: &[u8]| {
+            slots
+                .get(i)
+                .is_some_and(|e| &e[..11] == name && e[11] & ATTR_DIR != 0)
+        };
+        out.dirs[d].dots = dot(0, b".          ") && dot(1, b"..         ");
         let parsed = parse_dir(&slots);
         out.stray.extend(parsed.stray.iter().map(|&i| offsets[i].0));
         out.stale.extend(parsed.stale.iter().map(|&i| offsets[i].0));
         for (idx, name, attr, first, size) in parsed.entries {
-            if name == "." || name == ".." || (attr & ATTR_VOLUME != 0 && attr & ATTR_DIR == 0) {
+            let sfn = idx[idx.len() - 1];
+            if name == "." || name == ".." {
                 continue;
             }
-            let sfn = idx[idx.len() - 1];
+            if attr & ATTR_VOLUME != 0 && attr & ATTR_DIR == 0 {
+                // The volume label belongs in the root only.
+                if d != 0 {
+                    out.stray.extend(idx.iter().map(|&i| offsets[i].0));
+                }
+                continue;
+            }
             let path = match out.dirs[d].path.as_str() {
                 "" => name,
                 dir => format!("{dir}/{name}"),
@@ -1316,6 +1345,7 @@ mod tests {
                 path: String::new(),
                 chain: vec![2],
                 complete: true,
+                dots: false,
             }],
             entries: vec![
                 entry(0, "a", 0x20, 3, 1000, 1000),
@@ -1379,11 +1409,12 @@ mod tests {
             (root.chain.as_slice(), root.complete),
             ([2].as_slice(), false)
         );
-        let sub = dir_chain(&fat, 4, &mut seen);
+        let mut sub = dir_chain(&fat, 4, &mut seen);
         assert_eq!(
             (sub.chain.as_slice(), sub.complete),
             ([4, 5].as_slice(), false)
         );
+        sub.dots = true;
         let mut efi = entry(0, "EFI", ATTR_DIR, 4, 0, 100);
         efi.subdir = Some(1);
         let mut inner = entry(1, "EFI/f", 0x20, 6, 600, 200);
@@ -1398,6 +1429,17 @@ mod tests {
         assert_eq!((p.fat[2], p.fat[5]), (EOC, EOC));
         assert!(p.removals.is_empty());
         assert_eq!(p.leaked, 0);
+
+        // Old file data with the directory bit is no directory.
+        let mut junk = scan.clone();
+        junk.dirs[1].dots = false;
+        let p = plan(&geo, &fat, &junk, &|_| false).expect("plan");
+        assert_eq!(p.removals.len(), 1);
+        assert_eq!(
+            p.removals[0].broken.as_deref(),
+            Some("a directory without . and .. entries")
+        );
+        assert_eq!((p.fat[4], p.fat[6]), (0, 0));
 
         let mut fat = vec![0u32; 12];
         fat[2] = EOC;
