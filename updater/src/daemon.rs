@@ -174,6 +174,9 @@ pub fn run(opts: Options) -> Result<(), Error> {
         Ok(outcome) => crate::log!("boot: {outcome:?}"),
         Err(e) => crate::log!("cannot tell what this boot means for updates: {e}"),
     }
+    if let Err(e) = d.engine.repair_esp() {
+        crate::log!("warning: cannot check the ESP: {e}");
+    }
     d.on_trial = matches!(d.engine.running_confirmed(), Ok(false));
     loop {
         d.step();

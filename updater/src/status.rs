@@ -248,6 +248,10 @@ pub struct UpdateStatus {
     /// The last incidents (failed early boots, corrupt /usr), oldest first.
     #[serde(default)]
     pub incidents: Vec<Incident>,
+    /// What the check of the ESP at start repaired (a power cut during an
+    /// earlier write), if anything.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub esp_repair: Option<String>,
     /// The last completed update.
     pub last_apply: Option<ApplyReport>,
     /// The reboot agent.
@@ -484,6 +488,9 @@ pub fn render(s: &UpdateStatus, now: u64) -> String {
                 }
             ),
         );
+    }
+    if let Some(r) = &s.esp_repair {
+        line(&mut out, "esp:", r);
     }
     for i in &s.incidents {
         line(

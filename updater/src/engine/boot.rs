@@ -4,6 +4,7 @@
 //! forgetting failed versions. Reads and writes the slot table and
 //! `state.json`.
 
+use tandem_contract::Partition;
 use tandem_contract::incident::Incident;
 use tandem_slot::{Slot, TRIAL_BOOTS};
 
@@ -101,6 +102,21 @@ impl Engine {
             };
         });
         Ok(outcome)
+    }
+
+    /// Checks the ESP's FAT at start and repairs what a power cut during
+    /// an earlier write left, before anything writes it again (the
+    /// firmware and the bootloader only read it). A repair is logged and
+    /// shown as `esp_repair` in the status.
+    pub fn repair_esp(&mut self) -> Result<(), Error> {
+        let b = self.boot()?.clone();
+        let esp = BootDisk::open(&b.disk, true)?.partition(Partition::Esp)?;
+        let repair = crate::esp::check_and_repair_esp(&esp)?;
+        if !repair.is_clean() {
+            let text = format!("{repair} (at {})", clock::format_unix(now_unix()));
+            self.status.update(|s| s.esp_repair = Some(text));
+        }
+        Ok(())
     }
 
     /// Takes in the incidents the init left on ROOT: logged, kept in
