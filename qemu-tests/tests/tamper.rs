@@ -4,9 +4,10 @@
 //! and before /usr is mounted) and records what happened; without one it
 //! stays up and says so instead of rebooting into the same corruption.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use anyhow::Result;
+use anyhow::{Context, Result, bail};
+use qemu_tests::etcd::EtcdCluster;
 use qemu_tests::{Disk, Env, Vm, VmConfig};
 use tandem_slot::Slot;
 
@@ -22,6 +23,47 @@ fn with_a_good_slot_b(env: &Env) -> Result<Disk> {
     Ok(disk)
 }
 
+/// A one-member etcd on the host, and the node's OEM agent.toml pointing
+/// at it, so the node publishes its fleet record there.
+fn fleet_etcd(disk: &Disk) -> Result<EtcdCluster> {
+    let etcd = EtcdCluster::start(1)?;
+    let url = etcd
+        .client_urls()
+        .first()
+        .cloned()
+        .context("etcd has no client URL")?;
+    let port = url
+        .trim_end_matches('/')
+        .rsplit(':')
+        .next()
+        .unwrap_or_default();
+    disk.put_oem_file(
+        "agent.toml",
+        format!("[etcd]\nendpoints = [\"http://10.0.2.2:{port}\"]\n").as_bytes(),
+    )?;
+    Ok(etcd)
+}
+
+/// The node's fleet record once `done` accepts it.
+fn fleet_record(
+    etcd: &EtcdCluster,
+    what: &str,
+    done: impl Fn(&agent::fleet::NodeRecord) -> bool,
+) -> Result<agent::fleet::NodeRecord> {
+    let client = etcd.client()?;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let (nodes, _) = agent::fleet::nodes(&client)?;
+        if let Some(n) = nodes.into_iter().find(&done) {
+            return Ok(n);
+        }
+        if Instant::now() > deadline {
+            bail!("no fleet record with {what} in etcd");
+        }
+        std::thread::sleep(Duration::from_secs(2));
+    }
+}
+
 /// The byte offset of the motd's text in `slot`.
 fn motd_in(disk: &Disk, slot: Slot) -> Result<u64> {
     Ok(disk.find_in_slot(slot, MOTD)? + 7)
@@ -32,6 +74,7 @@ fn tampered_file_is_never_served_and_the_node_stays_up_saying_so() -> Result<()>
     let env = Env::get()?;
     let disk = Disk::copy(&env.disk())?;
     disk.flip_byte(motd_in(&disk, Slot::A)?)?;
+    let etcd = fleet_etcd(&disk)?;
     let mut vm = Vm::start(&VmConfig::new("tamper-file"), &disk)?;
     vm.wait_for("tandem: system ready (slot A, version 1.0.0)", BOOT)?;
     let (status, out) = vm.run_status("cat /usr/share/tandem/motd", Duration::from_secs(30))?;
@@ -74,6 +117,13 @@ fn tampered_file_is_never_served_and_the_node_stays_up_saying_so() -> Result<()>
             .is_some_and(|w| w.contains("data block")),
         "{json:#}"
     );
+    // The fleet sees it too.
+    let record = fleet_record(&etcd, "the corruption", |n| n.usr_corruption.is_some())?;
+    let c = record.usr_corruption.unwrap_or_default();
+    assert!(
+        c.contains("is corrupted") && c.contains("staying up"),
+        "{c}"
+    );
     // Still up, still serving what is sound.
     assert_eq!(
         vm.run("echo alive", Duration::from_secs(30))?.trim(),
@@ -87,6 +137,7 @@ fn tampered_file_is_never_served_and_the_node_stays_up_saying_so() -> Result<()>
 fn corrupt_running_usr_switches_to_the_confirmed_other_slot() -> Result<()> {
     let env = Env::get()?;
     let disk = with_a_good_slot_b(&env)?;
+    let etcd = fleet_etcd(&disk)?;
     let mut vm = Vm::start(&VmConfig::new("tamper-running"), &disk)?;
     vm.wait_for("tandem: system ready (slot A, version 1.0.0)", BOOT)?;
     // Behind the running node's back: one byte of A's /usr on disk.
@@ -128,6 +179,15 @@ fn corrupt_running_usr_switches_to_the_confirmed_other_slot() -> Result<()> {
     );
     let text = vm.run("tandemctl update status", Duration::from_secs(30))?;
     assert!(text.contains("incident:  slot A usr-corrupt"), "{text}");
+    let record = fleet_record(&etcd, "the incident", |n| {
+        n.slot == Some(Slot::B) && n.incident.is_some()
+    })?;
+    let incident = record.incident.unwrap_or_default();
+    assert!(
+        incident.starts_with("slot A usr-corrupt at ")
+            && incident.contains("slot A given up; slot B boots next"),
+        "{incident}"
+    );
     assert_eq!(disk_attrs_after(vm, &disk)?, ((1, 0, false), (2, 0, true)));
     Ok(())
 }

@@ -89,8 +89,8 @@ fn assert_installed(w: &World, img: &SlotImage, p: &Published) {
     );
     assert_eq!(
         pair.b,
-        GptPrio::new(2, 1, false),
-        "new slot: priority 2, one try"
+        GptPrio::new(2, tandem_slot::TRIAL_BOOTS, false),
+        "new slot: priority 2, its trial boots"
     );
     assert_eq!(
         w.node.esp_file("EFI/tandem/vmlinuz-b"),
