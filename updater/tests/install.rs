@@ -231,6 +231,45 @@ fn happy_path_copies_unchanged_chunks_and_downloads_the_rest() {
 }
 
 #[test]
+fn a_kernel_already_on_the_esp_is_not_downloaded() {
+    let v1 = v1();
+    let w = world(&v1);
+    // 1.1.0 ships the running slot's kernel unchanged, a new initramfs.
+    let running_kernel = w.node.esp_file("EFI/tandem/vmlinuz-a").expect("kernel");
+    let p = w.repo.publish_with("1.1.0", &v1, |m| {
+        m.kernel.size = running_kernel.len() as u64;
+        m.kernel.sha256 = common::sha(&running_kernel);
+    });
+    std::fs::write(w.repo.dir.join(&p.manifest.kernel.path), &running_kernel).expect("kernel");
+    w.repo.point("stable", &p);
+    let report = install(&w).expect("install");
+    let fetched: Vec<String> = w.server.requests().into_iter().map(|r| r.path).collect();
+    assert!(
+        !fetched.iter().any(|f| f.ends_with("/vmlinuz")),
+        "the kernel was downloaded: {fetched:?}"
+    );
+    assert!(
+        fetched.iter().any(|f| f.ends_with("/initrd")),
+        "{fetched:?}"
+    );
+    assert_eq!(
+        w.node.esp_file("EFI/tandem/vmlinuz-b").as_deref(),
+        Some(running_kernel.as_slice())
+    );
+    assert_eq!(
+        report.downloaded_bytes,
+        p.initrd.len() as u64,
+        "only the initramfs"
+    );
+    assert_eq!(
+        report.copied_bytes,
+        p.manifest.usr.size + running_kernel.len() as u64,
+        "the whole slot and the kernel copied locally"
+    );
+    fsck_esp(&w);
+}
+
+#[test]
 fn chunks_found_at_other_offsets_of_the_running_slot_are_copied() {
     let v1 = v1();
     let w = world(&v1);

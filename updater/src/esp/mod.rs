@@ -219,6 +219,25 @@ pub fn read_slot_conf(esp: &Region, slot: Slot) -> Result<Option<SlotConf>, Erro
         .map(|b| files::parse_slot_conf(&b).value))
 }
 
+/// The first of `paths` on the ESP whose content `accept`s, if any: a
+/// kernel or initramfs an update needs may already be there (the running
+/// slot's, or the inactive slot's from an earlier attempt).
+pub fn find_file(
+    esp: &Region,
+    paths: &[&str],
+    accept: impl Fn(&[u8]) -> bool,
+) -> Result<Option<Vec<u8>>, Error> {
+    let fat = Fat::open(esp, Partition::Esp)?;
+    for path in paths {
+        if let Some(bytes) = fat.read(path)?
+            && accept(&bytes)
+        {
+            return Ok(Some(bytes));
+        }
+    }
+    Ok(None)
+}
+
 /// The `slot-<x>.conf` for `version` with `verity`.
 pub fn slot_conf(version: &str, verity: &Verity) -> String {
     SlotConf::new(version, verity).render(Writer::Updater)
