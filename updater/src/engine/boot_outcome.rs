@@ -56,15 +56,28 @@ pub fn rollback_reason(p: &Pending, running: Slot, incidents: &[Incident]) -> (S
     if let Some(f) = &p.failure {
         return (f.clone(), Evidence::HealthChecks);
     }
-    let early = incidents
+    let of_slot = incidents
         .iter()
         .rev()
-        .find(|i| i.kind == IncidentKind::BootFailed && Slot::parse(&p.slot) == Some(i.slot));
-    if let Some(i) = early {
-        return (
-            format!("the early boot of slot {} failed: {}", i.slot, i.what),
-            Evidence::EarlyBoot,
-        );
+        .find(|i| Slot::parse(&p.slot) == Some(i.slot));
+    match of_slot {
+        Some(i) if i.kind == IncidentKind::BootFailed => {
+            return (
+                format!("the early boot of slot {} failed: {}", i.slot, i.what),
+                Evidence::EarlyBoot,
+            );
+        }
+        // The disk, not the release: nothing for the cluster to stop for.
+        Some(i) => {
+            return (
+                format!(
+                    "slot {}'s /usr turned out corrupt on disk: {}",
+                    i.slot, i.what
+                ),
+                Evidence::None,
+            );
+        }
+        None => {}
     }
     (
         format!(
@@ -102,12 +115,17 @@ mod tests {
         let (why, ev) = rollback_reason(&p, Slot::A, &[]);
         assert_eq!(ev, Evidence::None);
         assert!(why.contains("none of them recorded a failure"), "{why}");
-        // Incidents of the other slot or of another kind are not evidence.
-        let others = [
-            incident(Slot::A, IncidentKind::BootFailed),
-            incident(Slot::B, IncidentKind::UsrCorrupt),
-        ];
-        assert_eq!(rollback_reason(&p, Slot::A, &others).1, Evidence::None);
+        // Incidents of the other slot are not evidence; corrupt /usr is the
+        // disk's fault, said as such, not the release's.
+        let other = [incident(Slot::A, IncidentKind::BootFailed)];
+        assert_eq!(rollback_reason(&p, Slot::A, &other).1, Evidence::None);
+        let corrupt = [incident(Slot::B, IncidentKind::UsrCorrupt)];
+        let (why, ev) = rollback_reason(&p, Slot::A, &corrupt);
+        assert_eq!(ev, Evidence::None);
+        assert!(
+            why.starts_with("slot B's /usr turned out corrupt on disk"),
+            "{why}"
+        );
         let (why, ev) =
             rollback_reason(&p, Slot::A, &[incident(Slot::B, IncidentKind::BootFailed)]);
         assert_eq!(ev, Evidence::EarlyBoot);
