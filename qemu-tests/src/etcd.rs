@@ -166,6 +166,21 @@ impl EtcdCluster {
         self.members.iter().map(|m| m.client_url.clone()).collect()
     }
 
+    /// The first member's client port, which guests reach as
+    /// `10.0.2.2:<port>`.
+    pub fn client_port(&self) -> Result<u16> {
+        let url = self
+            .client_urls()
+            .first()
+            .cloned()
+            .context("etcd has no client URL")?;
+        url.trim_end_matches('/')
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .with_context(|| format!("no port in {url}"))
+    }
+
     /// A client of every member (with the harness's client certificate
     /// on a TLS cluster, and as root once [`EtcdCluster::enable_auth`]).
     pub fn client(&self) -> Result<Etcd> {

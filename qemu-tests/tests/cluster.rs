@@ -61,16 +61,7 @@ struct Cluster {
 impl Cluster {
     fn start() -> Result<Cluster> {
         let etcd = EtcdCluster::start(1)?;
-        let url = etcd
-            .client_urls()
-            .first()
-            .cloned()
-            .context("etcd has no client URL")?;
-        let port = url
-            .rsplit(':')
-            .next()
-            .and_then(|p| p.trim_end_matches('/').parse().ok())
-            .with_context(|| format!("no port in {url}"))?;
+        let port = etcd.client_port()?;
         let client = etcd.client()?;
         Lock::new(&client, semaphore::DEFAULT_GROUP).set_max(1)?;
         Ok(Cluster { etcd, client, port })

@@ -503,17 +503,7 @@ fn provisioned_from_ec2_metadata_and_a_broken_config() -> Result<()> {
     // agent.toml, since the broken config gives none): its fleet record
     // carries the errors.
     let etcd = qemu_tests::etcd::EtcdCluster::start(1)?;
-    let url = etcd
-        .client_urls()
-        .first()
-        .cloned()
-        .context("etcd has no client URL")?;
-    let etcd_port = url
-        .trim_end_matches('/')
-        .rsplit(':')
-        .next()
-        .unwrap_or_default()
-        .to_string();
+    let etcd_port = etcd.client_port()?;
     let disk = Disk::copy(&image)?;
     disk.put_oem_file(
         "agent.toml",

@@ -6,7 +6,7 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use qemu_tests::etcd::EtcdCluster;
 use qemu_tests::{Disk, Env, Vm, VmConfig};
 use tandem_slot::Slot;
@@ -27,16 +27,7 @@ fn with_a_good_slot_b(env: &Env) -> Result<Disk> {
 /// at it, so the node publishes its fleet record there.
 fn fleet_etcd(disk: &Disk) -> Result<EtcdCluster> {
     let etcd = EtcdCluster::start(1)?;
-    let url = etcd
-        .client_urls()
-        .first()
-        .cloned()
-        .context("etcd has no client URL")?;
-    let port = url
-        .trim_end_matches('/')
-        .rsplit(':')
-        .next()
-        .unwrap_or_default();
+    let port = etcd.client_port()?;
     disk.put_oem_file(
         "agent.toml",
         format!("[etcd]\nendpoints = [\"http://10.0.2.2:{port}\"]\n").as_bytes(),
