@@ -6,6 +6,8 @@
 //! <image>/<version>/manifest.json     what the version is (sha256 in the pointer)
 //! <image>/<version>/usr.payload       the /usr slot image as independently
 //!                                     zstd-compressed chunks, back to back
+//! <image>/<version>/usr.img           the same image uncompressed, for
+//!                                     fetching single 4 KiB blocks
 //! <image>/<version>/vmlinuz, initrd   the slot's kernel and initramfs
 //! ```
 //!
@@ -109,8 +111,11 @@ pub struct FileRef {
 }
 
 /// One version of an image: `<image>/<version>/manifest.json`.
+///
+/// Unknown fields are ignored, so fields added later (optional ones, like
+/// [`UsrImage::raw`]) do not stop older nodes; a change older nodes must
+/// not ignore raises [`FORMAT`].
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
 pub struct Manifest {
     /// Format version.
     pub format: u32,
@@ -133,7 +138,6 @@ pub struct Manifest {
 /// The /usr slot image: file system, dm-verity tree after it, and how it is
 /// cut into chunks.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
 pub struct UsrImage {
     /// Bytes of the slot image (file system + hash tree).
     pub size: u64,
@@ -145,6 +149,12 @@ pub struct UsrImage {
     pub chunk_size: u64,
     /// Chunks in image order.
     pub chunks: Vec<Chunk>,
+    /// The slot image as is (`usr.img`, `size` bytes): a node that needs a
+    /// few 4 KiB blocks of a chunk fetches them from here rather than the
+    /// whole compressed chunk, each checked against the verity tree.
+    /// Absent in manifests published before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub raw: Option<FileRef>,
 }
 
 /// dm-verity parameters of a slot image (defined with the kernel command
@@ -191,7 +201,15 @@ impl Manifest {
         {
             return Err("verity parameters are inconsistent with the image".into());
         }
-        for f in [&u.payload, &self.kernel, &self.initrd] {
+        if let Some(raw) = &u.raw
+            && raw.size != u.size
+        {
+            return Err(format!(
+                "{} has {} bytes, the image {}",
+                raw.path, raw.size, u.size
+            ));
+        }
+        for f in self.files() {
             if !is_sha256(&f.sha256) {
                 return Err(format!("{} has no valid sha256", f.path));
             }
@@ -205,6 +223,15 @@ impl Manifest {
             }
         }
         Ok(())
+    }
+
+    /// Every file the manifest names: payload, raw image (if published),
+    /// kernel, initramfs.
+    pub fn files(&self) -> impl Iterator<Item = &FileRef> {
+        [Some(&self.usr.payload), self.usr.raw.as_ref()]
+            .into_iter()
+            .flatten()
+            .chain([&self.kernel, &self.initrd])
     }
 }
 
@@ -330,6 +357,11 @@ pub mod testing {
                         compressed_size: 100,
                     })
                     .collect(),
+                raw: Some(FileRef {
+                    path: "demo/1.1.0/usr.img".into(),
+                    size: 3 << 20,
+                    sha256: h.clone(),
+                }),
             },
             kernel: FileRef {
                 path: "demo/1.1.0/vmlinuz".into(),
@@ -373,8 +405,24 @@ mod tests {
         m.usr.chunks[0].sha256 = "xyz".into();
         assert!(m.check().unwrap_err().contains("sha256"));
         let mut m = sample();
+        m.usr.raw.as_mut().expect("raw").size += 1;
+        assert!(m.check().unwrap_err().contains("usr.img"));
+        let mut m = sample();
+        m.usr.raw.as_mut().expect("raw").path = "/usr.img".into();
+        assert!(m.check().unwrap_err().contains("plain relative path"));
+        let mut m = sample();
         m.usr.verity.data_blocks = 10_000;
         assert!(m.check().unwrap_err().contains("verity"));
+    }
+
+    #[test]
+    fn fields_of_later_formats_are_ignored_and_raw_is_optional() {
+        let mut v = serde_json::to_value(sample()).expect("json");
+        v["usr"]["added_later"] = serde_json::json!(1);
+        v["usr"].as_object_mut().expect("usr").remove("raw");
+        let m: Manifest = serde_json::from_value(v).expect("parses");
+        assert_eq!(m.usr.raw, None);
+        assert_eq!(m.check(), Ok(()));
     }
 
     #[test]

@@ -47,6 +47,56 @@ pub fn level_blocks(data_blocks: u64) -> Vec<u64> {
     levels
 }
 
+/// One level of a stored tree.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Level {
+    /// Its first block, counted in blocks from the start of the tree.
+    pub first: u64,
+    /// Its blocks.
+    pub blocks: u64,
+    /// Digests its blocks hold (the blocks of the level below, or the data
+    /// blocks for the bottom level); the rest of its last block is zeros.
+    pub digests: u64,
+}
+
+/// The levels of the tree over `data_blocks` blocks as stored: top level
+/// first (one block, whose salted digest is the root), bottom level last.
+pub fn levels(data_blocks: u64) -> Vec<Level> {
+    let counts = level_blocks(data_blocks);
+    let mut first = 0;
+    let mut out = Vec::with_capacity(counts.len());
+    for (i, &blocks) in counts.iter().enumerate().rev() {
+        let digests = if i == 0 { data_blocks } else { counts[i - 1] };
+        out.push(Level {
+            first,
+            blocks,
+            digests,
+        });
+        first += blocks;
+    }
+    out
+}
+
+/// The salted digest of one block, as the tree holds it.
+pub fn digest(salt: &[u8], block: &[u8]) -> [u8; DIGEST_SIZE] {
+    Sha256::new()
+        .chain_update(salt)
+        .chain_update(block)
+        .finalize()
+        .into()
+}
+
+/// The `count` digests a hash block holds, in order.
+pub fn digests_in(block: &[u8], count: usize) -> impl Iterator<Item = [u8; DIGEST_SIZE]> + '_ {
+    block
+        .chunks_exact(DIGEST_SIZE)
+        .take(count)
+        .filter_map(|d| d.try_into().ok())
+}
+
+/// Digests per hash block.
+pub const DIGESTS_PER_HASH_BLOCK: u64 = DIGESTS_PER_BLOCK as u64;
+
 /// Size in bytes of the tree for `data_blocks` blocks of data.
 pub fn tree_size(data_blocks: u64) -> u64 {
     level_blocks(data_blocks).iter().sum::<u64>() * BLOCK_SIZE as u64
@@ -212,6 +262,56 @@ mod tests {
                 .into();
             assert_eq!(&t.tree[i * 32..(i + 1) * 32], &want);
         }
+    }
+
+    #[test]
+    fn levels_locate_every_stored_block_and_its_digests() {
+        let blocks = 128 * 128 + 5;
+        let d = data(blocks);
+        let salt = b"salt";
+        let t = build(&mut d.as_slice(), blocks as u64, salt, |_| {}).expect("build");
+        let ls = levels(blocks as u64);
+        assert_eq!(
+            ls,
+            [
+                Level {
+                    first: 0,
+                    blocks: 1,
+                    digests: 2
+                },
+                Level {
+                    first: 1,
+                    blocks: 2,
+                    digests: 129
+                },
+                Level {
+                    first: 3,
+                    blocks: 129,
+                    digests: blocks as u64
+                },
+            ]
+        );
+        let block = |i: u64| &t.tree[i as usize * BLOCK_SIZE..][..BLOCK_SIZE];
+        assert_eq!(digest(salt, block(0)), t.root);
+        // Each level's digests are the salted digests of the level below.
+        for pair in ls.windows(2) {
+            let (up, down) = (pair[0], pair[1]);
+            let below: Vec<_> = (0..up.blocks)
+                .flat_map(|b| digests_in(block(up.first + b), 128).collect::<Vec<_>>())
+                .take(up.digests as usize)
+                .collect();
+            let want: Vec<_> = (0..down.blocks)
+                .map(|b| digest(salt, block(down.first + b)))
+                .collect();
+            assert_eq!(below, want);
+        }
+        let bottom = ls[2];
+        let last = digests_in(block(bottom.first + bottom.blocks - 1), 5).collect::<Vec<_>>();
+        let want: Vec<_> = (blocks - 5..blocks)
+            .map(|b| digest(salt, &d[b * BLOCK_SIZE..][..BLOCK_SIZE]))
+            .collect();
+        assert_eq!(last, want);
+        assert!(levels(1).is_empty());
     }
 
     #[test]

@@ -10,7 +10,11 @@
 //!    attempt that was killed before it recorded its progress);
 //! 3. **copy**: the running slot holds the same bytes (same sha256) at one
 //!    of its own chunk boundaries: copied locally, no download;
-//! 4. **download**: adjacent downloads are coalesced into one HTTP Range
+//! 4. **patch**: assembled from 4 KiB blocks, most of them local, the others
+//!    fetched from the uncompressed image, when those cost fewer bytes than
+//!    the compressed chunk (see [`crate::blocks`]: the new slot's hash tree
+//!    says which blocks differ);
+//! 5. **download**: adjacent downloads are coalesced into one HTTP Range
 //!    request over the payload; each chunk is decompressed (bounded to its
 //!    length: no zip bombs) and hashed before any of its bytes are written.
 //!
@@ -34,6 +38,7 @@ use tandem_slot::verity;
 use repository::payload;
 use repository::repo::{Chunk, Manifest, UsrImage};
 
+use crate::blocks::{self, Patcher};
 use crate::disk::Region;
 use crate::error::Error;
 use crate::http::Fetch;
@@ -48,6 +53,8 @@ pub enum Source {
     InPlace,
     /// Copied from the running slot at this offset.
     Copy(u64),
+    /// Assembled from blocks, local and fetched.
+    Patch,
     /// Downloaded.
     Download,
 }
@@ -138,10 +145,14 @@ pub struct Counters {
     pub present: u64,
     /// Chunks downloaded, copied, already present.
     pub chunks: [usize; 3],
-    /// Range requests made.
+    /// Range requests made (payload and blocks).
     pub range_requests: usize,
     /// Payload byte ranges requested (`start..end`), in order.
     pub requested: Vec<(u64, u64)>,
+    /// Blocks fetched from the uncompressed image (see [`crate::blocks`]).
+    pub blocks_fetched: u64,
+    /// Byte ranges of the uncompressed image requested, in order.
+    pub requested_blocks: Vec<(u64, u64)>,
 }
 
 /// One slot write.
@@ -200,7 +211,21 @@ pub fn write_slot(
             .map_err(|e| disk_err(region, "reading the running slot", e))?,
         None => HashMap::new(),
     };
-    let sources = plan(&usr.chunks, &verified, &in_place, &local);
+    let mut sources = plan(&usr.chunks, &verified, &in_place, &local);
+    let patcher = match job.running {
+        Some(running) if sources.contains(&Source::Download) => {
+            Patcher::new(usr, job.target, running, fetch, &mut counters)?
+        }
+        _ => None,
+    };
+    if let Some(p) = &patcher {
+        for (s, c) in sources.iter_mut().zip(&usr.chunks) {
+            if *s == Source::Download && blocks::worth_patching(&p.plan_chunk(c), c.compressed_size)
+            {
+                *s = Source::Patch;
+            }
+        }
+    }
 
     let mut w = Writer {
         job,
@@ -209,7 +234,15 @@ pub fn write_slot(
         unsynced_bytes: 0,
         last_sync: Instant::now(),
     };
-    let result = write_all(job, &sources, fetch, &mut w, &mut counters, report);
+    let result = write_all(
+        job,
+        &sources,
+        patcher.as_ref(),
+        fetch,
+        &mut w,
+        &mut counters,
+        report,
+    );
     let synced = w.sync();
     result?;
     synced?;
@@ -219,6 +252,7 @@ pub fn write_slot(
 fn write_all(
     job: &SlotJob<'_>,
     sources: &[Source],
+    patcher: Option<&Patcher<'_>>,
     fetch: &mut dyn Fetch,
     w: &mut Writer<'_, '_>,
     counters: &mut Counters,
@@ -256,6 +290,24 @@ fn write_all(
                 w.done(i, c.length)?;
                 counters.copied += c.length;
                 counters.chunks[1] += 1;
+            }
+            Source::Patch => {
+                let p = patcher.ok_or_else(|| Error::Node {
+                    what: "patch planned without the hash tree".into(),
+                })?;
+                let fetched = counters.blocks_fetched;
+                let data = p.chunk(c, fetch, counters)?;
+                check_chunk(i, c, &data)?;
+                job.target
+                    .write_at(c.offset, &data)
+                    .map_err(|e| disk_err(job.target, "writing the inactive slot", e))?;
+                w.done(i, c.length)?;
+                let k = if counters.blocks_fetched > fetched {
+                    0
+                } else {
+                    1
+                };
+                counters.chunks[k] += 1;
             }
             Source::Download => {
                 let Some(r) = next_fetch.next() else {

@@ -105,6 +105,18 @@ pub enum Error {
         /// What differs.
         detail: String,
     },
+    /// A fetched block does not match the verified hash tree.
+    #[error(
+        "the block at image offset {offset} of {path} does not match the signed manifest ({detail}); none of its bytes were written: the server or the network corrupts data, the updater retries"
+    )]
+    BlockCorrupt {
+        /// Repository path of the uncompressed image.
+        path: String,
+        /// Offset in the slot image.
+        offset: u64,
+        /// What differs.
+        detail: String,
+    },
     /// A downloaded file (kernel, initramfs) does not match the manifest.
     #[error("{path} does not match the signed manifest ({detail}); it was not installed")]
     FileCorrupt {
@@ -218,7 +230,10 @@ impl Error {
     pub fn transient(&self) -> bool {
         matches!(
             self,
-            Error::Http { .. } | Error::ChunkCorrupt { .. } | Error::FileCorrupt { .. }
+            Error::Http { .. }
+                | Error::ChunkCorrupt { .. }
+                | Error::BlockCorrupt { .. }
+                | Error::FileCorrupt { .. }
         )
     }
 }

@@ -30,6 +30,7 @@
 pub mod api;
 pub mod apply;
 pub mod backoff;
+pub mod blocks;
 pub mod cli;
 pub mod clock;
 pub mod config;

@@ -95,6 +95,12 @@ impl Paths {
     pub fn progress_file(&self) -> PathBuf {
         self.state_dir.join("progress.json")
     }
+
+    /// Kernels and initramfs images being downloaded, kept across power
+    /// cuts so that a download resumes where it stopped.
+    pub fn downloads_dir(&self) -> PathBuf {
+        self.state_dir.join("downloads")
+    }
 }
 
 /// What the image says about itself in os-release.

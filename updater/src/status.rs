@@ -172,10 +172,14 @@ pub struct ApplyReport {
     pub copied_bytes: u64,
     /// Image bytes already in place from an earlier attempt.
     pub present_bytes: u64,
-    /// Chunks downloaded, copied, already present.
+    /// Chunks downloaded (whole, or some of their blocks), copied, already
+    /// present.
     pub chunks: [usize; 3],
-    /// HTTP range requests for the payload.
+    /// HTTP range requests for the payload, blocks and resumed files.
     pub range_requests: usize,
+    /// 4 KiB blocks fetched from the uncompressed image.
+    #[serde(default)]
+    pub blocks_fetched: u64,
     /// Seconds the whole apply took.
     pub seconds: u64,
 }

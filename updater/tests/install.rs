@@ -7,127 +7,17 @@ mod common;
 use std::process::Command;
 
 use common::{
-    CHUNK, Faults, Node, NodeSpec, Published, Repo, Server, SlotImage, blocks, slot_image,
+    CHUNK, Faults, Published, SlotImage, World, assert_installed, blocks, install, slot_image, v1,
+    world,
 };
 use tandem_slot::{GptPrio, Slot, SlotPair};
-use updater::engine::{self, CheckOutcome, Engine, Offer};
+use updater::engine::Engine;
 use updater::error::Error;
-use updater::http::Http;
 use updater::state::{Progress, State};
-use updater::status::ApplyReport;
-
-struct World {
-    _dir: tempfile::TempDir,
-    repo: Repo,
-    server: Server,
-    node: Node,
-}
-
-/// v1.0.0 runs in slot A; the repository is empty until a test publishes.
-fn world(v1: &SlotImage) -> World {
-    let dir = tempfile::tempdir().expect("tmp");
-    let repo = Repo::new(&dir.path().join("repo"));
-    let server = Server::start(&repo.dir);
-    let node = common::node(
-        dir.path(),
-        NodeSpec {
-            running: v1,
-            version: "1.0.0",
-            server: Some(server.url.clone()),
-            oem_toml: None,
-            admin_toml: None,
-        },
-    );
-    World {
-        _dir: dir,
-        repo,
-        server,
-        node,
-    }
-}
-
-fn v1() -> SlotImage {
-    slot_image(blocks(1, 2000))
-}
-
-fn offer(w: &World) -> (Engine, Box<Offer>) {
-    let mut engine = Engine::new(w.node.paths.clone());
-    let mut http = Http::new(&w.server.url, &updater::transport::Transport::direct());
-    match engine.check(&mut http).expect("check") {
-        CheckOutcome::Available(o) => (engine, o),
-        other => panic!("expected an update, got {other:?}"),
-    }
-}
-
-fn install(w: &World) -> Result<ApplyReport, Error> {
-    let (engine, offer) = offer(w);
-    let ctx = engine.install_context().expect("context");
-    engine::install(
-        &ctx,
-        &offer,
-        &mut Http::new(&w.server.url, &updater::transport::Transport::direct()),
-        &engine.status,
-    )
-}
 
 fn chunk_range(p: &Published, i: usize) -> (u64, u64) {
     let c = &p.manifest.usr.chunks[i];
     (c.payload_offset, c.payload_offset + c.compressed_size)
-}
-
-fn assert_installed(w: &World, img: &SlotImage, p: &Published) {
-    assert_eq!(
-        w.node.slot_bytes(Slot::B, 0, img.bytes.len()),
-        img.bytes,
-        "slot B holds the new image"
-    );
-    let pair = w.node.slots();
-    assert_eq!(
-        pair.a,
-        GptPrio::new(1, 0, true),
-        "running slot drops to priority 1, stays confirmed"
-    );
-    assert_eq!(
-        pair.b,
-        GptPrio::new(2, tandem_slot::TRIAL_BOOTS, false),
-        "new slot: priority 2, its trial boots"
-    );
-    assert_eq!(
-        w.node.esp_file("EFI/tandem/vmlinuz-b"),
-        Some(p.kernel.clone())
-    );
-    assert_eq!(
-        w.node.esp_file("EFI/tandem/initrd-b"),
-        Some(p.initrd.clone())
-    );
-    let conf = String::from_utf8(
-        w.node
-            .esp_file("EFI/tandem/slot-b.conf")
-            .expect("slot-b.conf"),
-    )
-    .expect("utf8");
-    let parsed = tandem_contract::esp::parse_slot_conf(conf.as_bytes()).value;
-    assert_eq!(
-        parsed.version.as_deref(),
-        Some(p.manifest.version.to_string().as_str())
-    );
-    let verity = parsed.usr_verity().expect("verity arguments");
-    assert_eq!(verity.data_blocks, img.data_blocks);
-    assert_eq!(verity.root_hash, img.root);
-    assert!(
-        conf.contains(&format!("tandem.usrsalt={}", hex::encode(&img.salt))),
-        "{conf}"
-    );
-    let state = State::load(&w.node.paths.state_file()).expect("state");
-    let pending = state.pending.expect("pending record");
-    assert_eq!(
-        (pending.version.to_string(), pending.slot.as_str()),
-        (p.manifest.version.to_string(), "B")
-    );
-    assert!(
-        !w.node.paths.progress_file().exists(),
-        "progress.json is removed after activation"
-    );
 }
 
 fn fsck_esp(w: &World) {
@@ -353,6 +243,45 @@ fn an_interrupted_install_resumes_and_fetches_only_what_is_missing() {
         report.chunks[2],
         done.count(),
         "verified chunks count as present"
+    );
+}
+
+#[test]
+fn a_cut_kernel_download_resumes_where_it_stopped() {
+    let v1 = v1();
+    let w = world(&v1);
+    let v2 = fresh_v2();
+    let p = w.repo.publish("1.1.0", &v2);
+    w.repo.point("stable", &p);
+    let half = p.kernel.len() as u64 / 2;
+    w.server.set(Faults {
+        payload_budget: Some(p.payload.len() as u64 + half),
+        flip: None,
+    });
+    let err = install(&w).expect_err("cut in the kernel");
+    assert!(matches!(err, Error::Http { .. }), "{err}");
+    w.server.set(Faults::default());
+    w.server.clear();
+    let report = install(&w).expect("resumed");
+    assert_installed(&w, &v2, &p);
+    let kernel: Vec<_> = w
+        .server
+        .requests()
+        .into_iter()
+        .filter(|r| r.path.ends_with("/vmlinuz"))
+        .collect();
+    assert_eq!(kernel.len(), 1, "{kernel:?}");
+    let (start, end) = kernel[0].range.expect("a range request");
+    assert!(start > 0 && start <= half, "resumed from {start}");
+    assert_eq!(end, p.kernel.len() as u64);
+    assert!(
+        w.server.payload_ranges().is_empty(),
+        "the slot was complete"
+    );
+    assert_eq!(report.downloaded_bytes, end - start + p.initrd.len() as u64);
+    assert!(
+        !w.node.paths.downloads_dir().exists(),
+        "partial downloads are removed once installed"
     );
 }
 

@@ -117,6 +117,7 @@ pub fn plan(sizes: &PartitionSizes, ids: &Identity) -> DiskPlan {
 #[derive(Clone, Debug)]
 pub struct Identity {
     seed: String,
+    name: String,
 }
 
 impl Identity {
@@ -124,6 +125,7 @@ impl Identity {
     pub fn new(name: &str, version: &str) -> Self {
         Identity {
             seed: format!("tandem\0{name}\0{version}"),
+            name: name.to_string(),
         }
     }
 
@@ -155,9 +157,11 @@ impl Identity {
         u32::from_le_bytes([h[0], h[1], h[2], h[3]])
     }
 
-    /// The dm-verity salt of the /usr image.
+    /// The dm-verity salt of the /usr image: the image's, the same for
+    /// all its versions, so that the hash trees of two versions agree on
+    /// every block they share and a node can compare them block by block.
     pub fn verity_salt(&self) -> [u8; 32] {
-        self.hash("verity-salt")
+        Identity::new(&self.name, "").hash("verity-salt")
     }
 }
 
@@ -197,5 +201,8 @@ mod tests {
         assert_eq!(a.guid("USR-A"), Identity::new("x", "1").guid("USR-A"));
         assert_ne!(a.guid("USR-A"), a.guid("USR-B"));
         assert_ne!(a.guid("USR-A"), Identity::new("x", "2").guid("USR-A"));
+        // One salt for every version of an image, another for each image.
+        assert_eq!(a.verity_salt(), Identity::new("x", "2").verity_salt());
+        assert_ne!(a.verity_salt(), Identity::new("y", "1").verity_salt());
     }
 }

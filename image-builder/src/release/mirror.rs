@@ -6,7 +6,9 @@
 //! - the manifest, the kernel and the initramfs are checked against the
 //!   sha256 that the pointer and manifest name;
 //! - every payload chunk is decompressed and checked against the manifest
-//!   before it is written; the whole payload is checked against its sha256.
+//!   before it is written; the whole payload is checked against its sha256;
+//! - the uncompressed image (`usr.img`, for nodes' block fetches) is made
+//!   from the checked payload, not fetched, and checked against its sha256.
 //!
 //! It is incremental. A file the mirror already holds with the right hash
 //! is not fetched again. A payload chunk another mirrored version holds
@@ -157,6 +159,9 @@ impl ChannelCopy<'_> {
             self.file(f, f.size)?;
         }
         self.payload(&m)?;
+        if let Some(raw) = &m.usr.raw {
+            self.raw_image(&m, raw)?;
+        }
         // Last: the pointer, exactly as signed.
         let dst = self.dest.join(&rel);
         self.write(&dst, &raw)?;
@@ -261,6 +266,42 @@ impl ChannelCopy<'_> {
         }
         std::fs::rename(&partial, &dst).io("rename into place", &dst)?;
         sync_dir(dir)
+    }
+
+    /// The uncompressed image, decompressed from the mirrored payload.
+    fn raw_image(&mut self, m: &Manifest, raw: &FileRef) -> Result<()> {
+        let dst = self.dest.join(&raw.path);
+        if let Ok((size, sha)) = hash_file(&dst)
+            && size == raw.size
+            && sha == raw.sha256
+        {
+            return Ok(());
+        }
+        let payload_path = self.dest.join(&m.usr.payload.path);
+        let payload = std::fs::File::open(&payload_path).io("open", &payload_path)?;
+        let tmp = temp_name(&dst);
+        let out = std::fs::File::create(&tmp).io("create", &tmp)?;
+        for (i, c) in m.usr.chunks.iter().enumerate() {
+            let mut frame = vec![0u8; c.compressed_size as usize];
+            payload
+                .read_exact_at(&mut frame, c.payload_offset)
+                .io("read", &payload_path)?;
+            let data = payload::decode_chunk(i, c, &frame)
+                .map_err(|e| self.refuse(format!("{}: {e}", m.usr.payload.path)))?;
+            out.write_all_at(&data, c.offset).io("write", &tmp)?;
+        }
+        out.sync_all().io("sync", &tmp)?;
+        drop(out);
+        let (size, sha) = hash_file(&tmp)?;
+        if size != raw.size || sha != raw.sha256 {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(self.refuse(format!(
+                "{}: made from the checked chunks, it has {size} bytes with sha256 {sha}, the manifest says {} bytes with {}",
+                raw.path, raw.size, raw.sha256
+            )));
+        }
+        std::fs::rename(&tmp, &dst).io("rename into place", &dst)?;
+        sync_dir(dst.parent().unwrap_or(self.dest))
     }
 
     /// Chunks of the other versions already in the mirror, by content:

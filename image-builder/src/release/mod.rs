@@ -40,6 +40,8 @@ use crate::progress::Progress;
 pub mod files {
     /// The chunked /usr payload.
     pub const PAYLOAD: &str = "usr.payload";
+    /// The /usr slot image uncompressed, for block fetches.
+    pub const RAW: &str = "usr.img";
     /// The kernel.
     pub const KERNEL: &str = "vmlinuz";
     /// The initramfs.

@@ -224,6 +224,17 @@ pub(super) fn write_version(
             &format!("sha256 {} ({} bytes)", want.sha256, want.size),
         ));
     }
+    let raw = progress.step("uncompressed image (for block fetches)", |_| {
+        let (size, sha256) = copy_hashed(&usr_img, &tmp.path.join(files::RAW))?;
+        if sha256 != want.sha256 {
+            return Err(build.modified_error(
+                outputs::USR,
+                &format!("sha256 {sha256}"),
+                &format!("sha256 {}", want.sha256),
+            ));
+        }
+        Ok(file_ref(files::RAW, size, sha256))
+    })?;
 
     let v = &build.manifest.usr.verity;
     let manifest = Manifest {
@@ -242,6 +253,7 @@ pub(super) fn write_version(
             payload: enc.payload_ref(format!("{vdir_rel}/{}", files::PAYLOAD)),
             chunk_size: enc.chunk_size,
             chunks: enc.chunks,
+            raw: Some(raw),
         },
         kernel,
         initrd,
@@ -386,10 +398,10 @@ pub(super) fn reuse_version(
     Ok((existing, bytes))
 }
 
-/// Checks the payload, kernel and initramfs a manifest names against their
-/// size and sha256.
+/// Checks the files a manifest names (payload, raw image, kernel,
+/// initramfs) against their size and sha256.
 pub(super) fn verify_files(repo: &Path, m: &Manifest) -> Result<()> {
-    for f in [&m.usr.payload, &m.kernel, &m.initrd] {
+    for f in m.files() {
         let path = repo.join(&f.path);
         let detail = match hash_file(&path) {
             Ok((size, sha256)) if size == f.size && sha256 == f.sha256 => continue,

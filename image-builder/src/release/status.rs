@@ -178,7 +178,7 @@ pub(super) fn channel_status(
                     m.image, m.version, p.version
                 ));
             }
-            for f in [&m.usr.payload, &m.kernel, &m.initrd] {
+            for f in m.files() {
                 match std::fs::metadata(repo_dir.join(&f.path)) {
                     Ok(meta) if meta.len() == f.size => {}
                     Ok(meta) => {

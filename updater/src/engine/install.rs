@@ -2,11 +2,15 @@
 //! thread: it needs only an [`InstallContext`], a fetcher and the shared
 //! status.
 
+use std::fs::OpenOptions;
+use std::io::{Read, Write};
+use std::path::Path;
 use std::time::{Duration, Instant};
 use tandem_contract::Partition;
 use tandem_contract::esp::SlotFiles;
 
 use repository::policy;
+use repository::repo::FileRef;
 
 use crate::apply::{self, SlotJob};
 use crate::clock::now_unix;
@@ -152,6 +156,8 @@ pub fn install(
     };
     let mut downloaded = counters.downloaded;
     let mut copied = counters.copied;
+    let mut range_requests = counters.range_requests;
+    let downloads = ctx.paths.downloads_dir();
     let mut files = Vec::new();
     let (here, there) = (SlotFiles::of(running), SlotFiles::of(inactive));
     for (f, local) in [
@@ -168,12 +174,8 @@ pub fn install(
             continue;
         }
         finalizing(&format!("downloading {}", f.path));
-        let bytes = fetch.get(&f.path, f.size)?;
-        policy::check_file(&bytes, f).map_err(|detail| Error::FileCorrupt {
-            path: f.path.clone(),
-            detail,
-        })?;
-        downloaded += bytes.len() as u64;
+        let (bytes, got) = download(&downloads, f, fetch, &mut range_requests)?;
+        downloaded += got;
         files.push(bytes);
     }
     let conf = esp::slot_conf(&version.to_string(), &m.usr.verity);
@@ -206,6 +208,7 @@ pub fn install(
         Ok(())
     })?;
     let _ = std::fs::remove_file(&progress_file);
+    let _ = std::fs::remove_dir_all(&downloads);
     Ok(ApplyReport {
         version,
         slot: inactive,
@@ -214,7 +217,74 @@ pub fn install(
         copied_bytes: copied,
         present_bytes: counters.present,
         chunks: counters.chunks,
-        range_requests: counters.range_requests,
+        range_requests,
+        blocks_fetched: counters.blocks_fetched,
         seconds: started.elapsed().as_secs(),
     })
+}
+
+/// Downloads `f` into `dir` with one Range request, for the part that an
+/// interrupted attempt did not leave there; checks the whole against the
+/// manifest before it is used (a file that does not check is deleted, so
+/// the next attempt starts over). Returns its bytes and the bytes fetched.
+fn download(
+    dir: &Path,
+    f: &FileRef,
+    fetch: &mut dyn Fetch,
+    range_requests: &mut usize,
+) -> Result<(Vec<u8>, u64), Error> {
+    let part = dir.join(format!("{}.part", f.sha256));
+    let write_err = |err| Error::Write {
+        path: part.clone(),
+        err,
+    };
+    std::fs::create_dir_all(dir).map_err(|err| Error::Write {
+        path: dir.to_path_buf(),
+        err,
+    })?;
+    let mut file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .open(&part)
+        .map_err(write_err)?;
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes).map_err(|err| Error::Read {
+        path: part.clone(),
+        err,
+    })?;
+    if bytes.len() as u64 > f.size {
+        bytes.clear();
+        file.set_len(0).map_err(write_err)?;
+    }
+    let have = bytes.len() as u64;
+    if have < f.size {
+        // Streamed to the file as it comes, so a cut keeps what arrived.
+        *range_requests += 1;
+        let mut stream = fetch.range(&f.path, have, f.size)?;
+        let mut buf = vec![0u8; 256 << 10];
+        loop {
+            let n = stream.read(&mut buf).map_err(|e| Error::Http {
+                url: fetch.url(&f.path),
+                msg: format!("reading from byte {}: {e}", bytes.len()),
+            })?;
+            if n == 0 || bytes.len() as u64 >= f.size {
+                break;
+            }
+            let n = n.min((f.size - bytes.len() as u64) as usize);
+            file.write_all(&buf[..n]).map_err(write_err)?;
+            bytes.extend_from_slice(&buf[..n]);
+        }
+        file.sync_data().map_err(write_err)?;
+    }
+    if let Err(detail) = policy::check_file(&bytes, f) {
+        let _ = std::fs::remove_file(&part);
+        return Err(Error::FileCorrupt {
+            path: f.path.clone(),
+            detail,
+        });
+    }
+    let fetched = bytes.len() as u64 - have;
+    Ok((bytes, fetched))
 }

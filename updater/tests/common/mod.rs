@@ -22,7 +22,12 @@ use tandem_contract::cmdline::UsrVerity;
 use tandem_contract::esp::{self, SlotConf, SlotFiles, Writer};
 use tandem_slot::gpt::Entry;
 use tandem_slot::{FileDisk, Gpt, GptPrio, Guid, Slot, SlotPair, verity};
+use updater::engine::{self, CheckOutcome, Engine, Offer};
+use updater::error::Error;
+use updater::http::Http;
 use updater::node::{EarlyBoot, Paths};
+use updater::state::State;
+use updater::status::ApplyReport;
 
 pub const IMAGE: &str = "demo";
 pub const CHUNK: u64 = 256 << 10;
@@ -60,9 +65,15 @@ pub fn blocks(seed: u64, n: usize) -> Vec<u8> {
 }
 
 pub fn slot_image(data: Vec<u8>) -> SlotImage {
+    let salt: Vec<u8> = Sha256::digest(&data[..64]).to_vec();
+    salted_slot_image(data, salt)
+}
+
+/// A slot image with the given verity salt (the builder gives every
+/// version of an image the same).
+pub fn salted_slot_image(data: Vec<u8>, salt: Vec<u8>) -> SlotImage {
     assert_eq!(data.len() % 4096, 0);
     let data_blocks = (data.len() / 4096) as u64;
-    let salt: Vec<u8> = Sha256::digest(&data[..64]).to_vec();
     let tree = verity::build(&mut data.as_slice(), data_blocks, &salt, |_| {}).expect("tree");
     let mut bytes = data;
     bytes.extend_from_slice(&tree.tree);
@@ -82,6 +93,8 @@ pub fn sha(bytes: &[u8]) -> String {
 pub struct Repo {
     pub dir: PathBuf,
     pub key: PrivateKey,
+    /// Publish the uncompressed image too (`usr.img`, block fetches).
+    pub raw: bool,
 }
 
 pub fn key() -> PrivateKey {
@@ -118,6 +131,7 @@ impl Repo {
         Repo {
             dir: dir.to_path_buf(),
             key: key(),
+            raw: false,
         }
     }
 
@@ -171,6 +185,7 @@ impl Repo {
                 payload: enc.payload_ref(format!("{dir}/usr.payload")),
                 chunk_size: enc.chunk_size,
                 chunks: enc.chunks.clone(),
+                raw: self.raw.then(|| file("usr.img", &img.bytes)),
             },
             kernel: file("vmlinuz", &kernel),
             initrd: file("initrd", &initrd),
@@ -178,6 +193,9 @@ impl Repo {
         edit(&mut manifest);
         let manifest_bytes = serde_json::to_vec_pretty(&manifest).expect("json");
         self.write(&format!("{dir}/usr.payload"), &payload_bytes);
+        if self.raw {
+            self.write(&format!("{dir}/usr.img"), &img.bytes);
+        }
         self.write(&format!("{dir}/vmlinuz"), &kernel);
         self.write(&format!("{dir}/initrd"), &initrd);
         self.write(&format!("{dir}/manifest.json"), &manifest_bytes);
@@ -500,8 +518,8 @@ pub struct Logged {
 /// Faults the server injects.
 #[derive(Clone, Debug, Default)]
 pub struct Faults {
-    /// Serve at most this many bytes of `usr.payload` bodies in total, then
-    /// drop connections mid-body.
+    /// Serve at most this many bytes of file bodies (all but the JSON
+    /// pointer and manifest) in total, then drop connections mid-body.
     pub payload_budget: Option<u64>,
     /// Flip the byte at this offset of this file when serving it.
     pub flip: Option<(String, u64)>,
@@ -540,6 +558,15 @@ impl Server {
 
     pub fn set(&self, f: Faults) {
         *self.faults.lock().expect("faults") = f;
+    }
+
+    /// Range requests for uncompressed images (block fetches), in order.
+    pub fn block_ranges(&self) -> Vec<(u64, u64)> {
+        self.requests()
+            .into_iter()
+            .filter(|r| r.path.ends_with("usr.img"))
+            .filter_map(|r| r.range)
+            .collect()
     }
 
     /// Range requests for payloads, in order.
@@ -618,7 +645,7 @@ fn handle(
     head.push_str("\r\n");
     s.write_all(head.as_bytes())?;
     let mut slice = &body[start as usize..end as usize];
-    if path.ends_with("usr.payload")
+    if !path.ends_with(".json")
         && let Some(budget) = f.payload_budget.as_mut()
     {
         let n = (*budget).min(slice.len() as u64);
@@ -636,4 +663,115 @@ fn handle(
     s.flush()?;
     let _ = s.shutdown(Shutdown::Write);
     Ok(())
+}
+
+// An installing node and its repository, for the install tests.
+
+pub struct World {
+    pub _dir: tempfile::TempDir,
+    pub repo: Repo,
+    pub server: Server,
+    pub node: Node,
+}
+
+/// v1.0.0 runs in slot A; the repository is empty until a test publishes.
+pub fn world(v1: &SlotImage) -> World {
+    let dir = tempfile::tempdir().expect("tmp");
+    let repo = Repo::new(&dir.path().join("repo"));
+    let server = Server::start(&repo.dir);
+    let node = node(
+        dir.path(),
+        NodeSpec {
+            running: v1,
+            version: "1.0.0",
+            server: Some(server.url.clone()),
+            oem_toml: None,
+            admin_toml: None,
+        },
+    );
+    World {
+        _dir: dir,
+        repo,
+        server,
+        node,
+    }
+}
+
+pub fn v1() -> SlotImage {
+    slot_image(blocks(1, 2000))
+}
+
+pub fn offer(w: &World) -> (Engine, Box<Offer>) {
+    let mut engine = Engine::new(w.node.paths.clone());
+    let mut http = Http::new(&w.server.url, &updater::transport::Transport::direct());
+    match engine.check(&mut http).expect("check") {
+        CheckOutcome::Available(o) => (engine, o),
+        other => panic!("expected an update, got {other:?}"),
+    }
+}
+
+pub fn install(w: &World) -> Result<ApplyReport, Error> {
+    let (engine, offer) = offer(w);
+    let ctx = engine.install_context().expect("context");
+    engine::install(
+        &ctx,
+        &offer,
+        &mut Http::new(&w.server.url, &updater::transport::Transport::direct()),
+        &engine.status,
+    )
+}
+
+pub fn assert_installed(w: &World, img: &SlotImage, p: &Published) {
+    assert_eq!(
+        w.node.slot_bytes(Slot::B, 0, img.bytes.len()),
+        img.bytes,
+        "slot B holds the new image"
+    );
+    let pair = w.node.slots();
+    assert_eq!(
+        pair.a,
+        GptPrio::new(1, 0, true),
+        "running slot drops to priority 1, stays confirmed"
+    );
+    assert_eq!(
+        pair.b,
+        GptPrio::new(2, tandem_slot::TRIAL_BOOTS, false),
+        "new slot: priority 2, its trial boots"
+    );
+    assert_eq!(
+        w.node.esp_file("EFI/tandem/vmlinuz-b"),
+        Some(p.kernel.clone())
+    );
+    assert_eq!(
+        w.node.esp_file("EFI/tandem/initrd-b"),
+        Some(p.initrd.clone())
+    );
+    let conf = String::from_utf8(
+        w.node
+            .esp_file("EFI/tandem/slot-b.conf")
+            .expect("slot-b.conf"),
+    )
+    .expect("utf8");
+    let parsed = tandem_contract::esp::parse_slot_conf(conf.as_bytes()).value;
+    assert_eq!(
+        parsed.version.as_deref(),
+        Some(p.manifest.version.to_string().as_str())
+    );
+    let verity = parsed.usr_verity().expect("verity arguments");
+    assert_eq!(verity.data_blocks, img.data_blocks);
+    assert_eq!(verity.root_hash, img.root);
+    assert!(
+        conf.contains(&format!("tandem.usrsalt={}", hex::encode(&img.salt))),
+        "{conf}"
+    );
+    let state = State::load(&w.node.paths.state_file()).expect("state");
+    let pending = state.pending.expect("pending record");
+    assert_eq!(
+        (pending.version.to_string(), pending.slot.as_str()),
+        (p.manifest.version.to_string(), "B")
+    );
+    assert!(
+        !w.node.paths.progress_file().exists(),
+        "progress.json is removed after activation"
+    );
 }

@@ -74,6 +74,7 @@ pub fn run() -> Result<()> {
             payload: encoded.payload_ref("bench/1.0.0/usr.payload"),
             chunk_size: encoded.chunk_size,
             chunks: encoded.chunks.clone(),
+            raw: None,
         },
         kernel: dummy.clone(),
         initrd: FileRef {
