@@ -32,7 +32,16 @@ pub enum Build {
     /// driver (erofs), so the early init cannot mount /usr
     /// ([`BROKEN_BOOT`] on the console) and reboots.
     V3Broken,
+    /// 1.1.0 with one more Debian package than 1.0.0 (`ncurses-base`, the
+    /// terminfo database): a one-package change (`bench update`).
+    V2Package,
+    /// 0.9.0 on the kernel before 1.0.0's (`linux-image-6.1.0-56`): 1.0.0
+    /// is a kernel change from it (`bench update`).
+    V0OlderKernel,
 }
+
+/// The kernel package of [`Build::V0OlderKernel`].
+pub const OLDER_KERNEL: &str = "linux-image-6.1.0-56-cloud-amd64";
 
 /// Part of the FATAL line of a boot of [`Build::V3Broken`].
 pub const BROKEN_BOOT: &str = "no erofs driver loaded";
@@ -41,8 +50,9 @@ impl Build {
     /// The image version.
     pub fn version(self) -> &'static str {
         match self {
+            Build::V0OlderKernel => "0.9.0",
             Build::V1 => "1.0.0",
-            Build::V2 | Build::V2Big => "1.1.0",
+            Build::V2 | Build::V2Big | Build::V2Package => "1.1.0",
             Build::V3 | Build::V3Broken => "1.2.0",
         }
     }
@@ -51,6 +61,8 @@ impl Build {
         match self {
             Build::V2Big => "1.1.0-big",
             Build::V3Broken => "1.2.0-broken",
+            Build::V2Package => "1.1.0-package",
+            Build::V0OlderKernel => "0.9.0-kernel",
             other => other.version(),
         }
     }
@@ -66,11 +78,19 @@ impl Build {
             Build::V3Broken => "",
             _ => ", \"erofs\"",
         };
+        let kernel = match self {
+            Build::V0OlderKernel => OLDER_KERNEL,
+            _ => "linux-image-cloud-amd64",
+        };
+        let package = match self {
+            Build::V2Package => ", \"ncurses-base\"",
+            _ => "",
+        };
         format!(
             "[image]\nname = \"{IMAGE}\"\nversion = \"{v}\"\nchannel = \"stable\"\n\n\
-             [kernel]\npackage = \"linux-image-cloud-amd64\"\n\
+             [kernel]\npackage = \"{kernel}\"\n\
              initramfs-modules = [\"virtio_pci\", \"virtio_blk\", \"dm_verity\"{fs_driver}, \"softdog\"]\n\n\
-             [usr]\npackages = [\"busybox-static\"]\nbusybox-applets = true\n\n\
+             [usr]\npackages = [\"busybox-static\"{package}]\nbusybox-applets = true\n\n\
              [[usr.files]]\nsource = \"motd\"\ntarget = \"/usr/share/tandem/motd\"\n{blob}\n\
              [update]\ntrusted-keys = [\"keys/test-release.pub\"]\n",
             v = self.version()
@@ -149,8 +169,11 @@ impl Fixtures {
         }
         let def = build.definition();
         std::fs::write(src.join("image.toml"), &def)?;
+        // The builder is an input too: how it lays images out (the verity
+        // salt, say) is part of what the scenarios check.
         let stamp = format!(
-            "{def}\n{}\n{}\n{}",
+            "{def}\n{}\n{}\n{}\n{}",
+            file_sha(&self.env.tandem)?,
             file_sha(&self.env.artifacts.join("tandem-init"))?,
             file_sha(&self.env.artifacts.join("tandem-node"))?,
             file_sha(&self.env.artifacts.join("BOOTX64.EFI"))?

@@ -105,35 +105,37 @@ impl Lab {
             .context("manifest has no payload size")
     }
 
-    /// Payload bytes a node running `from` must download to install `to`
-    /// (the compressed size of `to`'s chunks that `from` does not have).
-    /// Both must be published.
-    pub fn delta_size(&self, from: Build, to: Build) -> Result<u64> {
-        let manifest = |b: Build| -> Result<serde_json::Value> {
-            let path = self
-                .repo
-                .join(crate::fixtures::IMAGE)
-                .join(b.version())
-                .join("manifest.json");
-            Ok(serde_json::from_str(
-                &std::fs::read_to_string(&path)
-                    .with_context(|| format!("{} is not published", b.version()))?,
-            )?)
+    /// The /usr bytes a node running `from` fetches to install `to` (both
+    /// published), by the node's own code run on the host against the
+    /// server: what an update costs when nothing interrupts it.
+    pub fn usr_fetch_cost(&self, from: Build, to: Build) -> Result<u64> {
+        let path = self
+            .repo
+            .join(crate::fixtures::IMAGE)
+            .join(to.version())
+            .join("manifest.json");
+        let manifest: repository::repo::Manifest = serde_json::from_slice(
+            &std::fs::read(&path).with_context(|| format!("{} is not published", to.version()))?,
+        )?;
+        let running =
+            updater::disk::Region::whole(&self.fixtures.build(from)?.join("usr.img"), false)?;
+        let dir = tempfile::tempdir()?;
+        let target = dir.path().join("slot.img");
+        std::fs::File::create(&target)?.set_len(manifest.usr.size)?;
+        let target = updater::disk::Region::whole(&target, true)?;
+        let job = updater::apply::SlotJob {
+            manifest: &manifest,
+            manifest_sha256: "cost",
+            slot: tandem_slot::Slot::B,
+            target: &target,
+            running: Some((&running, running.len())),
+            progress_file: &dir.path().join("progress.json"),
         };
-        let (old, new) = (manifest(from)?, manifest(to)?);
-        let have: std::collections::HashSet<&str> = old["usr"]["chunks"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|c| c["sha256"].as_str())
-            .collect();
-        Ok(new["usr"]["chunks"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter(|c| c["sha256"].as_str().is_some_and(|h| !have.contains(h)))
-            .filter_map(|c| c["compressed_size"].as_u64())
-            .sum())
+        let mut http = updater::http::Http::new(
+            &format!("http://{}/", self.server.addr),
+            &updater::transport::Transport::direct(),
+        );
+        Ok(updater::apply::write_slot(&job, &mut http, &mut |_| {})?.downloaded)
     }
 
     /// A private disk flashed with `setup.build`, its OEM update.toml

@@ -116,7 +116,7 @@ fn updates_over_https_and_redirects_then_only_through_an_authenticating_proxy() 
     );
     ensure!(
         log.iter()
-            .any(|l| l.contains("usr.payload") && l.contains("\" 206 ")),
+            .any(|l| (l.contains("usr.payload") || l.contains("usr.img")) && l.contains("\" 206 ")),
         "the payload did not come over HTTPS: {log:#?}"
     );
 
@@ -164,7 +164,7 @@ fn updates_over_https_and_redirects_then_only_through_an_authenticating_proxy() 
     vm.wait_for("tandem: system ready (slot A, version 1.2.0)", UPDATE)?;
     let served = inner.requests()?;
     ensure!(
-        served.iter().any(|r| r.path.ends_with("usr.payload")),
+        served.iter().any(|r| is_usr(&r.path)),
         "the payload did not come from the inner server: {served:?}"
     );
     let log = proxy.log();
@@ -244,9 +244,7 @@ fn a_mirror_made_by_tandem_release_mirror_serves_a_node_and_refuses_tampering() 
     vm.wait_for("tandem: system ready (slot B, version 1.1.0)", UPDATE)?;
     let requests = served.requests()?;
     ensure!(
-        requests
-            .iter()
-            .any(|r| r.path.ends_with("usr.payload") && r.status == 206),
+        requests.iter().any(|r| is_usr(&r.path) && r.status == 206),
         "the payload did not come from the mirror: {requests:?}"
     );
 
@@ -341,4 +339,10 @@ fn a_node_without_a_network_updates_from_a_stick_made_by_tandem_release_export()
     let s = vm.update_status()?;
     ensure!(s["running_version"] == "1.1.0", "{s:#}");
     Ok(())
+}
+
+/// Whether `path` is a version's /usr image: its payload or, for block
+/// fetches, its uncompressed image.
+fn is_usr(path: &str) -> bool {
+    path.ends_with("usr.payload") || path.ends_with("usr.img")
 }

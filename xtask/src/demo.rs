@@ -71,10 +71,11 @@ pub fn run() -> Result<()> {
     eprintln!(
         "\n--- tandemctl slot status ---\n{slots}\n--- tandemctl update status ---\n{update}\n"
     );
-    let downloaded = lab.proxy.delivered("1.1.0/usr.payload");
+    let downloaded =
+        lab.proxy.delivered("1.1.0/usr.payload") + lab.proxy.delivered("1.1.0/usr.img");
     let payload = lab.payload_size(Build::V2)?;
     println!(
-        "demo: success: the node booted 1.0.0 on slot A in {:.1} s, found 1.1.0, downloaded {:.1} MB of its {:.1} MB payload (the rest copied from the running slot), rebooted into slot B ({:.0} s after power-on), came up ({}) and confirmed it healthy; now running {}",
+        "demo: success: the node booted 1.0.0 on slot A in {:.1} s, found 1.1.0, downloaded {:.3} MB for its {:.1} MB payload (the blocks that differ; the rest copied from the running slot), rebooted into slot B ({:.0} s after power-on), came up ({}) and confirmed it healthy; now running {}",
         first_boot.total().as_secs_f64(),
         downloaded as f64 / 1e6,
         payload as f64 / 1e6,

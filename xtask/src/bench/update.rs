@@ -2,7 +2,8 @@
 //! payload over 1 GiB, served by `tandem serve` on loopback and written into
 //! a file standing in for the inactive partition, next to a reference
 //! pipeline on the same bytes in the same run (`curl | sha256sum` plus `dd`
-//! with fsync); and the bytes a one-file update downloads.
+//! with fsync); and everything a node fetches for a one-file, a
+//! one-package and a kernel change, beside a full update.
 
 use std::path::Path;
 use std::process::Command;
@@ -16,7 +17,7 @@ use repository::repo::{FileRef, Manifest, UsrImage, Verity};
 use tandem_slot::{Slot, verity};
 use updater::apply::{SlotJob, write_slot};
 use updater::disk::Region;
-use updater::http::Http;
+use updater::http::{Fetch, Http};
 
 use crate::{artifacts, setup, util};
 
@@ -135,7 +136,8 @@ pub fn run() -> Result<()> {
         started.elapsed().as_secs_f64()
     );
 
-    one_file_update(&a, &server)?;
+    drop(server);
+    deltas(&a)?;
     let _ = std::fs::remove_file(&image);
     let _ = std::fs::remove_file(&target);
     let _ = std::fs::remove_file(&reference);
@@ -189,9 +191,69 @@ fn reference_pipeline(url: &str, out: &Path) -> Result<Duration> {
     Ok(took)
 }
 
-/// Bytes a node running 1.0.0 downloads to install 1.1.0, which differs in
-/// one file (the motd), against the full payload.
-fn one_file_update(a: &artifacts::Artifacts, server: &Server) -> Result<()> {
+/// An update the node makes: from the build it runs (none: a node with
+/// nothing to reuse) to another.
+struct Scenario {
+    what: &'static str,
+    from: Option<Build>,
+    to: Build,
+}
+
+/// What one update fetched, by the server's log.
+#[derive(Default)]
+struct Fetched {
+    bytes: u64,
+    requests: usize,
+    /// Bytes per kind: metadata (pointer, manifest), /usr, kernel, initramfs.
+    kinds: [u64; 4],
+}
+
+impl Fetched {
+    fn from_log(requests: &[qemu_tests::server::Request]) -> Fetched {
+        let mut f = Fetched::default();
+        for r in requests {
+            f.bytes += r.bytes;
+            f.requests += 1;
+            let kind = if r.path.ends_with(".json") {
+                0
+            } else if r.path.ends_with("/vmlinuz") {
+                2
+            } else if r.path.ends_with("/initrd") {
+                3
+            } else {
+                1
+            };
+            f.kinds[kind] += r.bytes;
+        }
+        f
+    }
+
+    fn parts(&self) -> String {
+        let [meta, usr, kernel, initrd] = self.kinds;
+        format!(
+            "pointer+manifest {}, /usr {}, kernel {}, initramfs {}",
+            size(meta),
+            size(usr),
+            size(kernel),
+            size(initrd)
+        )
+    }
+}
+
+fn size(bytes: u64) -> String {
+    if bytes >= 1 << 20 {
+        format!("{:.1} MiB", bytes as f64 / (1 << 20) as f64)
+    } else if bytes >= 1 << 10 {
+        format!("{:.1} KiB", bytes as f64 / 1024.0)
+    } else {
+        format!("{bytes} B")
+    }
+}
+
+/// The one-file, one-package and kernel changes, each beside a full
+/// update to the same version: everything a node fetches (pointer,
+/// manifest, /usr, kernel, initramfs) and its HTTP requests.
+fn deltas(a: &artifacts::Artifacts) -> Result<()> {
     let env = qemu_tests::Env {
         image: util::out_dir().join("images/minimal"),
         artifacts: a.dir.clone(),
@@ -199,48 +261,147 @@ fn one_file_update(a: &artifacts::Artifacts, server: &Server) -> Result<()> {
         cache: util::out_dir().join("cache"),
     };
     let f = Fixtures::get(&env)?;
-    let (v1, v2) = (f.build(Build::V1)?, f.build(Build::V2)?);
-    let repo = util::out_dir().join("bench-update/repo");
-    f.publish(&repo, "stable", Build::V2, &f.key, &[])?;
-    let manifest_bytes = std::fs::read(repo.join("tandem-minimal/1.1.0/manifest.json"))?;
-    let manifest: Manifest = serde_json::from_slice(&manifest_bytes)?;
-    let running = Region::whole(&v1.join("usr.img"), false)?;
-    let running_size = running.len();
-    let target = util::out_dir().join("bench-update/one-file.img");
-    let _ = std::fs::remove_file(&target);
-    std::fs::File::create(&target)?.set_len(manifest.usr.size)?;
-    let region = Region::whole(&target, true)?;
-    let progress = util::out_dir().join("bench-update/one-file-progress.json");
-    let _ = std::fs::remove_file(&progress);
-    let job = SlotJob {
-        manifest: &manifest,
-        manifest_sha256: "one-file",
-        slot: Slot::B,
-        target: &region,
-        running: Some((&running, running_size)),
-        progress_file: &progress,
-    };
+    let scenarios = [
+        Scenario {
+            what: "one file (the motd) 1.0.0 -> 1.1.0",
+            from: Some(Build::V1),
+            to: Build::V2,
+        },
+        Scenario {
+            what: "one package (ncurses-base added) 1.0.0 -> 1.1.0",
+            from: Some(Build::V1),
+            to: Build::V2Package,
+        },
+        Scenario {
+            what: "kernel (6.1.0-56 -> 6.1.0-57) 0.9.0 -> 1.0.0",
+            from: Some(Build::V0OlderKernel),
+            to: Build::V1,
+        },
+    ];
+    println!(
+        "bench update: everything a node fetches for an update (pointer, manifest, /usr, kernel, initramfs) from tandem serve, by its request log"
+    );
+    for (i, sc) in scenarios.iter().enumerate() {
+        eprintln!("bench update: building and publishing for {}", sc.what);
+        let full = update(a, f, i, &Scenario { from: None, ..*sc }, Fetching::Blocks)?;
+        let delta = update(a, f, i, sc, Fetching::Blocks)?;
+        let chunks = update(a, f, i, sc, Fetching::ChunksOnly)?;
+        let share = |x: &Fetched| 100.0 * x.bytes as f64 / full.bytes as f64;
+        // The goal is about the smallest change, the one-file one.
+        let goal = if i == 0 {
+            format!(
+                " (goal < 1 %: {})",
+                if share(&delta) < 1.0 {
+                    "met"
+                } else {
+                    "NOT met"
+                }
+            )
+        } else {
+            String::new()
+        };
+        println!(
+            "  {}: {} in {} requests = {:.2} % of a full update{goal}",
+            sc.what,
+            size(delta.bytes),
+            delta.requests,
+            share(&delta),
+        );
+        println!("    {}", delta.parts());
+        println!(
+            "    whole chunks only (no block fetches, as before): {} in {} requests = {:.2} %",
+            size(chunks.bytes),
+            chunks.requests,
+            share(&chunks)
+        );
+        println!(
+            "    full update to {} (nothing local): {} in {} requests; {}",
+            sc.to.version(),
+            size(full.bytes),
+            full.requests,
+            full.parts()
+        );
+    }
+    Ok(())
+}
+
+/// Whether the node may fetch single blocks.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Fetching {
+    Blocks,
+    /// As a node does for a manifest without `usr.raw`.
+    ChunksOnly,
+}
+
+/// Publishes `sc.to` in a repository of its own, serves it, and updates a
+/// file standing in for the inactive slot the way a node does: pointer,
+/// manifest, the slot (with the running slot `sc.from` as local source),
+/// then the kernel and initramfs unless the running slot's are the same.
+fn update(
+    a: &artifacts::Artifacts,
+    f: &Fixtures,
+    i: usize,
+    sc: &Scenario,
+    fetching: Fetching,
+) -> Result<Fetched> {
+    let dir = util::out_dir().join(format!("bench-update/delta-{i}"));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir)?;
+    let repo = dir.join("repo");
+    f.publish(&repo, "stable", sc.to, &f.key, &[])?;
+    let to = f.build(sc.to)?;
+    let from = sc.from.map(|b| f.build(b)).transpose()?;
+    let server = Server::start(&a.tandem, &repo, &dir.join("requests.jsonl"))?;
     let mut http = Http::new(
         &format!("http://{}/", server.addr),
         &updater::transport::Transport::direct(),
     );
-    let c = write_slot(&job, &mut http, &mut |_| {})?;
-    let written = std::fs::read(&target)?;
-    let expected = std::fs::read(v2.join("usr.img"))?;
-    if written[..expected.len()] != expected[..] {
-        bail!("the one-file update did not reproduce 1.1.0's slot image");
+    let envelope: repository::repo::Envelope = serde_json::from_slice(&http.get(
+        &repository::repo::pointer_path(qemu_tests::fixtures::IMAGE, "stable"),
+        repository::repo::MAX_METADATA_BYTES,
+    )?)?;
+    let pointer: repository::repo::ChannelPointer = serde_json::from_str(&envelope.signed)?;
+    let manifest_bytes = http.get(&pointer.manifest.path, pointer.manifest.size)?;
+    let mut manifest: Manifest = serde_json::from_slice(&manifest_bytes)?;
+    if fetching == Fetching::ChunksOnly {
+        manifest.usr.raw = None;
     }
-    println!(
-        "  one-file update 1.0.0 -> 1.1.0: downloaded {} bytes ({:.1} % of the {}-byte payload; {} chunks downloaded, {} copied from the running slot, {} Range requests)",
-        c.downloaded,
-        100.0 * c.downloaded as f64 / manifest.usr.payload.size as f64,
-        manifest.usr.payload.size,
-        c.chunks[0],
-        c.chunks[1],
-        c.range_requests
-    );
+
+    let running = from
+        .as_ref()
+        .map(|d| Region::whole(&d.join("usr.img"), false))
+        .transpose()?;
+    let target = dir.join("slot.img");
+    std::fs::File::create(&target)?.set_len(manifest.usr.size)?;
+    let region = Region::whole(&target, true)?;
+    let job = SlotJob {
+        manifest: &manifest,
+        manifest_sha256: "bench",
+        slot: Slot::B,
+        target: &region,
+        running: running.as_ref().map(|r| (r, r.len())),
+        progress_file: &dir.join("progress.json"),
+    };
+    write_slot(&job, &mut http, &mut |_| {})?;
+    let written = std::fs::read(&target)?;
+    if written != std::fs::read(to.join("usr.img"))? {
+        bail!(
+            "the update did not reproduce {}'s slot image",
+            sc.to.version()
+        );
+    }
+    for (file, name) in [(&manifest.kernel, "vmlinuz"), (&manifest.initrd, "initrd")] {
+        let same = from.as_ref().is_some_and(|d| {
+            std::fs::read(d.join(name))
+                .is_ok_and(|b| repository::policy::check_file(&b, file).is_ok())
+        });
+        if !same {
+            http.get(&file.path, file.size)?;
+        }
+    }
+    let fetched = Fetched::from_log(&server.requests()?);
     let _ = std::fs::remove_file(&target);
-    Ok(())
+    Ok(fetched)
 }
 
 /// `len` bytes of xorshift output: incompressible, fast to make, the same
