@@ -6,7 +6,9 @@
 //! - [`disk`]: copy-on-write overlays and private copies of an image, and
 //!   reading its partition table from the host between boots;
 //! - [`vm`]: a running machine, its console log, waiting for lines and
-//!   running shell commands;
+//!   running shell commands; under OVMF, or a direct kernel boot;
+//! - [`debian_root`]: a clean Debian 12 root made by debootstrap, commands
+//!   run in it with `chroot`;
 //! - [`fixtures`]: signing keys and a set of image versions built once and
 //!   shared by every scenario, and update repositories made from them;
 //! - [`server`]: `tandem serve` on the host, its request log, and a proxy
@@ -30,6 +32,7 @@
 
 pub mod container_host;
 pub mod dashboard;
+pub mod debian_root;
 pub mod disk;
 pub mod env;
 pub mod etcd;

@@ -111,10 +111,12 @@ impl Drop for Server {
 pub enum Fault {
     /// Pass everything through.
     None,
-    /// Forward this many bytes per connection, then send nothing more but
-    /// keep the connection open.
+    /// Forward this many bytes of files per connection (the `.json`
+    /// metadata passes), then send nothing more but keep the connection
+    /// open.
     StallAfter(u64),
-    /// Forward this many bytes per connection, then close it.
+    /// Forward this many bytes of files per connection (the `.json`
+    /// metadata passes), then close it.
     DropAfter(u64),
     /// Forward at most this many bytes per second per connection.
     Throttle(u64),
@@ -248,6 +250,7 @@ fn relay(
         let (path, head_only) = paths_rx.recv().unwrap_or_default();
         c_write.write_all(&head)?;
         let mut left = if head_only { 0 } else { content_length(&head) };
+        let metadata = path.ends_with(".json");
         let mut body = 0u64;
         let record = |body: u64| {
             if let Ok(mut d) = delivered.lock() {
@@ -264,7 +267,7 @@ fn relay(
             let mut n = n;
             match f {
                 Fault::StallAfter(limit) | Fault::DropAfter(limit)
-                    if sent_on_connection + n as u64 > limit =>
+                    if !metadata && sent_on_connection + n as u64 > limit =>
                 {
                     n = limit.saturating_sub(sent_on_connection) as usize;
                     c_write.write_all(&buf[..n])?;
@@ -288,7 +291,9 @@ fn relay(
                 return Err(e.into());
             }
             body += n as u64;
-            sent_on_connection += n as u64;
+            if !metadata {
+                sent_on_connection += n as u64;
+            }
             left -= n as u64;
         }
         record(body);

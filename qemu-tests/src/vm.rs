@@ -1,6 +1,9 @@
 //! A QEMU machine: OVMF (pflash code + a private copy of the vars), TCG,
 //! virtio disk and network (user mode, with host port forwards), the serial
-//! console on stdio, captured to a log file with arrival times.
+//! console on stdio, captured to a log file with arrival times. Or, for a
+//! system that is not Tandem's (the Debian 12 peer of `cargo xtask bench
+//! boot`), the same machine started by a direct kernel boot: QEMU loads a
+//! kernel and an initramfs itself, without firmware or bootloader.
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -33,6 +36,20 @@ pub struct VmConfig {
     pub extra: Vec<String>,
     /// Also copy the console to stderr as it arrives (demo, debugging).
     pub echo: bool,
+    /// Start this kernel directly instead of OVMF and the disk's bootloader.
+    pub direct_boot: Option<DirectBoot>,
+}
+
+/// A direct kernel boot (`-kernel`, `-initrd`, `-append`): QEMU's own
+/// BIOS loads them, no UEFI firmware and no bootloader run.
+#[derive(Clone, Debug)]
+pub struct DirectBoot {
+    /// The kernel image (`vmlinuz`).
+    pub kernel: PathBuf,
+    /// The initramfs.
+    pub initrd: PathBuf,
+    /// The kernel command line.
+    pub cmdline: String,
 }
 
 impl VmConfig {
@@ -45,6 +62,7 @@ impl VmConfig {
             net_options: Vec::new(),
             extra: Vec::new(),
             echo: std::env::var_os("TANDEM_ECHO_CONSOLE").is_some(),
+            direct_boot: None,
         }
     }
 }
@@ -112,8 +130,10 @@ impl Vm {
     pub fn start(cfg: &VmConfig, disk: &Disk) -> Result<Vm> {
         let vars = tempfile::tempdir()?;
         let vars_path = vars.path().join("OVMF_VARS.fd");
-        std::fs::copy(OVMF_VARS, &vars_path)
-            .with_context(|| format!("copy {OVMF_VARS} (package ovmf)"))?;
+        if cfg.direct_boot.is_none() {
+            std::fs::copy(OVMF_VARS, &vars_path)
+                .with_context(|| format!("copy {OVMF_VARS} (package ovmf)"))?;
+        }
         let log = log_dir().join(format!("{}.log", cfg.name));
         let mut net = String::from("user,id=n0");
         for (host, guest) in &cfg.forwards {
@@ -142,16 +162,25 @@ impl Vm {
             "-smp",
             "1",
         ])
-        .args(["-m", &cfg.memory_mib.to_string()])
-        .args([
-            "-drive",
-            &format!("if=pflash,format=raw,readonly=on,file={OVMF_CODE}"),
-        ])
-        .args([
-            "-drive",
-            &format!("if=pflash,format=raw,file={}", vars_path.display()),
-        ])
-        .args([
+        .args(["-m", &cfg.memory_mib.to_string()]);
+        match &cfg.direct_boot {
+            None => cmd
+                .args([
+                    "-drive",
+                    &format!("if=pflash,format=raw,readonly=on,file={OVMF_CODE}"),
+                ])
+                .args([
+                    "-drive",
+                    &format!("if=pflash,format=raw,file={}", vars_path.display()),
+                ]),
+            Some(boot) => cmd
+                .arg("-kernel")
+                .arg(&boot.kernel)
+                .arg("-initrd")
+                .arg(&boot.initrd)
+                .args(["-append", &boot.cmdline]),
+        };
+        cmd.args([
             "-drive",
             &format!(
                 "file={},format={},if=virtio",

@@ -534,15 +534,17 @@ fn attacks_and_bad_input_are_refused() -> Result<()> {
     assert_eq!(s["running_version"], "1.1.0");
 
     // A server that stalls, then one that drops connections: the node
-    // retries with backoff and finishes once the server behaves.
+    // retries with backoff and finishes once the server behaves. Each
+    // connection passes 2 KiB of files, less than one block: the few
+    // blocks 1.2.0 needs cannot slip through before the fault shows.
     std::fs::write(&payload, &good_payload)?;
-    lab.proxy.set(Fault::StallAfter(64 << 10));
+    lab.proxy.set(Fault::StallAfter(2 << 10));
     let s = vm.wait_update("the stall reported", INSTALL, |s| {
         state(s) == Some(UpdateStateKind::Error)
             && s["reason"].as_str().unwrap_or("").contains("fetching")
     })?;
     eprintln!("stalled server: {}", s["reason"]);
-    lab.proxy.set(Fault::DropAfter(64 << 10));
+    lab.proxy.set(Fault::DropAfter(2 << 10));
     let s = vm.wait_update("the dropped connection reported", INSTALL, |s| {
         s["last_result"]
             .as_str()

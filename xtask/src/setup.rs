@@ -41,6 +41,7 @@ pub const PACKAGES: &[&str] = &[
     // NoCloud and config-2 seed volumes (qemu-tests/tests/provisioning.rs), ISOs
     "xorriso",
     // a clean Debian 12 root for the Debian package (qemu-tests/tests/dist.rs)
+    // and for the Debian 12 peer of `cargo xtask bench boot`
     "debootstrap",
     // the fleet dashboard in a real browser, its /metrics through the
     // Prometheus client's parser (qemu-tests/tests/dashboard.rs)

@@ -21,6 +21,15 @@
 //! after it (the config applied again, nothing to change), beside the
 //! boots without user-data above (the reference).
 //!
+//! Then Debian 12 boots its own way (systemd, an initramfs-tools
+//! initramfs, ifupdown; see [`super::boot_peer`]) on the same kernel under
+//! the same QEMU, `PEER_RUNS` times: its kernel start → `multi-user.target`
+//! and `/init` → `multi-user.target` beside Tandem's kernel start →
+//! `system ready` and `/init` → `system ready` after a reboot, each by its
+//! own clock, and their ratios; by console arrival too, and over the
+//! firmware phase of the Tandem boots (the host's speed) as a third
+//! reference.
+//!
 //! Then the container host (`examples/container-host`) boots from fresh
 //! disks to a serving container: the first boot pulls the workload from a
 //! registry on the host (Debian's `docker-registry`), the reboot after it
@@ -36,9 +45,14 @@ use qemu_tests::vm::free_port;
 use qemu_tests::{Disk, Env, Vm, VmConfig};
 use updater::node::Status;
 
+use super::boot_peer::{Peer, PeerBoot};
 use crate::{artifacts, setup, util};
 
 const RUNS: usize = 5;
+/// Boots of the Debian 12 peer (each about 20-60 s under TCG).
+const PEER_RUNS: usize = 3;
+/// Tandem's `/init` → ready against Debian's: under this ratio.
+const PEER_GOAL: f64 = 1.0 / 20.0;
 /// Boots of the container host (each a first boot and a reboot).
 const CONTAINER_RUNS: usize = 3;
 /// Boots with a NoCloud config (each a first boot and a reboot).
@@ -80,6 +94,8 @@ const NOISY_SPREAD: f64 = 1.25;
 /// root → `system ready`) by the node's `CLOCK_BOOTTIME`.
 #[derive(Clone)]
 struct NodeClock {
+    /// Kernel start → `system ready`.
+    ready: Duration,
     initramfs: Duration,
     system_init: Duration,
     /// Each step of the system init's timeline and how long it took (since
@@ -124,6 +140,7 @@ pub fn run() -> Result<()> {
     let a = artifacts::build()?;
     let image = artifacts::image(&a, "examples/minimal/image.toml", "minimal")?;
     let mut console = Vec::new();
+    let mut console_later = Vec::new();
     let mut first = Vec::new();
     let mut later = Vec::new();
     for i in 0..RUNS {
@@ -136,6 +153,14 @@ pub fn run() -> Result<()> {
         vm.wait_for("tandem-boot: booting slot", READY)?;
         vm.wait_for("tandem: system ready", READY)?;
         let l = node_clock(&mut vm)?;
+        // The reboot's markers: the lines after the first boot's ready.
+        let lines = vm.lines();
+        let first_ready = lines
+            .iter()
+            .position(|l| l.text.contains("tandem: system ready"))
+            .map_or(0, |p| p + 1);
+        let r = BootTimes::from_lines(&lines[first_ready..])
+            .context("boot markers of the reboot missing")?;
         eprintln!(
             "boot {}: total {:.2} s = firmware+bootloader {:.2} + kernel {:.2} + initramfs {:.2} + system init {:.2}; node clock: initramfs {:.2} + system init {:.2}, after a reboot {:.2} + {:.2}",
             i + 1,
@@ -150,6 +175,7 @@ pub fn run() -> Result<()> {
             s(l.system_init)
         );
         console.push(t);
+        console_later.push(r);
         first.push(f.clone());
         later.push(l);
     }
@@ -213,8 +239,144 @@ pub fn run() -> Result<()> {
             (spread - 1.0) * 100.0
         );
     }
+    let peer = Peer::get(&image, &util::out_dir().join("cache"))?;
+    let debian = peer_boots(&peer)?;
+    compare(
+        &peer,
+        &debian,
+        &later,
+        median(&console_later, |t| t.initramfs + t.system_init),
+        firmware[firmware.len() / 2],
+    );
     provisioned(&image, (&first, &later))?;
     container_host(&a)
+}
+
+/// `cargo xtask bench boot-peer`: only the Debian peer's boots, on the
+/// kernel of the minimal image already built.
+pub fn run_peer() -> Result<()> {
+    setup::run()?;
+    let image = util::out_dir().join("images/minimal");
+    if !image.join("build.json").exists() {
+        anyhow::bail!(
+            "{} is not built: run `cargo xtask bench boot` (or `cargo xtask build` and the image) first",
+            image.display()
+        );
+    }
+    let peer = Peer::get(&image, &util::out_dir().join("cache"))?;
+    let debian = peer_boots(&peer)?;
+    println!(
+        "bench boot-peer: Debian 12 (systemd {}, initramfs-tools {}) on {}, median of {}: kernel start -> multi-user {:.2} s, /init -> multi-user {:.2} s (console arrival {:.2} s)",
+        peer.systemd,
+        peer.initramfs_tools,
+        peer.release,
+        debian.len(),
+        s(median(&debian, |b| b.ready)),
+        s(median(&debian, PeerBoot::init_to_ready)),
+        s(median(&debian, |b| b.console_init_to_ready)),
+    );
+    Ok(())
+}
+
+/// Boots the Debian peer `PEER_RUNS` times.
+fn peer_boots(peer: &Peer) -> Result<Vec<PeerBoot>> {
+    let mut boots = Vec::new();
+    for i in 0..PEER_RUNS {
+        let b = peer.boot(&format!("bench-debian-{i}"))?;
+        eprintln!(
+            "debian boot {}: kernel start -> multi-user {:.2} s, /init at {:.2} s, /init -> multi-user {:.2} s (console arrival {:.2} s), dhclient lease at {}; systemd-analyze: {}; blame: {}",
+            i + 1,
+            s(b.ready),
+            s(b.init),
+            s(b.init_to_ready()),
+            s(b.console_init_to_ready),
+            b.lease.map_or("-".into(), |l| format!("{:.2} s", s(l))),
+            b.analyze,
+            b.blame.join(", ")
+        );
+        boots.push(b);
+    }
+    Ok(boots)
+}
+
+/// Prints Tandem (`later`: the node clock after a reboot; `tandem_console`:
+/// its `/init` → ready by console arrival) against the Debian peer's boots;
+/// `firmware`: the median firmware phase of the Tandem boots.
+fn compare(
+    peer: &Peer,
+    debian: &[PeerBoot],
+    later: &[NodeClock],
+    tandem_console: Duration,
+    firmware: Duration,
+) {
+    let systemd = peer.systemd.split('.').next().unwrap_or(&peer.systemd);
+    println!(
+        "bench boot: Tandem against Debian 12 (systemd {systemd}, initramfs-tools) on the same kernel {} ({}), TCG, 1 vCPU, 1 GiB",
+        peer.release, peer.kernel_version,
+    );
+    println!(
+        "  Tandem: to `system ready`, after a reboot, by the node's clock, median of {RUNS} boots; Debian (systemd {}, initramfs-tools {}, installed and booted once before; direct kernel boot): to `multi-user.target` reached, by its own clock, median of {} boots",
+        peer.systemd,
+        peer.initramfs_tools,
+        debian.len()
+    );
+    let ratio = |t: Duration, d: Duration| {
+        let r = s(d) / s(t).max(1e-6);
+        if r < 10.0 {
+            format!("1/{r:.1}")
+        } else {
+            format!("1/{r:.0}")
+        }
+    };
+    let (t_ready, d_ready) = (median(later, |c| c.ready), median(debian, |b| b.ready));
+    println!(
+        "  kernel start -> ready:  Tandem {:.2} s, Debian {:.2} s, ratio {}",
+        s(t_ready),
+        s(d_ready),
+        ratio(t_ready, d_ready)
+    );
+    let (t_init, d_init) = (
+        median(later, NodeClock::both),
+        median(debian, PeerBoot::init_to_ready),
+    );
+    println!(
+        "  /init -> ready:         Tandem {:.2} s, Debian {:.2} s, ratio {} (goal: under 1/{:.0}): {}",
+        s(t_init),
+        s(d_init),
+        ratio(t_init, d_init),
+        1.0 / PEER_GOAL,
+        if s(t_init) < s(d_init) * PEER_GOAL {
+            "met"
+        } else {
+            "NOT met"
+        }
+    );
+    let d_console = median(debian, |b| b.console_init_to_ready);
+    println!(
+        "  /init -> ready by console arrival (the host's clock): Tandem {:.2} s, Debian {:.2} s, ratio {}",
+        s(tandem_console),
+        s(d_console),
+        ratio(tandem_console, d_console)
+    );
+    println!(
+        "  firmware-relative (third reference): /init -> ready by console arrival / the Tandem boots' firmware + bootloader median ({:.2} s): Tandem {:.3}, Debian {:.3}",
+        s(firmware),
+        s(tandem_console) / s(firmware),
+        s(d_console) / s(firmware)
+    );
+    // The median boot's own details.
+    let mut order: Vec<&PeerBoot> = debian.iter().collect();
+    order.sort_by_key(|b| b.init_to_ready());
+    let m = order[order.len() / 2];
+    println!(
+        "  Debian's slowest units (systemd-analyze blame, median boot): {}; its DHCP lease came at {} (Tandem's system ready waits for its lease)",
+        m.blame.join(", "),
+        m.lease.map_or("no time in the journal".into(), |l| format!(
+            "{:.2} s, {} multi-user",
+            s(l),
+            if l <= m.ready { "before" } else { "after" }
+        ))
+    );
 }
 
 /// Boots the minimal image with [`USER_DATA`] on a NoCloud seed
@@ -393,6 +555,7 @@ fn node_clock(vm: &mut Vm) -> Result<NodeClock> {
         .as_ref()
         .map_or(Duration::ZERO, |p| us(p.started_us, p.finished_us));
     Ok(NodeClock {
+        ready: us(0, ready),
         initramfs: us(start, switch),
         system_init: us(switch, ready),
         steps,

@@ -6,6 +6,7 @@ use std::time::Duration;
 use anyhow::Result;
 
 mod boot;
+mod boot_peer;
 mod dashboard;
 mod image;
 mod install;
@@ -18,9 +19,15 @@ pub enum Which {
     /// Seconds to build the example image: `tandem build` against a pipeline
     /// of standard tools on the same inputs.
     Image,
-    /// QEMU start to system ready, split by boot stage; the container host
-    /// to a serving container.
+    /// QEMU start to system ready, split by boot stage; Debian 12 booting
+    /// its own way on the same kernel (systemd, initramfs-tools) against
+    /// it; the container host to a serving container.
     Boot,
+    /// Only the Debian 12 peer of `bench boot`, on the minimal image's
+    /// kernel (made by an earlier `bench boot` or `cargo xtask test`):
+    /// for working on the peer.
+    #[command(hide = true)]
+    BootPeer,
     /// Installing the example image from the ISO onto a blank disk
     /// against `dd` of its raw disk onto the same kind of disk.
     Install,
@@ -41,6 +48,7 @@ pub fn run(which: Which) -> Result<()> {
     match which {
         Which::Image => image::run(),
         Which::Boot => boot::run(),
+        Which::BootPeer => boot::run_peer(),
         Which::Install => install::run(),
         Which::Update => update::run(),
         Which::Lock => lock::run(),

@@ -204,8 +204,8 @@ struct Scenario {
 struct Fetched {
     bytes: u64,
     requests: usize,
-    /// Bytes per kind: metadata (pointer, manifest), /usr, kernel, initramfs.
-    kinds: [u64; 4],
+    /// Bytes per kind: pointer, manifest, /usr, kernel, initramfs.
+    kinds: [u64; 5],
 }
 
 impl Fetched {
@@ -214,14 +214,16 @@ impl Fetched {
         for r in requests {
             f.bytes += r.bytes;
             f.requests += 1;
-            let kind = if r.path.ends_with(".json") {
+            let kind = if r.path.contains("/channels/") {
                 0
-            } else if r.path.ends_with("/vmlinuz") {
-                2
-            } else if r.path.ends_with("/initrd") {
-                3
-            } else {
+            } else if r.path.ends_with("/manifest.json") {
                 1
+            } else if r.path.ends_with("/vmlinuz") {
+                3
+            } else if r.path.ends_with("/initrd") {
+                4
+            } else {
+                2
             };
             f.kinds[kind] += r.bytes;
         }
@@ -229,10 +231,11 @@ impl Fetched {
     }
 
     fn parts(&self) -> String {
-        let [meta, usr, kernel, initrd] = self.kinds;
+        let [pointer, manifest, usr, kernel, initrd] = self.kinds;
         format!(
-            "pointer+manifest {}, /usr {}, kernel {}, initramfs {}",
-            size(meta),
+            "pointer {}, manifest {}, /usr {}, kernel {}, initramfs {}",
+            size(pointer),
+            size(manifest),
             size(usr),
             size(kernel),
             size(initrd)
