@@ -117,25 +117,14 @@ impl Lab {
         let manifest: repository::repo::Manifest = serde_json::from_slice(
             &std::fs::read(&path).with_context(|| format!("{} is not published", to.version()))?,
         )?;
-        let running =
-            updater::disk::Region::whole(&self.fixtures.build(from)?.join("usr.img"), false)?;
         let dir = tempfile::tempdir()?;
-        let target = dir.path().join("slot.img");
-        std::fs::File::create(&target)?.set_len(manifest.usr.size)?;
-        let target = updater::disk::Region::whole(&target, true)?;
-        let job = updater::apply::SlotJob {
-            manifest: &manifest,
-            manifest_sha256: "cost",
-            slot: tandem_slot::Slot::B,
-            target: &target,
-            running: Some((&running, running.len())),
-            progress_file: &dir.path().join("progress.json"),
-        };
-        let mut http = updater::http::Http::new(
-            &format!("http://{}/", self.server.addr),
-            &updater::transport::Transport::direct(),
-        );
-        Ok(updater::apply::write_slot(&job, &mut http, &mut |_| {})?.downloaded)
+        let counters = crate::server::write_slot_on_host(
+            self.server.addr,
+            &manifest,
+            Some(&self.fixtures.build(from)?.join("usr.img")),
+            &dir.path().join("slot.img"),
+        )?;
+        Ok(counters.downloaded)
     }
 
     /// A private disk flashed with `setup.build`, its OEM update.toml

@@ -15,6 +15,38 @@ use anyhow::{Context, Result, bail};
 /// The host as the guest sees it (QEMU user networking).
 pub const HOST_FROM_GUEST: &str = "10.0.2.2";
 
+/// Writes `manifest`'s /usr slot into `target` (a new file) the way a node
+/// does, from the repository at `addr` over HTTP, with the slot image
+/// `running` as the running slot (blocks and chunks found locally): the
+/// node's own code on the host, for what an update fetches.
+pub fn write_slot_on_host(
+    addr: SocketAddr,
+    manifest: &repository::repo::Manifest,
+    running: Option<&Path>,
+    target: &Path,
+) -> Result<updater::apply::Counters> {
+    let running = running
+        .map(|p| updater::disk::Region::whole(p, false))
+        .transpose()?;
+    std::fs::File::create(target)
+        .and_then(|f| f.set_len(manifest.usr.size))
+        .with_context(|| format!("create {}", target.display()))?;
+    let region = updater::disk::Region::whole(target, true)?;
+    let job = updater::apply::SlotJob {
+        manifest,
+        manifest_sha256: "host",
+        slot: tandem_slot::Slot::B,
+        target: &region,
+        running: running.as_ref().map(|r| (r, r.len())),
+        progress_file: &target.with_extension("progress.json"),
+    };
+    let mut http = updater::http::Http::new(
+        &format!("http://{addr}/"),
+        &updater::transport::Transport::direct(),
+    );
+    Ok(updater::apply::write_slot(&job, &mut http, &mut |_| {})?)
+}
+
 /// A running `tandem serve`.
 #[derive(Debug)]
 pub struct Server {

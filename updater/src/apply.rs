@@ -381,7 +381,7 @@ fn check_chunk(index: usize, c: &Chunk, data: &[u8]) -> Result<(), Error> {
     Ok(())
 }
 
-fn disk_err(region: &Region, what: &'static str, e: std::io::Error) -> Error {
+pub(crate) fn disk_err(region: &Region, what: &'static str, e: std::io::Error) -> Error {
     Error::Disk {
         what,
         disk: region.name().into(),

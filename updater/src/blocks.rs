@@ -28,7 +28,7 @@ use std::io::Read;
 use repository::repo::{Chunk, FileRef, UsrImage};
 use tandem_slot::verity;
 
-use crate::apply::{Counters, Digest32};
+use crate::apply::{Counters, Digest32, disk_err};
 use crate::disk::Region;
 use crate::error::Error;
 use crate::http::Fetch;
@@ -377,14 +377,6 @@ pub fn index_blocks(
         at += len as u64;
     }
     Ok(out)
-}
-
-fn disk_err(region: &Region, what: &'static str, e: std::io::Error) -> Error {
-    Error::Disk {
-        what,
-        disk: region.name().into(),
-        msg: e.to_string(),
-    }
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use qemu_tests::fixtures::{Build, Fixtures};
-use qemu_tests::server::Server;
+use qemu_tests::server::{Server, write_slot_on_host};
 use repository::payload::{self, Options};
 use repository::repo::{FileRef, Manifest, UsrImage, Verity};
 use tandem_slot::{Slot, verity};
@@ -370,22 +370,13 @@ fn update(
         manifest.usr.raw = None;
     }
 
-    let running = from
-        .as_ref()
-        .map(|d| Region::whole(&d.join("usr.img"), false))
-        .transpose()?;
     let target = dir.join("slot.img");
-    std::fs::File::create(&target)?.set_len(manifest.usr.size)?;
-    let region = Region::whole(&target, true)?;
-    let job = SlotJob {
-        manifest: &manifest,
-        manifest_sha256: "bench",
-        slot: Slot::B,
-        target: &region,
-        running: running.as_ref().map(|r| (r, r.len())),
-        progress_file: &dir.join("progress.json"),
-    };
-    write_slot(&job, &mut http, &mut |_| {})?;
+    write_slot_on_host(
+        server.addr,
+        &manifest,
+        from.as_ref().map(|d| d.join("usr.img")).as_deref(),
+        &target,
+    )?;
     let written = std::fs::read(&target)?;
     if written != std::fs::read(to.join("usr.img"))? {
         bail!(
