@@ -242,8 +242,10 @@ fn incompressible(len: usize) -> Vec<u8> {
     out
 }
 
-fn file_sha(p: &Path) -> Result<String> {
-    let out = output(Command::new("sha256sum").arg(p))?;
+/// The sha256 of a file, in hex (`sha256sum`).
+pub fn file_sha(p: &Path) -> Result<String> {
+    let out = output(Command::new("sha256sum").arg(p))
+        .with_context(|| format!("sha256 of {}", p.display()))?;
     out.split_whitespace()
         .next()
         .map(String::from)

@@ -32,6 +32,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use qemu_tests::debian_root::{self, Mounted, chroot};
+use qemu_tests::fixtures::file_sha;
 use qemu_tests::vm::{DirectBoot, Line};
 use qemu_tests::{Disk, Vm, VmConfig};
 
@@ -119,7 +120,7 @@ impl Peer {
         // Package file names drop the version's epoch.
         let file_version = version.split_once(':').map_or(version.as_str(), |(_, v)| v);
         let deb = cache.join(format!("{name}_{file_version}_amd64.deb"));
-        let have = sha256_of(&deb).with_context(|| {
+        let have = file_sha(&deb).with_context(|| {
             format!(
                 "the kernel package of {} is not in the cache: build the image (`cargo xtask build`)",
                 image.display()
@@ -461,17 +462,6 @@ fn printk_time(line: &Line) -> Option<Duration> {
     let t = line.text.trim_start().strip_prefix('[')?;
     let stamp = t.split(']').next()?.trim();
     stamp.parse::<f64>().ok().map(Duration::from_secs_f64)
-}
-
-fn sha256_of(path: &Path) -> Result<String> {
-    if !path.exists() {
-        bail!("{} does not exist", path.display());
-    }
-    let out = util::output(Command::new("sha256sum").arg(path))?;
-    out.split_whitespace()
-        .next()
-        .map(str::to_string)
-        .context("sha256sum printed nothing")
 }
 
 /// Deletes peers of other kernels or recipes (2 GiB sparse disks each).
